@@ -1,0 +1,1 @@
+"""Idempotent reconcilers: observe actual state, plan the difference, apply it."""

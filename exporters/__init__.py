@@ -1,0 +1,1 @@
+"""tell: Prometheus metrics, HTTP API and status, Alertmanager push."""

@@ -1,0 +1,1 @@
+"""The network-namespace lab shared by tests, the demo and the benchmarks."""

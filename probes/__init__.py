@@ -1,0 +1,1 @@
+"""sense: one module per probe kind, each ``async def probe(spec, *, timeout) -> Sample``."""

@@ -1,0 +1,58 @@
+"""The value every probe returns, and the spec every probe takes.
+
+A probe never raises into the scheduler: whatever goes wrong becomes a Sample with
+``ok=False`` and an ErrorKind, so the controller sees failures as data. This module is
+the only contract between ``probes/`` and ``controller/`` and imports nothing of either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Why a probe failed; bounded, so it can be a metric label."""
+
+    TIMEOUT = "timeout"  # no answer within the timeout
+    UNREACHABLE = "unreachable"  # ICMP destination/host/net unreachable, EHOSTUNREACH
+    REFUSED = "refused"  # TCP RST: the host is alive, the port is closed
+    NETWORK = "network"  # local send error: no route, device down, ENETUNREACH
+    BAD_REPLY = "bad_reply"  # an answer that does not make sense for the probe
+    INTERNAL = "internal"  # a bug or a resource problem on our side
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """One target of one probe kind, pinned to a link (device and source address)."""
+
+    kind: str  # "icmp", "tcp", "arp"
+    host: str  # IPv4/IPv6 literal
+    port: int | None = None  # tcp only
+    device: str | None = None  # SO_BINDTODEVICE
+    source: str | None = None  # source address to bind
+
+    def label(self) -> str:
+        """Short human name of the target, e.g. ``icmp 192.0.2.1`` or ``tcp 192.0.2.2:443``."""
+        if self.port is not None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"{self.kind} {host}:{self.port}"
+        return f"{self.kind} {self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Outcome of one probe: ok with an RTT in seconds, or failed with a kind and detail."""
+
+    ok: bool
+    rtt: float | None = None
+    error: ErrorKind | None = None
+    detail: str = ""
+
+    @staticmethod
+    def success(rtt: float) -> Sample:
+        return Sample(ok=True, rtt=rtt)
+
+    @staticmethod
+    def failure(error: ErrorKind, detail: str = "") -> Sample:
+        return Sample(ok=False, error=error, detail=detail)
