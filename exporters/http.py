@@ -1,0 +1,77 @@
+"""HTTP face of the daemon: /metrics, /api/v1/status, /healthz (aiohttp).
+
+Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
+``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
+a daemon that runs inside a router namespace. Handlers only read a status snapshot the
+daemon hands in; they never change state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from exporters.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+StatusFn = Callable[[], dict[str, Any]]
+
+
+def make_app(metrics: Metrics, status: StatusFn) -> web.Application:
+    async def handle_metrics(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def handle_status(_: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(status(), indent=2, default=str),
+                            content_type="application/json")
+
+    async def handle_healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get("/api/v1/status", handle_status)
+    app.router.add_get("/healthz", handle_healthz)
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``127.0.0.1:9730`` or ``[::1]:9730`` -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class HttpServer:
+    """Runs the app on a TCP listen address and on a unix socket."""
+
+    def __init__(self, app: web.Application, listen: str | None, socket_path: Path | None) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._listen = listen
+        self._socket_path = socket_path
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        if self._listen:
+            host, port = parse_listen(self._listen)
+            await web.TCPSite(self._runner, host, port).start()
+            log.info("serving /metrics and /api/v1/status on http://%s", self._listen)
+        if self._socket_path:
+            self._socket_path.parent.mkdir(parents=True, exist_ok=True)
+            if self._socket_path.is_socket():
+                self._socket_path.unlink()
+            await web.UnixSite(self._runner, str(self._socket_path)).start()
+            os.chmod(self._socket_path, 0o660)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        if self._socket_path and self._socket_path.is_socket():
+            self._socket_path.unlink()
