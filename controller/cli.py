@@ -1,0 +1,155 @@
+"""The ``lifeline`` command: run, check-config, status, events, demo.
+
+Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
+(config errors, bad arguments). Every subcommand prints errors as plain sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "/etc/lifeline/lifeline.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lifeline", description="Keeps a contact center reachable.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    run.add_argument("--dry-run", action="store_true",
+                     help="probe and decide, print what would change, change nothing")
+    run.add_argument("--log-format", choices=("text", "json"), default=None)
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and summarize it")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    status = sub.add_parser("status", help="links and routes, from the running daemon")
+    status.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    status.add_argument("--socket", help="API unix socket (default: from the config)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    events = sub.add_parser("events", help="recent journal events")
+    events.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    events.add_argument("--state-dir", help="read this state dir instead of the config's")
+    events.add_argument("-n", "--limit", type=int, default=50)
+    events.add_argument("--kind")
+    events.add_argument("--subject")
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(func=cmd_events)
+
+    demo = sub.add_parser("demo", help="build the lab and play the failover scenario")
+    demo.add_argument("--quick", action="store_true", help="shorter hold-down and pauses")
+    demo.add_argument("--keep-going", action="store_true",
+                      help="do not stop at the first failed expectation")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def _load(path: str) -> Any:
+    from controller.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.errors)} error(s):", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from controller.config import summary
+
+    cfg = _load(args.file)
+    if cfg is None:
+        return 2
+    print(summary(cfg))
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controller.daemon import run_daemon
+    from controller.logs import setup_logging
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    setup_logging(args.log_format or cfg.log_format, 10 if args.verbose else 20)
+    return asyncio.run(run_daemon(cfg, dry_run=args.dry_run))
+
+
+def _socket_path(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "socket", None):
+        return Path(args.socket)
+    cfg = _load(args.config)
+    return None if cfg is None else Path(cfg.api_socket_path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.statusview import fetch_status, render_status
+
+    sock = _socket_path(args)
+    if sock is None:
+        return 2
+    try:
+        doc = asyncio.run(fetch_status(sock))
+    except OSError as exc:
+        print(f"lifeline status: no daemon answers on {sock}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(doc, indent=2) if args.json else render_status(doc))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from controller.journal import read_events
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    else:
+        cfg = _load(args.config)
+        if cfg is None:
+            return 2
+        state_dir = Path(cfg.state_dir)
+    events = read_events(state_dir / "journal.sqlite3", args.limit, args.kind, args.subject)
+    for ev in events:
+        if args.json:
+            print(json.dumps({"ts": ev.ts, "kind": ev.kind, "subject": ev.subject,
+                              "message": ev.message, "data": ev.data}))
+        else:
+            print(ev.line())
+    if not events and not args.json:
+        print(f"no events in {state_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lab.demo import run_demo
+
+    return run_demo(quick=args.quick, keep_going=args.keep_going)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Client side of ``lifeline status``: fetch the daemon's status over its unix socket and
+render it as a table an engineer reads at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
+    if not socket_path.exists():
+        raise FileNotFoundError(2, "socket does not exist", str(socket_path))
+    conn = aiohttp.UnixConnector(path=str(socket_path))
+    async with aiohttp.ClientSession(connector=conn,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        try:
+            async with session.get("http://lifeline/api/v1/status") as resp:
+                resp.raise_for_status()
+                doc: dict[str, Any] = await resp.json()
+                return doc
+        except aiohttp.ClientError as exc:
+            raise OSError(str(exc)) from exc
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value * scale:.{digits}f}{unit}"
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    lines = [f"site {doc.get('site', '?')}" + ("  (dry run: no changes made)"
+                                               if doc.get("dry_run") else "")]
+    lines.append("")
+    lines.append(f"{'LINK':<12} {'TIER':>4} {'STATE':<9} {'LOSS':>6} {'RTT':>8} {'JITTER':>8} "
+                 f"{'MOS':>4} {'HOLD':>6}  REASON")
+    for link in doc.get("links", []):
+        lines.append(
+            f"{link['name']:<12} {link['tier']:>4} {link['state']:<9} "
+            f"{_fmt(link.get('loss_ratio'), 100, 1, '%'):>6} "
+            f"{_fmt(link.get('latency'), 1000, 1, 'ms'):>8} "
+            f"{_fmt(link.get('jitter'), 1000, 1, 'ms'):>8} "
+            f"{_fmt(link.get('mos'), 1, 2):>4} "
+            f"{_fmt(link.get('hold_down_remaining'), 1, 0, 's'):>6}  {link.get('reason', '')}"
+        )
+    lines.append("")
+    lines.append(f"{'GROUP':<12} {'TABLE':>5} {'DESTINATION':<16} {'ACTIVE':<20} REASON")
+    for group in doc.get("groups", []):
+        active = ",".join(group.get("active", [])) or "(unchanged)"
+        lines.append(f"{group['name']:<12} {group['table']:>5} {group['destination']:<16} "
+                     f"{active:<20} {group.get('reason', '')}")
+    return "\n".join(lines)
