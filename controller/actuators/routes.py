@@ -1,0 +1,374 @@
+"""Route actuator: per-link tables and rules, and each group's route onto its active link(s).
+
+Level-triggered, like a Kubernetes controller: `observe()` reads what the kernel has,
+`plan(desired, actual)` (PURE: no I/O, no clock) lists the steps that make the kernel match
+the desired state, and `apply(plan)` carries them out, recording errors instead of raising.
+`reconcile()` does all three each cycle, so a manual change, a lost event or a restart
+converges by itself, and a kernel that already matches yields an empty plan. Ownership is
+by protocol tag: lifeline writes every route (`proto`) and rule (FRA_PROTOCOL) with
+`Desired.protocol` and only ever deletes what carries that tag; a foreign route that sits
+where a group's route should go is reported as a conflict and left alone unless the group
+says `takeover`. The kernel is reached only through controller.netlink.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from controller.netlink import DEFAULT_DST, Nexthop, RouteEntry, RuleEntry, normalize_dst
+
+if TYPE_CHECKING:
+    from controller.netlink import Netlink
+
+__all__ = [
+    "Actual",
+    "AddRule",
+    "ApplyResult",
+    "Conflict",
+    "DeleteRoute",
+    "DeleteRule",
+    "Desired",
+    "GroupRoute",
+    "LinkRoute",
+    "Plan",
+    "ReplaceRoute",
+    "Step",
+    "StepError",
+    "apply",
+    "observe",
+    "plan",
+    "reconcile",
+]
+
+
+# -- desired state ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRoute:
+    """One uplink: its own table (default via its gateway) and, with a source, its rule."""
+
+    name: str
+    ifname: str
+    gateway: str
+    source: str | None
+    table: int
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRoute:
+    """A route the operator's traffic follows (e.g. main's default), pointed at `active`."""
+
+    name: str
+    table: int
+    destination: str  # "default" or a CIDR
+    metric: int
+    active: tuple[str, ...]  # link names; empty = leave whatever is there alone
+    takeover: bool = False  # replace a foreign route at this (table, dst, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    links: tuple[LinkRoute, ...]
+    groups: tuple[GroupRoute, ...]
+    protocol: int = 201
+    rule_priority: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Actual:
+    """What observe() found: lifeline-tagged routes and rules, plus whatever occupies a
+    group's or link's key (so a foreign route there is seen as a conflict)."""
+
+    routes: tuple[RouteEntry, ...]
+    rules: tuple[RuleEntry, ...]
+
+
+# -- plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceRoute:
+    route: RouteEntry
+    why: str
+
+    def describe(self) -> str:
+        return f"replace {_route_text(self.route)}  ({self.why})"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRoute:
+    route: RouteEntry
+    why: str
+
+    def describe(self) -> str:
+        return f"delete {_route_text(self.route)}  ({self.why})"
+
+
+@dataclass(frozen=True, slots=True)
+class AddRule:
+    rule: RuleEntry
+    why: str
+
+    def describe(self) -> str:
+        return f"add rule {_rule_text(self.rule)}  ({self.why})"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRule:
+    rule: RuleEntry
+    why: str
+
+    def describe(self) -> str:
+        return f"delete rule {_rule_text(self.rule)}  ({self.why})"
+
+
+Step = ReplaceRoute | DeleteRoute | AddRule | DeleteRule
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Something lifeline will not do on its own; reported every cycle until resolved."""
+
+    owner: str  # group or link name
+    message: str
+
+    def describe(self) -> str:
+        return f"CONFLICT {self.owner}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing would be changed (conflicts change nothing either)."""
+        return not self.steps
+
+    def describe(self) -> str:
+        """One line per change and per conflict, for --dry-run and the journal."""
+        if not self.steps and not self.conflicts:
+            return "routes: in sync, nothing to change"
+        return "\n".join(
+            [s.describe() for s in self.steps] + [c.describe() for c in self.conflicts]
+        )
+
+
+def _route_text(r: RouteEntry) -> str:
+    hops = " ".join(f"nexthop via {h.gateway} dev {h.ifname} weight {h.weight}" for h in r.nexthops)
+    if len(r.nexthops) == 1:
+        hops = f"via {r.nexthops[0].gateway} dev {r.nexthops[0].ifname}"
+    kind = "" if r.kind == "unicast" else f"{r.kind} "
+    return f"{kind}{r.dst} {hops} table {r.table} metric {r.metric} proto {r.proto}".replace(
+        "  ", " "
+    )
+
+
+def _rule_text(r: RuleEntry) -> str:
+    return f"{r.priority}: from {r.src or 'all'} lookup {r.table} proto {r.proto}"
+
+
+def _link_route(link: LinkRoute, proto: int) -> RouteEntry:
+    return RouteEntry(
+        table=link.table,
+        dst=DEFAULT_DST,
+        metric=0,
+        proto=proto,
+        nexthops=(Nexthop(link.gateway, link.ifname, 1),),
+    )
+
+
+def _link_rule(link: LinkRoute, index: int, desired: Desired) -> RuleEntry | None:
+    if link.source is None:
+        return None
+    return RuleEntry(
+        priority=desired.rule_priority + index,
+        src=normalize_dst(link.source if "/" in link.source else f"{link.source}/32"),
+        table=link.table,
+        proto=desired.protocol,
+    )
+
+
+def desired_rules(desired: Desired) -> tuple[RuleEntry, ...]:
+    rules = (_link_rule(link, i, desired) for i, link in enumerate(desired.links))
+    return tuple(r for r in rules if r is not None)
+
+
+def plan(desired: Desired, actual: Actual) -> Plan:
+    """PURE: the steps that turn `actual` into `desired`, and what must be left to a human.
+
+    Order matters for traffic, not for correctness: link tables first (so rules never point
+    at an empty table), then rules, then group routes (each one NLM_F_REPLACE: the route is
+    never absent), and deletions last.
+    """
+    proto = desired.protocol
+    by_key: dict[tuple[int, str, int], RouteEntry] = {}
+    for r in actual.routes:
+        by_key.setdefault(r.key, r)
+    links = {link.name: link for link in desired.links}
+    claimed: dict[tuple[int, str, int], str] = {}
+    link_steps: list[Step] = []
+    group_steps: list[Step] = []
+    conflicts: list[Conflict] = []
+
+    def want(owner: str, route: RouteEntry, takeover: bool, why: str, out: list[Step]) -> None:
+        if route.key in claimed:
+            conflicts.append(
+                Conflict(owner, f"{_route_text(route)} has the same key as {claimed[route.key]}")
+            )
+            return
+        claimed[route.key] = owner
+        have = by_key.get(route.key)
+        if have == route:
+            return
+        if have is not None and have.proto != proto and not takeover:
+            conflicts.append(
+                Conflict(
+                    owner,
+                    f"found foreign {_route_text(have)} where lifeline would put "
+                    f"{_route_text(route)}; left alone (set takeover to let lifeline own it)",
+                )
+            )
+            return
+        out.append(ReplaceRoute(route, why))
+
+    for link in desired.links:
+        want(link.name, _link_route(link, proto), False, f"table of link {link.name}", link_steps)
+
+    for group in desired.groups:
+        key = (group.table, normalize_dst(group.destination), group.metric)
+        if not group.active:
+            # "leave alone": keep the key claimed so our own route there is not swept as stale
+            claimed.setdefault(key, group.name)
+            continue
+        unknown = [n for n in group.active if n not in links]
+        if unknown:
+            claimed.setdefault(key, group.name)
+            conflicts.append(Conflict(group.name, f"active link(s) not configured: {unknown}"))
+            continue
+        hops = {
+            Nexthop(
+                links[n].gateway, links[n].ifname, links[n].weight if len(group.active) > 1 else 1
+            )
+            for n in group.active
+        }
+        route = RouteEntry(
+            table=key[0], dst=key[1], metric=key[2], proto=proto, nexthops=tuple(sorted(hops))
+        )
+        why = f"group {group.name} -> {'+'.join(group.active)}"
+        want(group.name, route, group.takeover, why, group_steps)
+
+    want_rules = set(desired_rules(desired))
+    have_rules = {r for r in actual.rules if r.proto == proto}
+    add_rules: list[Step] = [
+        AddRule(r, f"source rule of table {r.table}") for r in sorted(want_rules - have_rules)
+    ]
+    # A duplicate of a rule we want (the kernel allows identical rules) is removed too:
+    # deleting one copy leaves the other, and the next cycle sees it in sync.
+    seen: set[RuleEntry] = set()
+    del_rules: list[Step] = []
+    for rule in actual.rules:
+        if rule.proto != proto:
+            continue
+        if rule not in want_rules or rule in seen:
+            del_rules.append(DeleteRule(rule, "lifeline rule no longer configured"))
+        seen.add(rule)
+
+    del_routes: list[Step] = [
+        DeleteRoute(r, "lifeline route no longer configured")
+        for r in actual.routes
+        if r.proto == proto and r.key not in claimed
+    ]
+    return Plan(
+        steps=tuple(link_steps + add_rules + group_steps + del_rules + del_routes),
+        conflicts=tuple(conflicts),
+    )
+
+
+# -- I/O ----------------------------------------------------------------------------------------
+
+
+def _keys_of_interest(desired: Desired) -> set[tuple[int, str, int]]:
+    keys = {(link.table, DEFAULT_DST, 0) for link in desired.links}
+    keys |= {(g.table, normalize_dst(g.destination), g.metric) for g in desired.groups}
+    return keys
+
+
+async def observe(nl: Netlink, desired: Desired) -> Actual:
+    """Read lifeline's routes and rules, and whatever sits at a key lifeline wants."""
+    keys = _keys_of_interest(desired)
+    routes = tuple(r for r in await nl.routes() if r.proto == desired.protocol or r.key in keys)
+    rules = tuple(r for r in await nl.rules() if r.proto == desired.protocol)
+    return Actual(routes=routes, rules=rules)
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    step: Step
+    error: str
+
+    def describe(self) -> str:
+        return f"FAILED {self.step.describe()}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What apply() did: the plan, the steps that took, the ones that failed and why."""
+
+    plan: Plan
+    done: tuple[Step, ...] = ()
+    errors: tuple[StepError, ...] = ()
+    durations_s: tuple[float, ...] = field(default=())  # one per step in `done`
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+async def apply(nl: Netlink, the_plan: Plan) -> ApplyResult:
+    """Carry out every step; a failing step is recorded and the others still run.
+
+    A typical failure is ENETUNREACH when a nexthop's interface is administratively down
+    (the kernel then also drops the link's routes; the next cycle puts them back once the
+    interface is up). `onlink` is not used on purpose: these gateways sit in the link's
+    connected subnet, so forcing onlink would only hide a wrong gateway address.
+    """
+    done: list[Step] = []
+    errors: list[StepError] = []
+    durations: list[float] = []
+    for step in the_plan.steps:
+        t0 = time.perf_counter()
+        try:
+            if isinstance(step, ReplaceRoute):
+                await nl.replace_route(step.route)
+            elif isinstance(step, DeleteRoute):
+                await nl.delete_route(step.route)
+            elif isinstance(step, AddRule):
+                await nl.add_rule(step.rule)
+            else:
+                await nl.delete_rule(step.rule)
+        except (OSError, ValueError) as exc:  # NetlinkError is an OSError
+            errors.append(StepError(step, _error_text(exc)))
+            continue
+        durations.append(time.perf_counter() - t0)
+        done.append(step)
+    return ApplyResult(the_plan, tuple(done), tuple(errors), tuple(durations))
+
+
+def _error_text(exc: BaseException) -> str:
+    args: Iterable[object] = getattr(exc, "args", ())
+    return " ".join(str(a) for a in args) or type(exc).__name__
+
+
+async def reconcile(nl: Netlink, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
+    """One level-triggered cycle: observe, plan, and (unless dry_run) apply."""
+    the_plan = plan(desired, await observe(nl, desired))
+    if dry_run:
+        return ApplyResult(the_plan)
+    return await apply(nl, the_plan)
