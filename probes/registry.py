@@ -1,0 +1,44 @@
+"""The table of probe kinds and the one safe way to run a probe.
+
+``PROBES`` maps a kind name ("icmp", "tcp", "arp") to its ``probe(spec, *, timeout)``
+function, like blackbox_exporter's prober table. ``run_probe`` is the guard the
+scheduler relies on: an unknown kind or a bug inside a probe becomes an INTERNAL failed
+sample instead of an exception, because a probe must never take the scheduler down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from probes import arp, icmp, tcp
+from probes.sample import ErrorKind, ProbeSpec, Sample
+
+__all__ = ["PROBES", "ProbeFn", "run_probe"]
+
+log = logging.getLogger(__name__)
+
+
+class ProbeFn(Protocol):
+    """The signature every probe kind shares."""
+
+    async def __call__(self, spec: ProbeSpec, *, timeout: float) -> Sample: ...
+
+
+PROBES: dict[str, ProbeFn] = {
+    "icmp": icmp.probe,
+    "tcp": tcp.probe,
+    "arp": arp.probe,
+}
+
+
+async def run_probe(spec: ProbeSpec, timeout: float) -> Sample:
+    """Run ``spec`` with its kind's probe; never raises (cancellation aside)."""
+    fn = PROBES.get(spec.kind)
+    if fn is None:
+        return Sample.failure(ErrorKind.INTERNAL, f"unknown probe kind {spec.kind!r}")
+    try:
+        return await fn(spec, timeout=timeout)
+    except Exception as exc:
+        log.exception("probe %s crashed", spec.label())
+        return Sample.failure(ErrorKind.INTERNAL, repr(exc))
