@@ -1,0 +1,1091 @@
+"""Typed lifeline config: YAML in, frozen pydantic models out, every mistake named by path.
+
+This module reads and checks the operator's YAML and nothing else: it opens no socket, reads
+no clock and touches no route. It works in three passes. The YAML is composed with the line
+of every key kept, then pydantic checks each field (types, ranges, unknown keys), then a
+semantic pass checks what no single field can see (duplicate names, table clashes, address
+families, references between sections). Every error of every pass is collected and raised
+together as one ConfigError whose messages read ``links[1].gateway: not an IPv4/IPv6
+address``, so an operator fixes a file in one round instead of one error per run. Defaults
+(``defaults:`` and a link's table from its position) are filled in before pydantic sees the
+data, so a loaded Config holds the effective values and consumers need no merging logic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from controller.durations import format_duration, parse_duration
+from controller.health import HealthParams
+from probes.sample import ProbeSpec
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Defaults",
+    "FlushRule",
+    "Link",
+    "Probes",
+    "RouteGroup",
+    "Target",
+    "Thresholds",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "summary",
+]
+
+_HP = HealthParams()
+
+TABLE_MAIN = 254
+TABLE_DEFAULT = 253
+TABLE_LOCAL = 255
+_TABLE_NAMES = {"main": TABLE_MAIN, "default": TABLE_DEFAULT}
+_TABLE_MAX = 2**31
+_RULE_PRIORITY_MAX = 32765  # 32766 is the kernel's rule for table main
+
+# Protocol numbers the kernel or a well-known routing daemon already uses. lifeline treats
+# every route carrying its protocol number as its own and may replace or delete it, so
+# sharing a number with dhcpcd or bird would let it tear down that daemon's routes.
+_RESERVED_PROTOCOLS = {
+    0: "unspec",
+    1: "redirect",
+    2: "kernel",
+    3: "boot",
+    4: "static",
+    8: "gated",
+    9: "ra",
+    10: "mrt",
+    11: "zebra",
+    12: "bird",
+    13: "dnrouted",
+    14: "xorp",
+    15: "ntk",
+    16: "dhcp",
+    17: "mrouted",
+    18: "keepalived",
+    42: "babel",
+    99: "openr",
+    186: "bgp",
+    187: "isis",
+    188: "ospf",
+    189: "rip",
+    192: "eigrp",
+}
+
+DEFAULT_CONNTRACK_FLUSH = (
+    "udp/5060",
+    "tcp/5060-5061",
+    "udp/5061",
+    "tcp/5061",
+    "udp/10000-20000",
+)
+
+
+class ConfigError(Exception):
+    """Every problem found in one config, each as ``path: message``.
+
+    ``errors`` is the plain list (stable, for tests and the API); ``str()`` adds the source
+    file and, where known, the YAML line of each path, for the operator's terminal.
+    """
+
+    def __init__(
+        self,
+        errors: Sequence[str],
+        source: str = "<string>",
+        lines: Sequence[int | None] | None = None,
+    ) -> None:
+        self.errors: list[str] = list(errors)
+        self.source = source
+        self.lines: list[int | None] = list(lines) if lines is not None else [None] * len(errors)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        count = len(self.errors)
+        head = f"{self.source}: {count} error{'s' if count != 1 else ''}"
+        body = [
+            f"  {self.source}:{line}: {err}" if line is not None else f"  {self.source}: {err}"
+            for err, line in zip(self.errors, self.lines, strict=True)
+        ]
+        return "\n".join([head, *body])
+
+
+# --------------------------------------------------------------------------- field types
+# Each validator raises ValueError with the short sentence the operator will read; the
+# pydantic-to-path translation below strips pydantic's "Value error, " prefix.
+
+_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+
+def _name_checker(max_len: int) -> typing.Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(value) > max_len:
+            raise ValueError(f"longer than {max_len} characters")
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError("must be lowercase letters, digits and '-' (not at the start or end)")
+        return value
+
+    return check
+
+
+LinkName = Annotated[str, AfterValidator(_name_checker(32))]
+GroupName = Annotated[str, AfterValidator(_name_checker(63))]
+SiteName = Annotated[str, AfterValidator(_name_checker(63))]
+
+
+def _check_ifname(value: str) -> str:
+    # The kernel's dev_valid_name(): IFNAMSIZ is 16 with the NUL, and '/', ':' and
+    # whitespace are refused because sysfs paths and alias syntax would break.
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > 15:
+        raise ValueError("longer than 15 characters (the kernel's interface name limit)")
+    if value in {".", ".."} or any(ch in value for ch in "/:") or any(ch.isspace() for ch in value):
+        raise ValueError("not a valid interface name (no '/', ':' or whitespace)")
+    return value
+
+
+IfName = Annotated[str, AfterValidator(_check_ifname)]
+
+
+def _ip(value: object) -> str:
+    """Normalized text of an IP literal: the form the kernel prints back, so compares work."""
+    if not isinstance(value, str):
+        raise ValueError("not an IPv4/IPv6 address")
+    try:
+        addr = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError("not an IPv4/IPv6 address") from None
+    if addr.is_unspecified or addr.is_multicast:
+        raise ValueError(f"{addr} is not a usable host address")
+    return str(addr)
+
+
+IPAddr = Annotated[str, BeforeValidator(_ip)]
+
+
+def _host_port(value: object) -> str:
+    """``192.0.2.2:443`` or ``[2001:db8::1]:443``, normalized; IPv6 must be bracketed."""
+    if not isinstance(value, str):
+        raise ValueError("must be address:port, e.g. 192.0.2.2:443 or [2001:db8::1]:443")
+    host, port = _split_host_port(value.strip())
+    addr = _ip(host)
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError("must be [IPv6]:port, e.g. [2001:db8::1]:443")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError("missing port (address:port, e.g. 192.0.2.2:443)")
+        if ":" in host:
+            raise ValueError("an IPv6 address with a port must be written [address]:port")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number in 1..65535")
+    return host, int(port_text)
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _listen(value: object) -> str:
+    """Like HostPort, but the host may be a name (``localhost``) or empty-free ``0.0.0.0``."""
+    if not isinstance(value, str):
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9730 or [::1]:9730")
+    host, port = _split_host_port(value.strip())
+    try:
+        addr = str(ipaddress.ip_address(host))
+    except ValueError:
+        if not _HOSTNAME_RE.fullmatch(host):
+            raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
+        return f"{host}:{port}"
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+Listen = Annotated[str, BeforeValidator(_listen)]
+
+
+def _duration(value: object) -> float:
+    if not isinstance(value, str | int | float):
+        raise ValueError("not a duration (expected e.g. 200ms, 5s, 1m)")
+    return parse_duration(value)
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be longer than 0")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+
+
+def _ratio(value: object) -> object:
+    """Accept ``0.02`` or ``"2%"``: operators think of loss in percent."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"not a percentage: {value!r}") from None
+    return value
+
+
+Ratio = Annotated[float, Strict(), BeforeValidator(_ratio), Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Strict(), Field(ge=1)]
+
+
+def _abs_path(value: object) -> Path:
+    if not isinstance(value, str | Path):
+        raise ValueError("must be a path")
+    path = Path(value)
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path")
+    return path
+
+
+AbsPath = Annotated[Path, PlainValidator(_abs_path)]
+
+
+def _route_table(value: object) -> int:
+    if isinstance(value, str):
+        if value in _TABLE_NAMES:
+            return _TABLE_NAMES[value]
+        if not value.isdigit():
+            raise ValueError("must be main, default or a table number 1..2^31")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be main, default or a table number 1..2^31")
+    if not 1 <= value <= _TABLE_MAX:
+        raise ValueError("must be main, default or a table number 1..2^31")
+    if value == TABLE_LOCAL:
+        raise ValueError("table 255 is the kernel's local table")
+    return value
+
+
+RouteTable = Annotated[int, PlainValidator(_route_table)]
+
+
+def _link_table(value: int) -> int:
+    if value in (TABLE_DEFAULT, TABLE_MAIN, TABLE_LOCAL):
+        raise ValueError(f"table {value} is reserved by the kernel (default/main/local)")
+    return value
+
+
+LinkTable = Annotated[int, Strict(), Field(ge=1, le=_TABLE_MAX), AfterValidator(_link_table)]
+
+
+def _destination(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be 'default' or a CIDR, e.g. 203.0.113.0/24")
+    text = value.strip()
+    if text == "default":
+        return text
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError("must be 'default' or a CIDR, e.g. 203.0.113.0/24") from None
+        raise ValueError(f"{text} has host bits set (did you mean {loose}?)") from None
+
+
+def _route_protocol(value: int) -> int:
+    if value in _RESERVED_PROTOCOLS:
+        raise ValueError(
+            f"{value} is the '{_RESERVED_PROTOCOLS[value]}' protocol; lifeline owns every route "
+            "tagged with its protocol, so pick an unused number (e.g. 201)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class FlushRule:
+    """Conntrack entries to drop on failover: one protocol and an inclusive port range."""
+
+    proto: Literal["udp", "tcp"]
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        if self.lo == self.hi:
+            return f"{self.proto}/{self.lo}"
+        return f"{self.proto}/{self.lo}-{self.hi}"
+
+
+_FLUSH_RE = re.compile(r"(udp|tcp)/(\d+)(?:-(\d+))?")
+
+
+def _flush_rule(value: object) -> FlushRule:
+    if isinstance(value, FlushRule):
+        return value
+    if not isinstance(value, str) or not (match := _FLUSH_RE.fullmatch(value.strip())):
+        raise ValueError("must be proto/port or proto/lo-hi with proto udp or tcp, e.g. udp/5060")
+    lo = int(match.group(2))
+    hi = int(match.group(3)) if match.group(3) is not None else lo
+    if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+        raise ValueError("ports must be in 1..65535")
+    if lo > hi:
+        raise ValueError(f"port range {lo}-{hi} runs backwards")
+    proto: Literal["udp", "tcp"] = "udp" if match.group(1) == "udp" else "tcp"
+    return FlushRule(proto, lo, hi)
+
+
+FlushRuleField = Annotated[FlushRule, PlainValidator(_flush_rule)]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Model):
+    """Health thresholds; every field maps 1:1 onto HealthParams, which holds the defaults."""
+
+    window: PositiveDuration = _HP.window
+    down_after: Count = _HP.down_after
+    down_loss: Annotated[Ratio, Field(gt=0.0)] = _HP.down_loss
+    rise: Count = _HP.rise
+    hold_down: Duration = _HP.hold_down
+    degraded_loss: Ratio = _HP.degraded_loss
+    degraded_latency: PositiveDuration = _HP.degraded_latency
+    degraded_jitter: PositiveDuration = _HP.degraded_jitter
+    degraded_mos: Annotated[float, Strict(), Field(ge=1.0, le=4.5)] = _HP.degraded_mos
+    flap_half_life: PositiveDuration = _HP.flap_half_life
+    flap_max_hold_down: Duration = _HP.flap_max_hold_down
+
+
+class Defaults(_Model):
+    interval: PositiveDuration = _HP.interval
+    timeout: PositiveDuration = _HP.interval
+    thresholds: Thresholds = Thresholds()
+
+
+class Target(_Model):
+    """One probe target: exactly one of ``icmp: ADDRESS`` or ``tcp: ADDRESS:PORT``."""
+
+    icmp: IPAddr | None = None
+    tcp: HostPort | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if (self.icmp is None) == (self.tcp is None):
+            raise ValueError("needs exactly one of icmp: ADDRESS or tcp: ADDRESS:PORT")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "icmp" if self.icmp is not None else "tcp"
+
+    @property
+    def host(self) -> str:
+        if self.icmp is not None:
+            return self.icmp
+        assert self.tcp is not None
+        host, _ = _split_host_port(self.tcp)
+        return host
+
+    @property
+    def port(self) -> int | None:
+        if self.tcp is None:
+            return None
+        return _split_host_port(self.tcp)[1]
+
+
+class Probes(_Model):
+    interval: PositiveDuration = _HP.interval
+    timeout: PositiveDuration = _HP.interval
+    reliability: Count = 1
+    arp_gateway: Annotated[bool, Strict()] = False
+    targets: Annotated[list[Target], Field(min_length=1)]
+
+
+class Link(_Model):
+    """One uplink. Loaded through parse_config, probes/thresholds hold effective values."""
+
+    name: LinkName
+    interface: IfName
+    gateway: IPAddr
+    source: IPAddr | None = None
+    tier: Annotated[int, Strict(), Field(ge=0)] = 0
+    weight: Annotated[int, Strict(), Field(ge=1, le=256)] = 1
+    table: LinkTable
+    probes: Probes
+    thresholds: Thresholds = Thresholds()
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the family of the gateway, which every address of the link must share."""
+        return ipaddress.ip_address(self.gateway).version
+
+    @property
+    def effective_interval(self) -> float:
+        return self.probes.interval
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.probes.timeout
+
+    def health_params(self) -> HealthParams:
+        """Effective thresholds of this link, in the form controller.health consumes."""
+        # Only the knobs the config exposes are passed; HealthParams keeps its own defaults
+        # for the rest, so health.py can grow a parameter without a config change.
+        known = {f.name for f in fields(HealthParams)}
+        overrides = {
+            name: getattr(self.thresholds, name)
+            for name in Thresholds.model_fields
+            if name in known
+        }
+        return HealthParams(interval=self.probes.interval, **overrides)
+
+    def probe_specs(self) -> list[ProbeSpec]:
+        """The configured targets in config order, each pinned to this link's device/source.
+
+        The gateway ARP probe (``arp_gateway``) is not in this list, because ``reliability``
+        counts configured targets only; see ``arp_spec``.
+        """
+        return [
+            ProbeSpec(t.kind, t.host, t.port, device=self.interface, source=self.source)
+            for t in self.probes.targets
+        ]
+
+    def arp_spec(self) -> ProbeSpec | None:
+        """The extra ARP probe of the gateway, when ``probes.arp_gateway`` is on."""
+        if not self.probes.arp_gateway:
+            return None
+        return ProbeSpec("arp", self.gateway, None, device=self.interface, source=self.source)
+
+
+class RouteGroup(_Model):
+    """A route lifeline keeps pointed at the best healthy link(s) of an ordered list."""
+
+    name: GroupName
+    table: RouteTable = TABLE_MAIN
+    destination: Annotated[str, PlainValidator(_destination)] = "default"
+    metric: Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)] = 0
+    links: Annotated[list[str], Field(min_length=1)]
+    multipath: Annotated[bool, Strict()] = False
+    conntrack_flush: list[FlushRuleField] = Field(
+        default_factory=lambda: [_flush_rule(r) for r in DEFAULT_CONNTRACK_FLUSH]
+    )
+
+    @property
+    def table_id(self) -> int:
+        return self.table
+
+    @property
+    def table_name(self) -> str:
+        names = {v: k for k, v in _TABLE_NAMES.items()}
+        return names.get(self.table, str(self.table))
+
+    @property
+    def flush_rules(self) -> list[FlushRule]:
+        return list(self.conntrack_flush)
+
+
+class Config(_Model):
+    site: SiteName
+    state_dir: AbsPath = Path("/var/lib/lifeline")
+    listen: Listen = "127.0.0.1:9730"
+    api_socket: AbsPath | None = None
+    log_format: Literal["text", "json"] = "text"
+    reconcile_interval: PositiveDuration = 1.0
+    route_protocol: Annotated[
+        int, Strict(), Field(ge=1, le=255), AfterValidator(_route_protocol)
+    ] = 201
+    rule_priority: Annotated[int, Strict(), Field(ge=1, le=_RULE_PRIORITY_MAX)] = 1000
+    defaults: Defaults = Defaults()
+    links: Annotated[list[Link], Field(min_length=1)]
+    route_groups: list[RouteGroup] = Field(default_factory=list)
+
+    # Warnings are found by the semantic pass, not read from YAML, so not a field.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.api_socket if self.api_socket is not None else self.state_dir / "lifeline.sock"
+
+    @property
+    def listen_host(self) -> str:
+        return _split_host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return _split_host_port(self.listen)[1]
+
+    def link(self, name: str) -> Link:
+        for link in self.links:
+            if link.name == name:
+                return link
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader; kept as a subclass so nothing we do leaks into yaml's global loader."""
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[str, int]]:
+    """Parse YAML, returning the data and the 1-based line of every path in it.
+
+    Duplicate keys are an error here: PyYAML would silently keep the last one, and a second
+    ``links:`` block replacing the first is exactly the mistake an operator cannot see.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[str, int] = {}
+        dup_errors: list[tuple[str, int]] = []
+        _walk(node, "", lines, dup_errors, set())
+        if dup_errors:
+            raise ConfigError(
+                [f"{path}: duplicate key" for path, _ in dup_errors],
+                source,
+                [line for _, line in dup_errors],
+            )
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        line = mark.line + 1 if mark is not None else None
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError([f"{where}bad YAML: {problem}"], source, [line]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"bad YAML: {exc}"], source) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _walk(
+    node: yaml.Node,
+    path: str,
+    lines: dict[str, int],
+    dups: list[tuple[str, int]],
+    seen: set[int],
+) -> None:
+    if id(node) in seen:  # aliases may point back up the tree
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key == "<<":  # merge key: its content lands in this mapping
+                _walk(value_node, path, lines, dups, seen)
+                continue
+            if key in keys:
+                dups.append((child, key_node.start_mark.line + 1))
+            keys.add(key)
+            lines.setdefault(child, key_node.start_mark.line + 1)
+            _walk(value_node, child, lines, dups, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = f"{path}[{i}]"
+            lines.setdefault(child, item.start_mark.line + 1)
+            _walk(item, child, lines, dups, seen)
+
+
+def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
+    """Line of ``path`` or of its nearest ancestor that exists in the file."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            return None
+        path = path[:cut]
+    return None
+
+
+# --------------------------------------------------------------------------- pydantic errors
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class that holds the last element of ``loc``, to suggest field names."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _find_model(field.annotation)
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is Annotated or origin is list or origin is typing.Union or origin is types.UnionType:
+        for arg in typing.get_args(annotation):
+            found = _find_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        model = _model_at(err["loc"])
+        name = str(err["loc"][-1])
+        if model is not None:
+            close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+            if close:
+                return f"unknown field (did you mean {close[0]}?)"
+        return "unknown field"
+    if kind in {"value_error", "assertion_error"}:
+        msg = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        return msg
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"must be > {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx.get('le')}"
+    if kind == "less_than":
+        return f"must be < {ctx.get('lt')}"
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else str(err["msg"])
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return "must be a whole number"
+    if kind in {"float_type", "float_parsing"}:
+        return "must be a number"
+    if kind in {"string_type"}:
+        return "must be a string"
+    if kind in {"bool_type", "bool_parsing"}:
+        return "must be true or false"
+    if kind in {"list_type"}:
+        return "must be a list"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return "must be a mapping of keys to values"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}"
+    return str(err["msg"])
+
+
+def _pydantic_errors(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [*prefix, *err["loc"]]
+        path = _path(loc)
+        msg = _message(err)
+        out.append(f"{path}: {msg}" if path else msg)
+    return out
+
+
+# --------------------------------------------------------------------------- defaults filling
+
+
+def _prefill(data: dict[str, Any]) -> dict[str, Any]:
+    """Copy of the raw data with defaults and positional tables filled into each link.
+
+    Done on raw data (not on models) so a bad value inherited from ``defaults:`` is
+    reported once, under ``defaults``, and links fall back to the built-in defaults.
+    """
+    out = dict(data)
+    raw_defaults = data.get("defaults", {})
+    try:
+        Defaults.model_validate(raw_defaults if raw_defaults is not None else {})
+        defaults_ok = isinstance(raw_defaults, dict)
+    except ValidationError:
+        defaults_ok = False
+    raw_links = data.get("links")
+    if not isinstance(raw_links, list):
+        return out
+    links = []
+    for position, raw in enumerate(raw_links, start=1):
+        if not isinstance(raw, dict):
+            links.append(raw)
+            continue
+        link = dict(raw)
+        link.setdefault("table", 100 + position)
+        if defaults_ok:
+            assert isinstance(raw_defaults, dict)
+            probes = link.get("probes")
+            if isinstance(probes, dict):
+                probes = dict(probes)
+                for key in ("interval", "timeout"):
+                    if key in raw_defaults:
+                        probes.setdefault(key, raw_defaults[key])
+                link["probes"] = probes
+            base = raw_defaults.get("thresholds") or {}
+            own = link.get("thresholds")
+            if own is None:
+                link["thresholds"] = dict(base)
+            elif isinstance(own, dict):
+                link["thresholds"] = {**base, **own}
+        links.append(link)
+    out["links"] = links
+    return out
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _fam(addr: str) -> int:
+    return ipaddress.ip_address(addr).version
+
+
+def _check_timing(
+    path: str, interval: float, timeout: float | None, th: Thresholds | None
+) -> Iterator[str]:
+    """Checks on one interval/timeout/thresholds set; ``path`` is where they live."""
+    fmt = format_duration
+    if timeout is not None and timeout > interval:
+        tpath = f"{path}.timeout"
+        yield (
+            f"{tpath}: {fmt(timeout)} is longer than the interval {fmt(interval)} "
+            "(a round must end before the next one starts)"
+        )
+    if th is None:
+        return
+    tp = f"{path.removesuffix('.probes')}.thresholds"
+    if th.window < interval:
+        yield f"{tp}.window: {fmt(th.window)} is shorter than the probe interval {fmt(interval)}"
+    if th.flap_max_hold_down < th.hold_down:
+        yield (
+            f"{tp}.flap_max_hold_down: {fmt(th.flap_max_hold_down)} is below "
+            f"hold_down {fmt(th.hold_down)}"
+        )
+    if th.degraded_loss >= th.down_loss:
+        yield (f"{tp}.degraded_loss: {th.degraded_loss:g} must be below down_loss {th.down_loss:g}")
+
+
+def _semantic_checks(
+    rule_priority: int | None,
+    defaults: Defaults | None,
+    links: Sequence[tuple[int, Link]],
+    link_count: int,
+    raw_link_names: set[str],
+    groups: Sequence[tuple[int, RouteGroup]],
+) -> tuple[list[str], list[str]]:
+    """Errors and warnings no single field can see. Works on whichever parts are valid."""
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    if defaults is not None:
+        errors += _check_timing("defaults", defaults.interval, defaults.timeout, None)
+
+    if rule_priority is not None and rule_priority + link_count - 1 > _RULE_PRIORITY_MAX:
+        errors.append(
+            f"rule_priority: {rule_priority} leaves no room for {link_count} link rules "
+            f"below the main table's rule at 32766"
+        )
+
+    by_name: dict[str, int] = {}
+    by_table: dict[int, tuple[int, Link]] = {}
+    by_source: dict[str, int] = {}
+    for i, link in links:
+        p = f"links[{i}]"
+        fam = link.family
+        if link.name in by_name:
+            errors.append(
+                f"{p}.name: duplicate link name {link.name} (also links[{by_name[link.name]}])"
+            )
+        else:
+            by_name[link.name] = i
+        if link.source is not None:
+            if _fam(link.source) != fam:
+                errors.append(
+                    f"{p}.source: {link.source} is IPv{_fam(link.source)} but the gateway "
+                    f"{link.gateway} is IPv{fam}"
+                )
+            if link.source in by_source:
+                errors.append(
+                    f"{p}.source: {link.source} is also the source of "
+                    f"links[{by_source[link.source]}] (each link needs its own source rule)"
+                )
+            else:
+                by_source[link.source] = i
+        for j, target in enumerate(link.probes.targets):
+            if _fam(target.host) != fam:
+                errors.append(
+                    f"{p}.probes.targets[{j}].{target.kind}: {target.host} is "
+                    f"IPv{_fam(target.host)} but the link's gateway {link.gateway} is IPv{fam}"
+                )
+        if link.probes.arp_gateway and fam != 4:
+            errors.append(
+                f"{p}.probes.arp_gateway: ARP is IPv4 only and the gateway {link.gateway} is IPv6"
+            )
+        if link.probes.reliability > len(link.probes.targets):
+            n = len(link.probes.targets)
+            errors.append(
+                f"{p}.probes.reliability: {link.probes.reliability} but the link has only "
+                f"{n} target{'s' if n != 1 else ''}"
+            )
+        errors += _check_timing(
+            f"{p}.probes", link.probes.interval, link.probes.timeout, link.thresholds
+        )
+        if link.table in by_table:
+            other_i, other = by_table[link.table]
+            same_if = " on the same interface" if other.interface == link.interface else ""
+            errors.append(
+                f"{p}.table: table {link.table} is also used by {other.name} "
+                f"(links[{other_i}]){same_if}; each link needs its own table"
+            )
+        else:
+            by_table[link.table] = (i, link)
+
+    links_by_name = {link.name: link for _, link in links}
+    group_names: dict[str, int] = {}
+    routes: dict[tuple[int, str, int], int] = {}
+    used: set[str] = set()
+    for g, group in groups:
+        p = f"route_groups[{g}]"
+        if group.name in group_names:
+            errors.append(
+                f"{p}.name: duplicate route group name {group.name} "
+                f"(also route_groups[{group_names[group.name]}])"
+            )
+        else:
+            group_names[group.name] = g
+        if group.table in by_table:
+            _, owner = by_table[group.table]
+            errors.append(f"{p}.table: table {group.table} is link {owner.name}'s own table")
+        key = (group.table, group.destination, group.metric)
+        if key in routes:
+            errors.append(
+                f"{p}.destination: route_groups[{routes[key]}] already owns {group.destination} "
+                f"with metric {group.metric} in table {group.table_name}"
+            )
+        else:
+            routes[key] = g
+        seen: set[str] = set()
+        first_family: tuple[str, int] | None = None
+        for k, name in enumerate(group.links):
+            lp = f"{p}.links[{k}]"
+            if name in seen:
+                errors.append(f"{lp}: {name} is listed twice")
+                continue
+            seen.add(name)
+            used.add(name)
+            if name not in raw_link_names:
+                close = difflib.get_close_matches(name, sorted(raw_link_names), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                errors.append(f"{lp}: unknown link {name!r}{hint}")
+                continue
+            member = links_by_name.get(name)
+            if member is None:  # the link itself is invalid; its own errors say why
+                continue
+            if group.destination != "default":
+                dfam = ipaddress.ip_network(group.destination).version
+                if dfam != member.family:
+                    errors.append(
+                        f"{p}.destination: {group.destination} is IPv{dfam} but link "
+                        f"{name}'s gateway {member.gateway} is IPv{member.family}"
+                    )
+            elif first_family is None:
+                first_family = (name, member.family)
+            elif first_family[1] != member.family:
+                errors.append(
+                    f"{lp}: {name}'s gateway is IPv{member.family} but {first_family[0]}'s is "
+                    f"IPv{first_family[1]}; one route group holds one address family"
+                )
+
+    for i, link in links:
+        if link.name not in used:
+            warnings.append(
+                f"links[{i}]: {link.name} is in no route group (probed and reported, "
+                "never routed over)"
+            )
+    if not groups and links:
+        warnings.append(
+            "route_groups: none configured; lifeline will watch links but move no route"
+        )
+    return errors, warnings
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Config from YAML text; raises ConfigError listing every problem found."""
+    data, lines = _compose(text, source)
+    if data is None:
+        raise ConfigError(["empty config: at least site and links are required"], source)
+    if not isinstance(data, dict):
+        raise ConfigError(["the config must be a mapping of keys to values"], source, [1])
+    data = _prefill(data)
+
+    errors: list[str] = []
+    try:
+        cfg: Config | None = Config.model_validate(data)
+    except ValidationError as exc:
+        cfg = None
+        errors += _pydantic_errors(exc)
+
+    if cfg is not None:
+        sem_errors, warnings = _semantic_checks(
+            cfg.rule_priority,
+            cfg.defaults,
+            list(enumerate(cfg.links)),
+            len(cfg.links),
+            {link.name for link in cfg.links},
+            list(enumerate(cfg.route_groups)),
+        )
+    else:
+        sem_errors, warnings = _partial_semantic_checks(data)
+    errors += sem_errors
+
+    if errors:
+        unique = list(dict.fromkeys(errors))
+        raise ConfigError(unique, source, [_line_of(e.split(": ", 1)[0], lines) for e in unique])
+    assert cfg is not None
+    cfg._warnings = warnings
+    return cfg
+
+
+def _partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Semantic checks over the parts of a config that validate on their own.
+
+    Without this, fixing one typo could reveal a duplicate name that was there all along;
+    the operator gets both in the first run instead.
+    """
+
+    def valid(model: type[_Model], raw: object) -> Any:
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            return None
+
+    raw_links = data.get("links") if isinstance(data.get("links"), list) else []
+    raw_groups = data.get("route_groups") if isinstance(data.get("route_groups"), list) else []
+    assert isinstance(raw_links, list) and isinstance(raw_groups, list)
+    links = [(i, m) for i, raw in enumerate(raw_links) if (m := valid(Link, raw)) is not None]
+    groups = [
+        (g, m) for g, raw in enumerate(raw_groups) if (m := valid(RouteGroup, raw)) is not None
+    ]
+    names = {
+        raw["name"]
+        for raw in raw_links
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str)
+    }
+    raw_defaults = data.get("defaults", {})
+    defaults = valid(Defaults, raw_defaults if raw_defaults is not None else {})
+    priority = data.get("rule_priority", 1000)
+    rule_priority = (
+        priority if isinstance(priority, int) and not isinstance(priority, bool) else None
+    )
+    return _semantic_checks(rule_priority, defaults, links, len(raw_links), names, groups)
+
+
+def load_config(path: str | Path) -> Config:
+    """Config from a YAML file; unreadable files raise ConfigError like bad content does."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror or exc}"], source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text (byte {exc.start})"], source) from None
+    return parse_config(text, source)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary(cfg: Config) -> str:
+    """Multi-line human summary of the effective config, for ``lifeline check-config``."""
+    fmt = format_duration
+    out = [
+        f"site {cfg.site}: {len(cfg.links)} link{'s' if len(cfg.links) != 1 else ''}, "
+        f"{len(cfg.route_groups)} route group{'s' if len(cfg.route_groups) != 1 else ''}",
+        f"  state in {cfg.state_dir}, CLI socket {cfg.socket_path}, metrics/API on {cfg.listen}",
+        f"  routes tagged proto {cfg.route_protocol}, source rules from priority "
+        f"{cfg.rule_priority}, reconcile every {fmt(cfg.reconcile_interval)}, "
+        f"{cfg.log_format} logs",
+        "links:",
+    ]
+    for link in cfg.links:
+        hp = link.health_params()
+        src = f" src {link.source}" if link.source else ""
+        targets = ", ".join(spec.label() for spec in link.probe_specs())
+        arp = " + ARP of the gateway" if link.probes.arp_gateway else ""
+        out += [
+            f"  {link.name}: tier {link.tier}, weight {link.weight}, {link.interface} via "
+            f"{link.gateway}{src}, table {link.table}",
+            f"    probes every {fmt(hp.interval)} (timeout {fmt(link.probes.timeout)}), "
+            f"{link.probes.reliability} of {len(link.probes.targets)} must answer: {targets}{arp}",
+            f"    down after {hp.down_after} lost rounds "
+            f"({fmt(round(hp.down_after * hp.interval, 6))}) or {hp.down_loss:.0%} loss over "
+            f"{fmt(hp.window)}; back up after {fmt(hp.hold_down)} stable "
+            f"(damped up to {fmt(hp.flap_max_hold_down)})",
+            f"    degraded at {hp.degraded_loss:.0%} loss, {fmt(hp.degraded_latency)} latency, "
+            f"{fmt(hp.degraded_jitter)} jitter or MOS below {hp.degraded_mos:g}",
+        ]
+    out.append("route groups:" if cfg.route_groups else "route groups: none")
+    for group in cfg.route_groups:
+        order = " > ".join(f"{name} (tier {cfg.link(name).tier})" for name in group.links)
+        flush = ", ".join(str(r) for r in group.flush_rules) or "nothing"
+        out += [
+            f"  {group.name}: {group.destination} in table {group.table_name} metric "
+            f"{group.metric}{', multipath' if group.multipath else ''}",
+            f"    prefers {order}",
+            f"    on failover flushes conntrack for {flush}",
+        ]
+    if cfg.warnings:
+        out.append("warnings:")
+        out += [f"  {w}" for w in cfg.warnings]
+    return "\n".join(out)
