@@ -205,7 +205,7 @@ def _split_host_port(text: str) -> tuple[str, int]:
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise ValueError("missing port (address:port, e.g. 192.0.2.2:443)")
+            raise ValueError("missing port (address:port, e.g. 192.0.2.2:443 or [::1]:9730)")
         if ":" in host:
             raise ValueError("an IPv6 address with a port must be written [address]:port")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
@@ -580,7 +580,7 @@ def _compose(text: str, source: str) -> tuple[Any, dict[str, int]]:
         _walk(node, "", lines, dup_errors, set())
         if dup_errors:
             raise ConfigError(
-                [f"{path}: duplicate key" for path, _ in dup_errors],
+                [err for err, _ in dup_errors],
                 source,
                 [line for _, line in dup_errors],
             )
@@ -588,9 +588,9 @@ def _compose(text: str, source: str) -> tuple[Any, dict[str, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        line = mark.line + 1 if mark is not None else None
+        # The line and column go in the message itself: no path exists to hang them on.
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError([f"{where}bad YAML: {problem}"], source, [line]) from None
+        raise ConfigError([f"{where}bad YAML: {problem}"], source) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"bad YAML: {exc}"], source) from None
     finally:
@@ -609,16 +609,17 @@ def _walk(
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        keys: set[str] = set()
+        keys: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             child = f"{path}.{key}" if path else key
             if key == "<<":  # merge key: its content lands in this mapping
                 _walk(value_node, path, lines, dups, seen)
                 continue
+            line = key_node.start_mark.line + 1
             if key in keys:
-                dups.append((child, key_node.start_mark.line + 1))
-            keys.add(key)
+                dups.append((f"{child}: duplicate key (first at line {keys[key]})", line))
+            keys.setdefault(key, line)
             lines.setdefault(child, key_node.start_mark.line + 1)
             _walk(value_node, child, lines, dups, seen)
     elif isinstance(node, yaml.SequenceNode):
@@ -680,6 +681,16 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_BOUND_KINDS = {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}
+
+
+def _num(value: object) -> str:
+    """``1.0`` as ``1``: bounds read as the operator wrote them."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _message(err: ErrorDetails) -> str:
     kind = err["type"]
     ctx: Mapping[str, Any] = err.get("ctx") or {}
@@ -698,14 +709,9 @@ def _message(err: ErrorDetails) -> str:
         for prefix in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(prefix)
         return msg
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx.get('ge')}"
-    if kind == "greater_than":
-        return f"must be > {ctx.get('gt')}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx.get('le')}"
-    if kind == "less_than":
-        return f"must be < {ctx.get('lt')}"
+    for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if kind in _BOUND_KINDS and key in ctx:
+            return f"must be {op} {_num(ctx[key])}"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else str(err["msg"])
     if kind in {"int_type", "int_parsing", "int_from_float"}:
@@ -818,7 +824,7 @@ def _semantic_checks(
     defaults: Defaults | None,
     links: Sequence[tuple[int, Link]],
     link_count: int,
-    raw_link_names: set[str],
+    raw_link_names: Sequence[tuple[int, str]],
     groups: Sequence[tuple[int, RouteGroup]],
 ) -> tuple[list[str], list[str]]:
     """Errors and warnings no single field can see. Works on whichever parts are valid."""
@@ -835,17 +841,19 @@ def _semantic_checks(
         )
 
     by_name: dict[str, int] = {}
+    for i, name in raw_link_names:
+        if name in by_name:
+            errors.append(
+                f"links[{i}].name: duplicate link name {name} (also links[{by_name[name]}])"
+            )
+        else:
+            by_name[name] = i
+    known_names = set(by_name)
     by_table: dict[int, tuple[int, Link]] = {}
     by_source: dict[str, int] = {}
     for i, link in links:
         p = f"links[{i}]"
         fam = link.family
-        if link.name in by_name:
-            errors.append(
-                f"{p}.name: duplicate link name {link.name} (also links[{by_name[link.name]}])"
-            )
-        else:
-            by_name[link.name] = i
         if link.source is not None:
             if _fam(link.source) != fam:
                 errors.append(
@@ -875,14 +883,20 @@ def _semantic_checks(
                 f"{p}.probes.reliability: {link.probes.reliability} but the link has only "
                 f"{n} target{'s' if n != 1 else ''}"
             )
-        errors += _check_timing(
-            f"{p}.probes", link.probes.interval, link.probes.timeout, link.thresholds
+        inherited = defaults is not None and (link.probes.interval, link.probes.timeout) == (
+            defaults.interval,
+            defaults.timeout,
         )
+        # A timeout inherited from a bad `defaults:` is reported there once, not per link.
+        timeout = None if inherited else link.probes.timeout
+        errors += _check_timing(f"{p}.probes", link.probes.interval, timeout, link.thresholds)
         if link.table in by_table:
             other_i, other = by_table[link.table]
             same_if = " on the same interface" if other.interface == link.interface else ""
+            # A clash with a positional default is puzzling unless the message says so.
+            why = " (100 + its position, the default)" if link.table == 101 + i else ""
             errors.append(
-                f"{p}.table: table {link.table} is also used by {other.name} "
+                f"{p}.table: table {link.table}{why} is also used by {other.name} "
                 f"(links[{other_i}]){same_if}; each link needs its own table"
             )
         else:
@@ -921,8 +935,8 @@ def _semantic_checks(
                 continue
             seen.add(name)
             used.add(name)
-            if name not in raw_link_names:
-                close = difflib.get_close_matches(name, sorted(raw_link_names), n=1)
+            if name not in known_names:
+                close = difflib.get_close_matches(name, sorted(known_names), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 errors.append(f"{lp}: unknown link {name!r}{hint}")
                 continue
@@ -982,7 +996,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
             cfg.defaults,
             list(enumerate(cfg.links)),
             len(cfg.links),
-            {link.name for link in cfg.links},
+            [(i, link.name) for i, link in enumerate(cfg.links)],
             list(enumerate(cfg.route_groups)),
         )
     else:
@@ -991,7 +1005,10 @@ def parse_config(text: str, source: str = "<string>") -> Config:
 
     if errors:
         unique = list(dict.fromkeys(errors))
-        raise ConfigError(unique, source, [_line_of(e.split(": ", 1)[0], lines) for e in unique])
+        located = [(_line_of(e.split(": ", 1)[0], lines), e) for e in unique]
+        # File order reads best; the sort is stable, so errors of one line keep their order.
+        located.sort(key=lambda le: le[0] if le[0] is not None else 0)
+        raise ConfigError([e for _, e in located], source, [line for line, _ in located])
     assert cfg is not None
     cfg._warnings = warnings
     return cfg
@@ -1017,11 +1034,11 @@ def _partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]
     groups = [
         (g, m) for g, raw in enumerate(raw_groups) if (m := valid(RouteGroup, raw)) is not None
     ]
-    names = {
-        raw["name"]
-        for raw in raw_links
+    names = [
+        (i, raw["name"])
+        for i, raw in enumerate(raw_links)
         if isinstance(raw, dict) and isinstance(raw.get("name"), str)
-    }
+    ]
     raw_defaults = data.get("defaults", {})
     defaults = valid(Defaults, raw_defaults if raw_defaults is not None else {})
     priority = data.get("rule_priority", 1000)
