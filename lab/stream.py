@@ -238,9 +238,6 @@ class Stream:
             time.sleep(0.3)
             self._lab.stop(self._receiver)
             for proc, name in ((self._sender, "sender"), (self._receiver, "receiver")):
-                for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
                 if proc.returncode not in (0, -signal.SIGTERM):
                     raise RuntimeError(f"stream {name} exited with {proc.returncode}")
             send = json.loads((self._dir / "send.json").read_text())

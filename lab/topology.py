@@ -177,6 +177,13 @@ def _install_exit_hooks() -> None:
             signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
 
+def _close_pipes(proc: subprocess.Popen[str]) -> None:
+    for pipe in (proc.stdout, proc.stderr, proc.stdin):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 def _helper_env() -> dict[str, str]:
     """Environment for helper processes (``python -m lab.*``): the lab package must be
     importable whether it is installed or used from a source tree."""
@@ -307,10 +314,7 @@ class Lab:
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=1)
-            for stream in (p.stdout, p.stderr, p.stdin):
-                if stream is not None:
-                    with contextlib.suppress(OSError):
-                        stream.close()
+            _close_pipes(p)
         created, self._created = self._created, []
         if created:
             netns.delete_namespaces(created)
@@ -353,6 +357,7 @@ class Lab:
             proc.wait(timeout=grace)
         if proc in self._procs:
             self._procs.remove(proc)
+        _close_pipes(proc)
         return proc.returncode
 
     def python_argv(self, module: str, *args: str) -> list[str]:
