@@ -11,10 +11,12 @@ how the tests drive a lab namespace from the machine's own namespace.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +28,10 @@ __all__ = [
     "DEFAULT_DST",
     "ConntrackFlow",
     "ConntrackSweep",
+    "LinkEvents",
     "LinkInfo",
     "Netlink",
-    "NetlinkError",
+    "NetlinkCallError",
     "Nexthop",
     "RouteEntry",
     "RuleEntry",
@@ -152,6 +155,20 @@ class ConntrackSweep:
     timed_out: bool
 
 
+class NetlinkCallError(OSError):
+    """A kernel refusal (errno and text), as an OSError so callers need not know pyroute2."""
+
+
+@contextlib.contextmanager
+def _kernel_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NetlinkError as exc:
+        code = int(exc.code or 0)
+        text = os.strerror(code) if code else str(exc)
+        raise NetlinkCallError(code, f"{what}: {text}") from exc
+
+
 def _attrs(msg: Any) -> dict[str, Any]:
     return {name: value for name, value, *_ in msg["attrs"]}
 
@@ -189,7 +206,8 @@ class Netlink:
     # -- links ---------------------------------------------------------------------------
 
     async def links(self) -> list[LinkInfo]:
-        out = [_link_info(msg) async for msg in await self._api.link("dump")]
+        with _kernel_errors("dump links"):
+            out = [_link_info(msg) async for msg in await self._api.link("dump")]
         self._by_index = {li.index: li.ifname for li in out}
         self._by_name = {li.ifname: li.index for li in out}
         return out
@@ -200,7 +218,7 @@ class Netlink:
             await self.links()
             idx = self._by_name.get(ifname)
         if idx is None:
-            raise NetlinkError(19, f"no such interface: {ifname}")  # ENODEV
+            raise NetlinkCallError(19, f"no such interface: {ifname}")  # ENODEV
         return idx
 
     async def _name(self, index: int) -> str:
@@ -216,7 +234,9 @@ class Netlink:
         """All IPv4 routes of all tables except `local` (255), which the kernel owns."""
         await self.links()
         out: list[RouteEntry] = []
-        async for msg in await self._api.route("dump", family=socket.AF_INET):
+        with _kernel_errors("dump routes"):
+            msgs = [m async for m in await self._api.route("dump", family=socket.AF_INET)]
+        for msg in msgs:
             a = _attrs(msg)
             table = int(a.get("RTA_TABLE", msg["table"]))
             if table == 255:
@@ -266,23 +286,27 @@ class Netlink:
                 {"gateway": nh.gateway, "oif": await self._index(nh.ifname), "hops": nh.weight - 1}
                 for nh in route.nexthops
             ]
-        await self._api.route("replace", **kw)
+        with _kernel_errors(f"replace route {route.dst} table {route.table}"):
+            await self._api.route("replace", **kw)
 
     async def delete_route(self, route: RouteEntry) -> None:
         """Delete the route at route.key, only if it still carries route.proto."""
-        await self._api.route(
-            "del",
-            table=route.table,
-            dst="0.0.0.0/0" if route.dst == DEFAULT_DST else route.dst,
-            priority=route.metric,
-            proto=route.proto,
-        )
+        with _kernel_errors(f"delete route {route.dst} table {route.table}"):
+            await self._api.route(
+                "del",
+                table=route.table,
+                dst="0.0.0.0/0" if route.dst == DEFAULT_DST else route.dst,
+                priority=route.metric,
+                proto=route.proto,
+            )
 
     # -- rules ---------------------------------------------------------------------------
 
     async def rules(self) -> list[RuleEntry]:
         out: list[RuleEntry] = []
-        async for msg in await self._api.rule("dump", family=socket.AF_INET):
+        with _kernel_errors("dump rules"):
+            msgs = [m async for m in await self._api.rule("dump", family=socket.AF_INET)]
+        for msg in msgs:
             if msg["family"] != socket.AF_INET:
                 continue
             a = _attrs(msg)
@@ -298,32 +322,53 @@ class Netlink:
         return out
 
     async def add_rule(self, rule: RuleEntry) -> None:
-        await self._api.rule("add", **_rule_kw(rule))
+        with _kernel_errors(f"add rule {rule.priority}"):
+            await self._api.rule("add", **_rule_kw(rule))
 
     async def delete_rule(self, rule: RuleEntry) -> None:
         # FRA_PROTOCOL in the request makes the kernel match it: a foreign rule with the
         # same priority and table is never the one removed.
-        await self._api.rule("del", **_rule_kw(rule))
+        with _kernel_errors(f"delete rule {rule.priority}"):
+            await self._api.rule("del", **_rule_kw(rule))
 
     # -- link events ---------------------------------------------------------------------
 
-    async def link_events(self) -> AsyncIterator[LinkInfo]:
-        """Follow RTMGRP_LINK on a socket of its own, yielding every link message.
+    async def subscribe_links(self) -> LinkEvents:
+        """A stream of link messages (RTMGRP_LINK), subscribed when this returns.
 
-        A separate socket so that broadcasts never interleave with dump replies of the
-        request socket. Subscribed before the caller reads the initial state, so no change
-        can fall between the two.
+        Subscribe before reading the initial state, so that no change can fall between.
         """
-        ev = AsyncIPRoute(netns=self.netns) if self.netns else AsyncIPRoute()
-        try:
-            await ev.bind(groups=RTMGRP_LINK)
-            while True:
-                # pyroute2's get() ends after one datagram's worth of broadcasts
-                async for msg in ev.get():
-                    if msg.get("event") in ("RTM_NEWLINK", "RTM_DELLINK"):
-                        yield _link_info(msg)
-        finally:
-            ev.close()
+        stream = LinkEvents(self.netns)
+        await stream.bind()
+        return stream
+
+
+class LinkEvents:
+    """RTMGRP_LINK broadcasts on a socket of their own, so that they never interleave with
+    the dump replies of a request socket. `async for info in stream`; `close()` when done."""
+
+    def __init__(self, netns: str | None) -> None:
+        self._ev: Any = AsyncIPRoute(netns=netns) if netns else AsyncIPRoute()
+        self._it: AsyncIterator[LinkInfo] = self._messages()
+
+    async def bind(self) -> None:
+        await self._ev.bind(groups=RTMGRP_LINK)
+
+    async def _messages(self) -> AsyncIterator[LinkInfo]:
+        while True:
+            # pyroute2's get() ends after one datagram's worth of broadcasts
+            async for msg in self._ev.get():
+                if msg.get("event") in ("RTM_NEWLINK", "RTM_DELLINK"):
+                    yield _link_info(msg)
+
+    def __aiter__(self) -> LinkEvents:
+        return self
+
+    async def __anext__(self) -> LinkInfo:
+        return await self._it.__anext__()
+
+    def close(self) -> None:
+        self._ev.close()
 
 
 def _rule_kw(rule: RuleEntry) -> dict[str, Any]:

@@ -35,6 +35,7 @@ __all__ = [
     "LinkRoute",
     "Plan",
     "ReplaceRoute",
+    "RouteReconciler",
     "Step",
     "StepError",
     "apply",
@@ -200,8 +201,14 @@ def desired_rules(desired: Desired) -> tuple[RuleEntry, ...]:
     return tuple(r for r in rules if r is not None)
 
 
-def plan(desired: Desired, actual: Actual) -> Plan:
+def plan(
+    desired: Desired, actual: Actual, owned: frozenset[tuple[int, str, int]] = frozenset()
+) -> Plan:
     """PURE: the steps that turn `actual` into `desired`, and what must be left to a human.
+
+    `owned` holds the route keys lifeline has held in this run (see RouteReconciler): a
+    foreign route found there is a manual change to lifeline's route and is put back; a
+    foreign route at a key lifeline never held is the operator's and only reported.
 
     Order matters for traffic, not for correctness: link tables first (so rules never point
     at an empty table), then rules, then group routes (each one NLM_F_REPLACE: the route is
@@ -227,7 +234,9 @@ def plan(desired: Desired, actual: Actual) -> Plan:
         have = by_key.get(route.key)
         if have == route:
             return
-        if have is not None and have.proto != proto and not takeover:
+        if have is not None and have.proto != proto and route.key in owned:
+            why = f"{why}; put back, was changed by hand to {_route_text(have)}"
+        elif have is not None and have.proto != proto and not takeover:
             conflicts.append(
                 Conflict(
                     owner,
@@ -366,8 +375,36 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(str(a) for a in args) or type(exc).__name__
 
 
+class RouteReconciler:
+    """The daemon's route actuator: one level-triggered `reconcile()` per cycle.
+
+    It remembers which route keys lifeline has held in this run (written by it, or found
+    with its tag), so a route replaced by hand at such a key (`ip route replace` tags it
+    `boot`) is put back, while a foreign route at a key lifeline never held stays a conflict.
+    After a restart the memory starts from what carries lifeline's tag.
+    """
+
+    def __init__(self, nl: Netlink) -> None:
+        self.nl = nl
+        self.owned: set[tuple[int, str, int]] = set()
+
+    async def reconcile(self, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
+        actual = await observe(self.nl, desired)
+        self.owned |= {r.key for r in actual.routes if r.proto == desired.protocol}
+        the_plan = plan(desired, actual, frozenset(self.owned))
+        if dry_run:
+            return ApplyResult(the_plan)
+        result = await apply(self.nl, the_plan)
+        for step in result.done:
+            if isinstance(step, ReplaceRoute):
+                self.owned.add(step.route.key)
+            elif isinstance(step, DeleteRoute):
+                self.owned.discard(step.route.key)
+        return result
+
+
 async def reconcile(nl: Netlink, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
-    """One level-triggered cycle: observe, plan, and (unless dry_run) apply."""
+    """One stateless cycle (observe, plan, apply unless dry_run): e.g. for a one-shot CLI."""
     the_plan = plan(desired, await observe(nl, desired))
     if dry_run:
         return ApplyResult(the_plan)

@@ -116,6 +116,14 @@ def test_foreign_route_at_group_key_is_a_conflict_unless_takeover() -> None:
     assert not taken.conflicts
 
 
+def test_foreign_route_at_a_key_lifeline_held_is_put_back() -> None:
+    by_hand = route(254, "198.51.100.77", "wan0", metric=10, proto=3)  # `ip route replace`
+    p = plan(desired(), Actual((by_hand,), ()), owned=frozenset({(254, "default", 10)}))
+    assert not p.conflicts
+    put_back = [s for s in p.steps if isinstance(s, ReplaceRoute) and s.route.table == 254]
+    assert len(put_back) == 1 and "changed by hand" in put_back[0].why
+
+
 def test_foreign_routes_and_rules_elsewhere_are_never_touched() -> None:
     foreign = (
         route(254, "198.51.100.77", "wan0", metric=0, proto=4),  # other metric
@@ -174,10 +182,11 @@ def test_group_on_a_link_table_key_is_a_conflict() -> None:
 # -- property: plan, apply (simulated), plan again = nothing ------------------------------------
 
 names = ["a", "b", "c", "d"]
+Scenario = tuple[Desired, Actual, frozenset[tuple[int, str, int]]]
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Desired, Actual]:
+def scenarios(draw: st.DrawFn) -> Scenario:
     n = draw(st.integers(1, 4))
     links = tuple(
         LinkRoute(
@@ -229,34 +238,35 @@ def scenarios(draw: st.DrawFn) -> tuple[Desired, Actual]:
         proto=st.sampled_from([P, 4]),
     )
     rules = draw(st.lists(rule_st, max_size=6))
-    return d, Actual(tuple(routes), tuple(rules))
+    owned = draw(st.sets(st.sampled_from([r.key for r in routes]))) if routes else set()
+    return d, Actual(tuple(routes), tuple(rules)), frozenset(owned)
 
 
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
-def test_apply_then_plan_again_is_empty(case: tuple[Desired, Actual]) -> None:
-    d, actual = case
-    p = plan(d, actual)
+def test_apply_then_plan_again_is_empty(case: Scenario) -> None:
+    d, actual, owned = case
+    p = plan(d, actual, owned)
     after = simulate(actual, p)
-    again = plan(d, after)
+    again = plan(d, after, owned)
     assert again.empty, again.describe()
     assert set(again.conflicts) == set(p.conflicts)
 
 
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
-def test_never_touches_foreign_state(case: tuple[Desired, Actual]) -> None:
-    d, actual = case
+def test_never_touches_foreign_state(case: Scenario) -> None:
+    d, actual, owned = case
     takeover_keys = {
         (g.table, "default" if g.destination == "default" else g.destination, g.metric)
         for g in d.groups
         if g.takeover
     }
     foreign = {r.key: r for r in actual.routes if r.proto != P}
-    for s in plan(d, actual).steps:
+    for s in plan(d, actual, owned).steps:
         if isinstance(s, DeleteRoute):
             assert s.route.proto == P
         elif isinstance(s, DeleteRule):
             assert s.rule.proto == P
         elif isinstance(s, ReplaceRoute) and s.route.key in foreign:
-            assert s.route.key in takeover_keys
+            assert s.route.key in takeover_keys | owned

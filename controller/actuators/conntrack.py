@@ -1,0 +1,139 @@
+"""Conntrack actuator: after a group switches links, drop the flows NAT'ed through a link that
+is no longer active, so phones and trunks re-establish through the new one.
+
+A UDP flow (SIP, RTP) that was SNAT'ed to the old link's address keeps that address after
+the route moves: its replies go to the dead link and the flow stays dead until its conntrack
+entry expires. So only entries whose reply tuple is addressed to an old link's source address
+(`tuple_reply.daddr`), and only for the group's flush rules (protocol and port range on the
+original tuple's source or destination port), are deleted. Never a global flush: other
+protocols, other ports and flows through links still active are left alone, and the same rule
+cleans up after a failback. The kernel is reached only through controller.netlink, in a thread
+(pyroute2's conntrack dump is blocking and can be long) bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.netlink import ConntrackFlow, ConntrackSweep, conntrack_delete_matching
+
+__all__ = [
+    "DEFAULT_VOICE_RULES",
+    "FlushResult",
+    "FlushRule",
+    "flow_matches",
+    "flush_after_switch",
+    "stale_sources",
+]
+
+_PROTO_NUMBERS = {"udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
+
+
+@dataclass(frozen=True, slots=True)
+class FlushRule:
+    """Flows of `proto` whose original source or destination port is in [port_lo, port_hi]."""
+
+    proto: Literal["udp", "tcp"]
+    port_lo: int
+    port_hi: int
+
+    def matches(self, flow: ConntrackFlow) -> bool:
+        if flow.proto != _PROTO_NUMBERS[self.proto]:
+            return False
+        return any(
+            p is not None and self.port_lo <= p <= self.port_hi
+            for p in (flow.orig_dport, flow.orig_sport)
+        )
+
+
+DEFAULT_VOICE_RULES: tuple[FlushRule, ...] = (
+    FlushRule("udp", 5060, 5061),
+    FlushRule("tcp", 5060, 5061),
+    FlushRule("udp", 10000, 20000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a flush did, for the journal and the metrics."""
+
+    deleted: int
+    matched: int
+    scanned: int
+    errors: int
+    timed_out: bool
+    duration_s: float
+    old_sources: tuple[str, ...]
+
+    def describe(self) -> str:
+        extra = " (TIMED OUT, partial)" if self.timed_out else ""
+        errs = f", {self.errors} errors" if self.errors else ""
+        return (
+            f"conntrack: deleted {self.deleted} of {self.scanned} entries NAT'ed to "
+            f"{', '.join(self.old_sources) or 'nothing'}{errs} in {self.duration_s * 1000:.1f} ms"
+            f"{extra}"
+        )
+
+
+def stale_sources(
+    old_active: Iterable[str], new_active: Iterable[str], sources: dict[str, str | None]
+) -> tuple[str, ...]:
+    """PURE: source addresses of the links that were active and are not any more."""
+    gone = set(old_active) - set(new_active)
+    return tuple(sorted({s for name in gone if (s := sources.get(name)) is not None}))
+
+
+def flow_matches(
+    flow: ConntrackFlow, old_sources: Iterable[str], rules: Iterable[FlushRule]
+) -> bool:
+    """PURE: True for a flow that left through one of old_sources and a flush rule covers."""
+    return flow.reply_dst in set(old_sources) and any(r.matches(flow) for r in rules)
+
+
+async def flush_after_switch(
+    old_sources: Iterable[str],
+    rules: Iterable[FlushRule] = DEFAULT_VOICE_RULES,
+    *,
+    netns: str | None = None,
+    timeout: float = 2.0,
+) -> FlushResult:
+    """Delete the matching entries; never raises for a kernel error, returns the count.
+
+    The timeout bounds both the sweep itself (it stops at its deadline) and the wait for the
+    thread, so a huge table cannot hold up the caller.
+    """
+    olds = tuple(sorted(set(old_sources)))
+    rule_t = tuple(rules)
+    t0 = time.monotonic()
+    if not olds or not rule_t:
+        return FlushResult(0, 0, 0, 0, False, 0.0, olds)
+    deadline = t0 + timeout
+    old_set = frozenset(olds)
+
+    def want(flow: ConntrackFlow) -> bool:
+        return flow_matches(flow, old_set, rule_t)
+
+    try:
+        sweep = await asyncio.wait_for(
+            asyncio.to_thread(conntrack_delete_matching, want, netns=netns, deadline=deadline),
+            timeout + 1.0,
+        )
+    except TimeoutError:
+        sweep = ConntrackSweep(0, 0, 0, 0, True)
+    except OSError:
+        # no conntrack netlink (module absent, no permission): a failover must still go on
+        sweep = ConntrackSweep(0, 0, 0, 1, False)
+    return FlushResult(
+        deleted=sweep.deleted,
+        matched=sweep.matched,
+        scanned=sweep.scanned,
+        errors=sweep.errors,
+        timed_out=sweep.timed_out,
+        duration_s=time.monotonic() - t0,
+        old_sources=olds,
+    )

@@ -1,0 +1,262 @@
+"""Route actuator against a real kernel: a router namespace with three veth uplinks to peer
+namespaces (gateways in 198.51.100.0/24, a target 203.0.113.10 behind each), built here and
+removed at the end, also on failure. Also home of the small lab fixture that the conntrack
+and linkwatch tests import."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from controller.actuators.routes import (
+    Desired,
+    GroupRoute,
+    LinkRoute,
+    RouteReconciler,
+    observe,
+    plan,
+)
+from controller.netlink import Netlink
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
+]
+
+PROTO = 201
+
+
+def run(*argv: str, check: bool = True) -> str:
+    res = subprocess.run(list(argv), capture_output=True, text=True, timeout=20)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{argv} failed: {res.stderr.strip()}")
+    return res.stdout
+
+
+@dataclass
+class Lab:
+    router: str
+    peers: tuple[str, ...]
+    links: tuple[LinkRoute, ...]
+
+    def ip(self, *args: str, check: bool = True) -> str:
+        return run("ip", "-n", self.router, *args, check=check)
+
+    def in_router(self, *argv: str, check: bool = True) -> str:
+        return run("ip", "netns", "exec", self.router, *argv, check=check)
+
+
+def build_lab(n_links: int = 3) -> Lab:
+    """Router ns with uplinks wan0..wan2; peer i has gateway 198.51.100.(4i+1)/30.
+
+    Interface indexes are set so that each veth end differs from its peer's: the kernel then
+    reports carrier changes at once instead of rate-limiting them (see controller.linkwatch).
+    """
+    tag = secrets.token_hex(3)
+    router = f"ll-rt-{tag}"
+    peers = tuple(f"ll-isp{i}-{tag}" for i in range(n_links))
+    run("ip", "netns", "add", router)
+    links = []
+    try:
+        run("ip", "-n", router, "link", "set", "lo", "up")
+        for i, peer in enumerate(peers):
+            run("ip", "netns", "add", peer)
+            dev, pdev = f"wan{i}", f"isp{i}"
+            gw, addr = f"198.51.100.{4 * i + 1}", f"198.51.100.{4 * i + 2}"
+            run(
+                "ip", "-n", router, "link", "add", dev, "index", str(10 + i), "type", "veth",
+                "peer", "name", pdev, "index", str(20 + i), "netns", peer,
+            )  # fmt: skip
+            run("ip", "-n", router, "addr", "add", f"{addr}/30", "dev", dev)
+            run("ip", "-n", router, "link", "set", dev, "up")
+            run("ip", "-n", peer, "addr", "add", f"{gw}/30", "dev", pdev)
+            run("ip", "-n", peer, "addr", "add", "203.0.113.10/32", "dev", "lo")
+            run("ip", "-n", peer, "link", "set", "lo", "up")
+            run("ip", "-n", peer, "link", "set", pdev, "up")
+            links.append(LinkRoute(f"link-{i}", dev, gw, addr, 101 + i, weight=3 if i == 0 else 1))
+    except BaseException:
+        destroy_lab(router, peers)
+        raise
+    return Lab(router, peers, tuple(links))
+
+
+def destroy_lab(router: str, peers: tuple[str, ...]) -> None:
+    for ns in (router, *peers):
+        run("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    the_lab = build_lab()
+    try:
+        yield the_lab
+    finally:
+        destroy_lab(the_lab.router, the_lab.peers)
+
+
+def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), **kw: object) -> Desired:
+    group = GroupRoute("internet", 254, "default", 10, active, **kw)  # type: ignore[arg-type]
+    return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
+
+
+def main_default(lab: Lab, metric: int = 10) -> str:
+    out = lab.ip("-4", "route", "show", "table", "main", "exact", "0.0.0.0/0")
+    return "\n".join(line for line in out.splitlines() if f"metric {metric}" in line)
+
+
+async def test_creates_link_tables_rules_and_group_route(lab: Lab) -> None:
+    async with Netlink(lab.router) as nl:
+        result = await RouteReconciler(nl).reconcile(desired(lab))
+    assert result.ok, [e.describe() for e in result.errors]
+    rules = lab.ip("-4", "rule", "show")
+    for i in range(3):
+        assert f"{1000 + i}:\tfrom 198.51.100.{4 * i + 2} lookup {101 + i} proto {PROTO}" in rules
+        table = lab.ip("-4", "route", "show", "table", str(101 + i))
+        assert f"default via 198.51.100.{4 * i + 1} dev wan{i} proto {PROTO}" in table
+    assert "default via 198.51.100.1 dev wan0 proto 201 metric 10" in main_default(lab)
+    # every link is usable by its source address, the inactive ones too
+    got = lab.ip("-4", "route", "get", "203.0.113.10", "from", "198.51.100.6")
+    assert "dev wan1" in got
+    got = lab.ip("-4", "route", "get", "203.0.113.10")
+    assert "dev wan0" in got
+
+
+async def test_second_reconcile_and_restart_change_nothing(lab: Lab) -> None:
+    async with Netlink(lab.router) as nl:
+        first = await RouteReconciler(nl).reconcile(desired(lab))
+        assert first.ok and not first.plan.empty
+        second = await RouteReconciler(nl).reconcile(desired(lab))  # a restarted daemon
+    assert second.plan.empty, second.plan.describe()
+    assert second.done == ()
+
+
+async def test_switch_replaces_atomically_never_absent(lab: Lab) -> None:
+    switches = 40
+    seen_missing: list[str] = []
+    reads = 0
+    stop = threading.Event()
+
+    def watcher() -> None:
+        nonlocal reads
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline and reads < 5000:
+            out = main_default(lab)
+            reads += 1
+            if "default" not in out:
+                seen_missing.append(out)
+
+    async with Netlink(lab.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired(lab))).ok
+        thread = threading.Thread(target=watcher)
+        thread.start()
+        durations: list[float] = []
+        try:
+            for k in range(switches):
+                active = ("link-1",) if k % 2 == 0 else ("link-0",)
+                res = await rec.reconcile(desired(lab, active))
+                assert res.ok and len(res.done) == 1, res.plan.describe()
+                durations.extend(res.durations_s)
+                time.sleep(0.005)  # give the reader a chance to look between switches
+        finally:
+            stop.set()
+            thread.join(timeout=40)
+    assert reads > 10
+    assert seen_missing == []
+    assert "via 198.51.100.1 dev wan0" in main_default(lab)  # even count: back on link-0
+    durations.sort()
+    print(
+        f"\nroute switch (replace call) over {switches}: median "
+        f"{durations[len(durations) // 2] * 1e3:.3f} ms, max {durations[-1] * 1e3:.3f} ms; "
+        f"{reads} reads of the route, none missing"
+    )
+    assert durations[-1] < 0.5  # generous: a replace is a single netlink message
+
+
+async def test_multipath_with_weights(lab: Lab) -> None:
+    async with Netlink(lab.router) as nl:
+        res = await RouteReconciler(nl).reconcile(desired(lab, ("link-0", "link-1")))
+        assert res.ok
+        again = plan(desired(lab, ("link-0", "link-1")), await observe(nl, desired(lab)))
+    assert again.empty, again.describe()
+    out = main_default(lab) + lab.ip("-4", "route", "show", "table", "main")
+    assert "nexthop via 198.51.100.1 dev wan0 weight 3" in out
+    assert "nexthop via 198.51.100.5 dev wan1 weight 1" in out
+
+
+async def test_manual_changes_are_put_back(lab: Lab) -> None:
+    async with Netlink(lab.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired(lab))).ok
+        lab.ip("route", "replace", "default", "via", "198.51.100.9", "dev", "wan2", "metric", "10")
+        lab.ip("rule", "del", "pref", "1001")
+        assert "198.51.100.9" in main_default(lab)
+        res = await rec.reconcile(desired(lab))
+        assert res.ok and not res.plan.conflicts, res.plan.describe()
+    assert "default via 198.51.100.1 dev wan0 proto 201 metric 10" in main_default(lab)
+    assert "1001:\tfrom 198.51.100.6 lookup 102 proto 201" in lab.ip("-4", "rule", "show")
+
+
+async def test_foreign_routes_untouched_and_same_key_is_a_conflict(lab: Lab) -> None:
+    lab.ip("route", "add", "default", "via", "198.51.100.9", "dev", "wan2", "metric", "50",
+           "proto", "static")  # fmt: skip
+    lab.ip("route", "add", "default", "via", "198.51.100.9", "dev", "wan2", "metric", "10",
+           "proto", "static")  # fmt: skip
+    lab.ip("route", "add", "192.0.2.0/24", "via", "198.51.100.5", "table", "101")
+    async with Netlink(lab.router) as nl:
+        res = await RouteReconciler(nl).reconcile(desired(lab))
+        assert res.ok
+        assert len(res.plan.conflicts) == 1
+        assert "foreign" in res.plan.conflicts[0].describe()
+        assert "metric 10" in res.plan.conflicts[0].describe()
+        # reported again next cycle, still not applied
+        assert (await RouteReconciler(nl).reconcile(desired(lab))).plan.conflicts
+        main = lab.ip("-4", "route", "show", "table", "main")
+        assert "default via 198.51.100.9 dev wan2 proto static metric 50" in main
+        assert "default via 198.51.100.9 dev wan2 proto static metric 10" in main
+        assert "192.0.2.0/24 via 198.51.100.5" in lab.ip("route", "show", "table", "101")
+        # with takeover the operator hands the key over
+        res = await RouteReconciler(nl).reconcile(desired(lab, takeover=True))
+        assert res.ok and not res.plan.conflicts
+    assert "default via 198.51.100.1 dev wan0 proto 201 metric 10" in main_default(lab)
+    assert "proto static metric 50" in lab.ip("-4", "route", "show", "table", "main")
+
+
+async def test_stale_lifeline_rule_and_table_removed_foreign_kept(lab: Lab) -> None:
+    lab.ip("rule", "add", "from", "198.51.100.14", "lookup", "105", "pref", "1005",
+           "protocol", "201")  # fmt: skip
+    lab.ip("rule", "add", "from", "198.51.100.14", "lookup", "106", "pref", "1005",
+           "protocol", "static")  # fmt: skip
+    lab.ip("route", "add", "default", "via", "198.51.100.9", "dev", "wan2", "table", "105",
+           "proto", "201")  # fmt: skip
+    async with Netlink(lab.router) as nl:
+        res = await RouteReconciler(nl).reconcile(desired(lab))
+    assert res.ok, [e.describe() for e in res.errors]
+    rules = lab.ip("-4", "rule", "show")
+    assert "lookup 105" not in rules
+    assert "1005:\tfrom 198.51.100.14 lookup 106 proto static" in rules
+    assert lab.ip("-4", "route", "show", "table", "105").strip() == ""
+
+
+async def test_unreachable_gateway_is_reported_not_raised(lab: Lab) -> None:
+    async with Netlink(lab.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired(lab))).ok
+        lab.ip("link", "set", "wan1", "down")  # the kernel then refuses nexthops on it
+        res = await rec.reconcile(desired(lab, ("link-1",)))
+        assert not res.ok
+        assert any("unreachable" in e.error.lower() for e in res.errors), res.errors
+        # what could be done was done; the old route stays in place meanwhile
+        assert "via 198.51.100.1 dev wan0" in main_default(lab)
+        lab.ip("link", "set", "wan1", "up")
+        res = await rec.reconcile(desired(lab, ("link-1",)))
+        assert res.ok, [e.describe() for e in res.errors]
+    assert "via 198.51.100.5 dev wan1" in main_default(lab)
+    assert "default via 198.51.100.5 dev wan1" in lab.ip("route", "show", "table", "102")
