@@ -1,0 +1,192 @@
+"""Selective conntrack flush after a switch: only flows NAT'ed through the old link and covered
+by a flush rule go; other ports, other links and un-NAT'ed flows stay. Entries are made both by
+`conntrack -I` and by real UDP packets from a LAN namespace SNAT'ed by the router."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from typing import TypeVar, cast
+
+import pytest
+
+from controller.actuators.conntrack import (
+    DEFAULT_VOICE_RULES,
+    FlushRule,
+    flow_matches,
+    flush_after_switch,
+    stale_sources,
+)
+from controller.actuators.routes import RouteReconciler
+from controller.netlink import ConntrackFlow, Netlink
+from tests.integration.test_routes import Lab, build_lab, desired, destroy_lab, run
+
+T = TypeVar("T")
+
+
+def lab_test(f: T) -> T:
+    """Marks for the tests that need the lab (the pure ones above them run anywhere)."""
+    for mark in (
+        pytest.mark.lab,
+        pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
+        pytest.mark.skipif(shutil.which("conntrack") is None, reason="conntrack not installed"),
+        pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed"),
+    ):
+        f = cast(T, mark(f))
+    return f
+
+
+A, B = "198.51.100.2", "198.51.100.6"  # sources of link-0 and link-1
+PEER = "203.0.113.10"
+LAN_HOST = "192.0.2.10"
+
+
+def flow(proto: int, sport: int, dport: int, reply_dst: str) -> ConntrackFlow:
+    return ConntrackFlow(proto, LAN_HOST, PEER, sport, dport, PEER, reply_dst)
+
+
+def test_flow_matching_rules() -> None:
+    udp, tcp = socket.IPPROTO_UDP, socket.IPPROTO_TCP
+    rules = DEFAULT_VOICE_RULES
+    assert flow_matches(flow(udp, 40000, 5060, A), [A], rules)  # SIP by destination port
+    assert flow_matches(flow(udp, 5060, 40000, A), [A], rules)  # SIP by source port
+    assert flow_matches(flow(udp, 12000, 30000, A), [A], rules)  # RTP
+    assert flow_matches(flow(tcp, 40000, 5061, A), [A], rules)  # SIP over TLS
+    assert not flow_matches(flow(udp, 40000, 5060, B), [A], rules)  # through another link
+    assert not flow_matches(flow(udp, 40000, 7000, A), [A], rules)  # unrelated port
+    assert not flow_matches(flow(tcp, 40000, 12000, A), [A], rules)  # RTP rule is UDP only
+    assert not flow_matches(flow(udp, 40000, 5060, LAN_HOST), [A], rules)  # not NAT'ed
+    assert not flow_matches(flow(udp, 40000, 5060, A), [A], [FlushRule("udp", 5061, 5061)])
+
+
+def test_stale_sources() -> None:
+    sources = {"fibre-a": A, "fibre-b": B, "lte": None}
+    assert stale_sources(["fibre-a"], ["fibre-b"], sources) == (A,)
+    assert stale_sources(["fibre-a", "fibre-b"], ["fibre-b"], sources) == (A,)
+    assert stale_sources(["fibre-b"], ["fibre-a"], sources) == (B,)  # failback
+    assert stale_sources(["fibre-a"], ["fibre-a", "fibre-b"], sources) == ()
+    assert stale_sources(["lte"], ["fibre-a"], sources) == ()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    the_lab = build_lab(n_links=2)
+    try:
+        yield the_lab
+    finally:
+        destroy_lab(the_lab.router, the_lab.peers)
+
+
+def ct_list(lab: Lab) -> str:
+    return lab.in_router("conntrack", "-L", "-f", "ipv4")
+
+
+def inject(lab: Lab, proto: str, sport: int, dport: int, reply_dst: str) -> None:
+    argv = [
+        "conntrack", "-I", "-p", proto, "-s", LAN_HOST, "-d", PEER,
+        "--sport", str(sport), "--dport", str(dport),
+        "-r", PEER, "-q", reply_dst, "--reply-port-src", str(dport),
+        "--reply-port-dst", str(sport), "-t", "120",
+    ]  # fmt: skip
+    argv += ["--state", "ESTABLISHED"] if proto == "tcp" else ["-u", "SEEN_REPLY"]
+    lab.in_router(*argv)
+
+
+def has(listing: str, proto: str, sport: int, dport: int, reply_dst: str) -> bool:
+    return any(
+        line.startswith(proto)
+        and f"sport={sport} dport={dport}" in line
+        and f"dst={reply_dst}" in line
+        for line in listing.splitlines()
+    )
+
+
+@lab_test
+async def test_flush_injected_entries_only_old_link_and_voice_ports(lab: Lab) -> None:
+    inject(lab, "udp", 5060, 5060, A)  # SIP through A: goes
+    inject(lab, "udp", 12000, 30000, A)  # RTP through A: goes
+    inject(lab, "tcp", 40000, 5061, A)  # SIP-TLS through A: goes
+    inject(lab, "udp", 7000, 7000, A)  # unrelated port through A: stays
+    inject(lab, "udp", 5062, 5060, B)  # SIP through B: stays
+    inject(lab, "udp", 5064, 5060, LAN_HOST)  # not NAT'ed: stays
+    before = ct_list(lab)
+    assert has(before, "udp", 5060, 5060, A) and has(before, "tcp", 40000, 5061, A)
+
+    result = await flush_after_switch(stale_sources(["a"], ["b"], {"a": A, "b": B}),
+                                      netns=lab.router)  # fmt: skip
+    after = ct_list(lab)
+    assert result.deleted == 3 and result.errors == 0 and not result.timed_out, result
+    assert result.scanned >= 6
+    assert not has(after, "udp", 5060, 5060, A)
+    assert not has(after, "udp", 12000, 30000, A)
+    assert not has(after, "tcp", 40000, 5061, A)
+    assert has(after, "udp", 7000, 7000, A)
+    assert has(after, "udp", 5062, 5060, B)
+    assert has(after, "udp", 5064, 5060, LAN_HOST)
+    assert "deleted 3" in result.describe()
+
+    # failback: the same rule now removes what went out through B
+    back = await flush_after_switch([B], netns=lab.router)
+    assert back.deleted == 1
+    assert not has(ct_list(lab), "udp", 5062, 5060, B)
+    assert has(ct_list(lab), "udp", 7000, 7000, A)
+
+
+def send_udp_from_lan(lab: Lab, lan: str, sport: int, dport: int) -> None:
+    """Three datagrams, from the LAN namespace, through the router to the peer."""
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.bind(('{LAN_HOST}', {sport}))\n"
+        f"for _ in range(3): s.sendto(b'lifeline-test', ('{PEER}', {dport}))\n"
+    )
+    run("ip", "netns", "exec", lan, "python3", "-c", code)
+
+
+@lab_test
+async def test_flush_real_snat_flows_after_switch(lab: Lab) -> None:
+    lan = lab.router.replace("ll-rt-", "ll-lan-")
+    run("ip", "netns", "add", lan)
+    try:
+        lab.ip("link", "add", "lan0", "index", "30", "type", "veth", "peer", "name", "eth0",
+               "index", "40", "netns", lan)  # fmt: skip
+        lab.ip("addr", "add", "192.0.2.1/24", "dev", "lan0")
+        lab.ip("link", "set", "lan0", "up")
+        run("ip", "-n", lan, "addr", "add", f"{LAN_HOST}/24", "dev", "eth0")
+        run("ip", "-n", lan, "link", "set", "eth0", "up")
+        run("ip", "-n", lan, "route", "add", "default", "via", "192.0.2.1")
+        lab.in_router("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        for dev, src in (("wan0", A), ("wan1", B)):
+            lab.in_router("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", dev, "-j", "SNAT",
+                          "--to-source", src)  # fmt: skip
+
+        async with Netlink(lab.router) as nl:
+            rec = RouteReconciler(nl)
+            assert (await rec.reconcile(desired(lab, ("link-0",)))).ok
+            send_udp_from_lan(lab, lan, 5060, 5060)  # SIP via A
+            send_udp_from_lan(lab, lan, 7000, 7000)  # unrelated via A
+            assert (await rec.reconcile(desired(lab, ("link-1",)))).ok
+            send_udp_from_lan(lab, lan, 5070, 5060)  # SIP via B, after the switch
+            send_udp_from_lan(lab, lan, 5060, 5060)  # the old flow: still NAT'ed to A
+            before = ct_list(lab)
+            assert has(before, "udp", 5060, 5060, A), before
+            assert has(before, "udp", 5070, 5060, B), before
+
+            result = await flush_after_switch([A], netns=lab.router)
+        after = ct_list(lab)
+        assert result.deleted == 1, (result, before)
+        assert not has(after, "udp", 5060, 5060, A)
+        assert has(after, "udp", 7000, 7000, A)
+        assert has(after, "udp", 5070, 5060, B)
+        # the next packet of the SIP flow is NAT'ed afresh, to B's address
+        send_udp_from_lan(lab, lan, 5060, 5060)
+        assert has(ct_list(lab), "udp", 5060, 5060, B)
+    finally:
+        run("ip", "netns", "del", lan, check=False)
+
+
+async def test_nothing_to_flush_is_a_no_op() -> None:
+    result = await flush_after_switch([], netns="never-used")
+    assert result.deleted == 0 and result.scanned == 0 and not result.timed_out
