@@ -927,6 +927,7 @@ def _semantic_checks(
         else:
             routes[key] = g
         seen: set[str] = set()
+        wrong_family: list[Link] = []
         first_family: tuple[str, int] | None = None
         for k, name in enumerate(group.links):
             lp = f"{p}.links[{k}]"
@@ -935,7 +936,7 @@ def _semantic_checks(
                 continue
             seen.add(name)
             used.add(name)
-            if name not in known_names:
+            if name not in known_names and known_names:
                 close = difflib.get_close_matches(name, sorted(known_names), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 errors.append(f"{lp}: unknown link {name!r}{hint}")
@@ -944,12 +945,8 @@ def _semantic_checks(
             if member is None:  # the link itself is invalid; its own errors say why
                 continue
             if group.destination != "default":
-                dfam = ipaddress.ip_network(group.destination).version
-                if dfam != member.family:
-                    errors.append(
-                        f"{p}.destination: {group.destination} is IPv{dfam} but link "
-                        f"{name}'s gateway {member.gateway} is IPv{member.family}"
-                    )
+                if ipaddress.ip_network(group.destination).version != member.family:
+                    wrong_family.append(member)
             elif first_family is None:
                 first_family = (name, member.family)
             elif first_family[1] != member.family:
@@ -957,6 +954,15 @@ def _semantic_checks(
                     f"{lp}: {name}'s gateway is IPv{member.family} but {first_family[0]}'s is "
                     f"IPv{first_family[1]}; one route group holds one address family"
                 )
+
+        if wrong_family:
+            dfam = ipaddress.ip_network(group.destination).version
+            which = ", ".join(f"{m.name} ({m.gateway})" for m in wrong_family)
+            errors.append(
+                f"{p}.destination: {group.destination} is IPv{dfam} but "
+                f"{'these links have' if len(wrong_family) > 1 else 'this link has'} "
+                f"an IPv{wrong_family[0].family} gateway: {which}"
+            )
 
     for i, link in links:
         if link.name not in used:
@@ -1042,9 +1048,8 @@ def _partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]
     raw_defaults = data.get("defaults", {})
     defaults = valid(Defaults, raw_defaults if raw_defaults is not None else {})
     priority = data.get("rule_priority", 1000)
-    rule_priority = (
-        priority if isinstance(priority, int) and not isinstance(priority, bool) else None
-    )
+    in_range = isinstance(priority, int) and 1 <= priority <= _RULE_PRIORITY_MAX
+    rule_priority = priority if in_range and not isinstance(priority, bool) else None
     return _semantic_checks(rule_priority, defaults, links, len(raw_links), names, groups)
 
 

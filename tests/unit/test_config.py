@@ -1,0 +1,823 @@
+"""Tests of the typed config: the example loads, every mistake is named by path, all at once."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.config import (
+    Config,
+    ConfigError,
+    FlushRule,
+    Thresholds,
+    load_config,
+    parse_config,
+    parse_duration,
+    summary,
+)
+from controller.durations import format_duration
+from controller.health import HealthParams
+from probes.sample import ProbeSpec
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "lifeline.yaml"
+SAMPLES = Path(__file__).resolve().parent / "data" / "configs"
+
+BASE: dict[str, Any] = {
+    "site": "test-site",
+    "links": [
+        {
+            "name": "fibre-a",
+            "interface": "wan-a",
+            "gateway": "198.51.100.1",
+            "source": "198.51.100.2",
+            "tier": 1,
+            "probes": {"targets": [{"icmp": "198.51.100.1"}, {"icmp": "192.0.2.1"}]},
+        },
+        {
+            "name": "lte",
+            "interface": "wwan0",
+            "gateway": "198.51.100.129",
+            "tier": 3,
+            "probes": {"targets": [{"icmp": "192.0.2.1"}]},
+        },
+    ],
+    "route_groups": [{"name": "internet", "links": ["fibre-a", "lte"]}],
+}
+
+
+def build(mutate: Callable[[dict[str, Any]], Any] | None = None) -> str:
+    data = copy.deepcopy(BASE)
+    if mutate is not None:
+        mutate(data)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return info.value.errors
+
+
+# --------------------------------------------------------------------------- the example
+
+
+def test_example_parses_to_the_documented_site() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.site == "rome-cc1"
+    assert [link.name for link in cfg.links] == ["fibre-a", "fibre-b", "lte"]
+    assert [link.tier for link in cfg.links] == [1, 2, 3]
+    assert [link.table for link in cfg.links] == [101, 102, 103]
+    assert cfg.warnings == []
+    group = cfg.route_groups[0]
+    assert group.name == "internet"
+    assert group.table_id == 254
+    assert group.destination == "default"
+    assert group.links == ["fibre-a", "fibre-b", "lte"]
+    for link in cfg.links:
+        assert link.probe_specs(), link.name
+        assert all(spec.device == link.interface for spec in link.probe_specs())
+
+
+def test_example_uses_only_documentation_addresses() -> None:
+    import ipaddress
+
+    docs = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+    cfg = load_config(EXAMPLE)
+    hosts = [link.gateway for link in cfg.links] + [
+        spec.host for link in cfg.links for spec in link.probe_specs()
+    ]
+    hosts += [link.source for link in cfg.links if link.source]
+    for host in hosts:
+        assert any(ipaddress.ip_address(host) in net for net in docs), host
+
+
+@pytest.mark.parametrize("name", ["good-minimal.yaml", "good-ipv6.yaml"])
+def test_good_samples_parse(name: str) -> None:
+    cfg = load_config(SAMPLES / name)
+    assert cfg.links and cfg.route_groups
+    assert summary(cfg).startswith(f"site {cfg.site}:")
+
+
+def test_ipv6_sample_normalizes_addresses_and_tables() -> None:
+    cfg = load_config(SAMPLES / "good-ipv6.yaml")
+    assert cfg.listen_host == "::1" and cfg.listen_port == 9731
+    assert cfg.socket_path == Path("/run/lifeline/cli.sock")
+    first = cfg.links[0]
+    assert first.family == 6
+    assert first.probe_specs()[1] == ProbeSpec(
+        "tcp", "2001:db8:ffff::1", 443, device="wan-a", source="2001:db8:a::2"
+    )
+    assert cfg.links[1].table == 102  # positional default, unaffected by link 0's explicit table
+    group = cfg.route_groups[0]
+    assert group.table_id == 300 and group.multipath and group.flush_rules == []
+
+
+# ------------------------------------------------------------------- samples with expectations
+
+
+def expectations(path: Path) -> list[str]:
+    prefix = "# expect: "
+    return [
+        line[len(prefix) :].rstrip()
+        for line in path.read_text().splitlines()
+        if line.startswith(prefix)
+    ]
+
+
+@pytest.mark.parametrize("name", ["bad-fields.yaml", "bad-semantic.yaml"])
+def test_bad_samples_report_every_error_at_once(name: str) -> None:
+    path = SAMPLES / name
+    wanted = expectations(path)
+    assert len(wanted) > 10  # the sample really holds many mistakes
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    got = info.value.errors
+    for expected in wanted:
+        matches = [e for e in got if e.startswith(expected)]
+        assert len(matches) == 1, f"{expected!r} not reported once in:\n" + "\n".join(got)
+    assert len(got) == len(wanted), "\n".join(got)
+
+
+def test_error_rendering_names_file_and_line() -> None:
+    path = SAMPLES / "bad-fields.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    lines = path.read_text().splitlines()
+    gatway_line = next(i for i, line in enumerate(lines, 1) if line.strip().startswith("gatway:"))
+    assert f"{path}:{gatway_line}: links[0].gatway: unknown field" in text
+    assert text.splitlines()[0] == f"{path}: {len(info.value.errors)} errors"
+
+
+# --------------------------------------------------------------------------- one error kind each
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Mutation that sets a dotted/indexed path, e.g. ``links[1].gateway``."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        node: Any = data
+        parts = path.replace("[", ".[").split(".")
+        for part in parts[:-1]:
+            node = node[int(part[1:-1])] if part.startswith("[") else node.setdefault(part, {})
+        last = parts[-1]
+        if last.startswith("["):
+            node[int(last[1:-1])] = value
+        else:
+            node[last] = value
+
+    return mutate
+
+
+def _delete(path: str, key: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        node: Any = data
+        for part in path.replace("[", ".[").split("."):
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+        del node[key]
+
+    return mutate
+
+
+CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str | list[str]]] = [
+    (
+        "bad gateway",
+        _set("links[1].gateway", "198.51.100.300"),
+        "links[1].gateway: not an IPv4/IPv6 address",
+    ),
+    (
+        "gateway not a string",
+        _set("links[1].gateway", 17),
+        "links[1].gateway: not an IPv4/IPv6 address",
+    ),
+    (
+        "unknown key",
+        _set("links[0].gatway", "x"),
+        "links[0].gatway: unknown field (did you mean gateway?)",
+    ),
+    ("unknown top key", _set("zzz", 1), "zzz: unknown field"),
+    ("missing site", lambda d: d.pop("site"), "site: required"),
+    ("missing gateway", _delete("links[0]", "gateway"), "links[0].gateway: required"),
+    (
+        "no targets",
+        _set("links[0].probes.targets", []),
+        "links[0].probes.targets: must not be empty",
+    ),
+    ("no links", _set("links", []), "links: must not be empty"),
+    (
+        "long link name",
+        _set("links[0].name", "a" * 33),
+        [
+            "links[0].name: longer than 32 characters",
+            "route_groups[0].links[0]: unknown link 'fibre-a'",
+        ],
+    ),
+    (
+        "upper link name",
+        _set("links[0].name", "Fibre"),
+        [
+            "links[0].name: must be lowercase letters, digits and '-' (not at the start or end)",
+            "route_groups[0].links[0]: unknown link 'fibre-a' (did you mean Fibre?)",
+        ],
+    ),
+    (
+        "long ifname",
+        _set("links[0].interface", "a" * 16),
+        "links[0].interface: longer than 15 characters (the kernel's interface name limit)",
+    ),
+    (
+        "space in ifname",
+        _set("links[0].interface", "wan a"),
+        "links[0].interface: not a valid interface name (no '/', ':' or whitespace)",
+    ),
+    ("negative tier", _set("links[0].tier", -1), "links[0].tier: must be >= 0"),
+    ("weight zero", _set("links[0].weight", 0), "links[0].weight: must be >= 1"),
+    ("weight bool", _set("links[0].weight", True), "links[0].weight: must be a whole number"),
+    ("table zero", _set("links[0].table", 0), "links[0].table: must be >= 1"),
+    ("table too big", _set("links[0].table", 2**31 + 1), "links[0].table: must be <= 2147483648"),
+    (
+        "table main",
+        _set("links[0].table", 254),
+        "links[0].table: table 254 is reserved by the kernel (default/main/local)",
+    ),
+    (
+        "table 253",
+        _set("links[0].table", 253),
+        "links[0].table: table 253 is reserved by the kernel (default/main/local)",
+    ),
+    (
+        "multicast gateway",
+        _set("links[0].gateway", "224.0.0.1"),
+        "links[0].gateway: 224.0.0.1 is not a usable host address",
+    ),
+    (
+        "tcp port 0",
+        _set("links[0].probes.targets[0]", {"tcp": "192.0.2.2:0"}),
+        "links[0].probes.targets[0].tcp: port '0' is not a number in 1..65535",
+    ),
+    (
+        "tcp no port",
+        _set("links[0].probes.targets[0]", {"tcp": "192.0.2.2"}),
+        "links[0].probes.targets[0].tcp: missing port (address:port, e.g. 192.0.2.2:443 or "
+        "[::1]:9730)",
+    ),
+    (
+        "target both kinds",
+        _set("links[0].probes.targets[0]", {"icmp": "192.0.2.1", "tcp": "192.0.2.1:1"}),
+        "links[0].probes.targets[0]: needs exactly one of icmp: ADDRESS or tcp: ADDRESS:PORT",
+    ),
+    (
+        "reliability > targets",
+        _set("links[1].probes.reliability", 2),
+        "links[1].probes.reliability: 2 but the link has only 1 target",
+    ),
+    (
+        "reliability zero",
+        _set("links[1].probes.reliability", 0),
+        "links[1].probes.reliability: must be >= 1",
+    ),
+    (
+        "timeout > interval",
+        _set("links[0].probes.timeout", "300ms"),
+        "links[0].probes.timeout: 300ms is longer than the interval 200ms (a round must end "
+        "before the next one starts)",
+    ),
+    (
+        "zero interval",
+        _set("links[0].probes.interval", "0s"),
+        "links[0].probes.interval: must be longer than 0",
+    ),
+    (
+        "garbage interval",
+        _set("defaults.interval", "fast"),
+        "defaults.interval: not a duration: 'fast' (expected a number with ms, s, m or h, e.g. "
+        "200ms)",
+    ),
+    (
+        "negative hold_down",
+        _set("defaults.thresholds.hold_down", "-1s"),
+        "defaults.thresholds.hold_down: must not be negative",
+    ),
+    (
+        "ratio > 1",
+        _set("defaults.thresholds.degraded_loss", 2),
+        "defaults.thresholds.degraded_loss: must be <= 1",
+    ),
+    (
+        "mos < 1",
+        _set("links[0].thresholds", {"degraded_mos": 0.5}),
+        "links[0].thresholds.degraded_mos: must be >= 1",
+    ),
+    (
+        "count zero",
+        _set("links[0].thresholds", {"down_after": 0}),
+        "links[0].thresholds.down_after: must be >= 1",
+    ),
+    (
+        "unknown threshold",
+        _set("defaults.thresholds.down_afer", 3),
+        "defaults.thresholds.down_afer: unknown field (did you mean down_after?)",
+    ),
+    (
+        "source family",
+        _set("links[0].source", "2001:db8::2"),
+        "links[0].source: 2001:db8::2 is IPv6 but the gateway 198.51.100.1 is IPv4",
+    ),
+    (
+        "target family",
+        _set("links[1].probes.targets[0]", {"icmp": "2001:db8::1"}),
+        "links[1].probes.targets[0].icmp: 2001:db8::1 is IPv6 but the link's gateway "
+        "198.51.100.129 is IPv4",
+    ),
+    (
+        "arp on ipv6",
+        lambda d: (
+            d["links"][1].update(gateway="2001:db8::1"),
+            d["links"][1]["probes"].update(arp_gateway=True, targets=[{"icmp": "2001:db8::9"}]),
+            d["route_groups"][0].update(links=["lte"]),
+        ),
+        "links[1].probes.arp_gateway: ARP is IPv4 only and the gateway 2001:db8::1 is IPv6",
+    ),
+    (
+        "duplicate link",
+        lambda d: (
+            d["links"][1].update(name="fibre-a"),
+            d["route_groups"][0].update(links=["fibre-a"]),
+        ),
+        "links[1].name: duplicate link name fibre-a (also links[0])",
+    ),
+    (
+        "same table",
+        _set("links[1].table", 101),
+        "links[1].table: table 101 is also used by fibre-a (links[0]); each link needs its own "
+        "table",
+    ),
+    (
+        "same table same interface",
+        lambda d: d["links"][1].update(table=101, interface="wan-a"),
+        "links[1].table: table 101 is also used by fibre-a (links[0]) on the same interface; each "
+        "link needs its own table",
+    ),
+    (
+        "same source",
+        _set("links[1].source", "198.51.100.2"),
+        "links[1].source: 198.51.100.2 is also the source of links[0] (each link needs its own "
+        "source rule)",
+    ),
+    (
+        "unknown link in group",
+        _set("route_groups[0].links", ["fibre-a", "lte", "fibre-b"]),
+        "route_groups[0].links[2]: unknown link 'fibre-b' (did you mean fibre-a?)",
+    ),
+    (
+        "link twice in group",
+        _set("route_groups[0].links", ["lte", "lte"]),
+        "route_groups[0].links[1]: lte is listed twice",
+    ),
+    ("empty group", _set("route_groups[0].links", []), "route_groups[0].links: must not be empty"),
+    (
+        "duplicate group",
+        lambda d: d["route_groups"].append({"name": "internet", "links": ["lte"], "metric": 5}),
+        "route_groups[1].name: duplicate route group name internet (also route_groups[0])",
+    ),
+    (
+        "same route twice",
+        lambda d: d["route_groups"].append({"name": "other", "links": ["lte"]}),
+        "route_groups[1].destination: route_groups[0] already owns default with metric 0 in table "
+        "main",
+    ),
+    (
+        "group on link table",
+        _set("route_groups[0].table", 102),
+        "route_groups[0].table: table 102 is link lte's own table",
+    ),
+    (
+        "group table local",
+        _set("route_groups[0].table", 255),
+        "route_groups[0].table: table 255 is the kernel's local table",
+    ),
+    (
+        "group table name",
+        _set("route_groups[0].table", "mian"),
+        "route_groups[0].table: must be main, default or a table number 1..2^31",
+    ),
+    (
+        "destination family",
+        _set("route_groups[0].destination", "2001:db8::/32"),
+        "route_groups[0].destination: 2001:db8::/32 is IPv6 but these links have an IPv4 gateway: "
+        "fibre-a (198.51.100.1), lte (198.51.100.129)",
+    ),
+    (
+        "destination garbage",
+        _set("route_groups[0].destination", "anywhere"),
+        "route_groups[0].destination: must be 'default' or a CIDR, e.g. 203.0.113.0/24",
+    ),
+    (
+        "metric too big",
+        _set("route_groups[0].metric", 2**32),
+        "route_groups[0].metric: must be <= 4294967295",
+    ),
+    (
+        "flush proto",
+        _set("route_groups[0].conntrack_flush", ["icmp/1"]),
+        "route_groups[0].conntrack_flush[0]: must be proto/port or proto/lo-hi with proto udp or "
+        "tcp, e.g. udp/5060",
+    ),
+    (
+        "flush port",
+        _set("route_groups[0].conntrack_flush", ["udp/70000"]),
+        "route_groups[0].conntrack_flush[0]: ports must be in 1..65535",
+    ),
+    ("log format", _set("log_format", "xml"), "log_format: must be 'text' or 'json'"),
+    ("relative state dir", _set("state_dir", "var/lib"), "state_dir: must be an absolute path"),
+    (
+        "listen no port",
+        _set("listen", "[::1]"),
+        "listen: must be [IPv6]:port, e.g. [2001:db8::1]:443",
+    ),
+    (
+        "route protocol reserved",
+        _set("route_protocol", 4),
+        "route_protocol: 4 is the 'static' protocol; lifeline owns every route tagged with its "
+        "protocol, so pick an unused number (e.g. 201)",
+    ),
+    ("route protocol range", _set("route_protocol", 256), "route_protocol: must be <= 255"),
+    ("rule priority range", _set("rule_priority", 40000), "rule_priority: must be <= 32765"),
+    ("links not a list", _set("links", {"fibre-a": {}}), "links: must be a list"),
+    (
+        "defaults not a mapping",
+        _set("defaults", [1]),
+        "defaults: must be a mapping of keys to values",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_error_kind_is_named_by_path(
+    mutate: Callable[[dict[str, Any]], Any], expected: str | list[str]
+) -> None:
+    errors = errors_of(build(mutate))
+    assert errors == ([expected] if isinstance(expected, str) else expected)
+
+
+def test_base_config_is_valid() -> None:
+    """Every CASES entry starts from BASE, so BASE itself must load clean."""
+    cfg = parse_config(build())
+    assert cfg.warnings == []
+    assert [link.table for link in cfg.links] == [101, 102]
+
+
+def test_all_errors_collected_across_passes() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["links"][0]["gatway"] = data["links"][0].pop("gateway")  # field error
+        data["links"][1]["weight"] = 0  # field error
+        data["links"].append(copy.deepcopy(BASE["links"][0]))  # duplicate name, valid alone
+        data["links"][2]["source"] = "198.51.100.3"
+        data["route_groups"][0]["links"].append("fibre-c")  # unknown link
+
+    errors = errors_of(build(mutate))
+    assert errors == [
+        "links[0].gateway: required",
+        "links[0].gatway: unknown field (did you mean gateway?)",
+        "links[1].weight: must be >= 1",
+        "links[2].name: duplicate link name fibre-a (also links[0])",
+        "route_groups[0].links[2]: unknown link 'fibre-c' (did you mean fibre-a?)",
+    ]
+
+
+def test_invalid_link_is_not_reported_as_unknown_in_groups() -> None:
+    errors = errors_of(build(_set("links[1].gateway", "nope")))
+    assert errors == ["links[1].gateway: not an IPv4/IPv6 address"]
+
+
+def test_bad_defaults_are_reported_once_not_per_link() -> None:
+    errors = errors_of(build(_set("defaults.timeout", "1s")))
+    assert errors == [
+        "defaults.timeout: 1s is longer than the interval 200ms "
+        "(a round must end before the next one starts)"
+    ]
+    errors = errors_of(build(_set("defaults.thresholds.rise", 0)))
+    assert errors == ["defaults.thresholds.rise: must be >= 1"]
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def test_unused_link_is_a_warning_not_an_error() -> None:
+    cfg = parse_config(build(_set("route_groups[0].links", ["fibre-a"])))
+    assert cfg.warnings == [
+        "links[1]: lte is in no route group (probed and reported, never routed over)"
+    ]
+    assert "warnings:" in summary(cfg)
+
+
+def test_no_route_groups_warns_every_link() -> None:
+    cfg = parse_config(build(lambda d: d.pop("route_groups")))
+    assert len(cfg.warnings) == 3
+    assert cfg.warnings[-1].startswith("route_groups: none configured")
+
+
+def test_warnings_cannot_come_from_yaml() -> None:
+    assert errors_of(build(_set("warnings", ["x"]))) == ["warnings: unknown field"]
+
+
+# --------------------------------------------------------------------------- YAML level
+
+
+def test_bad_yaml_gives_line_and_column() -> None:
+    text = "site: a\nlinks:\n  - name: [x\n"
+    errors = errors_of(text)
+    assert len(errors) == 1
+    assert errors[0].startswith("line 4, column 1: bad YAML:")
+
+
+def test_tab_indent_gives_line() -> None:
+    errors = errors_of("site: a\n\tlinks: 1\n")
+    assert errors[0].startswith("line 2, column 1: bad YAML:")
+
+
+def test_duplicate_keys_are_errors() -> None:
+    text = build() + "site: again\n"
+    last = len(text.splitlines())
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.yaml")
+    assert info.value.errors == ["site: duplicate key (first at line 1)"]
+    assert info.value.lines == [last]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty config: at least site and links are required"),
+        ("# only a comment\n", "empty config: at least site and links are required"),
+        ("- a\n- b\n", "the config must be a mapping of keys to values"),
+        ("just words\n", "the config must be a mapping of keys to values"),
+    ],
+)
+def test_document_must_be_a_mapping(text: str, message: str) -> None:
+    assert errors_of(text) == [message]
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert info.value.errors == ["cannot read: No such file or directory"]
+    assert str(tmp_path / "missing.yaml") in str(info.value)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"site: caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.errors == ["not UTF-8 text (byte 9)"]
+
+
+def test_yaml_anchors_and_merge_keys_work() -> None:
+    text = """
+site: anchors
+x-probes: &probes
+  targets: [{icmp: 192.0.2.1}]
+links:
+  - {name: a, interface: wan-a, gateway: 198.51.100.1, probes: *probes}
+route_groups: [{name: g, links: [a]}]
+"""
+    # x-probes is not a config key: anchors must live inside known keys.
+    assert errors_of(text) == ["x-probes: unknown field"]
+    text = """
+site: anchors
+links:
+  - &a {name: a, interface: wan-a, gateway: 198.51.100.1, probes: {targets: [{icmp: 192.0.2.1}]}}
+  - <<: *a
+    name: b
+    interface: wan-b
+route_groups: [{name: g, links: [a, b]}]
+"""
+    cfg = parse_config(text)
+    assert [link.interface for link in cfg.links] == ["wan-a", "wan-b"]
+
+
+# --------------------------------------------------------------------------- effective values
+
+
+def test_defaults_merge_under_link_overrides() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["defaults"] = {
+            "interval": "250ms",
+            "timeout": "150ms",
+            "thresholds": {"down_after": 4, "hold_down": "20s", "degraded_loss": "1%"},
+        }
+        data["links"][1]["probes"]["interval"] = "1s"
+        data["links"][1]["thresholds"] = {"down_after": 2, "degraded_latency": "300ms"}
+
+    cfg = parse_config(build(mutate))
+    fibre, lte = cfg.links
+    assert fibre.health_params() == HealthParams(
+        interval=0.25, down_after=4, hold_down=20.0, degraded_loss=0.01
+    )
+    assert (fibre.effective_interval, fibre.effective_timeout) == (0.25, 0.15)
+    assert lte.health_params() == HealthParams(
+        interval=1.0, down_after=2, hold_down=20.0, degraded_loss=0.01, degraded_latency=0.3
+    )
+    assert (lte.effective_interval, lte.effective_timeout) == (1.0, 0.15)
+
+
+def test_without_defaults_health_params_are_healths_own() -> None:
+    cfg = parse_config(build())
+    assert cfg.links[0].health_params() == HealthParams()
+
+
+def test_thresholds_mirror_health_params() -> None:
+    """Every threshold maps onto a HealthParams field with the same default."""
+    hp = HealthParams()
+    names = {f.name for f in dataclasses.fields(HealthParams)}
+    for name, field in Thresholds.model_fields.items():
+        assert name in names, name
+        assert field.default == getattr(hp, name), name
+    expected = {
+        "window", "down_after", "down_loss", "rise", "hold_down", "degraded_loss",
+        "degraded_latency", "degraded_jitter", "degraded_mos", "flap_half_life",
+        "flap_max_hold_down",
+    }  # fmt: skip
+    assert set(Thresholds.model_fields) == expected
+
+
+def test_probe_specs_pin_each_target_to_the_link() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["links"][0]["probes"]["targets"].append({"tcp": " 192.0.2.2:443 "})
+        data["links"][0]["probes"]["arp_gateway"] = True
+
+    cfg = parse_config(build(mutate))
+    pin = {"device": "wan-a", "source": "198.51.100.2"}
+    assert cfg.links[0].probe_specs() == [
+        ProbeSpec("icmp", "198.51.100.1", None, **pin),
+        ProbeSpec("icmp", "192.0.2.1", None, **pin),
+        ProbeSpec("tcp", "192.0.2.2", 443, **pin),
+    ]
+    assert cfg.links[0].arp_spec() == ProbeSpec("arp", "198.51.100.1", None, **pin)
+    assert cfg.links[1].arp_spec() is None
+    assert cfg.links[1].probe_specs()[0].source is None
+
+
+def test_addresses_are_normalized() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["links"][0]["gateway"] = "2001:DB8:0:0::1"
+        data["links"][0]["source"] = "2001:db8::0002"
+        data["links"][0]["probes"]["targets"] = [{"tcp": "[2001:DB8::00AA]:443"}]
+        data["route_groups"][0]["links"] = ["fibre-a"]
+        data["route_groups"][0]["destination"] = "2001:DB8:1::/48"
+        data["route_groups"].append({"name": "v4", "links": ["lte"]})
+
+    cfg = parse_config(build(mutate))
+    assert cfg.links[0].gateway == "2001:db8::1"
+    assert cfg.links[0].source == "2001:db8::2"
+    assert cfg.links[0].probes.targets[0].tcp == "[2001:db8::aa]:443"
+    assert cfg.route_groups[0].destination == "2001:db8:1::/48"
+
+
+def test_route_group_defaults_and_flush_rules() -> None:
+    cfg = parse_config(build())
+    group = cfg.route_groups[0]
+    assert (group.table_id, group.table_name, group.metric, group.multipath) == (
+        254,
+        "main",
+        0,
+        False,
+    )
+    assert group.flush_rules == [
+        FlushRule("udp", 5060, 5060),
+        FlushRule("tcp", 5060, 5061),
+        FlushRule("udp", 5061, 5061),
+        FlushRule("tcp", 5061, 5061),
+        FlushRule("udp", 10000, 20000),
+    ]
+    assert [str(rule) for rule in group.flush_rules][:2] == ["udp/5060", "tcp/5060-5061"]
+
+
+@pytest.mark.parametrize(("table", "table_id"), [("main", 254), ("default", 253), (300, 300)])
+def test_route_group_tables_resolve(table: str | int, table_id: int) -> None:
+    cfg = parse_config(build(_set("route_groups[0].table", table)))
+    assert cfg.route_groups[0].table_id == table_id
+
+
+def test_empty_flush_list_is_allowed() -> None:
+    cfg = parse_config(build(_set("route_groups[0].conntrack_flush", [])))
+    assert cfg.route_groups[0].flush_rules == []
+
+
+def test_top_level_defaults() -> None:
+    cfg = parse_config(build())
+    assert cfg.state_dir == Path("/var/lib/lifeline")
+    assert cfg.socket_path == Path("/var/lib/lifeline/lifeline.sock")
+    assert (cfg.listen_host, cfg.listen_port) == ("127.0.0.1", 9730)
+    assert (cfg.log_format, cfg.reconcile_interval) == ("text", 1.0)
+    assert (cfg.route_protocol, cfg.rule_priority) == (201, 1000)
+    cfg = parse_config(build(_set("state_dir", "/srv/ll")))
+    assert cfg.socket_path == Path("/srv/ll/lifeline.sock")
+
+
+def test_config_is_frozen() -> None:
+    cfg = parse_config(build())
+    with pytest.raises(pydantic.ValidationError):
+        cfg.site = "other"
+    with pytest.raises(pydantic.ValidationError):
+        cfg.links[0].tier = 9
+
+
+def test_summary_mentions_what_an_operator_checks() -> None:
+    cfg = load_config(EXAMPLE)
+    text = summary(cfg)
+    for needle in [
+        "site rome-cc1: 3 links, 1 route group",
+        "fibre-a: tier 1, weight 1, wan-a via 198.51.100.1 src 198.51.100.2, table 101",
+        "probes every 500ms (timeout 400ms), 1 of 2 must answer",
+        "down after 4 lost rounds (2s)",
+        "internet: default in table main metric 0",
+        "prefers fibre-a (tier 1) > fibre-b (tier 2) > lte (tier 3)",
+        "udp/10000-20000",
+    ]:
+        assert needle in text, needle
+    assert "warnings" not in text
+
+
+def test_config_model_is_importable_type() -> None:
+    assert isinstance(parse_config(build()), Config)
+
+
+# --------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("200ms", 0.2),
+        ("5s", 5.0),
+        ("1.5s", 1.5),
+        ("1m", 60.0),
+        ("1h", 3600.0),
+        ("1m30s", 90.0),
+        ("1h0m5s", 3605.0),
+        (" 250ms ", 0.25),
+        ("0.2", 0.2),
+        ("3", 3.0),
+        (2, 2.0),
+        (0.5, 0.5),
+        ("0s", 0.0),
+    ],
+)
+def test_parse_duration_accepts(text: str | int | float, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["5 parsecs", "-1s", "", "   ", "s", "1x", "1.s", "1m 30s", "nan", "inf", "-5", "1e3s", "5S"],
+)
+def test_parse_duration_rejects_garbage(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), -1, -0.5])
+def test_parse_duration_rejects_bad_numbers(bad: float) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "200ms"), (1.5, "1.5s"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (0, "0s")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@given(st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000))
+def test_whole_milliseconds_round_trip(millis: int) -> None:
+    seconds = millis / 1000
+    assert parse_duration(format_duration(seconds)) == seconds
+    assert parse_duration(f"{millis}ms") == seconds
+
+
+@given(
+    st.integers(min_value=0, max_value=99),
+    st.integers(min_value=0, max_value=59),
+    st.integers(min_value=0, max_value=59),
+)
+def test_compound_durations_add_up(hours: int, minutes: int, secs: int) -> None:
+    assert parse_duration(f"{hours}h{minutes}m{secs}s") == hours * 3600 + minutes * 60 + secs
+
+
+@given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False))
+def test_rendered_durations_always_parse_close(seconds: float) -> None:
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-6)
