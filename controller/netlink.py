@@ -228,6 +228,12 @@ class Netlink:
             name = self._by_index.get(index, f"if{index}")
         return name
 
+    async def set_link_up(self, ifname: str, up: bool) -> None:
+        """Set an interface administratively up or down (the lab's way to pull a cable)."""
+        index = await self._index(ifname)
+        with _kernel_errors(f"set {ifname} {'up' if up else 'down'}"):
+            await self._api.link("set", index=index, state="up" if up else "down")
+
     # -- routes --------------------------------------------------------------------------
 
     async def routes(self) -> list[RouteEntry]:
