@@ -452,6 +452,11 @@ class Link(_Model):
         return ipaddress.ip_address(self.gateway).version
 
     @property
+    def table_id(self) -> int:
+        """The link's own routing table (named like RouteGroup.table_id for symmetry)."""
+        return self.table
+
+    @property
     def effective_interval(self) -> float:
         return self.probes.interval
 
@@ -539,7 +544,8 @@ class Config(_Model):
         return list(self._warnings)
 
     @property
-    def socket_path(self) -> Path:
+    def api_socket_path(self) -> Path:
+        """The CLI socket: ``api_socket`` or, when unset, ``<state_dir>/lifeline.sock``."""
         return self.api_socket if self.api_socket is not None else self.state_dir / "lifeline.sock"
 
     @property
@@ -1074,7 +1080,8 @@ def summary(cfg: Config) -> str:
     out = [
         f"site {cfg.site}: {len(cfg.links)} link{'s' if len(cfg.links) != 1 else ''}, "
         f"{len(cfg.route_groups)} route group{'s' if len(cfg.route_groups) != 1 else ''}",
-        f"  state in {cfg.state_dir}, CLI socket {cfg.socket_path}, metrics/API on {cfg.listen}",
+        f"  state in {cfg.state_dir}, CLI socket {cfg.api_socket_path}, "
+        f"metrics/API on {cfg.listen}",
         f"  routes tagged proto {cfg.route_protocol}, source rules from priority "
         f"{cfg.rule_priority}, reconcile every {fmt(cfg.reconcile_interval)}, "
         f"{cfg.log_format} logs",

@@ -76,7 +76,7 @@ def test_example_parses_to_the_documented_site() -> None:
     assert cfg.site == "rome-cc1"
     assert [link.name for link in cfg.links] == ["fibre-a", "fibre-b", "lte"]
     assert [link.tier for link in cfg.links] == [1, 2, 3]
-    assert [link.table for link in cfg.links] == [101, 102, 103]
+    assert [link.table_id for link in cfg.links] == [101, 102, 103]
     assert cfg.warnings == []
     group = cfg.route_groups[0]
     assert group.name == "internet"
@@ -111,7 +111,7 @@ def test_good_samples_parse(name: str) -> None:
 def test_ipv6_sample_normalizes_addresses_and_tables() -> None:
     cfg = load_config(SAMPLES / "good-ipv6.yaml")
     assert cfg.listen_host == "::1" and cfg.listen_port == 9731
-    assert cfg.socket_path == Path("/run/lifeline/cli.sock")
+    assert cfg.api_socket_path == Path("/run/lifeline/cli.sock")
     first = cfg.links[0]
     assert first.family == 6
     assert first.probe_specs()[1] == ProbeSpec(
@@ -718,12 +718,12 @@ def test_empty_flush_list_is_allowed() -> None:
 def test_top_level_defaults() -> None:
     cfg = parse_config(build())
     assert cfg.state_dir == Path("/var/lib/lifeline")
-    assert cfg.socket_path == Path("/var/lib/lifeline/lifeline.sock")
+    assert cfg.api_socket_path == Path("/var/lib/lifeline/lifeline.sock")
     assert (cfg.listen_host, cfg.listen_port) == ("127.0.0.1", 9730)
     assert (cfg.log_format, cfg.reconcile_interval) == ("text", 1.0)
     assert (cfg.route_protocol, cfg.rule_priority) == (201, 1000)
     cfg = parse_config(build(_set("state_dir", "/srv/ll")))
-    assert cfg.socket_path == Path("/srv/ll/lifeline.sock")
+    assert cfg.api_socket_path == Path("/srv/ll/lifeline.sock")
 
 
 def test_config_is_frozen() -> None:
