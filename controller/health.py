@@ -139,7 +139,7 @@ def _ms(seconds: float) -> str:
 
 
 def _secs(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds >= 9.95 else f"{seconds:.1f} s"
 
 
 class LinkHealth:

@@ -1,0 +1,634 @@
+"""LinkHealth: windows, thresholds, hysteresis, hold-down, damping, carrier, reliability.
+
+Time is a plain number fed in with every round, so nothing here sleeps; the driver
+below advances it by the probe interval.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
+
+UP = LinkState.UP
+DOWN = LinkState.DOWN
+DEGRADED = LinkState.DEGRADED
+UNKNOWN = LinkState.UNKNOWN
+
+OK = 0.010  # a healthy 10 ms RTT
+
+
+class Driver:
+    """Feeds rounds to one LinkHealth at the probe interval and keeps every transition."""
+
+    def __init__(self, health: LinkHealth, start: float = 100.0) -> None:
+        self.h = health
+        self.t = start
+        self.transitions: list[Transition] = []
+
+    def round(self, *rtts: float | None) -> Transition | None:
+        tr = self.h.observe(Round(self.t, tuple(rtts)))
+        self.t += self.h.params.interval
+        if tr is not None:
+            self.transitions.append(tr)
+        return tr
+
+    def rounds(self, n: int, *rtts: float | None) -> list[Transition]:
+        out = []
+        for _ in range(n):
+            tr = self.round(*rtts)
+            if tr is not None:
+                out.append(tr)
+        return out
+
+    def seconds(self, secs: float, *rtts: float | None) -> list[Transition]:
+        return self.rounds(round(secs / self.h.params.interval), *rtts)
+
+    def carrier(self, up: bool) -> Transition | None:
+        tr = self.h.carrier(up, self.t)
+        if tr is not None:
+            self.transitions.append(tr)
+        return tr
+
+
+def link(
+    params: HealthParams | None = None,
+    targets: int = 1,
+    reliability: int = 1,
+    name: str = "fibre-a",
+) -> Driver:
+    return Driver(LinkHealth(name, params or HealthParams(), targets, reliability))
+
+
+def up_link(params: HealthParams | None = None, targets: int = 1, reliability: int = 1) -> Driver:
+    """A link that has reached UP with a full window of clean rounds."""
+    d = link(params, targets, reliability)
+    d.seconds(d.h.params.window, *([OK] * targets))
+    assert d.h.state is UP
+    d.transitions.clear()
+    return d
+
+
+def down_link(params: HealthParams | None = None) -> Driver:
+    d = up_link(params)
+    d.rounds(d.h.params.down_after, None)
+    assert d.h.state is DOWN
+    d.transitions.clear()
+    return d
+
+
+# -- start-up -----------------------------------------------------------------------------
+
+
+def test_starts_unknown_with_a_reason() -> None:
+    h = LinkHealth("fibre-a", HealthParams(), 1, 1)
+    assert h.state is UNKNOWN
+    assert h.since is None
+    assert h.reason.startswith("fibre-a:")
+    assert h.metrics().rounds == 0
+    assert h.metrics().latency is None
+
+
+def test_unknown_goes_up_after_rise_alive_rounds() -> None:
+    d = link()
+    assert d.rounds(4, OK) == []
+    tr = d.round(OK)
+    assert tr is not None and (tr.old, tr.new) == (UNKNOWN, UP)
+    assert tr.reason.startswith("fibre-a: 5 rounds answered in a row")
+    assert d.h.since == tr.at
+
+
+def test_a_dead_round_restarts_the_rise_count() -> None:
+    d = link()
+    d.rounds(4, OK)
+    d.round(None)
+    assert d.rounds(4, OK) == []
+    assert d.h.state is UNKNOWN
+    assert d.round(OK) is not None
+
+
+def test_unknown_goes_down_after_down_after_dead_rounds() -> None:
+    d = link()
+    assert d.rounds(2, None) == []
+    tr = d.round(None)
+    assert tr is not None and (tr.old, tr.new) == (UNKNOWN, DOWN)
+
+
+# -- going down ---------------------------------------------------------------------------
+
+
+def test_sub_second_detection_three_dead_rounds() -> None:
+    d = up_link()
+    first_lost = d.t
+    assert d.round(None) is None
+    assert d.round(None) is None
+    tr = d.round(None)
+    assert tr is not None and (tr.old, tr.new) == (UP, DOWN)
+    assert tr.at - first_lost == pytest.approx(0.4)  # decided on the 3rd round, 0.4 s in
+    assert tr.reason == "fibre-a: 3 rounds lost in a row (0.6 s)"
+    assert d.h.reason == tr.reason
+
+
+def test_two_dead_rounds_in_a_row_do_not_fail_a_link() -> None:
+    d = up_link()
+    for _ in range(20):
+        d.rounds(2, None)
+        d.rounds(3, OK)
+    assert all(t.new is not DOWN for t in d.transitions)
+
+
+def test_loss_over_the_window_takes_a_link_down_without_a_dead_run() -> None:
+    # Two of three rounds lost, never three in a row: 67 % loss > 50 %.
+    d = up_link()
+    seen: list[Transition] = []
+    for _ in range(20):
+        seen += d.rounds(2, None)
+        seen += d.rounds(1, OK)
+    downs = [t for t in seen if t.new is DOWN]
+    assert len(downs) == 1
+    assert "loss" in downs[0].reason and "> 50.0%" in downs[0].reason
+
+
+# -- reliability --------------------------------------------------------------------------
+
+
+def test_one_dead_target_of_three_does_not_fail_the_link() -> None:
+    d = up_link(targets=3, reliability=2)
+    assert d.rounds(500, OK, None, 0.020) == []
+    m = d.h.metrics()
+    assert d.h.state is UP
+    assert m.loss_ratio == 0.0  # the silent target is not counted
+    assert m.latency == pytest.approx(0.015)  # mean of the two that answer
+
+
+def test_two_dead_targets_of_three_fail_the_link() -> None:
+    d = up_link(targets=3, reliability=2)
+    d.rounds(2, OK, None, None)
+    tr = d.round(None, OK, None)
+    assert tr is not None and tr.new is DOWN
+    assert "fewer than 2 of 3 targets answering" in tr.reason
+
+
+def test_reliability_one_needs_every_target_silent() -> None:
+    d = up_link(targets=3, reliability=1)
+    assert d.rounds(100, None, None, OK) == []
+    tr = d.rounds(3, None, None, None)
+    assert [t.new for t in tr] == [DOWN]
+    assert "none of 3 targets answering" in tr[0].reason
+
+
+def test_loss_is_the_reliability_th_best_target() -> None:
+    d = up_link(HealthParams(degraded_loss=1.0, down_loss=1.0), targets=3, reliability=2)
+    # Target 0 loses every 5th probe, target 1 every 2nd, target 2 nothing.
+    for i in range(50):
+        d.round(None if i % 5 == 0 else OK, None if i % 2 == 0 else OK, OK)
+    m = d.h.metrics()
+    assert m.rounds == 50
+    assert m.loss_ratio == pytest.approx(10 / 50)  # second best: target 0
+    assert m.lost == 10
+
+
+# -- window metrics -----------------------------------------------------------------------
+
+
+def test_window_is_counted_in_rounds_and_forgets_old_rounds() -> None:
+    params = HealthParams(degraded_loss=1.0, down_loss=1.0)
+    assert params.window_rounds() == 50
+    assert HealthParams(window=0.05).window_rounds() == 1
+    d = up_link(params)
+    for i in range(50):
+        d.round(None if i % 10 == 0 else OK)
+    assert d.h.metrics().loss_ratio == pytest.approx(0.1)
+    assert d.h.metrics().rounds == 50
+    assert d.h.metrics().span == pytest.approx(10.0)
+    d.rounds(50, OK)
+    assert d.h.metrics().loss_ratio == 0.0
+
+
+def test_latency_is_the_mean_rtt_of_the_window() -> None:
+    d = up_link()
+    d.rounds(25, 0.020)
+    d.rounds(25, 0.040)
+    assert d.h.metrics().latency == pytest.approx(0.030)
+
+
+def test_jitter_follows_rfc3550() -> None:
+    d = link()
+    d.round(0.010)
+    d.round(0.020)
+    assert d.h.metrics().jitter == pytest.approx(0.010 / 16)
+    for i in range(300):
+        d.round(0.010 if i % 2 else 0.020)
+    assert d.h.metrics().jitter == pytest.approx(0.010, rel=1e-3)
+
+
+def test_mos_comes_from_the_window_figures() -> None:
+    d = up_link()
+    m = d.h.metrics()
+    assert m.mos is not None and m.mos > 4.3
+
+
+# -- degraded -----------------------------------------------------------------------------
+
+
+def test_loss_over_threshold_makes_a_link_degraded_at_once() -> None:
+    d = up_link()
+    seen: list[Transition] = []
+    for _ in range(5):
+        seen += d.rounds(1, None)
+        seen += d.rounds(9, OK)
+    assert [t.new for t in seen] == [DEGRADED]
+    assert seen[0].reason == "fibre-a: loss 6.0% > 2.0% over 10 s"
+
+
+def test_latency_over_threshold_is_degraded_from_the_start() -> None:
+    d = link()
+    tr = d.rounds(5, 0.200)
+    assert [t.new for t in tr] == [DEGRADED]
+    assert "latency 200 ms > 150 ms" in tr[0].reason
+
+
+def test_jitter_over_threshold_is_degraded() -> None:
+    d = up_link()
+    seen: list[Transition] = []
+    for i in range(200):
+        tr = d.round(0.010 if i % 2 else 0.090)
+        if tr:
+            seen.append(tr)
+    assert [t.new for t in seen] == [DEGRADED]
+    assert "jitter" in seen[0].reason and "> 30 ms" in seen[0].reason
+
+
+def test_low_mos_is_degraded() -> None:
+    # Only the MOS threshold can trip: the others are out of reach.
+    params = HealthParams(degraded_latency=10, degraded_jitter=10, degraded_loss=1, down_loss=1)
+    d = up_link(params)
+    tr = d.seconds(10, 1.0)  # 1 s RTT: talkers collide, MOS falls well under 3.6
+    assert [t.new for t in tr] == [DEGRADED]
+    assert "MOS" in tr[0].reason and "< 3.60" in tr[0].reason
+
+
+def test_one_lost_probe_in_a_short_window_is_not_degradation() -> None:
+    # Even with a single lost probe as enough evidence, fewer than min_rounds say nothing.
+    d = link(HealthParams(degraded_min_lost=1))
+    d.rounds(5, OK)
+    assert d.h.state is UP
+    d.round(None)
+    assert d.rounds(3, OK) == []  # 1 of 9 rounds lost: not yet judged
+    tr = d.round(OK)  # 10 rounds: 10 % loss now counts
+    assert tr is not None and tr.new is DEGRADED
+
+
+def test_loss_needs_enough_lost_probes_as_evidence() -> None:
+    d = up_link()
+    d.round(None)
+    d.rounds(10, OK)
+    d.round(None)
+    d.rounds(10, OK)
+    assert d.h.state is UP  # 2 of 50 lost (4 %): could be noise on a 1 % link
+    tr = d.round(None)
+    assert tr is not None and tr.new is DEGRADED
+
+
+def test_degraded_recovers_only_under_stricter_bounds_after_hold_down() -> None:
+    d = up_link()
+    tr = d.seconds(10, 0.160)
+    assert [t.new for t in tr] == [DEGRADED]
+    # 140 ms: under the 150 ms threshold, above the 120 ms recovery bound. Stays.
+    assert d.seconds(60, 0.140) == []
+    assert d.h.state is DEGRADED
+    assert d.h.hold_down_remaining(d.t) == 0.0
+    start = d.t
+    tr = d.seconds(30, 0.100)
+    assert [t.new for t in tr] == [UP]
+    # The window mean needs a while to fall under 120 ms, then the 10 s hold-down runs.
+    assert tr[0].at - start >= 10.0
+    assert tr[0].reason.startswith("fibre-a: quality within bounds for 10 s")
+
+
+def test_hold_down_of_degraded_restarts_when_quality_slips() -> None:
+    d = up_link()
+    d.seconds(10, 0.200)
+    assert d.h.state is DEGRADED
+    d.seconds(15, 0.050)  # the window is clean by now and the hold-down is running
+    assert d.h.state is DEGRADED
+    assert 0 < d.h.hold_down_remaining(d.t) < 10
+    d.seconds(10, 0.300)  # bad again before the hold-down ended
+    d.seconds(12, 0.050)
+    assert d.h.state is DEGRADED
+
+
+def test_up_to_degraded_is_immediate_once_the_window_says_so() -> None:
+    d = up_link()
+    d.rounds(31, 0.400)  # mean = (19 * 10 + 31 * 400) / 50 ms = 252 ms
+    # Mean crosses 150 ms at the 18th slow round: (32*10 + 18*400)/50 = 150.4 ms.
+    assert [t.new for t in d.transitions] == [DEGRADED]
+    assert d.transitions[0].at == pytest.approx(100.0 + 10.0 + 17 * 0.2)
+
+
+# -- hold-down ----------------------------------------------------------------------------
+
+
+def test_recovery_only_after_the_hold_down() -> None:
+    d = down_link()
+    first_good = d.t
+    assert d.rounds(50, OK) == []  # 0 .. 9.8 s of good rounds
+    assert d.h.hold_down_remaining(d.t - 0.2) == pytest.approx(0.2)
+    tr = d.round(OK)  # the round at 10.0 s
+    assert tr is not None and (tr.old, tr.new) == (DOWN, UP)
+    assert tr.at - first_good == pytest.approx(10.0)
+    assert "hold-down 10 s" in tr.reason
+    assert d.h.hold_down_remaining(d.t) == 0.0
+
+
+def test_a_dead_round_restarts_the_hold_down() -> None:
+    d = down_link()
+    d.seconds(9, OK)
+    d.round(None)
+    restart = d.t
+    tr = d.seconds(12, OK)
+    assert [t.new for t in tr] == [UP]
+    assert tr[0].at - restart == pytest.approx(10.0)
+
+
+def test_down_link_counts_the_full_hold_down_while_dead() -> None:
+    d = down_link()
+    d.rounds(30, None)
+    assert d.h.hold_down_remaining(d.t) == pytest.approx(10.0)
+
+
+def test_recovery_into_degraded_when_the_link_comes_back_bad() -> None:
+    d = down_link()
+    tr = d.seconds(11, 0.300)
+    assert [t.new for t in tr] == [DEGRADED]
+    assert "but latency 300 ms > 150 ms" in tr[0].reason
+
+
+# -- flap damping -------------------------------------------------------------------------
+
+
+def _flap_once(d: Driver) -> tuple[float, float]:
+    """Take the link down, then count how long until it is back up."""
+    d.rounds(3, None)
+    assert d.h.state is DOWN
+    start = d.t
+    while d.h.state is DOWN:
+        d.round(OK)
+        assert d.t - start < 1000
+    return d.t - start, d.h.penalty(d.t)
+
+
+def test_one_failure_uses_the_plain_hold_down() -> None:
+    d = up_link()
+    took, penalty = _flap_once(d)
+    assert took == pytest.approx(10.2)
+    assert 0.8 < penalty <= 1.0
+
+
+def test_repeated_flapping_stretches_the_hold_down_up_to_the_ceiling() -> None:
+    # A long half-life, so the penalty builds up faster than it decays.
+    d = up_link(HealthParams(flap_max_hold_down=60.0, flap_half_life=3600.0))
+    holds = [_flap_once(d)[0] for _ in range(8)]
+    assert holds[:3] == pytest.approx([10.2, 20.2, 40.2], abs=1.0)
+    assert holds[1] > holds[0] * 1.3
+    assert holds == sorted(holds)  # each flap holds at least as long as the last
+    assert max(holds) <= 60.0 + 0.4  # the ceiling (plus a round of granularity)
+    assert holds[-1] == pytest.approx(60.2, abs=0.3)
+
+
+def test_penalty_decays_with_the_half_life() -> None:
+    d = up_link()
+    d.rounds(3, None)
+    at = d.t
+    assert d.h.penalty(at) == pytest.approx(1.0, abs=0.02)
+    assert d.h.penalty(at + 60) == pytest.approx(0.5, abs=0.02)
+    assert d.h.penalty(at + 600) < 0.001
+    assert d.h.effective_hold_down(at + 600) == 10.0
+
+
+def test_flapping_every_second_never_comes_up_during_the_flapping() -> None:
+    d = up_link()
+    for _ in range(10):  # 20 s: 1 s dead, 1 s answering
+        d.seconds(1, None)
+        d.seconds(1, OK)
+    assert [t.new for t in d.transitions] == [DOWN]
+    d.seconds(12, OK)
+    assert [t.new for t in d.transitions] == [DOWN, UP]
+
+
+def _slow_flaps(params: HealthParams) -> list[Transition]:
+    # Down 1 s, up 20 s: long enough for the plain hold-down, so only damping limits it.
+    d = up_link(params)
+    for _ in range(30):
+        d.seconds(1, None)
+        d.seconds(20, OK)
+    return [t for t in d.transitions if t.new is UP]
+
+
+def test_slow_flapping_is_bounded_by_damping() -> None:
+    undamped = _slow_flaps(HealthParams(flap_max_hold_down=10.0))  # ceiling = plain hold-down
+    damped = _slow_flaps(HealthParams())
+    assert len(undamped) == 30
+    assert len(damped) <= 20
+    assert any("hold-down 10 s" not in t.reason for t in damped)  # some were stretched
+
+
+# -- carrier ------------------------------------------------------------------------------
+
+
+def test_carrier_loss_is_down_at_once_and_rounds_cannot_undo_it() -> None:
+    d = up_link()
+    tr = d.carrier(False)
+    assert tr is not None and (tr.old, tr.new) == (UP, DOWN)
+    assert tr.reason == "fibre-a: carrier lost"
+    assert d.carrier(False) is None  # repeated event: no second flap
+    assert d.h.penalty(d.t) == pytest.approx(1.0)
+    assert d.seconds(60, OK) == []
+    assert d.h.state is DOWN
+    assert d.h.hold_down_remaining(d.t) == pytest.approx(10.0)
+
+
+def test_carrier_back_still_needs_the_hold_down() -> None:
+    d = up_link()
+    d.carrier(False)
+    d.seconds(5, None)
+    assert d.carrier(True) is None
+    assert d.h.state is DOWN
+    assert "carrier back" in d.h.reason
+    back = d.t
+    tr = d.seconds(12, OK)
+    assert [t.new for t in tr] == [UP]
+    assert tr[0].at - back == pytest.approx(10.0)
+
+
+def test_carrier_lost_on_a_down_link_updates_the_reason_only() -> None:
+    d = down_link()
+    since = d.h.since
+    assert d.carrier(False) is None
+    assert d.h.reason == "fibre-a: carrier lost"
+    assert d.h.since == since
+
+
+def test_carrier_up_on_a_healthy_link_changes_nothing() -> None:
+    d = up_link()
+    assert d.carrier(True) is None
+    assert d.h.state is UP
+
+
+# -- 1 % random loss: calm ----------------------------------------------------------------
+
+
+def _run_random_loss(seed: int, loss: float, targets: int, reliability: int) -> list[Transition]:
+    rng = random.Random(seed)
+    d = link(targets=targets, reliability=reliability)
+    for _ in range(3000):
+        d.round(
+            *(None if rng.random() < loss else 0.010 + rng.random() * 0.002 for _ in range(targets))
+        )
+    return d.transitions
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_one_percent_random_loss_does_not_flap(seed: int) -> None:
+    trs = _run_random_loss(seed, 0.01, targets=3, reliability=2)
+    assert trs[0].new is UP
+    assert not any(t.new is DOWN for t in trs)
+    assert len(trs) <= 5  # up, and at worst two excursions to degraded and back
+
+
+def test_one_percent_random_loss_is_calm_on_average() -> None:
+    # 40 fixed seeds x 10 minutes at 5 rounds/s: most runs never leave UP at all.
+    runs = [_run_random_loss(seed, 0.01, targets=3, reliability=2) for seed in range(40)]
+    calm = sum(len(trs) == 1 for trs in runs)
+    assert calm >= 30
+    assert not any(t.new is DOWN for trs in runs for t in trs)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_one_percent_random_loss_on_a_single_target_never_goes_down(seed: int) -> None:
+    trs = _run_random_loss(seed, 0.01, targets=1, reliability=1)
+    assert sum(t.new is DOWN for t in trs) <= 1  # needs 3 losses in a row: ~1e-6 a round
+
+
+def test_five_percent_random_loss_is_seen_as_degraded() -> None:
+    trs = _run_random_loss(7, 0.05, targets=3, reliability=2)
+    assert any(t.new is DEGRADED for t in trs)
+    assert not any(t.new is DOWN for t in trs)
+
+
+# -- stale rounds -------------------------------------------------------------------------
+
+
+def test_a_stalled_prober_makes_an_up_link_unknown_not_down() -> None:
+    d = up_link()
+    assert d.h.tick(d.t + 1.0) is None
+    tr = d.h.tick(d.t + 5.0)
+    assert tr is not None and (tr.old, tr.new) == (UP, UNKNOWN)
+    assert "no probe results for" in tr.reason
+    assert d.h.metrics().rounds == 0
+
+
+def test_tick_leaves_a_down_link_down() -> None:
+    d = down_link()
+    assert d.h.tick(d.t + 100) is None
+    assert d.h.state is DOWN
+
+
+def test_a_gap_in_rounds_does_not_count_as_hold_down() -> None:
+    d = down_link()
+    d.seconds(5, OK)
+    d.t += 30  # the prober stalled for 30 s
+    tr = d.seconds(9.8, OK)
+    assert tr == []
+    assert d.h.state is DOWN
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_bad_construction_and_bad_rounds_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="at least one target"):
+        LinkHealth("x", HealthParams(), 0, 1)
+    with pytest.raises(ValueError, match="reliability"):
+        LinkHealth("x", HealthParams(), 2, 3)
+    with pytest.raises(ValueError, match="interval"):
+        HealthParams(interval=0)
+    with pytest.raises(ValueError, match="down_loss"):
+        HealthParams(down_loss=2)
+    h = LinkHealth("x", HealthParams(), 2, 1)
+    with pytest.raises(ValueError, match="2 targets"):
+        h.observe(Round(0.0, (OK,)))
+    with pytest.raises(ValueError, match="bad RTT"):
+        h.observe(Round(0.0, (OK, math.nan)))
+    assert h.metrics().rounds == 0  # a rejected round leaves no trace
+
+
+# -- invariants over every short history --------------------------------------------------
+
+SMALL = HealthParams(interval=1.0, window=4.0, down_after=2, rise=2, hold_down=3.0, min_rounds=2)
+
+
+def _check_history(events: Sequence[str], params: HealthParams) -> None:
+    """Replay events ('a' alive round, 'd' dead round, 'c' carrier lost, 'C' carrier back).
+
+    Checks the invariants every history must keep: transitions chain, reasons name the
+    link, no recovery from DOWN without hold_down seconds of alive rounds and carrier,
+    DOWN while the carrier is lost, DOWN after down_after dead rounds.
+    """
+    h = LinkHealth("l", params, 1, 1)
+    t = 0.0
+    state = UNKNOWN
+    carrier = True
+    alive_run: list[float] = []  # times of the current run of alive rounds under carrier
+    dead_run = 0
+    for ev in events:
+        if ev in "ad":
+            tr = h.observe(Round(t, (OK if ev == "a" else None,)))
+            if ev == "a" and carrier:
+                alive_run.append(t)
+                dead_run = 0
+            else:
+                alive_run = []
+                dead_run += 1
+        else:
+            if carrier != (ev == "C"):
+                alive_run = []  # a real carrier change; a repeated event is a no-op
+            carrier = ev == "C"
+            tr = h.carrier(carrier, t)
+        if tr is not None:
+            assert tr.old is state and tr.new is not state
+            assert tr.reason.startswith("l: ")
+            assert tr.at == t
+            if tr.old is DOWN:
+                assert alive_run and t - alive_run[0] >= h.effective_hold_down(t) - 1e-6
+            if tr.old is UNKNOWN and tr.new is not DOWN:
+                assert len(alive_run) >= params.rise
+            state = tr.new
+        assert h.state is state
+        if not carrier:
+            assert state is DOWN
+        if dead_run >= params.down_after:
+            assert state is DOWN
+        assert h.hold_down_remaining(t) >= 0
+        t += params.interval
+
+
+@pytest.mark.parametrize("length", range(1, 11))
+def test_every_alive_dead_history_keeps_the_invariants(length: int) -> None:
+    for events in itertools.product("ad", repeat=length):
+        _check_history(events, SMALL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(st.sampled_from("aaaaaaddcC"), max_size=80))
+def test_random_histories_with_carrier_events_keep_the_invariants(events: list[str]) -> None:
+    _check_history(events, SMALL)
