@@ -404,6 +404,17 @@ def _link_info(msg: Any) -> LinkInfo:
     )
 
 
+def _dump_until(ct: Any, deadline: float | None) -> list[tuple[Any, bool]]:
+    """The dump as (entry, False) pairs; a final (None, True) if the deadline cut it short."""
+    out: list[tuple[Any, bool]] = []
+    for e in ct.dump_entries():
+        out.append((e, False))
+        if deadline is not None and time.monotonic() > deadline:
+            out.append((None, True))
+            break
+    return out
+
+
 def conntrack_delete_matching(
     want: Callable[[ConntrackFlow], bool],
     *,
@@ -421,7 +432,12 @@ def conntrack_delete_matching(
     timed_out = False
     victims: list[Any] = []
     try:
-        for e in ct.dump_entries():
+        with _kernel_errors("conntrack dump"):
+            entries = _dump_until(ct, deadline)
+        for e, late in entries:
+            if late:
+                timed_out = True
+                break
             scanned += 1
             o, r = e.tuple_orig, e.tuple_reply
             flow = ConntrackFlow(
@@ -435,9 +451,6 @@ def conntrack_delete_matching(
             )
             if want(flow):
                 victims.append(o)
-            if deadline is not None and time.monotonic() > deadline:
-                timed_out = True
-                break
         for tuple_orig in victims:
             if deadline is not None and time.monotonic() > deadline:
                 timed_out = True

@@ -114,6 +114,11 @@ async def test_flush_injected_entries_only_old_link_and_voice_ports(lab: Lab) ->
     before = ct_list(lab)
     assert has(before, "udp", 5060, 5060, A) and has(before, "tcp", 40000, 5061, A)
 
+    # a sweep past its deadline stops and says so (bounded time), deleting nothing here
+    partial = await flush_after_switch([A], netns=lab.router, timeout=0.0)
+    assert partial.timed_out and partial.deleted == 0
+    assert "TIMED OUT" in partial.describe()
+
     result = await flush_after_switch(stale_sources(["a"], ["b"], {"a": A, "b": B}),
                                       netns=lab.router)  # fmt: skip
     after = ct_list(lab)
