@@ -576,7 +576,10 @@ def _compose(text: str, source: str) -> tuple[Any, dict[str, int]]:
     Duplicate keys are an error here: PyYAML would silently keep the last one, and a second
     ``links:`` block replacing the first is exactly the mistake an operator cannot see.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise ConfigError([f"bad YAML: {_one_line(exc)}"], source) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -598,10 +601,16 @@ def _compose(text: str, source: str) -> tuple[Any, dict[str, int]]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise ConfigError([f"{where}bad YAML: {problem}"], source) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"bad YAML: {exc}"], source) from None
+        raise ConfigError([f"bad YAML: {_one_line(exc)}"], source) from None
+    except RecursionError:
+        raise ConfigError(["bad YAML: nested too deeply"], source) from None
     finally:
         loader.dispose()
     return data, lines
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _walk(
@@ -737,11 +746,10 @@ def _message(err: ErrorDetails) -> str:
     return str(err["msg"])
 
 
-def _pydantic_errors(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
+def _pydantic_errors(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = [*prefix, *err["loc"]]
-        path = _path(loc)
+        path = _path(err["loc"])
         msg = _message(err)
         out.append(f"{path}: {msg}" if path else msg)
     return out

@@ -568,6 +568,20 @@ def test_document_must_be_a_mapping(text: str, message: str) -> None:
     assert errors_of(text) == [message]
 
 
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("[" * 5000, "bad YAML: nested too deeply"),
+        ("site: a\x00\n", "bad YAML: unacceptable character #x0000"),
+        ("site: !!python/object:os.system x\n", "line 1, column 7: bad YAML: could not"),
+        ("? [a, b]\n: 1\n", "line 1, column 3: bad YAML: found unhashable key"),
+    ],
+)
+def test_hostile_yaml_is_a_config_error(text: str, start: str) -> None:
+    errors = errors_of(text)
+    assert len(errors) == 1 and errors[0].startswith(start), errors
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "missing.yaml")
@@ -752,6 +766,41 @@ def test_summary_mentions_what_an_operator_checks() -> None:
 
 def test_config_model_is_importable_type() -> None:
     assert isinstance(parse_config(build()), Config)
+
+
+# --------------------------------------------------------------------------- robustness
+
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_SPOTS = [
+    "site", "listen", "state_dir", "route_protocol", "rule_priority", "defaults",
+    "defaults.thresholds", "defaults.interval", "links", "links[0]", "links[0].probes",
+    "links[0].probes.targets", "links[0].probes.targets[0]", "links[1].thresholds",
+    "links[1].table", "route_groups", "route_groups[0]", "route_groups[0].links",
+    "route_groups[0].conntrack_flush", "route_groups[0].table",
+]  # fmt: skip
+
+
+@given(st.sampled_from(_SPOTS), _JUNK)
+def test_junk_anywhere_gives_config_error_never_a_crash(spot: str, junk: Any) -> None:
+    try:
+        text = build(_set(spot, junk))
+    except (ValueError, TypeError):  # junk YAML itself cannot represent (e.g. NaN keys)
+        return
+    try:
+        cfg = parse_config(text)
+    except ConfigError as exc:
+        assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
+        return
+    assert summary(cfg)  # whatever loads must also summarize and give health params
+    for link in cfg.links:
+        link.health_params()
 
 
 # --------------------------------------------------------------------------- durations
