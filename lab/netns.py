@@ -22,6 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_PREFIX_PATTERN",
+    "LAB_ROLES",
     "OWNER_DIR",
     "LabError",
     "add_namespaces",
@@ -41,6 +42,10 @@ __all__ = [
 # A run prefix is "ll-" plus 6 hex digits plus "-": short enough that the namespace names stay
 # readable in `ip netns list`, random enough that parallel runs never collide.
 DEFAULT_PREFIX_PATTERN = r"ll-[0-9a-f]{6}-"
+
+# The roles a lab namespace can have (name = prefix + role). cleanup_stale matches whole
+# names, so a namespace that merely starts like ours (another tool's "ll-...") is safe.
+LAB_ROLES = ("site", "isp-a", "isp-b", "isp-c", "inet", "lan")
 
 # /run is a tmpfs, like /run/netns: both vanish at reboot, so an owner record can never
 # outlive the namespaces it speaks for.
@@ -196,12 +201,14 @@ def owner_alive(prefix: str) -> bool:
 def cleanup_stale(prefix_pattern: str = DEFAULT_PREFIX_PATTERN) -> list[str]:
     """Remove namespaces left by lab runs whose owner process is gone; return their names.
 
-    Only names that start with ``prefix_pattern`` are considered, and a run whose owner is
-    alive (a parallel test session) is never touched. Processes still living inside a stale
-    namespace (a delayer, a stream receiver of the crashed run) are killed first, since a
-    namespace with processes in it keeps its interfaces after `ip netns delete`.
+    Only names made of ``prefix_pattern`` and a lab role (``LAB_ROLES``) are considered,
+    and a run whose owner is alive (a parallel test session) is never touched. Processes
+    still living inside a stale namespace (a delayer, a stream receiver of the crashed run)
+    are killed first, since a namespace with processes in it keeps its interfaces after
+    `ip netns delete`.
     """
-    matcher = re.compile(f"^({prefix_pattern})")
+    roles = "|".join(re.escape(role) for role in LAB_ROLES)
+    matcher = re.compile(f"^({prefix_pattern})(?:{roles})$")
     stale: dict[str, list[str]] = {}
     for name in list_namespaces():
         m = matcher.match(name)

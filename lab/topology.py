@@ -152,13 +152,19 @@ def _destroy_live_labs() -> None:
             lab.destroy()
 
 
-def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds through finally blocks and fixtures, then atexit runs.
-    raise SystemExit(128 + signum)
+def _sigterm_teardown(signum: int, frame: FrameType | None) -> None:
+    """Tear down live labs, then die of SIGTERM as if we had not been here.
+
+    Raising SystemExit instead would not do: a test runner may catch it as one failed test
+    and go on running, and the process asked to stop would not stop.
+    """
+    _destroy_live_labs()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _install_exit_hooks() -> None:
-    """Tear down live labs at interpreter exit, and make SIGTERM an orderly exit.
+    """Tear down live labs at interpreter exit and on SIGTERM.
 
     SIGTERM is only taken over when nobody else handles it (default action) and we are in
     the main thread; otherwise the owner of the handler decides, and ``cleanup_stale``
@@ -174,7 +180,7 @@ def _install_exit_hooks() -> None:
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         ):
-            signal.signal(signal.SIGTERM, _sigterm_to_exit)
+            signal.signal(signal.SIGTERM, _sigterm_teardown)
 
 
 def _close_pipes(proc: subprocess.Popen[str]) -> None:
@@ -464,7 +470,10 @@ class Lab:
 
 
 def _check_plan() -> None:
-    """Guard the address plan against edits that would leave the documentation ranges."""
+    """Guard the address plan against edits that would leave the documentation ranges,
+    and the namespace roles against drifting from what cleanup_stale recognises."""
+    roles = {"site", "inet", "lan", *(p.role for p in LINK_PLANS)}
+    assert roles == set(netns.LAB_ROLES), roles
     doc = [IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
     nets = [LAN_NET, *(p.subnet for p in LINK_PLANS), *(p.uplink for p in LINK_PLANS)]
     for net in nets:

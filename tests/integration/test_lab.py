@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -341,6 +343,9 @@ def test_failed_build_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cleanup_stale_removes_dead_runs_only(lab: Lab) -> None:
     dead = Lab()
     dead.build()
+    # Same prefix but not a lab role: somebody else's, never ours to delete.
+    foreign = f"{dead.prefix}other"
+    netns.add_namespaces([foreign])
     try:
         # Pretend the run that built `dead` has died: its owner record points nowhere.
         owner = netns.OWNER_DIR / dead.prefix.rstrip("-")
@@ -348,10 +353,47 @@ def test_cleanup_stale_removes_dead_runs_only(lab: Lab) -> None:
         removed = netns.cleanup_stale()
         assert sorted(removed) == sorted(dead.namespaces)
         names = netns.list_namespaces()
-        assert not any(ns.startswith(dead.prefix) for ns in names)
+        assert not any(ns in names for ns in dead.namespaces)
+        assert foreign in names
         assert all(ns in names for ns in lab.namespaces), "a live lab was removed"
     finally:
         dead.destroy()
+        netns.delete_namespaces([foreign])
+
+
+def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
+    """A process killed with SIGTERM while its lab is up leaves no namespace behind."""
+    from tests.integration.conftest import lab_skip_reason
+
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    script = (
+        "import sys, time\n"
+        "from lab.topology import Lab\n"
+        "lab = Lab()\n"
+        "lab.build()\n"
+        "print(lab.prefix, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            cwd=root)
+    try:
+        assert proc.stdout is not None
+        prefix = proc.stdout.readline().strip()
+        assert prefix.startswith("ll-")
+        assert any(ns.startswith(prefix) for ns in netns.list_namespaces())
+        proc.terminate()
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert not any(ns.startswith(prefix) for ns in netns.list_namespaces())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        netns.cleanup_stale()  # whatever the dead child left (its owner is gone now)
 
 
 def test_build_and_destroy_are_quick() -> None:
