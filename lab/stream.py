@@ -10,8 +10,9 @@ replies return by a dead link (the SNAT/conntrack trap) shows up there.
 
 The module is both the library (``Stream``, ``StreamResult``, ``Gap``) and the helper
 processes (``python -m lab.stream send|recv``), which the library runs as tracked lab
-processes. Every sender is bounded in packet count and time; every receiver in time. Both
-write their results as JSON when they finish or get SIGTERM.
+processes; ``tcp_listener`` (``tcp-listen``) gives TCP probes a far target to connect to.
+Every sender is bounded in packet count and time, every receiver and listener in time.
+Sender and receiver write their results as JSON when they finish or get SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lab.topology import Lab
 
-__all__ = ["Gap", "Stream", "StreamResult", "gaps_in", "main"]
+__all__ = ["Gap", "Stream", "StreamResult", "gaps_in", "main", "tcp_listener"]
 
 # seq, send time (monotonic), flags; bit 0 of flags marks an echo from the sink.
 _HEADER = struct.Struct("!QdI")
@@ -257,6 +258,26 @@ class Stream:
         return self._result
 
 
+def tcp_listener(
+    lab: Lab, port: int, addrs: list[str] | None = None, max_seconds: float = 3600.0
+) -> subprocess.Popen[str]:
+    """Start a TCP listener in ``lab.inet`` on ``port`` of each far target (default all),
+    for ``tcp: 192.0.2.1:PORT`` probe targets. A tracked lab process: stop it with
+    ``lab.stop(proc)`` or let ``lab.destroy()`` do it."""
+    targets = addrs if addrs is not None else [str(a) for a in lab.targets]
+    argv = ["tcp-listen", "--port", str(port), "--max-seconds", str(max_seconds)]
+    for addr in targets:
+        argv += ["--bind", addr]
+    proc = lab.popen(lab.inet, lab.python_argv("lab.stream", *argv),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(proc, "tcp listener")
+    except BaseException:
+        lab.stop(proc)
+        raise
+    return proc
+
+
 def _wait_ready(proc: subprocess.Popen[str], what: str, timeout: float = 10.0) -> None:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
@@ -392,6 +413,28 @@ def _run_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_tcp_listen(args: argparse.Namespace) -> int:
+    """Accept and close TCP connections on each address: a far target for TCP probes."""
+    socks = []
+    for addr in args.bind:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr, args.port))
+        sock.listen(128)
+        socks.append(sock)
+    end = time.monotonic() + args.max_seconds
+    print("ready", flush=True)
+    while not _stopping() and time.monotonic() < end:
+        readable, _, _ = select.select(socks, [], [], 0.1)
+        for sock in readable:
+            with contextlib.suppress(OSError):
+                conn, _ = sock.accept()
+                conn.close()
+    for sock in socks:
+        sock.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.stream",
                                      description="lab data-plane stream helper")
@@ -413,11 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--two-way", action="store_true")
     send.add_argument("--linger", type=float, default=0.3,
                       help="two-way: wait this long for the last echoes")
+    tcp = sub.add_parser("tcp-listen", help="accept and close TCP connections")
+    tcp.add_argument("--bind", action="append", required=True)
+    tcp.add_argument("--port", type=int, required=True)
+    tcp.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     if args.role == "recv":
         return _run_recv(args)
+    if args.role == "tcp-listen":
+        return _run_tcp_listen(args)
     args.size = max(args.size, _HEADER.size)
     return _run_send(args)
 

@@ -22,7 +22,7 @@ import pytest
 
 from lab import netns
 from lab.config import lifeline_config, lifeline_config_dict
-from lab.stream import Gap, Stream, StreamResult, gaps_in
+from lab.stream import Gap, Stream, StreamResult, gaps_in, tcp_listener
 from lab.topology import LAN_NET, SINK_ADDR, Lab
 from tests.integration.conftest import require_tools
 
@@ -121,6 +121,19 @@ def test_scale_targets_answer(lab_factory: Callable[..., Lab]) -> None:
     default_via(lab, "fibre-a")
     assert ping_ok(lab, lab.site, lab.scale_addresses[-1])
     assert build < 30, f"building 2000 targets took {build:.1f} s"
+
+
+def test_tcp_listener_accepts_through_the_link(lab: Lab) -> None:
+    default_via(lab, "fibre-a")
+    tcp_listener(lab, 8443)
+    script = (
+        "import socket,sys\n"
+        "s = socket.create_connection(('192.0.2.2', 8443), timeout=2)\n"
+        "s.close()\n"
+    )
+    assert lab.run(lab.site, [sys.executable, "-c", script], check=False).returncode == 0
+    lab.faults.blackhole("fibre-a")
+    assert lab.run(lab.site, [sys.executable, "-c", script], check=False).returncode != 0
 
 
 # --- faults ----------------------------------------------------------------------------------
