@@ -14,14 +14,13 @@ still bites while a delay is on.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import select
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from lab.netns import wait_ready
 
 if TYPE_CHECKING:
     from lab.topology import Lab, LabLink
@@ -133,7 +132,7 @@ class Faults:
             stderr=subprocess.PIPE,
         )
         try:
-            _wait_ready(proc, timeout=10.0)
+            wait_ready(proc, "delayer")
         except BaseException:
             self._lab.stop(proc)
             raise
@@ -198,24 +197,3 @@ class Faults:
             self._lab.iptables(lk.isp_ns, "-D", chain, *spec)
 
         self._st(lk.name).undo.append((name, undo))
-
-
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> None:
-    """Wait for the helper's "ready" line: its queue is bound, rules may point at it."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if readable:
-            line = proc.stdout.readline()
-            if line.strip() == "ready":
-                return
-            if line == "":
-                break
-        if proc.poll() is not None:
-            break
-    err = ""
-    if proc.poll() is not None and proc.stderr is not None:
-        with contextlib.suppress(OSError):
-            err = proc.stderr.read()
-    raise RuntimeError(f"delayer did not start: {err.strip() or 'no ready line'}")

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import select
 import signal
 import subprocess
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "owner_alive",
     "remove_owner",
     "run_cmd",
+    "wait_ready",
     "write_owner",
 ]
 
@@ -162,6 +164,28 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def wait_ready(proc: subprocess.Popen[str], what: str, timeout: float = 10.0) -> None:
+    """Wait for a lab helper's ``ready`` line on its stdout (its socket or queue is bound,
+    so traffic may be pointed at it); raise LabError with its stderr if it never comes."""
+    assert proc.stdout is not None, "helper must be started with stdout=PIPE"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if readable:
+            line = proc.stdout.readline()
+            if line.strip() == "ready":
+                return
+            if line == "":
+                break
+        if proc.poll() is not None:
+            break
+    err = ""
+    if proc.poll() is not None and proc.stderr is not None:
+        with contextlib.suppress(OSError):
+            err = proc.stderr.read()
+    raise LabError(f"{what} did not start: {err.strip() or 'no ready line'}")
 
 
 def _start_time(pid: int) -> str | None:

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from lab.netns import wait_ready
+
 if TYPE_CHECKING:
     from lab.topology import Lab
 
@@ -206,7 +208,7 @@ class Stream:
             self._lab.inet, self._lab.python_argv("lab.stream", *recv_args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        _wait_ready(self._receiver, "stream receiver")
+        wait_ready(self._receiver, "stream receiver")
         send_args = ["send", "--to", sink, "--port", str(self.port),
                      "--interval", str(self.interval), "--count", str(self.count),
                      "--max-seconds", str(self.max_seconds), "--size", str(self.size),
@@ -217,7 +219,7 @@ class Stream:
             self._lab.lan, self._lab.python_argv("lab.stream", *send_args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        _wait_ready(self._sender, "stream sender")
+        wait_ready(self._sender, "stream sender")
 
     def wait(self, timeout: float | None = None) -> StreamResult:
         """Let the sender run to its count/time limit, then collect the result."""
@@ -271,28 +273,11 @@ def tcp_listener(
     proc = lab.popen(lab.inet, lab.python_argv("lab.stream", *argv),
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_ready(proc, "tcp listener")
+        wait_ready(proc, "tcp listener")
     except BaseException:
         lab.stop(proc)
         raise
     return proc
-
-
-def _wait_ready(proc: subprocess.Popen[str], what: str, timeout: float = 10.0) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if readable:
-            line = proc.stdout.readline()
-            if line.strip() == "ready":
-                return
-            if line == "":
-                break
-    err = ""
-    if proc.poll() is not None and proc.stderr is not None:
-        err = proc.stderr.read()
-    raise RuntimeError(f"{what} did not start: {err.strip() or 'no ready line'}")
 
 
 # --- the helper processes ------------------------------------------------------------------------
