@@ -180,6 +180,7 @@ class Daemon:
                 weight=rt.cfg.weight,
                 mos=m.mos,
                 loss_ratio=m.loss_ratio,
+                reason=rt.health.reason,
             )
         return out
 
@@ -401,6 +402,9 @@ class Daemon:
         await self._nl.__aenter__()
         self._reconciler = routes.RouteReconciler(self._nl)
         await self.adopt_current_routes()
+        # Per-link tables and source rules first: probes bound to a link need its table to
+        # reach far targets, and the group route stays as found until health is known.
+        await self.reconcile({})
         watch = LinkWatch(list(self.by_ifname), self.on_carrier)
         await watch.start()
         for name, rt in self.links.items():

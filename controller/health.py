@@ -477,6 +477,9 @@ class LinkHealth:
                 return None
             if self._stable_since is None:
                 self._stable_since = now
+                # Judge the recovery on what the link does now: the outage's losses are
+                # why it went down, not evidence that it is degraded once it answers.
+                self._clear_window()
             hold = self.effective_hold_down(now)
             held = now - self._stable_since
             if held + _EPS < hold:

@@ -171,6 +171,10 @@ def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, 
         return keep(f"all links down; keeping {', '.join(current)}, nothing better")
 
     active = tuple(v.name for v in chosen)
+    if not current and outranking:
+        # At start, with no route yet: a better link that is still unknown gets its first
+        # rounds (about a second) rather than a route that moves again right after.
+        return result((), f"waiting for {_names(outranking)} (unknown) before choosing ({what})")
     if set(active) != current_set and outranking and _current_alive(current, links):
         return keep(
             f"waiting for {_names(outranking)} (unknown) before changing; keeping "
