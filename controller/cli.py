@@ -71,9 +71,7 @@ def _load(path: str) -> Any:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.errors)} error(s):", file=sys.stderr)
-        for err in exc.errors:
-            print(f"  {err}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         return None
 
 
