@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import yaml
 
 from controller.statusview import fetch_status
 from lab.config import lifeline_config
 from lab.topology import Lab
+
+
+@dataclass(frozen=True, slots=True)
+class ProcUsage:
+    """Memory and CPU of one process as the kernel counts them (/proc/<pid>/status, stat)."""
+
+    rss_kib: int  # VmRSS
+    hwm_kib: int  # VmHWM: the peak RSS so far
+    cpu_seconds: float  # utime + stime
 
 
 class LifelineProcess:
@@ -34,6 +48,16 @@ class LifelineProcess:
         self.extra_args = extra_args
         self.proc: Any = None
         self.exit_code: int | None = None
+
+    @classmethod
+    def with_config(cls, lab: Lab, state_dir: Path, config: dict[str, Any] | str,
+                    *extra_args: str) -> LifelineProcess:
+        """A daemon run with ``config`` (a dict or YAML text) instead of the generated one,
+        for setups the ``lab.config`` overrides do not cover (e.g. per-link target lists)."""
+        daemon = cls(lab, state_dir, *extra_args)
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        daemon.config_path.write_text(text)
+        return daemon
 
     def start(self, wait: float = 15.0) -> None:
         """Start the daemon and wait until its API answers."""
@@ -78,6 +102,69 @@ class LifelineProcess:
             time.sleep(0.05)
         raise TimeoutError(f"waited {timeout:.0f} s for {what}; last status: "
                            f"{json.dumps(last, indent=1)[:3000]}\nlog:\n{self.log()[-3000:]}")
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the daemon itself: ``ip netns exec`` execs, so no wrapper sits between."""
+        return int(self.proc.pid) if self.running else None
+
+    def usage(self) -> ProcUsage:
+        """RSS and CPU seconds of the running daemon, read from /proc."""
+        pid = self.pid
+        if pid is None:
+            raise RuntimeError("lifeline is not running")
+        fields = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if ":" in line
+        )
+        # The command name in stat may hold spaces and parentheses: split after the last ')'.
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        # utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+        return ProcUsage(
+            rss_kib=int(fields["VmRSS"].split()[0]),
+            hwm_kib=int(fields["VmHWM"].split()[0]),
+            cpu_seconds=(int(stat[11]) + int(stat[12])) / ticks,
+        )
+
+    def metrics_text(self, timeout: float = 5.0) -> str:
+        """The daemon's /metrics page, fetched over the unix socket (works across netns)."""
+
+        async def fetch() -> str:
+            conn = aiohttp.UnixConnector(path=str(self.socket))
+            async with aiohttp.ClientSession(
+                connector=conn, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as session, session.get("http://lifeline/metrics") as resp:
+                resp.raise_for_status()
+                return await resp.text()
+
+        try:
+            return asyncio.run(fetch())
+        except aiohttp.ClientError as exc:
+            raise OSError(str(exc)) from exc
+
+    def wait_active_at(self, links: list[str], timeout: float = 20.0,
+                       group: str = "internet") -> float:
+        """Wait until ``group`` uses ``links``; return when it switched, as
+        ``time.monotonic()`` (the daemon's loop clock is the same CLOCK_MONOTONIC), to a few
+        ms: the status says how long ago the change was, the request's midpoint says when."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"lifeline exited with {self.proc.returncode}:\n{self.log()}")
+            before = time.monotonic()
+            last = self.status()
+            after = time.monotonic()
+            if last is not None and self.active(last, group) == links:
+                g = next(g for g in last["groups"] if g["name"] == group)
+                if g["since_change"] is not None:
+                    return (before + after) / 2 - float(g["since_change"])
+            time.sleep(0.05)
+        raise TimeoutError(f"waited {timeout:.0f} s for group {group} to use {links}; last "
+                           f"status: {json.dumps(last, indent=1)[:3000]}\n"
+                           f"log:\n{self.log()[-3000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
