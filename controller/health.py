@@ -210,10 +210,14 @@ class LinkHealth:
             self._stable_since = None
             self._good_since = None
         self._last_round_at = now
-        self._push(rnd)
-
         answered = sum(1 for rtt in rnd.rtts if rtt is not None)
         alive = answered >= self.reliability
+        if alive and self.state is LinkState.DOWN and self._stable_since is None:
+            # The first answer after an outage starts a fresh window: the outage's losses
+            # are why the link went down, not evidence against its recovery (else the
+            # window loss would hold it down for up to a window after it came back).
+            self._clear_window()
+        self._push(rnd)
         if alive:
             self._alive_run += 1
             self._dead_run = 0
@@ -477,9 +481,6 @@ class LinkHealth:
                 return None
             if self._stable_since is None:
                 self._stable_since = now
-                # Judge the recovery on what the link does now: the outage's losses are
-                # why it went down, not evidence that it is degraded once it answers.
-                self._clear_window()
             hold = self.effective_hold_down(now)
             held = now - self._stable_since
             if held + _EPS < hold:

@@ -348,6 +348,18 @@ def test_recovery_only_after_the_hold_down() -> None:
     assert d.h.hold_down_remaining(d.t) == 0.0
 
 
+def test_a_long_outage_does_not_hold_the_link_down_past_its_hold_down() -> None:
+    # An outage longer than half the window leaves window loss over down_loss; once the
+    # link answers again, that old loss must not keep it down: recovery is the hold-down.
+    params = HealthParams(hold_down=4.0)
+    d = down_link(params)
+    d.seconds(6, None)  # a 6 s outage: 30 of the 50 rounds of the window lost
+    first_good = d.t
+    tr = d.seconds(6, OK)
+    assert [t.new for t in tr] == [UP]
+    assert tr[0].at - first_good == pytest.approx(4.0)
+
+
 def test_a_dead_round_restarts_the_hold_down() -> None:
     d = down_link()
     d.seconds(9, OK)
