@@ -118,6 +118,8 @@ class LifelineProcess:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines()
             if ":" in line
         )
+        if fields.get("Name", "").strip() == "ip":
+            raise RuntimeError(f"PID {pid} is still the `ip netns exec` wrapper, not lifeline")
         # The command name in stat may hold spaces and parentheses: split after the last ')'.
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,149 @@
+"""``make bench``: every benchmark in turn, then one summary table (plain and Markdown).
+
+Run as root from the repository: ``python -m tests.bench.run_all [--trials 10] [--json PATH]``.
+It runs the failover benchmarks (blackhole and carrier-loss gaps, failback with hold-down:
+``bench_failover``), the daemon's RSS and CPU at 2,000 targets (``bench_daemon_rss``) and
+the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
+is the engine's and not this runner's), and prints what each measured against its goal.
+Each part builds and removes its own namespaces; a part that breaks is reported as such and
+the others still run. The boundary: it orchestrates and summarises; the measuring is in the
+three modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tests.bench import bench_daemon_rss, bench_failover
+from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+
+__all__ = ["main", "probes_figures", "run_probes"]
+
+REPO = Path(__file__).resolve().parents[2]
+PROBES_GOAL_RATIO = 3.0  # CPU per probe, ours / fping: the goal bench_probes states
+
+
+def run_probes(seconds: int, targets: int) -> dict[str, Any]:
+    """``bench_probes`` in a child process; its output is passed on, its JSON line parsed."""
+    argv = [sys.executable, "-m", "tests.bench.bench_probes", "--json",
+            "--seconds", str(seconds), "--targets", str(targets)]
+    # Two runs of `seconds` (ours, then fping) plus lab set-up: bounded generously.
+    proc = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False,
+                          timeout=4 * seconds + 300)
+    lines = proc.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_probes exited with {proc.returncode}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def probes_figures(result: dict[str, Any]) -> list[Figure]:
+    ours = result["ours"]
+    n = f"{result['targets']} targets x 1/s"
+
+    def per_k(r: dict[str, Any]) -> float:
+        return float(r["cpu_s"]) / float(r["probes"]) * 1e6 if r["probes"] else float("nan")
+
+    def loss(r: dict[str, Any]) -> float:
+        return 1 - float(r["ok"]) / float(r["probes"]) if r["probes"] else float("nan")
+
+    rows = [Figure(f"probe engine alone, {n}",
+                   f"{per_k(ours):.1f} ms CPU per 1000 probes, loss {loss(ours):.2%}, "
+                   f"RSS {ours['rss_kib'] / 1024:.1f} MiB")]
+    if "fping" in result:
+        theirs = result["fping"]
+        rows.append(Figure(f"fping, {n}",
+                           f"{per_k(theirs):.1f} ms CPU per 1000 probes, loss {loss(theirs):.2%}, "
+                           f"peak RSS {theirs['hwm_kib'] / 1024:.1f} MiB"))
+        ratio = float(result["ratio"])
+        rows.append(Figure("CPU per probe, engine / fping", f"{ratio:.2f}x",
+                           f"<= {PROBES_GOAL_RATIO:g}x", ratio <= PROBES_GOAL_RATIO))
+    return rows
+
+
+def _part(name: str, body: Callable[[], list[Figure]], errors: list[str]) -> list[Figure]:
+    """Run one benchmark; if it breaks, say so in the table and go on with the next."""
+    log(f"== {name}")
+    started = time.monotonic()
+    try:
+        rows = body()
+    except Exception as exc:
+        errors.append(f"{name}: {exc}")
+        log(f"{name} failed: {str(exc)[:3000]}")
+        return [Figure(name, f"FAILED: {type(exc).__name__}: {str(exc)[:120]}", "runs", False)]
+    log(f"== {name} done in {time.monotonic() - started:.0f} s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=10,
+                        help="trials per failover kind (default 10)")
+    parser.add_argument("--failback-trials", type=int, default=2)
+    parser.add_argument("--hold-down", type=float, default=5.0,
+                        help="failback hold-down in seconds (default 5)")
+    parser.add_argument("--seconds", type=int, default=30,
+                        help="measuring time of the 2,000-target benchmarks (default 30)")
+    parser.add_argument("--targets", type=int, default=2000)
+    parser.add_argument("--skip", choices=("failover", "daemon", "probes"), action="append",
+                        default=[], help="leave a part out (repeatable)")
+    add_json_arg(parser)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        log("bench: needs root (network namespaces, raw sockets, routes)")
+        return 2
+    if not 1 <= args.trials <= 200 or not 0 <= args.failback_trials <= 20:
+        parser.error("--trials must be 1..200 and --failback-trials 0..20")
+    if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
+        parser.error("--seconds must be 1..600 and --targets 3..60000")
+
+    errors: list[str] = []
+    rows: list[Figure] = []
+    data: dict[str, Any] = {}
+
+    if "failover" not in args.skip:
+        def failover() -> list[Figure]:
+            report = bench_failover.run(trials=args.trials,
+                                        failback_trials=args.failback_trials,
+                                        hold_down=args.hold_down)
+            data["failover"] = report.to_json()
+            errors.extend(report.errors())
+            return bench_failover.figures(report)
+        rows += _part("failover", failover, errors)
+
+    if "daemon" not in args.skip:
+        def daemon() -> list[Figure]:
+            result = bench_daemon_rss.run(args.targets, float(args.seconds))
+            data["daemon_rss"] = result.to_json()
+            return bench_daemon_rss.figures(result)
+        rows += _part("daemon RSS/CPU", daemon, errors)
+
+    if "probes" not in args.skip:
+        def probes() -> list[Figure]:
+            result = run_probes(args.seconds, args.targets)
+            data["probes"] = result
+            return probes_figures(result)
+        rows += _part("probe engine vs fping", probes, errors)
+
+    print_table(rows, "lifeline benchmarks")
+    data["summary"] = [asdict(f) for f in rows]
+    data["errors"] = errors
+    write_json(args.json, data)
+    if errors:
+        log("errors:\n  " + "\n  ".join(errors))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
