@@ -142,6 +142,12 @@ def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, 
         tier = min(v.tier for v in up)
         chosen = _pick([v for v in up if v.tier == tier], current, group.multipath)
         outranking = [v for v in unknown if v.tier < tier]
+        if not current and not group.multipath:
+            # At start the operator's order breaks a tie within the tier, so an earlier
+            # link of that tier still unknown is waited for too: otherwise whichever link
+            # answered first would win, and rule 3 would keep it.
+            first = views.index(chosen[0])
+            outranking += [v for v in views[:first] if v in unknown and v.tier == tier]
         what = (
             f"{_names(chosen)} are the best up links (tier {tier})"
             if len(chosen) > 1
