@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import ipaddress
 import logging
 import signal
 import time
@@ -48,6 +50,7 @@ class LinkRuntime:
     health: LinkHealth
     scheduler: RoundScheduler | None = None
     carrier: bool = True
+    source: str | None = None  # configured, or found on the interface at start
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Daemon:
             if (arp := link.arp_spec()) is not None:
                 specs.append(arp)
             self.links[link.name] = LinkRuntime(
-                cfg=link, specs=specs, targets=targets, health=health
+                cfg=link, specs=specs, targets=targets, health=health, source=link.source
             )
         self.by_ifname = {rt.cfg.interface: rt for rt in self.links.values()}
         self.groups: dict[str, GroupRuntime] = {
@@ -221,7 +224,7 @@ class Daemon:
                 name=rt.cfg.name,
                 ifname=rt.cfg.interface,
                 gateway=rt.cfg.gateway,
-                source=rt.cfg.source,
+                source=rt.source,
                 table=rt.cfg.table_id,
                 weight=rt.cfg.weight,
             )
@@ -294,7 +297,7 @@ class Daemon:
 
     async def _flush(self, group: str, old_links: tuple[str, ...]) -> None:
         g = self.groups[group]
-        sources = {name: rt.cfg.source for name, rt in self.links.items()}
+        sources = {name: rt.source for name, rt in self.links.items()}
         old_sources = stale_sources(old_links, g.active, sources)
         if not old_sources:
             return
@@ -303,6 +306,36 @@ class Daemon:
         log.info("%s: %s", group, res.describe())
         self.journal.record("action", group, res.describe(), deleted=res.deleted,
                             errors=res.errors, timed_out=res.timed_out)
+
+    async def resolve_sources(self) -> None:
+        """Find the address of links configured without ``source``.
+
+        Probes, the link's source rule and the conntrack flush all need it: without it a
+        probe bound to an inactive link has no table to follow.
+        """
+        assert self._nl is not None
+        missing = [rt for rt in self.links.values() if rt.source is None]
+        if not missing:
+            return
+        try:
+            found = await self._nl.addresses()
+        except Exception as exc:
+            log.error("cannot read interface addresses: %s", exc)
+            return
+        for rt in missing:
+            addrs = found.get(rt.cfg.interface, [])
+            gateway = ipaddress.ip_address(rt.cfg.gateway)
+            ifaces = [ipaddress.ip_interface(a) for a in addrs]
+            # The address in the gateway's subnet, else the interface's primary one.
+            on_link = [i for i in ifaces if gateway in i.network] or ifaces
+            if not on_link:
+                log.warning("%s: no address on %s yet; probes go out unbound to a source",
+                            rt.cfg.name, rt.cfg.interface)
+                continue
+            pick = str(on_link[0].ip)
+            rt.source = pick
+            rt.specs = [dataclasses.replace(spec, source=pick) for spec in rt.specs]
+            log.info("%s: using source %s found on %s", rt.cfg.name, pick, rt.cfg.interface)
 
     async def adopt_current_routes(self) -> None:
         """Read which link each group's route uses now, so a restart changes nothing."""
@@ -401,6 +434,7 @@ class Daemon:
         self._nl = Netlink()
         await self._nl.__aenter__()
         self._reconciler = routes.RouteReconciler(self._nl)
+        await self.resolve_sources()
         await self.adopt_current_routes()
         # Per-link tables and source rules first: probes bound to a link need its table to
         # reach far targets, and the group route stays as found until health is known.
@@ -457,3 +491,4 @@ async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
     )
     await daemon.run(stop)
     return 0
+

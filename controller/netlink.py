@@ -234,6 +234,22 @@ class Netlink:
         with _kernel_errors(f"set {ifname} {'up' if up else 'down'}"):
             await self._api.link("set", index=index, state="up" if up else "down")
 
+    async def addresses(self) -> dict[str, list[str]]:
+        """IPv4 addresses per interface as ``addr/prefixlen``, primary first (for links
+        configured without a source: lifeline finds the address to bind probes and rules to)."""
+        with _kernel_errors("dump addresses"):
+            msgs = [m async for m in await self._api.addr("dump", family=socket.AF_INET)]
+        out: dict[str, list[str]] = {}
+        for msg in msgs:
+            addr = msg.get_attr("IFA_ADDRESS")
+            if not addr:
+                continue
+            name = await self._name(int(msg["index"]))
+            secondary = bool(int(msg["flags"]) & 0x01)  # IFA_F_SECONDARY
+            bucket = out.setdefault(name, [])
+            bucket.insert(len(bucket) if secondary else 0, f"{addr}/{int(msg['prefixlen'])}")
+        return out
+
     # -- routes --------------------------------------------------------------------------
 
     async def routes(self) -> list[RouteEntry]:
