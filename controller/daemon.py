@@ -210,8 +210,9 @@ class Daemon:
                 self.journal.record(
                     "decision", name, d.reason, old=list(g.active), new=list(d.active)
                 )
-                self.metrics.failovers.labels(group=name, **{"from": old, "to": new}).inc()
-                self.counters.failovers += 1
+                if g.active:  # the first route after start is no failover: no page for it
+                    self.metrics.failovers.labels(group=name, **{"from": old, "to": new}).inc()
+                    self.counters.failovers += 1
                 g.active, g.last_change = d.active, now
             g.reason = d.reason
             self.metrics.set_group_active(name, list(g.spec.links), g.active)
@@ -418,6 +419,10 @@ class Daemon:
         }
 
     # -- run -----------------------------------------------------------------------------
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         cfg = self.cfg
@@ -450,6 +455,8 @@ class Daemon:
                 name=name,
             )
             rt.scheduler.start()
+        # SIGTERM must not wait for the next reconcile tick.
+        waker = asyncio.create_task(self._wake_on(stop))
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -460,6 +467,7 @@ class Daemon:
                 await self.cycle()
                 self.metrics.journal_errors.set(self.journal.write_errors)
         finally:
+            waker.cancel()
             for rt in self.links.values():
                 if rt.scheduler is not None:
                     await rt.scheduler.stop()

@@ -387,9 +387,13 @@ class Lab:
     def _build_links(self) -> None:
         # Each veth is created from one lab namespace with its peer placed straight into the
         # other, so no interface ever exists in the machine's own namespace.
+        # Distinct ifindexes on the two ends: the kernel reports a carrier change at once
+        # only for "urgent" devices, and a veth whose index equals its peer's is not one
+        # (its event may come up to 1 s late, as on most physical NICs; README says so).
         site_cmds = [
-            f"link add {lk.site_ifname} type veth peer name {lk.isp_ifname} netns {lk.isp_ns}"
-            for lk in self.links.values()
+            f"link add {lk.site_ifname} index {11 + i} type veth peer name {lk.isp_ifname} "
+            f"index {21 + i} netns {lk.isp_ns}"
+            for i, lk in enumerate(self.links.values())
         ]
         site_cmds.append(
             f"link add {LAN_SITE_IFNAME} type veth peer name {LAN_HOST_IFNAME} netns {self.lan}"

@@ -264,3 +264,23 @@ def test_decide_properties_on_every_small_case(multipath: bool) -> None:
         }
         for current in currents:
             check(group, links, current)
+
+
+def test_at_start_a_better_unknown_link_is_waited_for() -> None:
+    # lte answers first; fibre-a (better tier) is still unknown: no route yet.
+    d = decide(WAN, views({"fibre-a": UNKNOWN, "fibre-b": DOWN, "lte": UP}), ())
+    assert d.active == () and "waiting for fibre-a" in d.reason
+    # once fibre-a is known, it is chosen directly: one route install, not two.
+    d = decide(WAN, views({"fibre-a": UP, "fibre-b": DOWN, "lte": UP}), ())
+    assert d.active == ("fibre-a",) and d.changed
+
+
+def test_at_start_the_operators_order_breaks_a_tie_within_a_tier() -> None:
+    # fibre-b (same tier as fibre-a, later in the list) answered first.
+    d = decide(WAN, views({"fibre-a": UNKNOWN, "fibre-b": UP, "lte": UP}), ())
+    assert d.active == () and "fibre-a" in d.reason
+    d = decide(WAN, views({"fibre-a": UP, "fibre-b": UP, "lte": UP}), ())
+    assert d.active == ("fibre-a",)
+    # with a route in place, the tie-break does not move it (no needless change)
+    d = decide(WAN, views({"fibre-a": UP, "fibre-b": UP, "lte": UP}), ("fibre-b",))
+    assert d.active == ("fibre-b",) and not d.changed
