@@ -269,6 +269,17 @@ class Daemon:
                 if not plan.empty and text != self._last_plan:
                     print(f"[dry-run] would change:\n{text}", flush=True)
                     self._last_plan = text
+                    missing = sorted({s.rule.table for s in plan.steps
+                                      if isinstance(s, routes.AddRule)})
+                    if missing:
+                        # A dry run creates nothing, not even the per-link tables that let
+                        # a probe bound to a link leave through it: such links read down.
+                        self._report_once(
+                            f"dry run: per-link tables/rules {missing} do not exist yet, so "
+                            "probes through links other than the current route cannot reach "
+                            "far targets and those links will read down; run once without "
+                            "--dry-run to create them"
+                        )
                 self.metrics.reconciles.labels(result="dry_run").inc()
                 return
             if result.done:
