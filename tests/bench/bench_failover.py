@@ -24,15 +24,19 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pyroute2 import IPRoute
+
 from lab.lifelined import LifelineProcess, route_devices
 from lab.stream import Gap, Stream, StreamResult, gaps_in
 from lab.topology import Lab
+from tests.bench.bench_probes import inside
 
 __all__ = [
     "FailbackTrial",
@@ -57,6 +61,7 @@ PRIMARY, BACKUP = "fibre-a", "fibre-b"
 
 GOAL_BLACKHOLE = 0.8  # median data-plane gap, seconds
 GOAL_CARRIER = 0.1
+GOALS = {"blackhole": GOAL_BLACKHOLE, "carrier": GOAL_CARRIER}
 GOAL_FAILBACK_GAP = 0.05  # "about zero": a few stream intervals
 FAILBACK_SLACK = 1.0  # route back within hold-down + this
 
@@ -123,6 +128,54 @@ def outage_gap(arrivals: list[tuple[float, int]], result: StreamResult,
 # --- trials --------------------------------------------------------------------------------
 
 
+class OperstateWatch:
+    """Polls, from a thread, when the kernel reports an interface of the site as not UP.
+
+    This is the moment the kernel's linkwatch has processed the carrier loss and sent its
+    netlink notification (operstate and the notification are updated together), so it
+    tells a late kernel event apart from a late daemon in a slow carrier trial.
+    """
+
+    def __init__(self, lab: Lab, ifname: str, limit: float = 3.0) -> None:
+        self._ns = lab.site
+        self._ifname = ifname
+        self._limit = limit
+        self._ready = threading.Event()
+        self.at: float | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._poll, name="operstate-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start polling; returns once the thread has its netlink socket in the site."""
+        self._thread.start()
+        self._ready.wait(5.0)
+
+    def join(self) -> None:
+        self._thread.join(self._limit + 1.0)
+
+    def _poll(self) -> None:
+        # pyroute2 sockets belong to the thread that opens them, so the thread enters the
+        # site namespace itself, opens its socket there and polls from there.
+        try:
+            with inside(self._ns):
+                ipr = IPRoute()
+            try:
+                index = int(ipr.link_lookup(ifname=self._ifname)[0])
+                self._ready.set()
+                end = time.monotonic() + self._limit
+                while time.monotonic() < end:
+                    if ipr.get_links(index)[0].get_attr("IFLA_OPERSTATE") != "UP":
+                        self.at = time.monotonic()
+                        return
+                    time.sleep(0.002)
+            finally:
+                ipr.close()
+        except Exception as exc:  # a broken diagnostic must not break the trial
+            self.error = repr(exc)
+        finally:
+            self._ready.set()
+
+
 def blackhole_fault(lab: Lab) -> None:
     lab.faults.blackhole(PRIMARY)
 
@@ -145,12 +198,15 @@ class FailoverTrial:
     reply_gap: float | None = None  # echoes back at the LAN host
     lost: int | None = None  # forward packets lost in the gap
     switch: float | None = None  # fault -> the daemon moved the route
+    inject: float | None = None  # how long the fault command itself took
+    kernel_event: float | None = None  # carrier: fault -> kernel operstate not UP
     recovered: bool = False
     sent: int = 0
     received: int = 0
     replied: int = 0
     daemon_rss_kib: int | None = None
     error: str | None = None
+    daemon_log: str | None = None  # the end of the daemon's log, kept for slow trials
 
 
 @dataclass
@@ -187,8 +243,13 @@ def failover_trial(kind: str, trial: int, workdir: Path, *, settle: float = 1.0,
                             two_way=True)
             with stream:
                 time.sleep(settle)
+                watch = None
+                if kind == "carrier":
+                    watch = OperstateWatch(lab, lab.link(PRIMARY).site_ifname)
+                    watch.start()
                 fault_at = time.monotonic()
                 inject(lab)
+                out.inject = time.monotonic() - fault_at
                 try:
                     switched_at = daemon.wait_active_at([BACKUP], timeout=bound)
                     out.switch = switched_at - fault_at
@@ -197,8 +258,15 @@ def failover_trial(kind: str, trial: int, workdir: Path, *, settle: float = 1.0,
                     log(str(exc)[:2000])
                 time.sleep(after)
                 result = stream.stop()
+                if watch is not None:
+                    watch.join()
+                    out.kernel_event = None if watch.at is None else watch.at - fault_at
         finally:
             daemon.stop()
+            # A slow trial is worth a look: keep what the daemon said about it.
+            if out.switch is None or out.switch > GOALS[kind]:
+                out.daemon_log = daemon.log()[-4000:]
+                log(f"{kind} {trial}: slow; the daemon's log ends:\n{out.daemon_log}")
     _fill_gaps(out, result, fault_at)
     if out.error is None and not out.recovered:
         out.error = "stream did not recover"
@@ -295,6 +363,8 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                 log(f"{kind} {n}/{trials}: " + (
                     f"gap {t.gap:.3f} s (reply {t.reply_gap:.3f} s), {t.lost} packets lost, "
                     f"route moved {_s(t.switch)} after the fault"
+                    + (f" (kernel reported carrier loss after {_s(t.kernel_event)})"
+                       if kind == "carrier" else "")
                     if t.gap is not None else "no measurement")
                     + (f"  [{t.error}]" if t.error else ""))
         if "failback" in kinds:
@@ -328,7 +398,7 @@ def _guarded(body: Callable[[], _Trial], failed: _Trial) -> _Trial:
 
 def figures(report: Report) -> list[Figure]:
     out: list[Figure] = []
-    goals = {"blackhole": GOAL_BLACKHOLE, "carrier": GOAL_CARRIER}
+    goals = GOALS
     for kind, trials in report.failover.items():
         good = [t for t in trials if t.error is None and t.gap is not None]
         broken = len(trials) - len(good)
@@ -344,6 +414,10 @@ def figures(report: Report) -> list[Figure]:
                           f"median <= {goal:g} s",
                           bool(replies) and broken == 0 and statistics.median(replies) <= goal))
         out.append(Figure(f"fault -> route moved, {kind}", _spread(switches)))
+        if kind == "carrier":
+            events = [t.kernel_event for t in good if t.kernel_event is not None]
+            out.append(Figure("fault -> kernel reports carrier loss (netlink)",
+                              _spread(events)))
         if kind == "blackhole":
             rss = [t.daemon_rss_kib / 1024 for t in good if t.daemon_rss_kib is not None]
             if rss:
