@@ -29,7 +29,7 @@ from controller.config import Config, Link
 from controller.health import LinkHealth, LinkState, Round, Transition
 from controller.journal import Journal
 from controller.linkwatch import LinkWatch
-from controller.netlink import Netlink, normalize_dst
+from controller.netlink import Netlink
 from controller.policy import Decision, GroupSpec, LinkView, decide_all
 from exporters.http import HttpServer, make_app
 from exporters.metrics import Metrics
@@ -97,7 +97,11 @@ class Daemon:
             self.links[link.name] = LinkRuntime(
                 cfg=link, specs=specs, targets=targets, health=health, source=link.source
             )
-        self.by_ifname = {rt.cfg.interface: rt for rt in self.links.values()}
+        # Dual stack puts two links (an IPv4 and an IPv6 one) on one interface: a carrier
+        # event is news for both.
+        self.by_ifname: dict[str, list[LinkRuntime]] = {}
+        for rt in self.links.values():
+            self.by_ifname.setdefault(rt.cfg.interface, []).append(rt)
         self.groups: dict[str, GroupRuntime] = {
             g.name: GroupRuntime(
                 spec=GroupSpec(name=g.name, links=tuple(g.links), multipath=g.multipath),
@@ -146,12 +150,11 @@ class Daemon:
             m.link_mos.labels(link=link).set(metrics.mos)
 
     def on_carrier(self, ifname: str, up: bool, reason: str) -> None:
-        rt = self.by_ifname.get(ifname)
-        if rt is None:
-            return
-        rt.carrier = up
-        log.info("%s: carrier %s on %s (%s)", rt.cfg.name, "up" if up else "lost", ifname, reason)
-        self._handle(rt.health.carrier(up, self.now()))
+        for rt in self.by_ifname.get(ifname, []):
+            rt.carrier = up
+            state = "up" if up else "lost"
+            log.info("%s: carrier %s on %s (%s)", rt.cfg.name, state, ifname, reason)
+            self._handle(rt.health.carrier(up, self.now()))
 
     def _handle(self, tr: Transition | None) -> None:
         if tr is None:
@@ -238,6 +241,8 @@ class Daemon:
                 destination=g.destination,
                 metric=g.metric,
                 active=g.active,
+                # config holds each group to one family; the actuator needs it for the key
+                family=self.links[g.spec.links[0]].cfg.family if g.spec.links else None,
             )
             for name, g in self.groups.items()
         )
@@ -337,7 +342,14 @@ class Daemon:
         for rt in missing:
             addrs = found.get(rt.cfg.interface, [])
             gateway = ipaddress.ip_address(rt.cfg.gateway)
-            ifaces = [ipaddress.ip_interface(a) for a in addrs]
+            # Only the gateway's family; no IPv6 link-local address, which cannot reach
+            # far targets (a link-local gateway is fine: the global address is picked).
+            ifaces = [
+                i
+                for a in addrs
+                if (i := ipaddress.ip_interface(a)).version == gateway.version
+                and not (i.version == 6 and i.ip.is_link_local)
+            ]
             # The address in the gateway's subnet, else the interface's primary one.
             on_link = [i for i in ifaces if gateway in i.network] or ifaces
             if not on_link:
@@ -359,10 +371,14 @@ class Daemon:
             log.error("cannot read current routes: %s", exc)
             return
         by_hop = {(rt.cfg.gateway, rt.cfg.interface): name for name, rt in self.links.items()}
+        wanted = {group.name: group for group in desired.groups}
         for name, g in self.groups.items():
-            dst = normalize_dst(g.destination)
+            try:
+                key = routes.group_key(wanted[name], desired.links)
+            except ValueError:
+                continue  # the reconcile reports it
             for route in actual.routes:
-                if (route.table, route.dst, route.metric) != (g.table, dst, g.metric):
+                if route.key != key:
                     continue
                 found = tuple(by_hop[(h.gateway, h.ifname)] for h in route.nexthops
                               if (h.gateway, h.ifname) in by_hop)

@@ -2,9 +2,12 @@
 
 It turns pyroute2's untyped netlink messages into small frozen values (routes, rules, link
 states, conntrack flows) and offers the handful of operations the actuators and the link
-watcher need: dump, replace and delete IPv4 routes, add and delete policy rules, read and
-follow link state, and dump/delete conntrack entries. It holds no policy: what to change is
-decided elsewhere (controller/actuators/routes.py, conntrack.py, controller/linkwatch.py).
+watcher need: dump, replace and delete IPv4 and IPv6 routes, add and delete policy rules of
+both families, read and follow link state, and dump/delete conntrack entries. Each value
+carries its address family (4 or 6), because the kernel keeps the two families apart: an
+IPv4 and an IPv6 default route in the same table are two different routes. It holds no
+policy: what to change is decided elsewhere (controller/actuators/routes.py, conntrack.py,
+controller/linkwatch.py).
 Every call runs in the current network namespace unless `netns` names another one, which is
 how the tests drive a lab namespace from the machine's own namespace.
 """
@@ -26,6 +29,7 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 __all__ = [
     "DEFAULT_DST",
+    "IPV6_DEFAULT_METRIC",
     "ConntrackFlow",
     "ConntrackSweep",
     "LinkEvents",
@@ -34,13 +38,22 @@ __all__ = [
     "NetlinkCallError",
     "Nexthop",
     "RouteEntry",
+    "RouteKey",
     "RuleEntry",
     "conntrack_delete_matching",
+    "effective_metric",
+    "family_of",
     "normalize_dst",
 ]
 
 DEFAULT_DST = "default"
+# IPv6 has no metric 0: the kernel stores a route given metric 0 at IP6_RT_PRIO_USER.
+IPV6_DEFAULT_METRIC = 1024
+_FAMILIES = ((socket.AF_INET, 4), (socket.AF_INET6, 6))
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _RTN_UNICAST = 1
+_IFA_F_DADFAILED = 0x08
+_IFA_F_TENTATIVE = 0x40
 _IFF_UP = 0x1
 _IFF_LOWER_UP = 0x10000
 _RTN_TYPES = {
@@ -57,18 +70,37 @@ _RTN_TYPES = {
 }
 
 
-def normalize_dst(dst: str) -> str:
+def family_of(addr: str) -> int:
+    """4 or 6: the family of an address or a CIDR."""
+    return ipaddress.ip_network(addr, strict=False).version
+
+
+def normalize_dst(dst: str, family: int | None = None) -> str:
     """Canonical form of a route destination, so that plan comparisons are exact.
 
-    "default", "0.0.0.0/0" and "0/0" all mean the default route; a CIDR is written with
-    its network address ("192.0.2.7/24" -> "192.0.2.0/24").
+    "default", "0/0", "0.0.0.0/0" and "::/0" all mean the default route and read "default":
+    which family's default is said by the family that travels with it (RouteEntry.family),
+    as `ip -4 route` and `ip -6 route` both print "default". A CIDR is written with its
+    network address ("192.0.2.7/24" -> "192.0.2.0/24"). With `family` given, a CIDR of the
+    other family is a ValueError, so an IPv6 group can never claim an IPv4 prefix.
     """
     if dst in ("default", "0/0"):
         return DEFAULT_DST
     net = ipaddress.ip_network(dst, strict=False)
+    if family is not None and net.version != family:
+        raise ValueError(f"{dst} is IPv{net.version}, not IPv{family}")
     if net.prefixlen == 0:
         return DEFAULT_DST
     return str(net)
+
+
+def effective_metric(family: int, metric: int) -> int:
+    """The metric the kernel will report for a route written with `metric`.
+
+    Planning with the kernel's value keeps an IPv6 route at metric 0 from looking different
+    (1024) on every read, which would replace it every cycle.
+    """
+    return IPV6_DEFAULT_METRIC if family == 6 and metric == 0 else metric
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,9 +112,16 @@ class Nexthop:
     weight: int = 1
 
 
+RouteKey = tuple[int, int, str, int]  # (family, table, dst, metric)
+
+
 @dataclass(frozen=True, slots=True)
 class RouteEntry:
-    """An IPv4 route as lifeline sees it. The kernel's key is (table, dst, metric)."""
+    """A route as lifeline sees it. The kernel's key is (family, table, dst, metric).
+
+    A dst or gateway of the other family is refused at construction: such a value would
+    name a route the kernel cannot hold, and a plan built on it would never converge.
+    """
 
     table: int
     dst: str  # "default" or a canonical CIDR
@@ -90,20 +129,40 @@ class RouteEntry:
     proto: int
     nexthops: tuple[Nexthop, ...]  # sorted; empty for routes without a gateway
     kind: str = "unicast"
+    family: int = 4
+
+    def __post_init__(self) -> None:
+        if self.family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, not {self.family}")
+        if self.dst != DEFAULT_DST and family_of(self.dst) != self.family:
+            raise ValueError(f"route to {self.dst} in the IPv{self.family} table")
+        for nh in self.nexthops:
+            if family_of(nh.gateway) != self.family:
+                raise ValueError(f"IPv{self.family} route via {nh.gateway}")
 
     @property
-    def key(self) -> tuple[int, str, int]:
-        return (self.table, self.dst, self.metric)
+    def key(self) -> RouteKey:
+        return (self.family, self.table, self.dst, self.metric)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class RuleEntry:
-    """An IPv4 policy rule `from <src> lookup <table>` at a priority, tagged with a protocol."""
+    """A policy rule `from <src> lookup <table>` at a priority, tagged with a protocol.
+
+    IPv4 and IPv6 rules are separate lists in the kernel; `family` says which one.
+    """
 
     priority: int
     src: str | None  # canonical CIDR, None for "from all"
     table: int
     proto: int
+    family: int = 4
+
+    def __post_init__(self) -> None:
+        if self.family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, not {self.family}")
+        if self.src is not None and family_of(self.src) != self.family:
+            raise ValueError(f"IPv{self.family} rule from {self.src}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +203,7 @@ class ConntrackFlow:
     orig_dport: int | None
     reply_src: str
     reply_dst: str  # after SNAT: the address of the link the flow left through
+    family: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,65 +295,82 @@ class Netlink:
             await self._api.link("set", index=index, state="up" if up else "down")
 
     async def addresses(self) -> dict[str, list[str]]:
-        """IPv4 addresses per interface as ``addr/prefixlen``, primary first (for links
-        configured without a source: lifeline finds the address to bind probes and rules to)."""
-        with _kernel_errors("dump addresses"):
-            msgs = [m async for m in await self._api.addr("dump", family=socket.AF_INET)]
+        """Usable addresses per interface as ``addr/prefixlen``, IPv4 then IPv6, primary first
+        (for links configured without a source: lifeline finds the address to bind probes
+        and rules to). IPv6 addresses still in duplicate address detection, or that failed
+        it, are left out: a socket cannot bind to them yet, so a probe from one would fail."""
         out: dict[str, list[str]] = {}
-        for msg in msgs:
-            addr = msg.get_attr("IFA_ADDRESS")
-            if not addr:
-                continue
-            name = await self._name(int(msg["index"]))
-            secondary = bool(int(msg["flags"]) & 0x01)  # IFA_F_SECONDARY
-            bucket = out.setdefault(name, [])
-            bucket.insert(len(bucket) if secondary else 0, f"{addr}/{int(msg['prefixlen'])}")
+        for af, fam in _FAMILIES:
+            with _kernel_errors("dump addresses"):
+                msgs = [m async for m in await self._api.addr("dump", family=af)]
+            for msg in msgs:
+                addr = msg.get_attr("IFA_ADDRESS")
+                if not addr:
+                    continue
+                flags = int(msg.get_attr("IFA_FLAGS") or msg["flags"])
+                if fam == 6 and flags & (_IFA_F_TENTATIVE | _IFA_F_DADFAILED):
+                    continue
+                name = await self._name(int(msg["index"]))
+                # IFA_F_SECONDARY; for IPv6 the same bit is IFA_F_TEMPORARY (privacy
+                # addresses), which make a poor fixed source too
+                later = bool(flags & 0x01)
+                bucket = out.setdefault(name, [])
+                first_of_family = sum(1 for x in bucket if family_of(x) < fam)
+                where = len(bucket) if later else first_of_family
+                bucket.insert(where, f"{addr}/{int(msg['prefixlen'])}")
         return out
 
     # -- routes --------------------------------------------------------------------------
 
     async def routes(self) -> list[RouteEntry]:
-        """All IPv4 routes of all tables except `local` (255), which the kernel owns."""
+        """All IPv4 and IPv6 routes of all tables except `local` (255), which the kernel owns."""
         await self.links()
         out: list[RouteEntry] = []
-        with _kernel_errors("dump routes"):
-            msgs = [m async for m in await self._api.route("dump", family=socket.AF_INET)]
-        for msg in msgs:
-            a = _attrs(msg)
-            table = int(a.get("RTA_TABLE", msg["table"]))
-            if table == 255:
-                continue
-            dst = a.get("RTA_DST")
-            dst_s = DEFAULT_DST if dst is None else normalize_dst(f"{dst}/{msg['dst_len']}")
-            hops: list[Nexthop] = []
-            if "RTA_MULTIPATH" in a:
-                for nh in a["RTA_MULTIPATH"]:
-                    gw = _attrs(nh).get("RTA_GATEWAY")
-                    if gw is not None:
-                        hops.append(
-                            Nexthop(str(gw), await self._name(nh["oif"]), int(nh["hops"]) + 1)
-                        )
-            elif a.get("RTA_GATEWAY") is not None:
-                hops.append(Nexthop(str(a["RTA_GATEWAY"]), await self._name(a.get("RTA_OIF", 0))))
-            out.append(
-                RouteEntry(
-                    table=table,
-                    dst=dst_s,
-                    metric=int(a.get("RTA_PRIORITY", 0)),
-                    proto=int(msg["proto"]),
-                    nexthops=tuple(sorted(hops)),
-                    kind=_RTN_TYPES.get(int(msg["type"]), str(msg["type"])),
-                )
-            )
+        for af, fam in _FAMILIES:
+            with _kernel_errors("dump routes"):
+                msgs = [m async for m in await self._api.route("dump", family=af)]
+            for msg in msgs:
+                entry = await self._route_entry(msg, fam)
+                if entry is not None:
+                    out.append(entry)
         return out
+
+    async def _route_entry(self, msg: Any, fam: int) -> RouteEntry | None:
+        a = _attrs(msg)
+        table = int(a.get("RTA_TABLE", msg["table"]))
+        if table == 255:
+            return None
+        dst = a.get("RTA_DST")
+        dst_s = DEFAULT_DST if dst is None else normalize_dst(f"{dst}/{msg['dst_len']}")
+        hops: list[Nexthop] = []
+        # IPv6 multipath routes are dumped like IPv4 ones: one message with RTA_MULTIPATH
+        # (checked on this kernel), so one parser serves both families.
+        if "RTA_MULTIPATH" in a:
+            for nh in a["RTA_MULTIPATH"]:
+                gw = _attrs(nh).get("RTA_GATEWAY")
+                if gw is not None:
+                    ifname = await self._name(nh["oif"])
+                    hops.append(Nexthop(_addr(gw), ifname, int(nh["hops"]) + 1))
+        elif a.get("RTA_GATEWAY") is not None:
+            hops.append(Nexthop(_addr(a["RTA_GATEWAY"]), await self._name(a.get("RTA_OIF", 0))))
+        return RouteEntry(
+            table=table,
+            dst=dst_s,
+            metric=int(a.get("RTA_PRIORITY", 0)),
+            proto=int(msg["proto"]),
+            nexthops=tuple(sorted(hops)),
+            kind=_RTN_TYPES.get(int(msg["type"]), str(msg["type"])),
+            family=fam,
+        )
 
     async def replace_route(self, route: RouteEntry) -> None:
         """Create or atomically replace the route at route.key (NLM_F_REPLACE)."""
         if route.kind != "unicast" or not route.nexthops:
             raise ValueError("lifeline only writes unicast routes with a gateway")
         kw: dict[str, Any] = {
+            "family": _AF[route.family],
             "table": route.table,
-            "dst": "0.0.0.0/0" if route.dst == DEFAULT_DST else route.dst,
+            "dst": _dst_arg(route),
             "priority": route.metric,
             "proto": route.proto,
             "type": _RTN_UNICAST,
@@ -303,21 +380,25 @@ class Netlink:
             kw["gateway"] = nh.gateway
             kw["oif"] = await self._index(nh.ifname)
         else:
-            # rtnh_hops holds weight - 1, as iproute2 writes it
+            # rtnh_hops holds weight - 1, as iproute2 writes it (IPv6 weights too)
             kw["multipath"] = [
                 {"gateway": nh.gateway, "oif": await self._index(nh.ifname), "hops": nh.weight - 1}
                 for nh in route.nexthops
             ]
-        with _kernel_errors(f"replace route {route.dst} table {route.table}"):
+        with _kernel_errors(f"replace route {_dst_arg(route)} table {route.table}"):
             await self._api.route("replace", **kw)
 
     async def delete_route(self, route: RouteEntry) -> None:
-        """Delete the route at route.key, only if it still carries route.proto."""
-        with _kernel_errors(f"delete route {route.dst} table {route.table}"):
+        """Delete the route at route.key, only if it still carries route.proto.
+
+        Without a gateway in the request the kernel removes all nexthops of the route,
+        for IPv6 too (its siblings go with it)."""
+        with _kernel_errors(f"delete route {_dst_arg(route)} table {route.table}"):
             await self._api.route(
                 "del",
+                family=_AF[route.family],
                 table=route.table,
-                dst="0.0.0.0/0" if route.dst == DEFAULT_DST else route.dst,
+                dst=_dst_arg(route),
                 priority=route.metric,
                 proto=route.proto,
             )
@@ -325,22 +406,25 @@ class Netlink:
     # -- rules ---------------------------------------------------------------------------
 
     async def rules(self) -> list[RuleEntry]:
+        """The policy rules of both families."""
         out: list[RuleEntry] = []
-        with _kernel_errors("dump rules"):
-            msgs = [m async for m in await self._api.rule("dump", family=socket.AF_INET)]
-        for msg in msgs:
-            if msg["family"] != socket.AF_INET:
-                continue
-            a = _attrs(msg)
-            src = a.get("FRA_SRC")
-            out.append(
-                RuleEntry(
-                    priority=int(a.get("FRA_PRIORITY", 0)),
-                    src=None if src is None else normalize_dst(f"{src}/{msg['src_len']}"),
-                    table=int(a.get("FRA_TABLE", msg["table"])),
-                    proto=int(a.get("FRA_PROTOCOL", 0)),
+        for af, fam in _FAMILIES:
+            with _kernel_errors("dump rules"):
+                msgs = [m async for m in await self._api.rule("dump", family=af)]
+            for msg in msgs:
+                if msg["family"] != af:
+                    continue
+                a = _attrs(msg)
+                src = a.get("FRA_SRC")
+                out.append(
+                    RuleEntry(
+                        priority=int(a.get("FRA_PRIORITY", 0)),
+                        src=None if src is None else normalize_dst(f"{src}/{msg['src_len']}"),
+                        table=int(a.get("FRA_TABLE", msg["table"])),
+                        proto=int(a.get("FRA_PROTOCOL", 0)),
+                        family=fam,
+                    )
                 )
-            )
         return out
 
     async def add_rule(self, rule: RuleEntry) -> None:
@@ -393,9 +477,24 @@ class LinkEvents:
         self._ev.close()
 
 
+def _addr(text: object) -> str:
+    """An address in the form the config normalizes to, so hops and flows compare equal;
+    anything else (a conntrack tuple without an address) is passed through as text."""
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        return str(text)
+
+
+def _dst_arg(route: RouteEntry) -> str:
+    if route.dst != DEFAULT_DST:
+        return route.dst
+    return "0.0.0.0/0" if route.family == 4 else "::/0"
+
+
 def _rule_kw(rule: RuleEntry) -> dict[str, Any]:
     kw: dict[str, Any] = {
-        "family": socket.AF_INET,
+        "family": _AF[rule.family],
         "priority": rule.priority,
         "table": rule.table,
         "protocol": rule.proto,
@@ -436,14 +535,39 @@ def conntrack_delete_matching(
     *,
     netns: str | None = None,
     deadline: float | None = None,
+    families: tuple[int, ...] = (4, 6),
 ) -> ConntrackSweep:
-    """Delete the IPv4 conntrack entries for which `want` is true. BLOCKING: run in a thread.
+    """Delete the conntrack entries of `families` for which `want` is true. BLOCKING: run
+    in a thread.
 
-    Dumps first, then deletes one by one (a netlink socket cannot take requests in the
-    middle of a dump). `deadline` (time.monotonic()) bounds the whole sweep: past it, the
-    sweep stops where it is and says so, rather than holding up a failover.
+    ctnetlink dumps one family per request, so each family is its own dump. Dumps first,
+    then deletes one by one (a netlink socket cannot take requests in the middle of a
+    dump). `deadline` (time.monotonic()) bounds the whole sweep, all families together:
+    past it, the sweep stops where it is and says so, rather than holding up a failover.
     """
-    ct: Any = Conntrack(netns=netns) if netns else Conntrack()
+    total = ConntrackSweep(0, 0, 0, 0, False)
+    for fam in families:
+        part = _sweep_family(want, _AF[fam], fam, netns, deadline)
+        total = ConntrackSweep(
+            total.scanned + part.scanned,
+            total.matched + part.matched,
+            total.deleted + part.deleted,
+            total.errors + part.errors,
+            part.timed_out,
+        )
+        if part.timed_out:
+            break
+    return total
+
+
+def _sweep_family(
+    want: Callable[[ConntrackFlow], bool],
+    af: int,
+    fam: int,
+    netns: str | None,
+    deadline: float | None,
+) -> ConntrackSweep:
+    ct: Any = Conntrack(nfgen_family=af, netns=netns) if netns else Conntrack(nfgen_family=af)
     scanned = errors = deleted = 0
     timed_out = False
     victims: list[Any] = []
@@ -458,12 +582,13 @@ def conntrack_delete_matching(
             o, r = e.tuple_orig, e.tuple_reply
             flow = ConntrackFlow(
                 proto=int(o.proto or 0),
-                orig_src=str(o.saddr),
-                orig_dst=str(o.daddr),
+                orig_src=_addr(o.saddr),
+                orig_dst=_addr(o.daddr),
                 orig_sport=o.sport,
                 orig_dport=o.dport,
-                reply_src=str(r.saddr),
-                reply_dst=str(r.daddr),
+                reply_src=_addr(r.saddr),
+                reply_dst=_addr(r.daddr),
+                family=fam,
             )
             if want(flow):
                 victims.append(o)

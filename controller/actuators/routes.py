@@ -8,17 +8,30 @@ converges by itself, and a kernel that already matches yields an empty plan. Own
 by protocol tag: lifeline writes every route (`proto`) and rule (FRA_PROTOCOL) with
 `Desired.protocol` and only ever deletes what carries that tag; a foreign route that sits
 where a group's route should go is reported as a conflict and left alone unless the group
-says `takeover`. The kernel is reached only through controller.netlink.
+says `takeover`. Both address families are handled alike: a route's identity is
+(family, table, destination, metric), a link's family is its gateway's, and a group's family
+is given (`GroupRoute.family`) or follows from its destination or its active links, so an
+IPv4 and an IPv6 group may both own "default" in table main. The kernel is reached only
+through controller.netlink.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controller.netlink import DEFAULT_DST, Nexthop, RouteEntry, RuleEntry, normalize_dst
+from controller.netlink import (
+    DEFAULT_DST,
+    Nexthop,
+    RouteEntry,
+    RouteKey,
+    RuleEntry,
+    effective_metric,
+    family_of,
+    normalize_dst,
+)
 
 if TYPE_CHECKING:
     from controller.netlink import Netlink
@@ -39,6 +52,8 @@ __all__ = [
     "Step",
     "StepError",
     "apply",
+    "group_family",
+    "group_key",
     "observe",
     "plan",
     "reconcile",
@@ -59,6 +74,11 @@ class LinkRoute:
     table: int
     weight: int = 1
 
+    @property
+    def family(self) -> int:
+        """4 or 6, from the gateway: the link's table and rule live in that family."""
+        return family_of(self.gateway)
+
 
 @dataclass(frozen=True, slots=True)
 class GroupRoute:
@@ -69,7 +89,10 @@ class GroupRoute:
     destination: str  # "default" or a CIDR
     metric: int
     active: tuple[str, ...]  # link names; empty = leave whatever is there alone
-    takeover: bool = False  # replace a foreign route at this (table, dst, metric)
+    takeover: bool = False  # replace a foreign route at this (family, table, dst, metric)
+    # 4 or 6; None: from a CIDR destination, else from the active links' gateways. The
+    # daemon always sets it, so a "default" group with nothing active still knows its key.
+    family: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,33 +189,77 @@ def _route_text(r: RouteEntry) -> str:
     if len(r.nexthops) == 1:
         hops = f"via {r.nexthops[0].gateway} dev {r.nexthops[0].ifname}"
     kind = "" if r.kind == "unicast" else f"{r.kind} "
-    return f"{kind}{r.dst} {hops} table {r.table} metric {r.metric} proto {r.proto}".replace(
+    # "::/0" says which default it is where no gateway would (a foreign blackhole route)
+    dst = "::/0" if r.family == 6 and r.dst == DEFAULT_DST else r.dst
+    return f"{kind}{dst} {hops} table {r.table} metric {r.metric} proto {r.proto}".replace(
         "  ", " "
     )
 
 
 def _rule_text(r: RuleEntry) -> str:
-    return f"{r.priority}: from {r.src or 'all'} lookup {r.table} proto {r.proto}"
+    everyone = "all" if r.family == 4 else "all (IPv6)"
+    return f"{r.priority}: from {r.src or everyone} lookup {r.table} proto {r.proto}"
 
 
 def _link_route(link: LinkRoute, proto: int) -> RouteEntry:
+    fam = link.family
     return RouteEntry(
         table=link.table,
         dst=DEFAULT_DST,
-        metric=0,
+        metric=effective_metric(fam, 0),
         proto=proto,
         nexthops=(Nexthop(link.gateway, link.ifname, 1),),
+        family=fam,
     )
 
 
 def _link_rule(link: LinkRoute, index: int, desired: Desired) -> RuleEntry | None:
     if link.source is None:
         return None
+    fam = link.family
+    host = 32 if fam == 4 else 128
     return RuleEntry(
         priority=desired.rule_priority + index,
-        src=normalize_dst(link.source if "/" in link.source else f"{link.source}/32"),
+        src=normalize_dst(link.source if "/" in link.source else f"{link.source}/{host}"),
         table=link.table,
         proto=desired.protocol,
+        family=fam,
+    )
+
+
+def _family_name(fam: int) -> str:
+    return f"IPv{fam}"
+
+
+def group_family(group: GroupRoute, links: Mapping[str, LinkRoute]) -> int | None:
+    """PURE: the group's address family, or None when it cannot be told (active links of
+    both families). Explicit family first, then a CIDR destination, then the active links;
+    a "default" group with nothing active and no family is taken as IPv4, as before IPv6."""
+    if group.family is not None:
+        return group.family
+    if normalize_dst(group.destination) != DEFAULT_DST:
+        return family_of(group.destination)
+    fams = {links[n].family for n in group.active if n in links}
+    if len(fams) > 1:
+        return None
+    return fams.pop() if fams else 4
+
+
+def group_key(group: GroupRoute, links: Mapping[str, LinkRoute] | Iterable[LinkRoute]) -> RouteKey:
+    """PURE: the kernel key of the group's route, e.g. (6, 254, "default", 1024).
+
+    Raises ValueError when the family cannot be told or the destination is of the other
+    family; plan() reports those as conflicts instead.
+    """
+    by_name = links if isinstance(links, Mapping) else {link.name: link for link in links}
+    fam = group_family(group, by_name)
+    if fam is None:
+        raise ValueError(f"group {group.name}: active links of both address families")
+    return (
+        fam,
+        group.table,
+        normalize_dst(group.destination, fam),
+        effective_metric(fam, group.metric),
     )
 
 
@@ -201,9 +268,7 @@ def desired_rules(desired: Desired) -> tuple[RuleEntry, ...]:
     return tuple(r for r in rules if r is not None)
 
 
-def plan(
-    desired: Desired, actual: Actual, owned: frozenset[tuple[int, str, int]] = frozenset()
-) -> Plan:
+def plan(desired: Desired, actual: Actual, owned: frozenset[RouteKey] = frozenset()) -> Plan:
     """PURE: the steps that turn `actual` into `desired`, and what must be left to a human.
 
     `owned` holds the route keys lifeline has held in this run (see RouteReconciler): a
@@ -215,11 +280,11 @@ def plan(
     never absent), and deletions last.
     """
     proto = desired.protocol
-    by_key: dict[tuple[int, str, int], RouteEntry] = {}
+    by_key: dict[RouteKey, RouteEntry] = {}
     for r in actual.routes:
         by_key.setdefault(r.key, r)
     links = {link.name: link for link in desired.links}
-    claimed: dict[tuple[int, str, int], str] = {}
+    claimed: dict[RouteKey, str] = {}
     link_steps: list[Step] = []
     group_steps: list[Step] = []
     conflicts: list[Conflict] = []
@@ -251,7 +316,16 @@ def plan(
         want(link.name, _link_route(link, proto), False, f"table of link {link.name}", link_steps)
 
     for group in desired.groups:
-        key = (group.table, normalize_dst(group.destination), group.metric)
+        try:
+            key = group_key(group, links)
+        except ValueError as exc:
+            # Whatever lifeline holds at the keys this group could mean stays: an unclear
+            # group must not get its route swept as stale.
+            for maybe in _candidate_keys(group):
+                claimed.setdefault(maybe, group.name)
+            conflicts.append(Conflict(group.name, f"{exc}; left alone"))
+            continue
+        fam = key[0]
         if not group.active:
             # "leave alone": keep the key claimed so our own route there is not swept as stale
             claimed.setdefault(key, group.name)
@@ -261,6 +335,17 @@ def plan(
             claimed.setdefault(key, group.name)
             conflicts.append(Conflict(group.name, f"active link(s) not configured: {unknown}"))
             continue
+        other = [n for n in group.active if links[n].family != fam]
+        if other:
+            claimed.setdefault(key, group.name)
+            conflicts.append(
+                Conflict(
+                    group.name,
+                    f"{_family_name(fam)} route via {_family_name(6 if fam == 4 else 4)} "
+                    f"link(s) {other}; left alone",
+                )
+            )
+            continue
         hops = {
             Nexthop(
                 links[n].gateway, links[n].ifname, links[n].weight if len(group.active) > 1 else 1
@@ -268,7 +353,12 @@ def plan(
             for n in group.active
         }
         route = RouteEntry(
-            table=key[0], dst=key[1], metric=key[2], proto=proto, nexthops=tuple(sorted(hops))
+            table=key[1],
+            dst=key[2],
+            metric=key[3],
+            proto=proto,
+            nexthops=tuple(sorted(hops)),
+            family=fam,
         )
         why = f"group {group.name} -> {'+'.join(group.active)}"
         want(group.name, route, group.takeover, why, group_steps)
@@ -303,9 +393,20 @@ def plan(
 # -- I/O ----------------------------------------------------------------------------------------
 
 
-def _keys_of_interest(desired: Desired) -> set[tuple[int, str, int]]:
-    keys = {(link.table, DEFAULT_DST, 0) for link in desired.links}
-    keys |= {(g.table, normalize_dst(g.destination), g.metric) for g in desired.groups}
+def _candidate_keys(group: GroupRoute) -> list[RouteKey]:
+    dst = normalize_dst(group.destination)
+    fams = (4, 6) if dst == DEFAULT_DST else (family_of(dst),)
+    return [(f, group.table, dst, effective_metric(f, group.metric)) for f in fams]
+
+
+def _keys_of_interest(desired: Desired) -> set[RouteKey]:
+    keys = {_link_route(link, desired.protocol).key for link in desired.links}
+    links = {link.name: link for link in desired.links}
+    for g in desired.groups:
+        try:
+            keys.add(group_key(g, links))
+        except ValueError:
+            continue  # plan() reports it
     return keys
 
 
@@ -386,7 +487,7 @@ class RouteReconciler:
 
     def __init__(self, nl: Netlink) -> None:
         self.nl = nl
-        self.owned: set[tuple[int, str, int]] = set()
+        self.owned: set[RouteKey] = set()
 
     async def reconcile(self, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
         actual = await observe(self.nl, desired)

@@ -155,7 +155,7 @@ async def test_switch_replaces_atomically_never_absent(lab: Lab) -> None:
                 while not stop.is_set() and time.monotonic() < deadline and reads < 50000:
                     keys = {r.key for r in await reader.routes()}
                     reads += 1
-                    if (254, "default", 10) not in keys:
+                    if (4, 254, "default", 10) not in keys:
                         seen_missing.append(f"read {reads}")
 
         asyncio.run(loop())
