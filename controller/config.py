@@ -804,6 +804,9 @@ def _prefill(data: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- semantic checks
 
 
+_DEFAULT_DSTS = ("default", "0.0.0.0/0", "::/0")
+
+
 def _fam(addr: str) -> int:
     return ipaddress.ip_address(addr).version
 
@@ -918,7 +921,7 @@ def _semantic_checks(
 
     links_by_name = {link.name: link for _, link in links}
     group_names: dict[str, int] = {}
-    routes: dict[tuple[int, str, int], int] = {}
+    routes: dict[tuple[int | None, int, str, int], tuple[int, str]] = {}
     used: set[str] = set()
     for g, group in groups:
         p = f"route_groups[{g}]"
@@ -932,14 +935,6 @@ def _semantic_checks(
         if group.table in by_table:
             _, owner = by_table[group.table]
             errors.append(f"{p}.table: table {group.table} is link {owner.name}'s own table")
-        key = (group.table, group.destination, group.metric)
-        if key in routes:
-            errors.append(
-                f"{p}.destination: route_groups[{routes[key]}] already owns {group.destination} "
-                f"with metric {group.metric} in table {group.table_name}"
-            )
-        else:
-            routes[key] = g
         seen: set[str] = set()
         wrong_family: list[Link] = []
         first_family: tuple[str, int] | None = None
@@ -968,6 +963,32 @@ def _semantic_checks(
                     f"{lp}: {name}'s gateway is IPv{member.family} but {first_family[0]}'s is "
                     f"IPv{first_family[1]}; one route group holds one address family"
                 )
+
+        # The kernel keys a route by family too: an IPv4 and an IPv6 "default" in one table
+        # are two routes (dual stack), and an IPv6 metric 0 is stored as 1024.
+        if group.destination != "default":
+            gfam: int | None = ipaddress.ip_network(group.destination).version
+        else:
+            gfam = first_family[1] if first_family is not None else None
+        key = (
+            gfam,
+            group.table,
+            "default" if group.destination in _DEFAULT_DSTS else group.destination,
+            1024 if gfam == 6 and group.metric == 0 else group.metric,
+        )
+        if key in routes:
+            other_g, other_dst = routes[key]
+            same = group.destination
+            if other_dst != group.destination:
+                same = f"{group.destination} (as {other_dst})"
+            # as in ip(8), a bare "default" reads IPv4; IPv6 is said
+            family = "IPv6 " if gfam == 6 else ""
+            errors.append(
+                f"{p}.destination: route_groups[{other_g}] already owns {family}{same} "
+                f"with metric {group.metric} in table {group.table_name}"
+            )
+        else:
+            routes[key] = (g, group.destination)
 
         if wrong_family:
             dfam = ipaddress.ip_network(group.destination).version

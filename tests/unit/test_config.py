@@ -510,6 +510,100 @@ def test_bad_defaults_are_reported_once_not_per_link() -> None:
     assert errors == ["defaults.thresholds.rise: must be >= 1"]
 
 
+# --------------------------------------------------------------------------- dual stack
+
+
+def _dual_stack(d: dict[str, Any]) -> None:
+    """BASE plus an IPv6 link on each interface and an IPv6 group for the default route."""
+    d["links"] += [
+        {
+            "name": "fibre-a6",
+            "interface": "wan-a",
+            "gateway": "2001:db8:a::1",
+            "source": "2001:db8:a::2",
+            "tier": 1,
+            "probes": {"targets": [{"icmp": "2001:db8:a::1"}, {"icmp": "2001:db8:f::1"}]},
+        },
+        {
+            "name": "lte6",
+            "interface": "wwan0",
+            "gateway": "fe80::1",
+            "tier": 3,
+            "probes": {"targets": [{"icmp": "2001:db8:f::1"}]},
+        },
+    ]
+    d["route_groups"].append({"name": "internet6", "links": ["fibre-a6", "lte6"]})
+
+
+def test_dual_stack_two_links_per_interface_and_two_defaults_in_main() -> None:
+    cfg = parse_config(build(_dual_stack))
+    assert cfg.warnings == []
+    assert [(link.name, link.family, link.table) for link in cfg.links] == [
+        ("fibre-a", 4, 101),
+        ("lte", 4, 102),
+        ("fibre-a6", 6, 103),
+        ("lte6", 6, 104),
+    ]
+    assert [(g.name, g.destination, g.table_id) for g in cfg.route_groups] == [
+        ("internet", "default", 254),
+        ("internet6", "default", 254),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["route_groups"].append({"name": "again6", "links": ["lte6"]}),
+            "route_groups[2].destination: route_groups[1] already owns IPv6 default with "
+            "metric 0 in table main",
+        ),
+        (
+            # "::/0" is the IPv6 default by another name
+            lambda d: d["route_groups"].append(
+                {"name": "again6", "destination": "::/0", "links": ["lte6"]}
+            ),
+            "route_groups[2].destination: route_groups[1] already owns IPv6 ::/0 (as default) "
+            "with metric 0 in table main",
+        ),
+        (
+            # the kernel stores an IPv6 route given metric 0 at 1024
+            lambda d: d["route_groups"].append(
+                {"name": "again6", "metric": 1024, "links": ["lte6"]}
+            ),
+            "route_groups[2].destination: route_groups[1] already owns IPv6 default with "
+            "metric 1024 in table main",
+        ),
+        (
+            lambda d: d["route_groups"].append(
+                {"name": "again4", "destination": "0.0.0.0/0", "links": ["lte"]}
+            ),
+            "route_groups[2].destination: route_groups[0] already owns 0.0.0.0/0 (as default) "
+            "with metric 0 in table main",
+        ),
+    ],
+)
+def test_dual_stack_still_refuses_one_route_twice(
+    mutate: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    def both(d: dict[str, Any]) -> None:
+        _dual_stack(d)
+        mutate(d)
+
+    assert errors_of(build(both)) == [expected]
+
+
+def test_dual_stack_link_still_needs_its_own_table() -> None:
+    def clash(d: dict[str, Any]) -> None:
+        _dual_stack(d)
+        d["links"][2]["table"] = 101
+
+    assert errors_of(build(clash)) == [
+        "links[2].table: table 101 is also used by fibre-a (links[0]) on the same interface; "
+        "each link needs its own table"
+    ]
+
+
 # --------------------------------------------------------------------------- warnings
 
 
