@@ -17,6 +17,7 @@ through controller.netlink.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ def _link_route(link: LinkRoute, proto: int) -> RouteEntry:
         dst=DEFAULT_DST,
         metric=effective_metric(fam, 0),
         proto=proto,
-        nexthops=(Nexthop(link.gateway, link.ifname, 1),),
+        nexthops=(Nexthop(_gateway(link), link.ifname, 1),),
         family=fam,
     )
 
@@ -225,6 +226,11 @@ def _link_rule(link: LinkRoute, index: int, desired: Desired) -> RuleEntry | Non
         proto=desired.protocol,
         family=fam,
     )
+
+
+def _gateway(link: LinkRoute) -> str:
+    # the kernel reads gateways back in canonical form ("2001:db8::1"); so must the plan
+    return str(ipaddress.ip_address(link.gateway))
 
 
 def _family_name(fam: int) -> str:
@@ -348,7 +354,7 @@ def plan(desired: Desired, actual: Actual, owned: frozenset[RouteKey] = frozense
             continue
         hops = {
             Nexthop(
-                links[n].gateway, links[n].ifname, links[n].weight if len(group.active) > 1 else 1
+                _gateway(links[n]), links[n].ifname, links[n].weight if len(group.active) > 1 else 1
             )
             for n in group.active
         }

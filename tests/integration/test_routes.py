@@ -268,3 +268,175 @@ async def test_unreachable_gateway_is_reported_not_raised(lab: Lab) -> None:
         assert res.ok, [e.describe() for e in res.errors]
     assert "via 198.51.100.5 dev wan1" in main_default(lab)
     assert "default via 198.51.100.5 dev wan1" in lab.ip("route", "show", "table", "102")
+
+
+# -- IPv6 and dual stack ---------------------------------------------------------------------
+
+
+def build_lab6(n_links: int = 2) -> Lab:
+    """Router ns with uplinks wan0..wan1 carrying IPv4 (as build_lab) and IPv6: peer i has
+    2001:db8:i::1/64, the router 2001:db8:i::2/64. Link 1's IPv6 gateway is the peer's
+    link-local fe80::1, as many ISPs hand out. `links` holds the IPv6 links only (v6-0,
+    v6-1); the IPv4 ones are `v4_links(lab)`. Addresses are `nodad`, so usable at once."""
+    tag = secrets.token_hex(3)
+    router = f"ll-rt6-{tag}"
+    peers = tuple(f"ll-isp6{i}-{tag}" for i in range(n_links))
+    run("ip", "netns", "add", router)
+    links = []
+    try:
+        run("ip", "-n", router, "link", "set", "lo", "up")
+        for i, peer in enumerate(peers):
+            run("ip", "netns", "add", peer)
+            dev, pdev = f"wan{i}", f"isp{i}"
+            run(
+                "ip", "-n", router, "link", "add", dev, "index", str(10 + i), "type", "veth",
+                "peer", "name", pdev, "index", str(20 + i), "netns", peer,
+            )  # fmt: skip
+            run("ip", "-n", router, "addr", "add", f"198.51.100.{4 * i + 2}/30", "dev", dev)
+            run("ip", "-n", router, "addr", "add", f"2001:db8:{i}::2/64", "dev", dev, "nodad")
+            run("ip", "-n", router, "link", "set", dev, "up")
+            run("ip", "-n", peer, "addr", "add", f"198.51.100.{4 * i + 1}/30", "dev", pdev)
+            run("ip", "-n", peer, "addr", "add", f"2001:db8:{i}::1/64", "dev", pdev, "nodad")
+            run("ip", "-n", peer, "addr", "add", "fe80::1/64", "dev", pdev, "nodad")
+            run("ip", "-n", peer, "link", "set", "lo", "up")
+            run("ip", "-n", peer, "link", "set", pdev, "up")
+            gw = f"2001:db8:{i}::1" if i == 0 else "fe80::1"
+            links.append(LinkRoute(f"v6-{i}", dev, gw, f"2001:db8:{i}::2", 201 + i, 3 - 2 * i))
+    except BaseException:
+        destroy_lab(router, peers)
+        raise
+    return Lab(router, peers, tuple(links))
+
+
+def v4_links(lab: Lab) -> tuple[LinkRoute, ...]:
+    return tuple(
+        LinkRoute(
+            f"v4-{i}", f"wan{i}", f"198.51.100.{4 * i + 1}", f"198.51.100.{4 * i + 2}", 101 + i
+        )
+        for i in range(len(lab.peers))
+    )
+
+
+@pytest.fixture
+def lab6() -> Iterator[Lab]:
+    the_lab = build_lab6()
+    try:
+        yield the_lab
+    finally:
+        destroy_lab(the_lab.router, the_lab.peers)
+
+
+def desired6(
+    lab: Lab, active: tuple[str, ...] = ("v6-0",), metric: int = 0, **kw: object
+) -> Desired:
+    group = GroupRoute("internet6", 254, "default", metric, active, family=6, **kw)  # type: ignore[arg-type]
+    return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
+
+
+def dual(lab: Lab, active4: tuple[str, ...], active6: tuple[str, ...]) -> Desired:
+    groups = (
+        GroupRoute("internet", 254, "default", 0, active4, family=4),
+        GroupRoute("internet6", 254, "default", 0, active6, family=6),
+    )
+    return Desired(v4_links(lab) + lab.links, groups, protocol=PROTO, rule_priority=1000)
+
+
+def main_default6(lab: Lab) -> str:
+    return lab.ip("-6", "route", "show", "table", "main", "exact", "::/0")
+
+
+async def test_ipv6_link_tables_rules_and_group_route(lab6: Lab) -> None:
+    async with Netlink(lab6.router) as nl:
+        result = await RouteReconciler(nl).reconcile(desired6(lab6))
+        assert result.ok, [e.describe() for e in result.errors]
+        # a second pass and a restarted daemon find nothing to do: the kernel's metric 1024
+        # and its link-local gateway read back as planned
+        again = await RouteReconciler(nl).reconcile(desired6(lab6))
+    assert again.plan.empty, again.plan.describe()
+    rules = lab6.ip("-6", "rule", "show")
+    assert "1000:\tfrom 2001:db8::2 lookup 201 proto 201" in rules
+    assert "1001:\tfrom 2001:db8:1::2 lookup 202 proto 201" in rules
+    assert "default via 2001:db8::1 dev wan0 proto 201 metric 1024" in lab6.ip(
+        "-6", "route", "show", "table", "201"
+    )
+    assert "default via fe80::1 dev wan1 proto 201 metric 1024" in lab6.ip(
+        "-6", "route", "show", "table", "202"
+    )
+    assert "default via 2001:db8::1 dev wan0 proto 201 metric 1024" in main_default6(lab6)
+    # IPv4 untouched: no IPv4 rule or default was written for IPv6 links
+    assert "proto 201" not in lab6.ip("-4", "rule", "show")
+    assert lab6.ip("-4", "route", "show", "table", "main", "exact", "0.0.0.0/0").strip() == ""
+    # every link is usable by its source address, the inactive one too
+    got = lab6.ip("-6", "route", "get", "2001:db8:f::10", "from", "2001:db8:1::2")
+    assert "via fe80::1 dev wan1" in got
+    assert "dev wan0" in lab6.ip("-6", "route", "get", "2001:db8:f::10")
+
+
+async def test_ipv6_switch_and_weighted_multipath(lab6: Lab) -> None:
+    async with Netlink(lab6.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired6(lab6))).ok
+        res = await rec.reconcile(desired6(lab6, ("v6-1",)))
+        assert res.ok and len(res.done) == 1, res.plan.describe()
+        assert "default via fe80::1 dev wan1 proto 201 metric 1024" in main_default6(lab6)
+        both = desired6(lab6, ("v6-0", "v6-1"))
+        res = await rec.reconcile(both)
+        assert res.ok and len(res.done) == 1, res.plan.describe()
+        again = plan(both, await observe(nl, both), frozenset(rec.owned))
+    assert again.empty, again.describe()
+    out = main_default6(lab6)
+    assert "nexthop via 2001:db8::1 dev wan0 weight 3" in out
+    assert "nexthop via fe80::1 dev wan1 weight 1" in out
+
+
+async def test_ipv6_foreign_route_is_a_conflict_until_takeover(lab6: Lab) -> None:
+    lab6.ip("-6", "route", "add", "default", "via", "fe80::1", "dev", "wan1", "proto", "static")
+    async with Netlink(lab6.router) as nl:
+        res = await RouteReconciler(nl).reconcile(desired6(lab6))
+        assert res.ok
+        assert [c.owner for c in res.plan.conflicts] == ["internet6"]
+        assert "foreign ::/0 via fe80::1 dev wan1" in res.plan.conflicts[0].message
+        assert "proto static metric 1024" in main_default6(lab6)
+        res = await RouteReconciler(nl).reconcile(desired6(lab6, takeover=True))
+        assert res.ok and not res.plan.conflicts
+    assert "default via 2001:db8::1 dev wan0 proto 201 metric 1024" in main_default6(lab6)
+
+
+async def test_dual_stack_groups_share_main_and_fail_over_apart(lab6: Lab) -> None:
+    async with Netlink(lab6.router) as nl:
+        rec = RouteReconciler(nl)
+        res = await rec.reconcile(dual(lab6, ("v4-0",), ("v6-0",)))
+        assert res.ok and not res.plan.conflicts, res.plan.describe()
+        assert "default via 198.51.100.1 dev wan0 proto 201" in lab6.ip("-4", "route")
+        assert "default via 2001:db8::1 dev wan0 proto 201 metric 1024" in main_default6(lab6)
+        # the IPv6 group fails over; the IPv4 route is not touched
+        res = await rec.reconcile(dual(lab6, ("v4-0",), ("v6-1",)))
+        assert res.ok and [s.describe() for s in res.done] == [
+            "replace ::/0 via fe80::1 dev wan1 table 254 metric 1024 proto 201  "
+            "(group internet6 -> v6-1)"
+        ]
+        again = await RouteReconciler(nl).reconcile(dual(lab6, ("v4-0",), ("v6-1",)))
+        assert again.plan.empty, again.plan.describe()
+        # dropping the IPv6 links removes their rules and tables, not the IPv4 ones
+        only4 = Desired(
+            v4_links(lab6),
+            (GroupRoute("internet", 254, "default", 0, ("v4-0",), family=4),),
+            protocol=PROTO,
+        )
+        res = await rec.reconcile(only4)
+        assert res.ok, [e.describe() for e in res.errors]
+    assert "proto 201" not in lab6.ip("-6", "rule", "show")
+    assert "proto 201" not in lab6.ip("-6", "route", "show", "table", "all")
+    assert "from 198.51.100.2 lookup 101 proto 201" in lab6.ip("-4", "rule", "show")
+    assert "default via 198.51.100.1 dev wan0 proto 201" in lab6.ip("-4", "route")
+
+
+async def test_addresses_of_both_families_without_tentative_ones(lab6: Lab) -> None:
+    lab6.ip("-6", "addr", "add", "2001:db8:99::2/64", "dev", "wan0")  # DAD: tentative ~1 s
+    async with Netlink(lab6.router) as nl:
+        found = await nl.addresses()
+    still_tentative = "tentative" in lab6.ip("-6", "addr", "show", "dev", "wan0")
+    assert found["wan0"][0] == "198.51.100.2/30"
+    assert "2001:db8::2/64" in found["wan0"]
+    if still_tentative:  # it was tentative throughout the dump
+        assert "2001:db8:99::2/64" not in found["wan0"]
