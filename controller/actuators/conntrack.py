@@ -7,13 +7,18 @@ entry expires. So only entries whose reply tuple is addressed to an old link's s
 (`tuple_reply.daddr`), and only for the group's flush rules (protocol and port range on the
 original tuple's source or destination port), are deleted. Never a global flush: other
 protocols, other ports and flows through links still active are left alone, and the same rule
-cleans up after a failback. The kernel is reached only through controller.netlink, in a thread
-(pyroute2's conntrack dump is blocking and can be long) bounded by a timeout.
+cleans up after a failback. IPv4 and IPv6 alike: an IPv6 link's flows are the ones NAT66'ed
+(SNAT/MASQUERADE in ip6tables or nft) to its source; without NAT66 no reply tuple carries a
+link's address, so nothing is flushed, which is right (those flows do not depend on the
+link's address). Only the families of the old sources are swept. The kernel is reached
+only through controller.netlink, in a thread (pyroute2's conntrack dump is blocking and can be
+long) bounded by a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections.abc import Iterable
@@ -107,7 +112,10 @@ async def flush_after_switch(
     The timeout bounds both the sweep itself (it stops at its deadline) and the wait for the
     thread, so a huge table cannot hold up the caller.
     """
-    olds = tuple(sorted(set(old_sources)))
+    # the form conntrack flows are read in, so "2001:db8:0::2" matches "2001:db8::2"
+    addrs = {ipaddress.ip_address(s) for s in old_sources}
+    olds = tuple(str(a) for a in sorted(addrs, key=lambda a: (a.version, a)))
+    families = tuple(sorted({a.version for a in addrs}))
     rule_t = tuple(rules)
     t0 = time.monotonic()
     if not olds or not rule_t:
@@ -120,7 +128,13 @@ async def flush_after_switch(
 
     try:
         sweep = await asyncio.wait_for(
-            asyncio.to_thread(conntrack_delete_matching, want, netns=netns, deadline=deadline),
+            asyncio.to_thread(
+                conntrack_delete_matching,
+                want,
+                netns=netns,
+                deadline=deadline,
+                families=families,
+            ),
             timeout + 1.0,
         )
     except TimeoutError:

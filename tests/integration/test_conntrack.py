@@ -1,6 +1,7 @@
 """Selective conntrack flush after a switch: only flows NAT'ed through the old link and covered
 by a flush rule go; other ports, other links and un-NAT'ed flows stay. Entries are made both by
-`conntrack -I` and by real UDP packets from a LAN namespace SNAT'ed by the router."""
+`conntrack -I` and by real UDP packets from a LAN namespace SNAT'ed by the router, for IPv4
+and for IPv6 (NAT66)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from controller.actuators.conntrack import (
 )
 from controller.actuators.routes import RouteReconciler
 from controller.netlink import ConntrackFlow, Netlink
-from tests.integration.test_routes import Lab, build_lab, desired, destroy_lab, run
+from tests.integration.test_routes import (
+    Lab,
+    build_lab,
+    build_lab6,
+    desired,
+    desired6,
+    destroy_lab,
+    run,
+)
 
 T = TypeVar("T")
 
@@ -195,3 +204,117 @@ async def test_flush_real_snat_flows_after_switch(lab: Lab) -> None:
 async def test_nothing_to_flush_is_a_no_op() -> None:
     result = await flush_after_switch([], netns="never-used")
     assert result.deleted == 0 and result.scanned == 0 and not result.timed_out
+
+
+# -- IPv6 (NAT66) ----------------------------------------------------------------------------
+
+A6, B6 = "2001:db8::2", "2001:db8:1::2"  # sources of v6-0 and v6-1 (build_lab6)
+PEER6 = "2001:db8:f::10"
+LAN6 = "2001:db8:100::10"
+
+
+def test_flow_matching_ipv6_in_canonical_form() -> None:
+    udp = socket.IPPROTO_UDP
+    f6 = ConntrackFlow(udp, LAN6, PEER6, 40000, 5060, PEER6, A6, family=6)
+    assert flow_matches(f6, [A6], DEFAULT_VOICE_RULES)
+    assert not flow_matches(f6, [B6], DEFAULT_VOICE_RULES)
+
+
+@pytest.fixture
+def lab6() -> Iterator[Lab]:
+    the_lab = build_lab6()
+    try:
+        yield the_lab
+    finally:
+        destroy_lab(the_lab.router, the_lab.peers)
+
+
+def ct_list6(lab: Lab) -> str:
+    return lab.in_router("conntrack", "-L", "-f", "ipv6")
+
+
+def inject6(lab: Lab, sport: int, dport: int, reply_dst: str) -> None:
+    lab.in_router(
+        "conntrack", "-I", "-p", "udp", "-s", LAN6, "-d", PEER6,
+        "--sport", str(sport), "--dport", str(dport),
+        "-r", PEER6, "-q", reply_dst, "--reply-port-src", str(dport),
+        "--reply-port-dst", str(sport), "-t", "120", "-u", "SEEN_REPLY",
+    )  # fmt: skip
+
+
+@lab_test
+async def test_flush_ipv6_entries_and_both_families_in_one_sweep(lab6: Lab) -> None:
+    inject6(lab6, 5060, 5060, A6)  # SIP NAT66'ed to A6: goes
+    inject6(lab6, 7000, 7000, A6)  # unrelated port: stays
+    inject6(lab6, 5062, 5060, B6)  # through the other link: stays
+    inject(lab6, "udp", 5060, 5060, A)  # IPv4 SIP through A: only the dual sweep takes it
+    assert has(ct_list6(lab6), "udp", 5060, 5060, A6)
+
+    # "2001:db8:0::2" is A6 written long-hand: sources are compared as addresses
+    result = await flush_after_switch(["2001:db8:0::2"], netns=lab6.router)
+    assert result.deleted == 1 and result.errors == 0 and not result.timed_out, result
+    assert result.old_sources == (A6,)
+    after = ct_list6(lab6)
+    assert not has(after, "udp", 5060, 5060, A6)
+    assert has(after, "udp", 7000, 7000, A6) and has(after, "udp", 5062, 5060, B6)
+    assert has(ct_list(lab6), "udp", 5060, 5060, A)  # an IPv6 sweep never reads IPv4
+
+    inject6(lab6, 5060, 5060, A6)
+    both = await flush_after_switch([A, A6], netns=lab6.router)
+    assert both.deleted == 2, both
+    assert not has(ct_list(lab6), "udp", 5060, 5060, A)
+    assert not has(ct_list6(lab6), "udp", 5060, 5060, A6)
+
+
+def send_udp6_from_lan(lan: str, sport: int, dport: int) -> None:
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        f"s.bind(('{LAN6}', {sport}))\n"
+        f"for _ in range(3): s.sendto(b'lifeline-test', ('{PEER6}', {dport}))\n"
+    )
+    run("ip", "netns", "exec", lan, "python3", "-c", code)
+
+
+@lab_test
+async def test_flush_real_nat66_flows_after_switch(lab6: Lab) -> None:
+    if shutil.which("ip6tables") is None:
+        pytest.skip("ip6tables not installed (Debian package iptables)")
+    lan = lab6.router.replace("ll-rt6-", "ll-lan6-")
+    run("ip", "netns", "add", lan)
+    try:
+        lab6.ip("link", "add", "lan0", "index", "30", "type", "veth", "peer", "name", "eth0",
+                "index", "40", "netns", lan)  # fmt: skip
+        lab6.ip("addr", "add", "2001:db8:100::1/64", "dev", "lan0", "nodad")
+        lab6.ip("link", "set", "lan0", "up")
+        run("ip", "-n", lan, "addr", "add", f"{LAN6}/64", "dev", "eth0", "nodad")
+        run("ip", "-n", lan, "link", "set", "eth0", "up")
+        run("ip", "-n", lan, "-6", "route", "add", "default", "via", "2001:db8:100::1")
+        lab6.in_router("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+        for dev, src in (("wan0", A6), ("wan1", B6)):
+            lab6.in_router("ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", dev, "-j", "SNAT",
+                           "--to-source", src)  # fmt: skip
+
+        async with Netlink(lab6.router) as nl:
+            rec = RouteReconciler(nl)
+            assert (await rec.reconcile(desired6(lab6, ("v6-0",)))).ok
+            send_udp6_from_lan(lan, 5060, 5060)  # SIP via A6
+            send_udp6_from_lan(lan, 7000, 7000)  # unrelated via A6
+            assert (await rec.reconcile(desired6(lab6, ("v6-1",)))).ok
+            send_udp6_from_lan(lan, 5070, 5060)  # SIP via B6, after the switch
+            send_udp6_from_lan(lan, 5060, 5060)  # the old flow: still NAT'ed to A6
+            before = ct_list6(lab6)
+            assert has(before, "udp", 5060, 5060, A6), before
+            assert has(before, "udp", 5070, 5060, B6), before
+
+            result = await flush_after_switch([A6], netns=lab6.router)
+        after = ct_list6(lab6)
+        assert result.deleted == 1, (result, before)
+        assert not has(after, "udp", 5060, 5060, A6)
+        assert has(after, "udp", 7000, 7000, A6)
+        assert has(after, "udp", 5070, 5060, B6)
+        # the next packet of the SIP flow is NAT'ed afresh, to B6
+        send_udp6_from_lan(lan, 5060, 5060)
+        assert has(ct_list6(lab6), "udp", 5060, 5060, B6)
+    finally:
+        run("ip", "netns", "del", lan, check=False)
