@@ -51,6 +51,7 @@ DEFAULT_DST = "default"
 IPV6_DEFAULT_METRIC = 1024
 _FAMILIES = ((socket.AF_INET, 4), (socket.AF_INET6, 6))
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_FAMILY_OF: dict[int, int] = {int(socket.AF_INET): 4, int(socket.AF_INET6): 6}
 _RTN_UNICAST = 1
 _IFA_F_DADFAILED = 0x08
 _IFA_F_TENTATIVE = 0x40
@@ -326,13 +327,17 @@ class Netlink:
         """All IPv4 and IPv6 routes of all tables except `local` (255), which the kernel owns."""
         await self.links()
         out: list[RouteEntry] = []
-        for af, fam in _FAMILIES:
-            with _kernel_errors("dump routes"):
-                msgs = [m async for m in await self._api.route("dump", family=af)]
-            for msg in msgs:
-                entry = await self._route_entry(msg, fam)
-                if entry is not None:
-                    out.append(entry)
+        # One AF_UNSPEC dump answers for every family (one round trip instead of two, which
+        # keeps a reconcile short); multicast and MPLS tables are dropped here.
+        with _kernel_errors("dump routes"):
+            msgs = [m async for m in await self._api.route("dump", family=socket.AF_UNSPEC)]
+        for msg in msgs:
+            fam = _FAMILY_OF.get(int(msg["family"]))
+            if fam is None:
+                continue
+            entry = await self._route_entry(msg, fam)
+            if entry is not None:
+                out.append(entry)
         return out
 
     async def _route_entry(self, msg: Any, fam: int) -> RouteEntry | None:
@@ -408,23 +413,23 @@ class Netlink:
     async def rules(self) -> list[RuleEntry]:
         """The policy rules of both families."""
         out: list[RuleEntry] = []
-        for af, fam in _FAMILIES:
-            with _kernel_errors("dump rules"):
-                msgs = [m async for m in await self._api.rule("dump", family=af)]
-            for msg in msgs:
-                if msg["family"] != af:
-                    continue
-                a = _attrs(msg)
-                src = a.get("FRA_SRC")
-                out.append(
-                    RuleEntry(
-                        priority=int(a.get("FRA_PRIORITY", 0)),
-                        src=None if src is None else normalize_dst(f"{src}/{msg['src_len']}"),
-                        table=int(a.get("FRA_TABLE", msg["table"])),
-                        proto=int(a.get("FRA_PROTOCOL", 0)),
-                        family=fam,
-                    )
+        with _kernel_errors("dump rules"):
+            msgs = [m async for m in await self._api.rule("dump", family=socket.AF_UNSPEC)]
+        for msg in msgs:
+            fam = _FAMILY_OF.get(int(msg["family"]))
+            if fam is None:  # multicast routing rules (RTNL_FAMILY_IPMR/IP6MR)
+                continue
+            a = _attrs(msg)
+            src = a.get("FRA_SRC")
+            out.append(
+                RuleEntry(
+                    priority=int(a.get("FRA_PRIORITY", 0)),
+                    src=None if src is None else normalize_dst(f"{src}/{msg['src_len']}"),
+                    table=int(a.get("FRA_TABLE", msg["table"])),
+                    proto=int(a.get("FRA_PROTOCOL", 0)),
+                    family=fam,
                 )
+            )
         return out
 
     async def add_rule(self, rule: RuleEntry) -> None:
