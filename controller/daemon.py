@@ -60,7 +60,8 @@ class GroupRuntime:
     destination: str
     metric: int
     flush_rules: tuple[CtRule, ...]
-    active: tuple[str, ...] = ()
+    active: tuple[str, ...] = ()  # what the policy decided
+    applied: tuple[str, ...] = ()  # what the kernel route has: the status shows this
     reason: str = "starting"
     last_change: float | None = None
 
@@ -259,7 +260,8 @@ class Daemon:
         async with self._reconcile_lock:
             started = time.perf_counter()
             try:
-                result = await self._reconciler.reconcile(self.desired(), dry_run=self.dry_run)
+                desired = self.desired()
+                result = await self._reconciler.reconcile(desired, dry_run=self.dry_run)
             except Exception as exc:  # an actuator error must not kill the control loop
                 self.counters.reconcile_errors += 1
                 self.metrics.reconciles.labels(result="error").inc()
@@ -287,6 +289,7 @@ class Daemon:
                         )
                 self.metrics.reconciles.labels(result="dry_run").inc()
                 return
+            self._note_applied(desired, result)
             if result.done:
                 self.metrics.reconciles.labels(result="changed").inc()
                 log.info("routes: %s", "; ".join(step.describe() for step in result.done))
@@ -302,6 +305,23 @@ class Daemon:
                 self._report_once(conflict.describe())
             for group, old_links in left.items():
                 await self._flush(group, old_links)
+
+    def _note_applied(self, desired: routes.Desired, result: routes.ApplyResult) -> None:
+        """Record which groups' kernel routes now match the decision (no failed step on
+        their route, no conflict), so the status never runs ahead of the kernel."""
+        failed = {e.step.route.key for e in result.errors
+                  if isinstance(e.step, routes.ReplaceRoute | routes.DeleteRoute)}
+        conflicted = {c.owner for c in result.plan.conflicts}
+        for group in desired.groups:
+            g = self.groups[group.name]
+            if not group.active or group.name in conflicted:
+                continue
+            try:
+                key = routes.group_key(group, desired.links)
+            except ValueError:
+                continue
+            if key not in failed:
+                g.applied = group.active
 
     def _report_once(self, problem: str) -> None:
         """Log and journal a standing problem when it first shows, not every cycle."""
@@ -383,7 +403,7 @@ class Daemon:
                 found = tuple(by_hop[(h.gateway, h.ifname)] for h in route.nexthops
                               if (h.gateway, h.ifname) in by_hop)
                 if found:
-                    g.active = found
+                    g.active = g.applied = found
                     g.reason = f"kept from before start: {','.join(found)}"
                     log.info("%s: found route via %s, keeping it until health is known",
                              name, ",".join(found))
@@ -427,7 +447,8 @@ class Daemon:
                 "name": name,
                 "table": g.table,
                 "destination": g.destination,
-                "active": list(g.active),
+                "active": list(g.applied),
+                "decided": list(g.active),
                 "reason": g.reason,
                 "since_change": None if g.last_change is None else round(now - g.last_change, 3),
             }

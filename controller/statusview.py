@@ -49,6 +49,9 @@ def render_status(doc: dict[str, Any]) -> str:
     lines.append(f"{'GROUP':<12} {'TABLE':>5} {'DESTINATION':<16} {'ACTIVE':<20} REASON")
     for group in doc.get("groups", []):
         active = ",".join(group.get("active", [])) or "(unchanged)"
+        decided = group.get("decided")
+        if decided is not None and decided != group.get("active"):
+            active += f" (-> {','.join(decided) or 'none'})"
         lines.append(f"{group['name']:<12} {group['table']:>5} {group['destination']:<16} "
                      f"{active:<20} {group.get('reason', '')}")
     return "\n".join(lines)

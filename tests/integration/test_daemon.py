@@ -579,8 +579,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     rules_before = site(lab, "ip", "rule", "show")
 
     d = daemons(lab, "--dry-run")
-    st = d.wait_active(["fibre-a"])
+    # the status shows what the kernel has ("active": nothing) and what it would do
+    st = d.wait_for(lambda s: s["groups"][0]["decided"] == ["fibre-a"], 20.0,
+                    "the dry run to decide fibre-a")
     assert st["dry_run"] is True
+    assert st["groups"][0]["active"] == []
     planned = "replace default via 198.51.100.1 dev wan-a table 254"
     wait_until(lambda: planned in d.log(), 5.0, f"the dry run to print {planned!r}")
     time.sleep(1.5)  # reconcile cycles that must stay dry
