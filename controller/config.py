@@ -503,6 +503,9 @@ class RouteGroup(_Model):
     metric: Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)] = 0
     links: Annotated[list[str], Field(min_length=1)]
     multipath: Annotated[bool, Strict()] = False
+    # Replace a route lifeline did not create at this group's (table, destination, metric),
+    # e.g. a DHCP or router-advertisement default; off: such a route is a reported conflict.
+    takeover: Annotated[bool, Strict()] = False
     conntrack_flush: list[FlushRuleField] = Field(
         default_factory=lambda: [_flush_rule(r) for r in DEFAULT_CONNTRACK_FLUSH]
     )

@@ -60,6 +60,7 @@ class GroupRuntime:
     destination: str
     metric: int
     flush_rules: tuple[CtRule, ...]
+    takeover: bool = False
     active: tuple[str, ...] = ()  # what the policy decided
     applied: tuple[str, ...] = ()  # what the kernel route has: the status shows this
     reason: str = "starting"
@@ -110,6 +111,7 @@ class Daemon:
                 destination=g.destination,
                 metric=g.metric,
                 flush_rules=tuple(CtRule(r.proto, r.lo, r.hi) for r in g.flush_rules),
+                takeover=g.takeover,
             )
             for g in cfg.route_groups
         }
@@ -242,6 +244,7 @@ class Daemon:
                 destination=g.destination,
                 metric=g.metric,
                 active=g.active,
+                takeover=g.takeover,
                 # config holds each group to one family; the actuator needs it for the key
                 family=self.links[g.spec.links[0]].cfg.family if g.spec.links else None,
             )
