@@ -5,7 +5,8 @@ end of the link: iptables rules on its ``site-side`` interface, that interface's
 or an NFQUEUE delayer process. Every change records how to undo itself, so ``clear(link)``
 restores the link and ``Lab.destroy()`` forgets what the namespaces take with them. Faults
 never touch the site namespace: what lifeline sees there is only the consequence, as with a
-real ISP. This machine has no ``tc netem``, hence iptables for loss and userspace for delay.
+real ISP. Loss is iptables (statistic); delay and jitter use ``tc netem`` where the kernel
+has it and otherwise (as on the machine this was built on) an NFQUEUE userspace delayer.
 
 Rule order matters: NFQUEUE's accept verdict skips the rest of the chain, so dropping rules
 are inserted at the top (``-I``) and delay rules appended (``-A``); a loss fault therefore
@@ -48,6 +49,7 @@ class Faults:
     def __init__(self, lab: Lab) -> None:
         self._lab = lab
         self._state: dict[str, _LinkFaults] = {}
+        self._netem: bool | None = None  # unknown until the first delay asks
 
     def active(self, link: str) -> list[str]:
         """Names of the faults currently on ``link``, e.g. ``["loss 0.5"]``."""
@@ -118,8 +120,10 @@ class Faults:
             raise ValueError("delay and jitter must be >= 0")
         lk = self._lab.link(link)
         st = self._st(link)
-        if st.delayer is not None:
-            self._undo_named(link, _DELAY)
+        self._undo_named(link, _DELAY)
+        if self._netem_available(lk):
+            self._netem_delay(lk, delay_ms, jitter_ms)
+            return
         proc = self._lab.popen(
             lk.isp_ns,
             self._lab.python_argv(
@@ -150,6 +154,32 @@ class Faults:
         self._rule(lk, _DELAY, "FORWARD", "-o", lk.isp_ifname, *queue, append=True)
         self._rule(lk, _DELAY, "INPUT", "-i", lk.isp_ifname, *queue, append=True)
         self._rule(lk, _DELAY, "OUTPUT", "-o", lk.isp_ifname, *queue, append=True)
+
+    def _netem_available(self, lk: LabLink) -> bool:
+        """Whether this kernel has sch_netem: tried once per lab on the ISP's loopback."""
+        if self._netem is None:
+            tried = self._lab.run(lk.isp_ns, ["tc", "qdisc", "add", "dev", "lo", "root",
+                                              "netem", "delay", "0ms"], check=False)
+            self._netem = tried.returncode == 0
+            if self._netem:
+                self._lab.run(lk.isp_ns, ["tc", "qdisc", "del", "dev", "lo", "root"],
+                              check=False)
+        return self._netem
+
+    def _netem_delay(self, lk: LabLink, delay_ms: float, jitter_ms: float) -> None:
+        # netem's jitter is +-j around the delay (uniform without a distribution table), so
+        # delay + j/2 +- j/2 gives the same delay + U(0, j) as the NFQUEUE delayer. Both
+        # egress sides of the ISP: towards the site, and towards inet for what the site sends.
+        for ifname in (lk.isp_ifname, "uplink"):
+            self._lab.run(lk.isp_ns, ["tc", "qdisc", "replace", "dev", ifname, "root", "netem",
+                                      "delay", f"{delay_ms + jitter_ms / 2:g}ms",
+                                      f"{jitter_ms / 2:g}ms"])
+
+            def undo(ifname: str = ifname) -> None:
+                self._lab.run(lk.isp_ns, ["tc", "qdisc", "del", "dev", ifname, "root"],
+                              check=False)
+
+            self._st(lk.name).undo.append((_DELAY, undo))
 
     # -- undoing -------------------------------------------------------------------------------
 
