@@ -27,7 +27,7 @@ from controller.actuators.conntrack import FlushRule as CtRule
 from controller.actuators.conntrack import flush_after_switch, stale_sources
 from controller.config import Config, Link
 from controller.health import LinkHealth, LinkState, Round, Transition
-from controller.journal import Journal
+from controller.journal import Journal, read_events
 from controller.linkwatch import LinkWatch
 from controller.netlink import Netlink
 from controller.policy import Decision, GroupSpec, LinkView, decide_all
@@ -347,6 +347,16 @@ class Daemon:
         self.journal.record("action", group, res.describe(), deleted=res.deleted,
                             errors=res.errors, timed_out=res.timed_out)
 
+    def resume_from_journal(self) -> None:
+        """Links that were down when the last daemon stopped start down, so a restart
+        cannot shortcut their hold-down (the journal is the memory across restarts)."""
+        for name, rt in self.links.items():
+            last = read_events(self.journal.path, limit=1, kind="transition", subject=name)
+            if last and last[0].data.get("new") == LinkState.DOWN.value:
+                tr = rt.health.resume_down(self.now(), f"down before the restart "
+                                           f"({last[0].message.removeprefix(name + ': ')})")
+                self._handle(tr)
+
     async def resolve_sources(self) -> None:
         """Find the address of links configured without ``source``.
 
@@ -476,6 +486,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        self.resume_from_journal()
         cfg = self.cfg
         self.journal.record(
             "start",

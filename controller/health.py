@@ -229,6 +229,14 @@ class LinkHealth:
                 self._dead_since = now
         return self._step(now, alive, self.metrics())
 
+    def resume_down(self, now: float, why: str) -> Transition | None:
+        """At start, a link that was down when the daemon stopped starts DOWN, so it earns
+        its way back through the full hold-down instead of ``rise`` rounds (a restart must
+        not shortcut a failback). Only from UNKNOWN; counts no flap."""
+        if self.state is not LinkState.UNKNOWN:
+            return None
+        return self._move(LinkState.DOWN, now, f"{self.name}: {why}")
+
     def carrier(self, up: bool, now: float) -> Transition | None:
         """Netlink carrier event: lost -> DOWN at once; back -> still DOWN until hold-down.
 

@@ -644,3 +644,14 @@ def test_every_alive_dead_history_keeps_the_invariants(length: int) -> None:
 @given(events=st.lists(st.sampled_from("aaaaaaddcC"), max_size=80))
 def test_random_histories_with_carrier_events_keep_the_invariants(events: list[str]) -> None:
     _check_history(events, SMALL)
+
+
+def test_a_link_down_before_a_restart_needs_the_full_hold_down() -> None:
+    d = link(HealthParams(hold_down=4.0))
+    tr = d.h.resume_down(d.t, "down before the restart")
+    assert tr is not None and (tr.old, tr.new) == (UNKNOWN, DOWN)
+    first_good = d.t
+    trs = d.seconds(6, OK)
+    assert [t.new for t in trs] == [UP]
+    assert trs[0].at - first_good == pytest.approx(4.0)  # not after `rise` rounds
+    assert d.h.resume_down(d.t, "again") is None  # only from UNKNOWN
