@@ -1,0 +1,491 @@
+"""Kamailio SIP-edge actuator: holds a running Kamailio to lifeline's EdgePlan over JSON-RPC.
+
+Level-triggered like the route actuator: `observe()` reads what Kamailio holds (the `did`
+htable, the dispatcher sets, the per-trunk failure counters), the PURE `plan(desired,
+actual)` lists only the differences, and `apply(steps)` carries them out, recording each
+failed RPC instead of raising. `reconcile()` does all three, so a restarted Kamailio (empty
+htable, no trunks) gets the whole plan again on the next cycle, and one already in sync
+costs three read RPCs and no writes. Storage, matching examples/kamailio/kamailio.cfg: a
+DID range becomes prefix-aligned blocks (sipplan.split_range), one htable key per block
+("+3902123456xx" for ...00-...99), value "<dispatcher set>|<destination uri>"; the cfg
+finds a number's block with a walk of at most MAX_WILD+1 hash lookups. That keeps a plan
+of 100,000 DIDs in 1,000 ranges at about 1,000 keys, where one key per number would need
+100,000 writes, and unlike dialplan it needs no database and changes single entries at
+runtime. Trunks are dispatcher destinations that lifeline adds itself with attrs
+"name=<trunk>;owner=lifeline"; only those are ever removed. States are `a` (active) or `d`
+(disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`).
+Boundary: the only module that speaks Kamailio's RPC; it does not decide anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+from controller.actuators.sipplan import EdgePlan, split_range
+
+__all__ = [
+    "DEFAULT_MAX_WILD",
+    "AddTrunk",
+    "ApplyResult",
+    "DeleteDid",
+    "DsTarget",
+    "EdgeActual",
+    "EdgeSteps",
+    "KamailioActuator",
+    "KamailioClient",
+    "KamailioError",
+    "RefreshRegistration",
+    "RemoveTrunk",
+    "SetDid",
+    "SetTrunkState",
+    "Step",
+    "did_table",
+    "plan",
+    "simulate",
+]
+
+DID_TABLE: Final = "did"
+STAT_TABLE: Final = "edgestat"
+FAIL_PREFIX: Final = "trunk_fail::"
+OWNER_ATTR: Final = "owner=lifeline"
+# Must match EDGE_DID_MAX_WILD in kamailio.cfg: a block never ends in more wildcards.
+DEFAULT_MAX_WILD: Final = 6
+
+
+class KamailioError(Exception):
+    """An RPC that failed: transport error, timeout, or an error answer from Kamailio."""
+
+    def __init__(self, method: str, message: str, code: int | None = None) -> None:
+        super().__init__(f"{method}: {message}" + (f" (code {code})" if code is not None else ""))
+        self.method = method
+        self.message = message
+        self.code = code
+
+
+class KamailioClient:
+    """JSON-RPC over HTTP (jsonrpcs + xhttp), positional parameters.
+
+    One retry on a transport error or timeout, because a Kamailio TCP worker may close an
+    idle keep-alive connection under us; an error answer is not retried (it would answer
+    the same). Every failure comes out as KamailioError naming the RPC.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 2.0, concurrency: int = 4) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.calls = 0  # RPCs sent, retries included: the push cost
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+
+    async def __aenter__(self) -> KamailioClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
+    async def call(self, method: str, *params: str | int) -> Any:
+        body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": next(self._ids)}
+        last: Exception | None = None
+        for _attempt in range(2):
+            self.calls += 1
+            try:
+                async with self._get_session().post(self.url, json=body) as resp:
+                    if resp.status != 200:
+                        raise KamailioError(method, f"HTTP {resp.status}")
+                    answer = await resp.json(content_type=None)
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                last = exc
+                continue
+            if not isinstance(answer, dict):
+                raise KamailioError(method, "answer is not a JSON object")
+            error = answer.get("error")
+            if isinstance(error, dict):
+                code = error.get("code")
+                raise KamailioError(
+                    method,
+                    str(error.get("message", "error")),
+                    code if isinstance(code, int) else None,
+                )
+            return answer.get("result")
+        raise KamailioError(method, f"no answer: {type(last).__name__}: {last}") from last
+
+
+# ---------------------------------------------------------------- actual state
+
+
+@dataclass(frozen=True, slots=True)
+class DsTarget:
+    """One dispatcher destination as `dispatcher.list` shows it."""
+
+    group: int
+    uri: str
+    state: str  # a active, i inactive, d disabled, t trying (first letter of FLAGS)
+    priority: int
+    attrs: str
+
+    @property
+    def owned(self) -> bool:
+        return OWNER_ATTR in self.attrs.split(";")
+
+    @property
+    def name(self) -> str | None:
+        for part in self.attrs.split(";"):
+            key, _, value = part.partition("=")
+            if key == "name":
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeActual:
+    dids: Mapping[str, str] = field(default_factory=dict)
+    targets: tuple[DsTarget, ...] = ()
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class SetDid:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDid:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddTrunk:
+    group: int
+    uri: str
+    priority: int
+    attrs: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTrunk:
+    group: int
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTrunkState:
+    group: int
+    uri: str
+    state: str  # "a" or "d"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRegistration:
+    trunk: str
+
+
+Step = SetDid | DeleteDid | AddTrunk | RemoveTrunk | SetTrunkState | RefreshRegistration
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSteps:
+    """Ordered so no call finds a gap: trunks exist before DIDs point at them, new blocks
+    are written before stale ones are deleted, and trunks go last."""
+
+    steps: tuple[Step, ...] = ()
+    conflicts: tuple[str, ...] = ()  # plan problems the edge cannot express; reasons
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    done: int
+    errors: tuple[KamailioError, ...]
+    rpc_calls: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# ---------------------------------------------------------------- pure plan
+
+
+def did_table(
+    desired: EdgePlan, max_wild: int = DEFAULT_MAX_WILD
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The htable content for a plan, and the conflicts found while building it.
+
+    A route naming an unknown trunk is stored without a trunk (outbound refused) and
+    reported; two routes claiming the same block keep the first, also reported.
+    """
+    groups = {t.name: t.group for t in desired.trunks}
+    table: dict[str, str] = {}
+    conflicts: list[str] = []
+    for route in desired.routes:
+        group = ""
+        if route.trunk is not None:
+            if route.trunk in groups:
+                group = str(groups[route.trunk])
+            else:
+                conflicts.append(f"{route.first}-{route.last}: unknown trunk {route.trunk}")
+        value = f"{group}|{route.destination_uri or ''}"
+        try:
+            keys = split_range(route.first, route.last, max_wild)
+        except ValueError as exc:
+            conflicts.append(f"{route.first}-{route.last}: {exc}")
+            continue
+        for key in keys:
+            if key in table and table[key] != value:
+                conflicts.append(f"{route.first}-{route.last}: block {key} already routed")
+                continue
+            table[key] = value
+    return table, tuple(conflicts)
+
+
+def _desired_targets(desired: EdgePlan) -> dict[tuple[int, str], tuple[int, str, str]]:
+    """(group, uri) -> (priority, attrs, state); the first trunk of a set ranks highest."""
+    by_group: dict[int, list[int]] = {}
+    for i, t in enumerate(desired.trunks):
+        by_group.setdefault(t.group, []).append(i)
+    out: dict[tuple[int, str], tuple[int, str, str]] = {}
+    for indices in by_group.values():
+        for rank, i in enumerate(indices):
+            t = desired.trunks[i]
+            out[(t.group, t.uri)] = (
+                len(indices) - rank,
+                f"name={t.name};{OWNER_ATTR}",
+                "a" if t.enabled else "d",
+            )
+    return out
+
+
+def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD) -> EdgeSteps:
+    """Only the differences between what Kamailio holds and the plan; nothing if in sync.
+
+    Registration refreshes are not here: they are requests, not state Kamailio can show
+    back, so `KamailioActuator.reconcile` sends them once per request.
+    """
+    table, conflicts = did_table(desired, max_wild)
+    want = _desired_targets(desired)
+    have = {(t.group, t.uri): t for t in actual.targets}
+
+    adds: list[Step] = []
+    states: list[Step] = []
+    removes: list[Step] = []
+    for key, (priority, attrs, state) in want.items():
+        cur = have.get(key)
+        if cur is not None and cur.owned and (cur.priority != priority or cur.attrs != attrs):
+            adds.append(RemoveTrunk(*key))  # dispatcher has no update RPC
+            cur = None
+        if cur is None:
+            adds.append(AddTrunk(key[0], key[1], priority, attrs))
+            if state != "a":  # a destination added by RPC starts active
+                states.append(SetTrunkState(key[0], key[1], state))
+        elif cur.state != state:
+            states.append(SetTrunkState(key[0], key[1], state))
+    for key, cur in have.items():
+        if key not in want and cur.owned:
+            removes.append(RemoveTrunk(*key))
+
+    sets: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
+    deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
+    return EdgeSteps(tuple(adds + states + sets + deletes + removes), conflicts)
+
+
+def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
+    """What Kamailio would hold after `steps` (PURE): the model the property tests check."""
+    dids = dict(actual.dids)
+    targets = {(t.group, t.uri): t for t in actual.targets}
+    for s in steps:
+        if isinstance(s, SetDid):
+            dids[s.key] = s.value
+        elif isinstance(s, DeleteDid):
+            dids.pop(s.key, None)
+        elif isinstance(s, AddTrunk):
+            targets[(s.group, s.uri)] = DsTarget(s.group, s.uri, "a", s.priority, s.attrs)
+        elif isinstance(s, RemoveTrunk):
+            targets.pop((s.group, s.uri), None)
+        elif isinstance(s, SetTrunkState):
+            cur = targets.get((s.group, s.uri))
+            if cur is not None:
+                targets[(s.group, s.uri)] = DsTarget(
+                    cur.group, cur.uri, s.state, cur.priority, cur.attrs
+                )
+    return EdgeActual(dids, tuple(targets.values()), actual.failures)
+
+
+# ---------------------------------------------------------------- parsing answers
+
+
+def _parse_dump(result: Any) -> dict[str, Any]:
+    """htable.dump answers a list of hash slots, each with a list of {name, value, type}."""
+    out: dict[str, Any] = {}
+    if not isinstance(result, list):
+        return out
+    for slot in result:
+        if not isinstance(slot, dict) or not isinstance(slot.get("slot"), list):
+            continue
+        for item in slot["slot"]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                out[item["name"]] = item.get("value")
+    return out
+
+
+def _parse_ds_list(result: Any) -> tuple[DsTarget, ...]:
+    targets: list[DsTarget] = []
+    if not isinstance(result, dict) or not isinstance(result.get("RECORDS"), list):
+        return ()
+    for record in result["RECORDS"]:
+        ds_set = record.get("SET") if isinstance(record, dict) else None
+        if not isinstance(ds_set, dict) or not isinstance(ds_set.get("TARGETS"), list):
+            continue
+        group = ds_set.get("ID")
+        for target in ds_set["TARGETS"]:
+            dest = target.get("DEST") if isinstance(target, dict) else None
+            if not isinstance(dest, dict) or not isinstance(group, int):
+                continue
+            attrs = dest.get("ATTRS")
+            body = attrs.get("BODY") if isinstance(attrs, dict) else None
+            flags = str(dest.get("FLAGS", "?"))
+            prio = dest.get("PRIORITY")
+            targets.append(
+                DsTarget(
+                    group=group,
+                    uri=str(dest.get("URI", "")),
+                    state=flags[:1].lower(),
+                    priority=prio if isinstance(prio, int) else 0,
+                    attrs=body if isinstance(body, str) else "",
+                )
+            )
+    return tuple(targets)
+
+
+# ---------------------------------------------------------------- actuator
+
+
+class KamailioActuator:
+    """observe / plan / apply / reconcile against one Kamailio's JSON-RPC endpoint."""
+
+    def __init__(self, client: KamailioClient, *, max_wild: int = DEFAULT_MAX_WILD) -> None:
+        self.client = client
+        self.max_wild = max_wild
+        self._refreshed: tuple[str, ...] = ()
+
+    async def observe(self) -> EdgeActual:
+        """Read the edge; raises KamailioError when it cannot be read (then do not plan)."""
+        dids_raw = _parse_dump(await self.client.call("htable.dump", DID_TABLE))
+        dids = {k: v for k, v in dids_raw.items() if isinstance(v, str)}
+        try:
+            targets = _parse_ds_list(await self.client.call("dispatcher.list"))
+        except KamailioError as exc:
+            if "No Destination Sets" not in exc.message:
+                raise
+            targets = ()
+        return EdgeActual(dids, targets, await self.edge_failures())
+
+    async def edge_failures(self) -> dict[str, int]:
+        """INVITE failures (408/5xx/timeout) per trunk name since Kamailio started."""
+        stats = _parse_dump(await self.client.call("htable.dump", STAT_TABLE))
+        return {
+            k.removeprefix(FAIL_PREFIX): v
+            for k, v in stats.items()
+            if k.startswith(FAIL_PREFIX) and isinstance(v, int)
+        }
+
+    def plan(self, desired: EdgePlan, actual: EdgeActual) -> EdgeSteps:
+        return plan(desired, actual, self.max_wild)
+
+    async def _run(self, step: Step) -> None:
+        c = self.client
+        if isinstance(step, SetDid):
+            await c.call("htable.sets", DID_TABLE, step.key, step.value)
+        elif isinstance(step, DeleteDid):
+            await c.call("htable.delete", DID_TABLE, step.key)
+        elif isinstance(step, AddTrunk):
+            await c.call("dispatcher.add", step.group, step.uri, 0, step.priority, step.attrs)
+        elif isinstance(step, RemoveTrunk):
+            await c.call("dispatcher.remove", step.group, step.uri)
+        elif isinstance(step, SetTrunkState):
+            await c.call("dispatcher.set_state", step.state, step.group, step.uri)
+        else:
+            await c.call("uac.reg_refresh", step.trunk)
+
+    async def apply(self, steps: EdgeSteps | Sequence[Step]) -> ApplyResult:
+        """Run the steps; htable writes go `concurrency` at a time, the rest in order.
+
+        Never raises for a failed RPC: the error is collected and the next cycle retries.
+        """
+        todo = steps.steps if isinstance(steps, EdgeSteps) else tuple(steps)
+        start, calls0 = time.monotonic(), self.client.calls
+        errors: list[KamailioError] = []
+        sem = asyncio.Semaphore(self.client.concurrency)
+
+        async def one(step: Step) -> None:
+            async with sem:
+                try:
+                    await self._run(step)
+                except KamailioError as exc:
+                    errors.append(exc)
+
+        # Keep the order between kinds (see EdgeSteps); only runs of htable writes overlap.
+        for is_did, group in itertools.groupby(
+            todo, key=lambda s: isinstance(s, SetDid | DeleteDid)
+        ):
+            batch = list(group)
+            if is_did:
+                await asyncio.gather(*(one(s) for s in batch))
+            else:
+                for s in batch:
+                    await one(s)
+        return ApplyResult(
+            done=len(todo) - len(errors),
+            errors=tuple(errors),
+            rpc_calls=self.client.calls - calls0,
+            seconds=time.monotonic() - start,
+        )
+
+    async def reconcile(self, desired: EdgePlan) -> tuple[EdgeSteps, ApplyResult]:
+        """One level-triggered cycle; a failed read gives an empty plan and that error.
+
+        Registration refreshes are edge-triggered on purpose (Kamailio cannot show that a
+        refresh over the new link happened): each distinct request is sent until it succeeds.
+        """
+        try:
+            actual = await self.observe()
+        except KamailioError as exc:
+            return EdgeSteps(), ApplyResult(0, (exc,), 0, 0.0)
+        steps = self.plan(desired, actual)
+        refresh: tuple[Step, ...] = ()
+        if desired.refresh_registrations and desired.refresh_registrations != self._refreshed:
+            refresh = tuple(RefreshRegistration(t) for t in desired.refresh_registrations)
+        result = await self.apply(steps.steps + refresh)
+        if refresh and not any(e.method.startswith("uac.") for e in result.errors):
+            self._refreshed = desired.refresh_registrations
+        if not desired.refresh_registrations:
+            self._refreshed = ()
+        return EdgeSteps(steps.steps + refresh, steps.conflicts), result
