@@ -38,6 +38,7 @@ from lab import netns
 from lab.faults import Faults
 
 __all__ = [
+    "CARRIER_SBCS",
     "INET_TARGETS",
     "ISP_SITE_IFNAME",
     "ISP_UPLINK_IFNAME",
@@ -95,6 +96,12 @@ INET_TARGETS: tuple[IPv4Address, ...] = (
     IPv4Address("192.0.2.3"),
 )
 SINK_ADDR = IPv4Address("192.0.2.10")
+# The carriers' SIP border controllers, on the internet side (lab.sip runs sipp there).
+CARRIER_SBCS: dict[str, IPv4Address] = {
+    "carrier-a-sbc1": IPv4Address("192.0.2.21"),
+    "carrier-a-sbc2": IPv4Address("192.0.2.22"),
+    "carrier-b-sbc1": IPv4Address("192.0.2.23"),
+}
 # An RTP port, so the conntrack flush lifeline does for RTP on failover covers the stream.
 STREAM_PORT = 16384
 
@@ -452,7 +459,8 @@ class Lab:
 
     def _build_inet(self) -> None:
         cmds = ["link set lo up"]
-        cmds += [f"address add {addr}/32 dev lo" for addr in (*INET_TARGETS, SINK_ADDR)]
+        cmds += [f"address add {addr}/32 dev lo"
+                 for addr in (*INET_TARGETS, SINK_ADDR, *CARRIER_SBCS.values())]
         for lk in self.links.values():
             cmds += [
                 f"address add {lk.inet_addr}/30 dev {lk.inet_ifname}",
