@@ -1,0 +1,260 @@
+"""Pure parts of the Kamailio actuator: DID range -> blocks, plan, and plan after apply."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.actuators.kamailio import (
+    AddTrunk,
+    DeleteDid,
+    DsTarget,
+    EdgeActual,
+    RemoveTrunk,
+    SetDid,
+    SetTrunkState,
+    _parse_ds_list,
+    _parse_dump,
+    did_table,
+    plan,
+    simulate,
+)
+from controller.actuators.sipplan import (
+    DidRoute,
+    EdgePlan,
+    TrunkState,
+    block_lookup,
+    split_range,
+)
+
+
+def _expand(block: str) -> range:
+    wild = len(block) - len(block.rstrip("x"))
+    base = int(block[1 : len(block) - wild] + "0" * wild)
+    return range(base, base + 10**wild)
+
+
+# ------------------------------------------------------------------ split_range
+
+
+def test_aligned_range_is_one_block() -> None:
+    assert split_range("+390212345600", "+390212345699", 6) == ("+3902123456xx",)
+
+
+def test_single_number_is_itself() -> None:
+    assert split_range("+390212345617", "+390212345617", 6) == ("+390212345617",)
+
+
+def test_unaligned_range_is_split() -> None:
+    blocks = split_range("+390212345605", "+390212345617", 6)
+    assert blocks == (
+        "+390212345605",
+        "+390212345606",
+        "+390212345607",
+        "+390212345608",
+        "+390212345609",
+        "+390212345610",
+        "+390212345611",
+        "+390212345612",
+        "+390212345613",
+        "+390212345614",
+        "+390212345615",
+        "+390212345616",
+        "+390212345617",
+    )
+    assert split_range("+390212345605", "+390212345619", 6)[-1] == "+39021234561x"
+
+
+def test_max_wild_caps_block_size() -> None:
+    blocks = split_range("+3902000000", "+3902999999", 4)
+    assert len(blocks) == 100 and all(
+        b.endswith("xxxx") and not b.endswith("xxxxx") for b in blocks
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("+39021", "+3902"), ("+3902", "+3901"), ("3902", "3903"), ("+39a", "+39b")],
+)
+def test_bad_ranges_rejected(first: str, last: str) -> None:
+    with pytest.raises(ValueError):
+        split_range(first, last, 6)
+
+
+@settings(max_examples=300)
+@given(
+    width=st.integers(min_value=2, max_value=9),
+    a=st.integers(min_value=0),
+    size=st.integers(min_value=0, max_value=5000),
+    max_wild=st.integers(min_value=0, max_value=6),
+)
+def test_blocks_cover_range_exactly(width: int, a: int, size: int, max_wild: int) -> None:
+    lo = a % 10**width
+    hi = min(lo + size, 10**width - 1)
+    first, last = "+" + str(lo).zfill(width), "+" + str(hi).zfill(width)
+    blocks = split_range(first, last, max_wild)
+    covered: list[int] = []
+    for b in blocks:
+        assert len(b) == width + 1
+        assert len(b) - len(b.rstrip("x")) <= max_wild
+        covered.extend(_expand(b))
+    assert sorted(covered) == list(range(lo, hi + 1))  # exact cover, and no overlap
+    top = min(max_wild, width - 1)
+    assert len(blocks) <= 18 * top + 1 + (hi - lo + 1) // 10**top
+    # The cfg's walk finds every number of the range in these blocks, and nothing else.
+    table = dict.fromkeys(blocks, "v")
+    for n in (lo, hi, (lo + hi) // 2):
+        assert block_lookup("+" + str(n).zfill(width), table, max_wild) == "v"
+    if hi + 1 < 10**width:
+        assert block_lookup("+" + str(hi + 1).zfill(width), table, max_wild) is None
+    if lo > 0:
+        assert block_lookup("+" + str(lo - 1).zfill(width), table, max_wild) is None
+
+
+# ------------------------------------------------------------------ plan
+
+A = TrunkState("carrierA-sbc1", "sip:127.0.0.1:5081", 1, True)
+B = TrunkState("carrierA-sbc2", "sip:127.0.0.1:5082", 1, True)
+C = TrunkState("carrierB", "sip:127.0.0.1:5083;transport=tcp", 2, False)
+PBX = "sip:127.0.0.1:5090"
+DESIRED = EdgePlan(
+    trunks=(A, B, C),
+    routes=(
+        DidRoute("+390212345600", "+390212345699", "carrierA-sbc1", PBX),
+        DidRoute("+390298765000", "+390298765009", "carrierB", None),
+        DidRoute("+390211110005", "+390211110005", None, PBX),
+    ),
+)
+
+
+def test_empty_edge_gets_everything_in_order() -> None:
+    steps = plan(DESIRED, EdgeActual()).steps
+    kinds = [type(s).__name__ for s in steps]
+    assert kinds == ["AddTrunk"] * 3 + ["SetTrunkState"] + ["SetDid"] * 3
+    assert steps[0] == AddTrunk(1, A.uri, 2, "name=carrierA-sbc1;owner=lifeline")
+    assert steps[1] == AddTrunk(1, B.uri, 1, "name=carrierA-sbc2;owner=lifeline")
+    assert steps[3] == SetTrunkState(2, C.uri, "d")
+    assert SetDid("+3902123456xx", f"1|{PBX}") in steps
+    assert SetDid("+39029876500x", "2|") in steps
+    assert SetDid("+390211110005", f"|{PBX}") in steps
+
+
+def test_in_sync_plans_nothing() -> None:
+    actual = simulate(EdgeActual(), plan(DESIRED, EdgeActual()).steps)
+    assert plan(DESIRED, actual).empty
+
+
+def test_only_the_difference() -> None:
+    actual = simulate(EdgeActual(), plan(DESIRED, EdgeActual()).steps)
+    moved = EdgePlan(
+        trunks=(TrunkState(A.name, A.uri, 1, False), B, C),
+        routes=(
+            DidRoute("+390212345600", "+390212345699", "carrierA-sbc2", PBX),
+            *DESIRED.routes[1:],
+        ),
+    )
+    assert plan(moved, actual).steps == (SetTrunkState(1, A.uri, "d"),)
+    fewer = EdgePlan(trunks=(A, B), routes=DESIRED.routes[:1])
+    assert set(plan(fewer, actual).steps) == {
+        DeleteDid("+39029876500x"),
+        DeleteDid("+390211110005"),
+        RemoveTrunk(2, C.uri),
+    }
+
+
+def test_foreign_destinations_are_left_alone() -> None:
+    foreign = DsTarget(7, "sip:198.51.100.1:5060", "a", 0, "name=manual")
+    actual = simulate(EdgeActual(targets=(foreign,)), plan(DESIRED, EdgeActual()).steps)
+    assert plan(DESIRED, actual).empty
+    assert foreign in actual.targets
+
+
+def test_unknown_trunk_and_overlap_are_reported() -> None:
+    bad = EdgePlan(
+        trunks=(A,),
+        routes=(
+            DidRoute("+390212345600", "+390212345699", "ghost", PBX),
+            DidRoute("+390212345600", "+390212345600", "carrierA-sbc1", PBX),
+            DidRoute("+390212345650", "+390212345650", "carrierA-sbc1", PBX),
+        ),
+    )
+    table, conflicts = did_table(bad)
+    assert table["+3902123456xx"] == f"|{PBX}"
+    assert any("ghost" in c for c in conflicts)
+    assert "+390212345600" in table  # same length, other key: the exact one wins in the walk
+    assert block_lookup("+390212345600", table, 6) == f"1|{PBX}"
+
+
+_names = st.sampled_from(["t1", "t2", "t3", "t4"])
+_trunks = st.lists(
+    st.builds(
+        TrunkState,
+        name=_names,
+        uri=st.sampled_from(
+            ["sip:127.0.0.1:5001", "sip:127.0.0.1:5002", "sip:h:5003;transport=tls"]
+        ),
+        group=st.integers(1, 3),
+        enabled=st.booleans(),
+    ),
+    max_size=4,
+    unique_by=lambda t: (t.group, t.uri),
+)
+
+
+@st.composite
+def _routes(draw: st.DrawFn) -> DidRoute:
+    lo = draw(st.integers(0, 9999))
+    hi = lo + draw(st.integers(0, 300))
+    return DidRoute(
+        "+3902" + str(lo).zfill(6),
+        "+3902" + str(min(hi, 999999)).zfill(6),
+        draw(st.none() | _names),
+        draw(st.none() | st.sampled_from([PBX, "sip:dr.example.net;transport=tls"])),
+    )
+
+
+_plans = st.builds(
+    EdgePlan, trunks=_trunks.map(tuple), routes=st.lists(_routes(), max_size=5).map(tuple)
+)
+
+
+@settings(max_examples=200)
+@given(before=_plans, after=_plans)
+def test_apply_then_plan_is_empty(before: EdgePlan, after: EdgePlan) -> None:
+    start = simulate(EdgeActual(), plan(before, EdgeActual()).steps)
+    assert plan(before, start).empty
+    moved = simulate(start, plan(after, start).steps)
+    assert plan(after, moved).empty
+    # Level-triggered: a restarted (empty) edge gets the whole plan back.
+    assert simulate(EdgeActual(), plan(after, EdgeActual()).steps).dids == moved.dids
+
+
+def test_parse_rpc_answers() -> None:
+    dump = [{"entry": 1, "size": 1, "slot": [{"name": "k", "value": "v", "type": "str"}]}, "junk"]
+    assert _parse_dump(dump) == {"k": "v"}
+    assert _parse_dump({"not": "a list"}) == {}
+    ds = {
+        "NRSETS": 1,
+        "RECORDS": [
+            {
+                "SET": {
+                    "ID": 1,
+                    "TARGETS": [
+                        {
+                            "DEST": {
+                                "URI": "sip:a",
+                                "FLAGS": "DX",
+                                "PRIORITY": 2,
+                                "ATTRS": {"BODY": "name=a;owner=lifeline"},
+                            }
+                        },
+                        {"DEST": "bad"},
+                    ],
+                }
+            }
+        ],
+    }
+    (t,) = _parse_ds_list(ds)
+    assert (t.group, t.uri, t.state, t.priority, t.name, t.owned) == (1, "sip:a", "d", 2, "a", True)
+    assert _parse_ds_list(None) == ()
