@@ -269,17 +269,20 @@ def _parse_head(raw: bytes) -> _Head:
     method, uri, status, reason = _parse_start(start)
 
     # Unfold continuation lines (RFC 3261 7.3.1: LWS = leading SP/HT) first.
-    logical: list[str] = []
+    # Pieces are joined once per header: appending to a growing string would be
+    # quadratic in the number of continuation lines.
+    pieces: list[list[str]] = []
     for line in lines[1:]:
         line = line.rstrip("\r")
         if line[:1] in (" ", "\t"):
-            if not logical:
+            if not pieces:
                 raise SipParseError("continuation line before any header")
-            logical[-1] = logical[-1] + " " + line.strip()
+            pieces[-1].append(line.strip())
         else:
-            logical.append(line)
-            if len(logical) > MAX_HEADERS:
+            pieces.append([line])
+            if len(pieces) > MAX_HEADERS:
                 raise SipParseError("too many headers")
+    logical = [" ".join(p) for p in pieces]
 
     headers: list[tuple[str, str]] = []
     seen_single: dict[str, str] = {}
