@@ -29,12 +29,21 @@ RFC7616 = {
 }
 
 
+def _rfc7616(algorithm: str) -> str:
+    v = RFC7616
+    return compute_response(
+        algorithm=algorithm, username=v["username"], password=v["password"],
+        realm=v["realm"], nonce=v["nonce"], uri=v["uri"], method=v["method"], nc=v["nc"],
+        cnonce=v["cnonce"], qop=v["qop"],
+    )
+
+
 def test_rfc7616_md5_vector() -> None:
-    assert compute_response(algorithm="MD5", **RFC7616) == "8ca523f5e9506fed4657c9700eebdbec"
+    assert _rfc7616("MD5") == "8ca523f5e9506fed4657c9700eebdbec"
 
 
 def test_rfc7616_sha256_vector() -> None:
-    assert compute_response(algorithm="SHA-256", **RFC7616) == (
+    assert _rfc7616("SHA-256") == (
         "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
     )
 

@@ -246,7 +246,7 @@ def _stream() -> bytes:
 def _summary(msgs: list[object]) -> list[tuple[object, ...]]:
     from probes.sipmsg import SipMessage
 
-    out = []
+    out: list[tuple[object, ...]] = []
     for m in msgs:
         assert isinstance(m, SipMessage)
         out.append((m.status, m.method, m.call_id, m.cseq, m.body))
