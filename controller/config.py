@@ -38,7 +38,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from controller.didplan import DidEntry
 from controller.durations import format_duration, parse_duration
+from controller.e164 import NumberRange, find_overlaps, parse_range
 from controller.health import HealthParams
 from probes.sample import ProbeSpec
 
@@ -46,15 +48,22 @@ __all__ = [
     "Config",
     "ConfigError",
     "Defaults",
+    "Destination",
+    "DidRange",
     "FlushRule",
     "Link",
     "Probes",
+    "Register",
     "RouteGroup",
+    "SipTarget",
+    "SipUri",
     "Target",
     "Thresholds",
+    "Trunk",
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_sip_uri",
     "summary",
 ]
 
@@ -388,6 +397,16 @@ class Thresholds(_Model):
     flap_max_hold_down: Duration = _HP.flap_max_hold_down
 
 
+def _health_params(interval: float, thresholds: Thresholds) -> HealthParams:
+    # Only the knobs the config exposes are passed; HealthParams keeps its own defaults
+    # for the rest, so health.py can grow a parameter without a config change.
+    known = {f.name for f in fields(HealthParams)}
+    overrides = {
+        name: getattr(thresholds, name) for name in Thresholds.model_fields if name in known
+    }
+    return HealthParams(interval=interval, **overrides)
+
+
 class Defaults(_Model):
     interval: PositiveDuration = _HP.interval
     timeout: PositiveDuration = _HP.interval
@@ -466,15 +485,7 @@ class Link(_Model):
 
     def health_params(self) -> HealthParams:
         """Effective thresholds of this link, in the form controller.health consumes."""
-        # Only the knobs the config exposes are passed; HealthParams keeps its own defaults
-        # for the rest, so health.py can grow a parameter without a config change.
-        known = {f.name for f in fields(HealthParams)}
-        overrides = {
-            name: getattr(self.thresholds, name)
-            for name in Thresholds.model_fields
-            if name in known
-        }
-        return HealthParams(interval=self.probes.interval, **overrides)
+        return _health_params(self.probes.interval, self.thresholds)
 
     def probe_specs(self) -> list[ProbeSpec]:
         """The configured targets in config order, each pinned to this link's device/source.
@@ -524,6 +535,267 @@ class RouteGroup(_Model):
         return list(self.conntrack_flush)
 
 
+# --------------------------------------------------------------------------- telephony
+
+_SIP_TRANSPORTS = ("udp", "tcp", "tls")
+_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A carrier SBC or destination address: ``sip:host:port;transport=udp`` made explicit.
+
+    ``transport`` is what goes on the wire: ``sips:`` always means TLS (RFC 3261 26.2.2),
+    so a ``sips:`` URI written with ``transport=tcp`` probes over TLS.
+    """
+
+    scheme: Literal["sip", "sips"]
+    host: str  # IP literal without brackets, or a lowercase host name
+    port: int
+    transport: Literal["udp", "tcp", "tls"]
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.scheme == "sips":
+            return f"sips:{host}:{self.port}"
+        return f"sip:{host}:{self.port};transport={self.transport}"
+
+
+def _sip_host(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return _ip(text)  # an address, but maybe not a usable one: _ip says why
+    name = text.lower().rstrip(".")
+    if len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in name.split(".")):
+        raise ValueError(f"{text!r} is neither an IP address nor a host name")
+    if name.replace(".", "").isdigit():
+        raise ValueError(f"{text!r} is not a valid IPv4 address")
+    return name
+
+
+def parse_sip_uri(value: object) -> SipUri:
+    """``sip:`` or ``sips:`` URI of a host (no user part), with optional port and transport."""
+    example = "e.g. sip:sbc1.carrier.example:5060;transport=udp"
+    if not isinstance(value, str):
+        raise ValueError(f"must be a SIP URI, {example}")
+    text = value.strip()
+    scheme_text, sep, rest = text.partition(":")
+    scheme = scheme_text.lower()
+    if not sep or scheme not in ("sip", "sips"):
+        raise ValueError(f"must start with sip: or sips:, {example}")
+    hostport, *params = rest.split(";")
+    if "@" in hostport:
+        raise ValueError(f"names a user; a trunk or destination URI names a host, {example}")
+    if hostport.startswith("["):
+        inner, closed, tail = hostport[1:].partition("]")
+        if not closed or ":" not in inner:
+            raise ValueError("a bracketed host must be an IPv6 address, e.g. sip:[2001:db8::1]")
+        host_text, port_text = inner, tail.removeprefix(":") if tail else None
+        if tail and not tail.startswith(":"):
+            raise ValueError("text after ']' must be :port")
+    elif hostport.count(":") > 1:
+        raise ValueError("an IPv6 address must be bracketed, e.g. sip:[2001:db8::1]:5060")
+    else:
+        host_text, colon, port_part = hostport.partition(":")
+        port_text = port_part if colon else None
+    if not host_text:
+        raise ValueError(f"has no host, {example}")
+    host = _sip_host(host_text)
+    transport: str | None = None
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.lower() != "transport":
+            raise ValueError(f"unsupported URI parameter {key!r} (only transport=udp|tcp|tls)")
+        if val.lower() not in _SIP_TRANSPORTS:
+            raise ValueError(f"transport {val!r} must be udp, tcp or tls")
+        transport = val.lower()
+    if scheme == "sips":
+        if transport == "udp":
+            raise ValueError("sips: needs TLS, so transport=udp cannot carry it")
+        transport = "tls"
+    wire: Literal["udp", "tcp", "tls"] = (
+        "tls" if transport == "tls" else "tcp" if transport == "tcp" else "udp"
+    )
+    if port_text is None:
+        port = 5061 if wire == "tls" else 5060
+    elif not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number in 1..65535")
+    else:
+        port = int(port_text)
+    return SipUri("sips" if scheme == "sips" else "sip", host, port, wire)
+
+
+def _sip_uri_text(value: object) -> str:
+    return str(parse_sip_uri(value))
+
+
+SipUriText = Annotated[str, BeforeValidator(_sip_uri_text)]
+
+
+@dataclass(frozen=True, slots=True)
+class SipTarget:
+    """Where a trunk's OPTIONS probe goes: the SBC's host, port, transport and Request-URI."""
+
+    host: str
+    port: int
+    transport: Literal["udp", "tcp", "tls"]
+    uri: str
+
+
+def _quoted_text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str):
+        hint = ""
+        if isinstance(value, int):
+            # YAML 1.1 reads 0212345600 as an octal number: the digits are already lost.
+            hint = " (quote it: YAML reads unquoted digits as a number and drops leading zeros)"
+        raise ValueError(f"must be a string{hint}")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+QuotedText = Annotated[str, PlainValidator(_quoted_text)]
+
+
+def _no_inline_password(value: object) -> None:
+    raise ValueError(
+        "inline passwords are not accepted: use password_file (a root-only file) or "
+        "password_env, so the secret stays out of config files, backups and logs"
+    )
+
+
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: object) -> str:
+    if not isinstance(value, str) or not _ENV_RE.fullmatch(value):
+        raise ValueError("must be an environment variable name (letters, digits, '_')")
+    return value
+
+
+def _host_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a host name or IP address")
+    return _sip_host(value.strip())
+
+
+class Register(_Model):
+    """REGISTER of a registration-based trunk; the password comes from a file or the env."""
+
+    user: QuotedText
+    domain: Annotated[str, PlainValidator(_host_name)]
+    password_file: AbsPath | None = None
+    password_env: Annotated[str, PlainValidator(_env_name)] | None = None
+    # Present only to refuse it with a useful message instead of "unknown field".
+    password: Annotated[None, PlainValidator(_no_inline_password)] = Field(
+        default=None, repr=False, exclude=True
+    )
+    expires: PositiveDuration = 600.0
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Register:
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError("needs exactly one of password_file or password_env")
+        return self
+
+
+def _alive_code(value: int) -> int:
+    if value == 408:
+        raise ValueError(
+            "408 is what a SIP stack makes up locally on a timeout (Kamailio's dispatcher "
+            "does): counting it as alive would keep a dead trunk up"
+        )
+    return value
+
+
+AliveCode = Annotated[int, Strict(), Field(ge=200, le=699), AfterValidator(_alive_code)]
+
+# The default verdict on an OPTIONS answer: any final 2xx-4xx from the peer proves it is
+# there (carriers answer 403/404/405 to OPTIONS), except 408, which is a local timeout.
+DEFAULT_ALIVE_CODES = frozenset(range(200, 500)) - {408}
+
+
+class Trunk(_Model):
+    """A SIP trunk to a carrier's SBC, probed with OPTIONS over the links it may use."""
+
+    name: LinkName
+    carrier: GroupName
+    uri: SipUriText
+    links: list[str] = Field(default_factory=list)  # empty: follows the active route
+    pinned: Annotated[bool, Strict()] = False  # only links[0] carries it
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = 0.5
+    alive_codes: Annotated[list[AliveCode], Field(min_length=1)] | None = None
+    thresholds: Thresholds = Thresholds()
+    # "register" is ABCMeta's method on every model class, so the field is named apart.
+    registration: Register | None = Field(default=None, alias="register")
+
+    @property
+    def sip_uri(self) -> SipUri:
+        return parse_sip_uri(self.uri)
+
+    @property
+    def alive(self) -> frozenset[int]:
+        """Response codes that count as alive."""
+        if self.alive_codes is None:
+            return DEFAULT_ALIVE_CODES
+        return frozenset(self.alive_codes)
+
+    def health_params(self) -> HealthParams:
+        """Effective thresholds of this trunk, in the form controller.health consumes."""
+        return _health_params(self.interval, self.thresholds)
+
+    def probe_target(self) -> SipTarget:
+        uri = self.sip_uri
+        return SipTarget(uri.host, uri.port, uri.transport, str(uri))
+
+    @property
+    def allowed_links(self) -> tuple[str, ...]:
+        """Links this trunk may use; empty means whichever carries the active route."""
+        return tuple(self.links[:1]) if self.pinned else tuple(self.links)
+
+
+class Destination(_Model):
+    """Where inbound calls are delivered: the site's PBX or a disaster-recovery platform."""
+
+    name: LinkName
+    uri: SipUriText
+
+    @property
+    def sip_uri(self) -> SipUri:
+        return parse_sip_uri(self.uri)
+
+
+def _numbers(value: object) -> NumberRange:
+    if isinstance(value, NumberRange):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"quote the number, e.g. '+{value}': YAML reads an unquoted +number as an "
+            "integer and drops the +"
+        )
+    return parse_range(value)  # type: ignore[arg-type]  # parse_range refuses non-strings
+
+
+class DidRange(_Model):
+    """One DID range of the plan: its numbers, capable trunks in order, destinations."""
+
+    numbers: Annotated[NumberRange, PlainValidator(_numbers)]
+    trunks: Annotated[list[str], Field(min_length=1)]
+    destination: str
+    dr_destination: str | None = None
+    # The backup carriers of this range may present it as caller ID (a verified-CLI
+    # agreement); without it, trunks of several carriers earn a warning.
+    verified_cli: Annotated[bool, Strict()] = False
+
+    def entry(self) -> DidEntry:
+        """The range in the form controller.didplan consumes."""
+        return DidEntry(self.numbers, tuple(self.trunks), self.destination, self.dr_destination)
+
+
 class Config(_Model):
     site: SiteName
     state_dir: AbsPath = Path("/var/lib/lifeline")
@@ -538,6 +810,9 @@ class Config(_Model):
     defaults: Defaults = Defaults()
     links: Annotated[list[Link], Field(min_length=1)]
     route_groups: list[RouteGroup] = Field(default_factory=list)
+    trunks: list[Trunk] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)
+    dids: list[DidRange] = Field(default_factory=list)
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -564,6 +839,22 @@ class Config(_Model):
             if link.name == name:
                 return link
         raise KeyError(name)
+
+    def trunk(self, name: str) -> Trunk:
+        for trunk in self.trunks:
+            if trunk.name == name:
+                return trunk
+        raise KeyError(name)
+
+    def destination(self, name: str) -> Destination:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        raise KeyError(name)
+
+    def did_entries(self) -> tuple[DidEntry, ...]:
+        """The DID plan's entries in the operator's order, for controller.didplan."""
+        return tuple(d.entry() for d in self.dids)
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -680,7 +971,9 @@ def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
             return None
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
         if field is None:
             return None
         model = _find_model(field.annotation)
@@ -718,7 +1011,8 @@ def _message(err: ErrorDetails) -> str:
         model = _model_at(err["loc"])
         name = str(err["loc"][-1])
         if model is not None:
-            close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+            keys = [f.alias or key for key, f in model.model_fields.items()]
+            close = difflib.get_close_matches(name, keys, n=1)
             if close:
                 return f"unknown field (did you mean {close[0]}?)"
         return "unknown field"
@@ -774,6 +1068,19 @@ def _prefill(data: dict[str, Any]) -> dict[str, Any]:
         defaults_ok = isinstance(raw_defaults, dict)
     except ValidationError:
         defaults_ok = False
+    raw_trunks = data.get("trunks")
+    if defaults_ok and isinstance(raw_trunks, list):
+        assert isinstance(raw_defaults, dict)
+        base_th = raw_defaults.get("thresholds") or {}
+        trunks: list[Any] = []
+        for raw in raw_trunks:
+            if isinstance(raw, dict) and isinstance(raw.get("thresholds", {}), dict):
+                trunk = dict(raw)
+                trunk["thresholds"] = {**base_th, **(raw.get("thresholds") or {})}
+                trunks.append(trunk)
+            else:
+                trunks.append(raw)
+        out["trunks"] = trunks
     raw_links = data.get("links")
     if not isinstance(raw_links, list):
         return out
@@ -1015,6 +1322,112 @@ def _semantic_checks(
     return errors, warnings
 
 
+def _unknown(kind: str, name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}"
+
+
+def _duplicates(section: str, kind: str, names: Sequence[tuple[int, str]]) -> Iterator[str]:
+    first: dict[str, int] = {}
+    for i, name in names:
+        if name in first:
+            also = f"{section}[{first[name]}]"
+            yield f"{section}[{i}].name: duplicate {kind} name {name} (also {also})"
+        else:
+            first[name] = i
+
+
+def _raw_names(raw: object) -> list[tuple[int, str]]:
+    if not isinstance(raw, list):
+        return []
+    return [
+        (i, item["name"])
+        for i, item in enumerate(raw)
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+
+
+def _telephony_checks(
+    link_names: set[str],
+    trunks: Sequence[tuple[int, Trunk]],
+    raw_trunk_names: Sequence[tuple[int, str]],
+    destinations: Sequence[tuple[int, Destination]],
+    raw_destination_names: Sequence[tuple[int, str]],
+    dids: Sequence[tuple[int, DidRange]],
+) -> tuple[list[str], list[str]]:
+    """Errors and warnings across trunks, destinations and the DID plan."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    errors += _duplicates("trunks", "trunk", raw_trunk_names)
+    errors += _duplicates("destinations", "destination", raw_destination_names)
+    trunk_names = {name for _, name in raw_trunk_names}
+    dest_names = {name for _, name in raw_destination_names}
+
+    for i, trunk in trunks:
+        p = f"trunks[{i}]"
+        seen: set[str] = set()
+        for k, name in enumerate(trunk.links):
+            if name in seen:
+                errors.append(f"{p}.links[{k}]: {name} is listed twice")
+            elif name not in link_names and link_names:
+                errors.append(f"{p}.links[{k}]: " + _unknown("link", name, link_names))
+            seen.add(name)
+        if trunk.pinned and not trunk.links:
+            errors.append(f"{p}.pinned: a pinned trunk needs links (it uses the first one)")
+        errors += _check_timing(p, trunk.interval, trunk.timeout, trunk.thresholds)
+
+    carrier_of = {trunk.name: trunk.carrier for _, trunk in trunks}
+    used: set[str] = set()
+    for i, did in dids:
+        p = f"dids[{i}]"
+        seen = set()
+        for k, name in enumerate(did.trunks):
+            used.add(name)
+            if name in seen:
+                errors.append(f"{p}.trunks[{k}]: {name} is listed twice")
+            elif name not in trunk_names:
+                errors.append(f"{p}.trunks[{k}]: " + _unknown("trunk", name, trunk_names))
+            seen.add(name)
+        if did.destination not in dest_names:
+            errors.append(
+                f"{p}.destination: " + _unknown("destination", did.destination, dest_names)
+            )
+        if did.dr_destination is not None:
+            if did.dr_destination not in dest_names:
+                errors.append(
+                    f"{p}.dr_destination: "
+                    + _unknown("destination", did.dr_destination, dest_names)
+                )
+            elif did.dr_destination == did.destination:
+                warnings.append(
+                    f"{p}.dr_destination: same as destination {did.destination}; "
+                    "this range has no disaster-recovery fallback"
+                )
+        carriers = list(dict.fromkeys(carrier_of[t] for t in did.trunks if t in carrier_of))
+        if len(carriers) > 1 and not did.verified_cli:
+            warnings.append(
+                f"{p}.trunks: trunks of carriers {', '.join(carriers)} without "
+                "verified_cli: true; a carrier that does not hold these numbers rejects "
+                "them as caller ID (or attests them low) unless it has verified them"
+            )
+
+    ranges = [did.numbers for _, did in dids]
+    for later, earlier in sorted(find_overlaps(ranges)):
+        li, ei = dids[later][0], dids[earlier][0]
+        errors.append(
+            f"dids[{li}].numbers: {ranges[later]} overlaps dids[{ei}] ({ranges[earlier]})"
+        )
+
+    for i, trunk in trunks:
+        if dids and trunk.name not in used:
+            warnings.append(
+                f"trunks[{i}]: {trunk.name} is in no DID entry (probed and reported, "
+                "carries no number)"
+            )
+    return errors, warnings
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -1043,6 +1456,16 @@ def parse_config(text: str, source: str = "<string>") -> Config:
             [(i, link.name) for i, link in enumerate(cfg.links)],
             list(enumerate(cfg.route_groups)),
         )
+        tel_errors, tel_warnings = _telephony_checks(
+            {link.name for link in cfg.links},
+            list(enumerate(cfg.trunks)),
+            [(i, t.name) for i, t in enumerate(cfg.trunks)],
+            list(enumerate(cfg.destinations)),
+            [(i, d.name) for i, d in enumerate(cfg.destinations)],
+            list(enumerate(cfg.dids)),
+        )
+        sem_errors += tel_errors
+        warnings += tel_warnings
     else:
         sem_errors, warnings = _partial_semantic_checks(data)
     errors += sem_errors
@@ -1088,7 +1511,25 @@ def _partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]
     priority = data.get("rule_priority", 1000)
     in_range = isinstance(priority, int) and 1 <= priority <= _RULE_PRIORITY_MAX
     rule_priority = priority if in_range and not isinstance(priority, bool) else None
-    return _semantic_checks(rule_priority, defaults, links, len(raw_links), names, groups)
+    errors, warnings = _semantic_checks(
+        rule_priority, defaults, links, len(raw_links), names, groups
+    )
+
+    def valid_items(key: str, model: type[_Model]) -> list[tuple[int, Any]]:
+        raw = data.get(key)
+        if not isinstance(raw, list):
+            return []
+        return [(i, m) for i, item in enumerate(raw) if (m := valid(model, item)) is not None]
+
+    tel_errors, tel_warnings = _telephony_checks(
+        {name for _, name in names},
+        valid_items("trunks", Trunk),
+        _raw_names(data.get("trunks")),
+        valid_items("destinations", Destination),
+        _raw_names(data.get("destinations")),
+        valid_items("dids", DidRange),
+    )
+    return errors + tel_errors, warnings + tel_warnings
 
 
 def load_config(path: str | Path) -> Config:
@@ -1146,7 +1587,48 @@ def summary(cfg: Config) -> str:
             f"    prefers {order}",
             f"    on failover flushes conntrack for {flush}",
         ]
+    out += _telephony_summary(cfg)
     if cfg.warnings:
         out.append("warnings:")
         out += [f"  {w}" for w in cfg.warnings]
     return "\n".join(out)
+
+
+# A plan may hold thousands of ranges; the summary shows the first ones and a count.
+_SUMMARY_RANGES = 20
+
+
+def _telephony_summary(cfg: Config) -> list[str]:
+    fmt = format_duration
+    if not (cfg.trunks or cfg.destinations or cfg.dids):
+        return []
+    out = ["trunks:" if cfg.trunks else "trunks: none"]
+    for trunk in cfg.trunks:
+        if trunk.pinned:
+            via = f"pinned to {trunk.links[0]}"
+        elif trunk.links:
+            via = f"via {', '.join(trunk.links)}"
+        else:
+            via = "follows the active route"
+        reg = trunk.registration
+        registers = f", registers as {reg.user}@{reg.domain}" if reg is not None else ""
+        out += [
+            f"  {trunk.name} ({trunk.carrier}): {trunk.uri}, {via}{registers}",
+            f"    OPTIONS every {fmt(trunk.interval)} (timeout {fmt(trunk.timeout)}), "
+            f"down after {trunk.thresholds.down_after} lost, back up after "
+            f"{fmt(trunk.thresholds.hold_down)} stable",
+        ]
+    out.append("destinations:" if cfg.destinations else "destinations: none")
+    out += [f"  {d.name}: {d.uri}" for d in cfg.destinations]
+    total = sum(d.numbers.size for d in cfg.dids)
+    out.append(
+        f"DID plan: {len(cfg.dids)} range{'s' if len(cfg.dids) != 1 else ''}, "
+        f"{total} number{'s' if total != 1 else ''}"
+    )
+    for did in cfg.dids[:_SUMMARY_RANGES]:
+        dr = f" (DR {did.dr_destination})" if did.dr_destination else ""
+        cli = ", verified CLI" if did.verified_cli else ""
+        out.append(f"  {did.numbers}: {' > '.join(did.trunks)} -> {did.destination}{dr}{cli}")
+    if len(cfg.dids) > _SUMMARY_RANGES:
+        out.append(f"  ... and {len(cfg.dids) - _SUMMARY_RANGES} more ranges")
+    return out

@@ -101,7 +101,7 @@ def test_example_uses_only_documentation_addresses() -> None:
         assert any(ipaddress.ip_address(host) in net for net in docs), host
 
 
-@pytest.mark.parametrize("name", ["good-minimal.yaml", "good-ipv6.yaml"])
+@pytest.mark.parametrize("name", ["good-minimal.yaml", "good-ipv6.yaml", "good-telephony.yaml"])
 def test_good_samples_parse(name: str) -> None:
     cfg = load_config(SAMPLES / name)
     assert cfg.links and cfg.route_groups
@@ -134,7 +134,15 @@ def expectations(path: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("name", ["bad-fields.yaml", "bad-semantic.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bad-fields.yaml",
+        "bad-semantic.yaml",
+        "bad-telephony-fields.yaml",
+        "bad-telephony-semantic.yaml",
+    ],
+)
 def test_bad_samples_report_every_error_at_once(name: str) -> None:
     path = SAMPLES / name
     wanted = expectations(path)
@@ -964,3 +972,277 @@ def test_compound_durations_add_up(hours: int, minutes: int, secs: int) -> None:
 @given(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False))
 def test_rendered_durations_always_parse_close(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- telephony
+
+TEL: dict[str, Any] = {
+    "trunks": [
+        {"name": "a1", "carrier": "carrier-a", "uri": "sip:203.0.113.10", "links": ["fibre-a"]},
+        {"name": "a2", "carrier": "carrier-a", "uri": "sip:203.0.113.11"},
+        {"name": "b1", "carrier": "carrier-b", "uri": "sip:203.0.113.20"},
+    ],
+    "destinations": [
+        {"name": "pbx", "uri": "sip:192.0.2.130"},
+        {"name": "dr", "uri": "sip:192.0.2.150"},
+    ],
+    "dids": [
+        {
+            "numbers": "+390212345600-+390212345699",
+            "trunks": ["a1", "a2"],
+            "destination": "pbx",
+            "dr_destination": "dr",
+        },
+        {"numbers": "+390287654321", "trunks": ["b1"], "destination": "pbx"},
+    ],
+}
+
+
+def build_tel(mutate: Callable[[dict[str, Any]], Any] | None = None) -> str:
+    def both(data: dict[str, Any]) -> None:
+        data.update(copy.deepcopy(TEL))
+        if mutate is not None:
+            mutate(data)
+
+    return build(both)
+
+
+def test_example_has_trunks_destinations_and_a_did_plan() -> None:
+    from controller.config import SipTarget
+
+    cfg = load_config(EXAMPLE)
+    assert [t.name for t in cfg.trunks] == ["carrier-a-sbc1", "carrier-a-sbc2", "carrier-b"]
+    assert cfg.trunk("carrier-a-sbc1").probe_target() == SipTarget(
+        "203.0.113.10", 5060, "udp", "sip:203.0.113.10:5060;transport=udp"
+    )
+    tls = cfg.trunk("carrier-b").probe_target()
+    assert (tls.port, tls.transport) == (5061, "tls")
+    reg = cfg.trunk("carrier-b").registration
+    assert reg is not None and reg.user == "0212345600"
+    assert reg.password_file == Path("/etc/lifeline/secrets/carrier-b")
+    assert cfg.trunk("carrier-a-sbc1").health_params().down_after == 2
+    assert cfg.trunk("carrier-a-sbc1").health_params().interval == 1.0
+    assert [d.name for d in cfg.destinations] == ["pbx-rome", "dr-milan"]
+    entries = cfg.did_entries()
+    assert str(entries[0].numbers) == "+390212345600-+390212345699"
+    assert entries[0].trunks == ("carrier-a-sbc1", "carrier-a-sbc2", "carrier-b")
+    assert entries[1].numbers.size == 1
+    text = summary(cfg)
+    assert "DID plan: 2 ranges, 101 numbers" in text
+    assert "carrier-b (carrier-b): sips:203.0.113.20:5061, follows the active route" in text
+
+
+def test_example_telephony_uses_documentation_addresses() -> None:
+    import ipaddress
+
+    docs = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+    cfg = load_config(EXAMPLE)
+    hosts = [t.sip_uri.host for t in cfg.trunks] + [d.sip_uri.host for d in cfg.destinations]
+    for host in hosts:
+        assert any(ipaddress.ip_address(host) in net for net in docs), host
+
+
+def test_telephony_sample_fills_defaults_and_normalizes() -> None:
+    cfg = load_config(SAMPLES / "good-telephony.yaml")
+    a1, a2, b = cfg.trunks
+    assert a1.uri == "sip:sbc1.carrier-a.example:5060;transport=udp"
+    assert a1.allowed_links == ("lte",)  # pinned: the first link only
+    assert a1.alive == frozenset({200, 404})
+    assert a1.health_params().down_after == 2
+    assert a1.health_params().hold_down == 20.0  # merged from defaults.thresholds
+    assert a2.probe_target().host == "2001:db8::10" and a2.probe_target().transport == "tcp"
+    assert a2.allowed_links == ()
+    assert b.uri == "sip:203.0.113.20:5061;transport=tls"
+    assert b.registration is not None and b.registration.password_env == "CARRIER_B_PASSWORD"
+    assert 404 in b.alive and 403 in b.alive and 200 in b.alive
+    assert 408 not in b.alive and 503 not in b.alive and 100 not in b.alive
+    assert cfg.destination("pbx").uri == "sips:pbx.site.example:5061"
+
+
+def test_trunks_of_two_carriers_warn_unless_cli_is_verified() -> None:
+    def mix(data: dict[str, Any]) -> None:
+        data["dids"][0]["trunks"] = ["a1", "b1"]
+
+    cfg = parse_config(build_tel(mix))
+    assert [w for w in cfg.warnings if w.startswith("dids[0].trunks: trunks of carriers")]
+
+    def verified(data: dict[str, Any]) -> None:
+        mix(data)
+        data["dids"][0]["verified_cli"] = True
+
+    assert not [w for w in parse_config(build_tel(verified)).warnings if "dids[0]" in w]
+
+
+def test_a_trunk_in_no_did_entry_is_a_warning() -> None:
+    def drop(data: dict[str, Any]) -> None:
+        data["dids"][0]["trunks"] = ["a1"]
+
+    cfg = parse_config(build_tel(drop))
+    assert "trunks[1]: a2 is in no DID entry (probed and reported, carries no number)" in (
+        cfg.warnings
+    )
+    assert not [w for w in parse_config(build_tel()).warnings if w.startswith("trunks")]
+
+
+def test_config_without_telephony_still_loads_with_empty_sections() -> None:
+    cfg = parse_config(build())
+    assert cfg.trunks == [] and cfg.destinations == [] and cfg.dids == []
+    assert cfg.did_entries() == ()
+    assert "trunks" not in summary(cfg)
+
+
+def test_overlap_error_carries_the_line_of_the_later_entry() -> None:
+    def overlap(data: dict[str, Any]) -> None:
+        data["dids"].append(
+            {"numbers": "+390212345650-+390212345660", "trunks": ["a1"], "destination": "pbx"}
+        )
+
+    text = build_tel(overlap)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.errors == [
+        "dids[2].numbers: +390212345650-+390212345660 overlaps dids[0] "
+        "(+390212345600-+390212345699)"
+    ]
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "+390212345650" in ln)
+    assert info.value.lines == [line]
+
+
+def test_many_ranges_with_one_overlap_report_only_it() -> None:
+    def many(data: dict[str, Any]) -> None:
+        data["dids"] = [
+            {
+                "numbers": f"+390212{k:04d}00-+390212{k:04d}99",
+                "trunks": ["a1"],
+                "destination": "pbx",
+            }
+            for k in range(3000, 5000)
+        ]
+        data["dids"].append({"numbers": "+390212345650", "trunks": ["a1"], "destination": "pbx"})
+
+    errors = errors_of(build_tel(many))
+    assert errors == [
+        "dids[2000].numbers: +390212345650 overlaps dids[456] (+390212345600-+390212345699)"
+    ]
+
+
+def test_errors_from_invalid_and_valid_parts_come_together() -> None:
+    # A field error elsewhere must not hide the semantic errors of the telephony sections.
+    def both(data: dict[str, Any]) -> None:
+        data["links"][0]["gateway"] = "nope"
+        data["dids"][1]["trunks"] = ["b11"]
+
+    errors = errors_of(build_tel(both))
+    assert "links[0].gateway: not an IPv4/IPv6 address" in errors
+    assert "dids[1].trunks[0]: unknown trunk 'b11' (did you mean b1?)" in errors
+
+
+def test_unknown_field_in_register_suggests_the_right_one() -> None:
+    def typo(data: dict[str, Any]) -> None:
+        data["trunks"][0]["register"] = {
+            "user": "100",
+            "domain": "carrier-a.example",
+            "pasword_file": "/etc/x",
+        }
+
+    errors = errors_of(build_tel(typo))
+    assert "trunks[0].register.pasword_file: unknown field (did you mean password_file?)" in (
+        errors
+    )
+    assert "trunks[0].register: needs exactly one of password_file or password_env" not in errors
+
+    def typo_top(data: dict[str, Any]) -> None:
+        data["trunks"][0]["registr"] = {}
+
+    assert "trunks[0].registr: unknown field (did you mean register?)" in errors_of(
+        build_tel(typo_top)
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "normal"),
+    [
+        ("sip:203.0.113.10", "sip:203.0.113.10:5060;transport=udp"),
+        ("sip:203.0.113.10:5080;transport=tcp", "sip:203.0.113.10:5080;transport=tcp"),
+        ("sip:203.0.113.10;transport=tls", "sip:203.0.113.10:5061;transport=tls"),
+        ("sips:sbc.example", "sips:sbc.example:5061"),
+        ("sips:sbc.example:5071;transport=tcp", "sips:sbc.example:5071"),
+        ("sip:[2001:db8::1]", "sip:[2001:db8::1]:5060;transport=udp"),
+        ("sip:[2001:DB8::1]:5062", "sip:[2001:db8::1]:5062;transport=udp"),
+        (" SIP:Sbc.Example.:5060 ", "sip:sbc.example:5060;transport=udp"),
+    ],
+)
+def test_sip_uris_normalize(uri: str, normal: str) -> None:
+    from controller.config import parse_sip_uri
+
+    assert str(parse_sip_uri(uri)) == normal
+    assert str(parse_sip_uri(normal)) == normal  # normal form is a fixed point
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("tel:+390212345600", "must start with sip: or sips:"),
+        ("sip:", "has no host"),
+        ("sip:user@203.0.113.10", "names a user"),
+        ("sip:2001:db8::1", "must be bracketed"),
+        ("sip:[203.0.113.10]", "must be an IPv6 address"),
+        ("sip:[2001:db8::1]x", "must be :port"),
+        ("sip:203.0.113.10:0", "not a number in 1..65535"),
+        ("sip:203.0.113.10:x", "not a number in 1..65535"),
+        ("sip:203.0.113.10;transport=sctp", "must be udp, tcp or tls"),
+        ("sip:203.0.113.10;lr", "unsupported URI parameter"),
+        ("sips:203.0.113.10;transport=udp", "cannot carry it"),
+        ("sip:bad_host.example", "neither an IP address nor a host name"),
+        ("sip:203.0.113.999", "not a valid IPv4 address"),
+        ("sip:224.0.0.1", "not a usable host address"),
+    ],
+)
+def test_bad_sip_uris_are_refused(uri: str, fragment: str) -> None:
+    from controller.config import parse_sip_uri
+
+    with pytest.raises(ValueError, match=fragment):
+        parse_sip_uri(uri)
+
+
+def test_config_plan_feeds_the_did_policy() -> None:
+    from controller.didplan import TrunkView, compute_plan
+    from controller.health import LinkState
+
+    cfg = parse_config(build_tel())
+    trunks = {
+        t.name: TrunkView(t.name, LinkState.UP, links=tuple(t.links), pinned=t.pinned)
+        for t in cfg.trunks
+    }
+    plan = compute_plan(
+        cfg.did_entries(), trunks, {"fibre-a": LinkState.DOWN, "lte": LinkState.UP}, {}
+    )
+    hit = plan.lookup("+390212345642")
+    assert hit is not None and hit.trunk == "a2"  # a1 may only use fibre-a, which is down
+    assert hit.reason == "a1 down (its link down (fibre-a)); using a2"
+
+
+_TEL_SPOTS = [
+    "trunks", "trunks[0]", "trunks[0].uri", "trunks[0].links", "trunks[0].register",
+    "trunks[0].alive_codes", "trunks[0].thresholds", "trunks[1].interval", "destinations",
+    "destinations[0]", "destinations[0].uri", "dids", "dids[0]", "dids[0].numbers",
+    "dids[0].trunks", "dids[1].destination", "dids[1].dr_destination", "dids[1].verified_cli",
+]  # fmt: skip
+
+
+@given(st.sampled_from(_TEL_SPOTS), _JUNK)
+def test_junk_in_telephony_gives_config_error_never_a_crash(spot: str, junk: Any) -> None:
+    try:
+        text = build_tel(_set(spot, junk))
+    except (ValueError, TypeError):
+        return
+    try:
+        cfg = parse_config(text)
+    except ConfigError as exc:
+        assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
+        return
+    assert summary(cfg)
+    for trunk in cfg.trunks:
+        trunk.health_params()
+        trunk.probe_target()
+    cfg.did_entries()
