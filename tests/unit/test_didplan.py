@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -268,3 +270,13 @@ def test_invariants_hold_for_any_health(
     for decision in plan.decisions:
         assert plan.lookup(decision.numbers.first) is decision
         assert plan.lookup(decision.numbers.last) is decision
+
+
+def test_benchmark_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.bench import bench_didplan
+
+    assert (
+        bench_didplan.main(["--ranges", "20", "--repeat", "2", "--lookups", "200", "--json"]) == 0
+    )
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["numbers"] == 2000 and figures["ranges_changed"] == 4
