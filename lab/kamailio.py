@@ -46,7 +46,7 @@ def render_cfg(values: dict[str, str], source: Path = REFERENCE_CFG) -> str:
     for name, value in values.items():
         pattern = re.compile(rf'^#!substdef "!{re.escape(name)}!.*!g"$', re.MULTILINE)
         line = f'#!substdef "!{name}!{value}!g"'
-        # A plain-string replacement would read "\1"-style escapes in a value.
+        # re.subn reads backslash escapes in the replacement: double them.
         text, n = pattern.subn(line.replace("\\", "\\\\"), text)
         if n != 1:
             raise ValueError(f"{source}: no #!substdef line for {name}")

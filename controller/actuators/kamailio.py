@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,10 +112,13 @@ class KamailioClient:
             self.calls += 1
             try:
                 async with self._get_session().post(self.url, json=body) as resp:
-                    if resp.status != 200:
-                        raise KamailioError(method, f"HTTP {resp.status}")
-                    answer = await resp.json(content_type=None)
-            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                    # jsonrpcs answers RPC errors with HTTP 500 and the JSON error object.
+                    text = await resp.text()
+                    try:
+                        answer = json.loads(text)
+                    except ValueError:
+                        raise KamailioError(method, f"HTTP {resp.status}: {text[:200]!r}") from None
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 last = exc
                 continue
             if not isinstance(answer, dict):

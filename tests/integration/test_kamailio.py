@@ -1,0 +1,225 @@
+"""The Kamailio actuator against a real Kamailio 5.6 started from the reference kamailio.cfg.
+
+Everything runs on loopback with free ports: Kamailio (carrier-side and PBX-side sockets,
+JSON-RPC on localhost), sipp UAS as the PBX and as two carrier SBCs, sipp UAC placing the
+calls. Every process is started with a known PID and killed by that PID in a finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.actuators.kamailio import KamailioActuator, KamailioClient
+from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
+from lab.kamailio import KamailioEdge, free_port
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("kamailio") is None, reason="needs kamailio (Debian kamailio)"),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp (Debian sip-tester)"),
+]
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
+    k = KamailioEdge(tmp_path / "kamailio")
+    try:
+        k.start()
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture
+async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
+    client = KamailioClient(edge.rpc_url, timeout=5.0)
+    try:
+        yield KamailioActuator(client)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def uas(tmp_path: Path) -> Iterator[Callable[[str], tuple[int, Path]]]:
+    """Start a sipp UAS (answers calls and OPTIONS) -> (port, its message log)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> tuple[int, Path]:
+        port = free_port(socket.SOCK_DGRAM)
+        log = tmp_path / f"{name}_messages.log"
+        argv = ["sipp", "-sn", "uas", "-aa", "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+                "-trace_msg", "-message_file", str(log), "-trace_err",
+                "-error_file", str(tmp_path / f"{name}_errors.log")]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        return port, log
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+async def call(
+    tmp_path: Path, scenario: str, target: tuple[str, int], called: str, caller: str
+) -> tuple[int, str]:
+    """One sipp UAC call; (exit code, its error log). 0 = the scenario completed."""
+    errors = tmp_path / f"uac_{called}_{os.urandom(3).hex()}.log"
+    argv = ["sipp", f"{target[0]}:{target[1]}", "-sf", str(SIPP_DIR / scenario),
+            "-s", called, "-key", "caller", caller, "-i", "127.0.0.1",
+            "-p", str(free_port(socket.SOCK_DGRAM)), "-m", "1", "-nostdin",
+            "-timeout", "15s", "-timeout_error",
+            "-trace_err", "-error_file", str(errors)]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = errors.read_text(errors="replace") if errors.exists() else ""
+    return proc.returncode or 0, err + stderr.decode(errors="replace")
+
+
+def invites(log: Path) -> list[str]:
+    """The INVITEs a sipp UAS received (its message log), each as text."""
+    if not log.exists():
+        return []
+    chunks = log.read_text(errors="replace").split("----------------------------------------------")
+    return [c for c in chunks if "received" in c and "INVITE sip:" in c]
+
+
+def _plan(pbx: str, sbc1: str, sbc2: str, *, sbc1_enabled: bool = True) -> EdgePlan:
+    return EdgePlan(
+        trunks=(
+            TrunkState("carrierA-sbc1", sbc1, 1, sbc1_enabled),
+            TrunkState("carrierA-sbc2", sbc2, 1, True),
+        ),
+        routes=(
+            DidRoute("+390212345600", "+390212345699", "carrierA-sbc1", pbx),
+            DidRoute("+390298765005", "+390298765017", "carrierA-sbc1", pbx),
+        ),
+    )
+
+
+async def test_calls_follow_the_plan(
+    edge: KamailioEdge,
+    actuator: KamailioActuator,
+    uas: Callable[[str], tuple[int, Path]],
+    tmp_path: Path,
+) -> None:
+    pbx_port, pbx_log = uas("pbx")
+    sbc1_port, sbc1_log = uas("sbc1")
+    sbc2_port, sbc2_log = uas("sbc2")
+    pbx, sbc1, sbc2 = (f"sip:127.0.0.1:{p}" for p in (pbx_port, sbc1_port, sbc2_port))
+    desired = _plan(pbx, sbc1, sbc2)
+    carrier_side = ("127.0.0.1", edge.carrier_port)
+    pbx_side = ("127.0.0.1", edge.pbx_port)
+
+    steps, result = await actuator.reconcile(desired)
+    assert result.ok, result.errors
+    assert not steps.empty
+    actual = await actuator.observe()
+    assert actuator.plan(desired, actual).empty, actuator.plan(desired, actual)
+    assert {t.name for t in actual.targets} == {"carrierA-sbc1", "carrierA-sbc2"}
+
+    # Inbound: a DID of range 1 (one block) and one of range 2 (split blocks) reach the PBX.
+    for did in ("+390212345642", "+390298765011"):
+        code, err = await call(tmp_path, "kam_uac.xml", carrier_side, did, "+4930123456")
+        assert code == 0, err + edge.log_tail()
+    assert len(invites(pbx_log)) == 2
+    # An unknown DID, and one just outside range 2, get 404.
+    for did in ("+390299999999", "+390298765018"):
+        code, err = await call(tmp_path, "kam_uac_404.xml", carrier_side, did, "+4930123456")
+        assert code == 0, err + edge.log_tail()
+
+    # Outbound from the PBX with a DID as caller: leaves through sbc1, caller ID kept.
+    code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390212345601")
+    assert code == 0, err + edge.log_tail()
+    (sent,) = invites(sbc1_log)
+    assert "sip:+390212345601@" in sent.split("From:", 1)[1].splitlines()[0]
+    assert invites(sbc2_log) == []
+
+    # sbc1 disabled by the actuator: the next outbound call goes to sbc2.
+    steps, result = await actuator.reconcile(_plan(pbx, sbc1, sbc2, sbc1_enabled=False))
+    assert result.ok and len(steps.steps) == 1, steps
+    code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390298765005")
+    assert code == 0, err + edge.log_tail()
+    assert len(invites(sbc1_log)) == 1 and len(invites(sbc2_log)) == 1
+
+    # Kamailio restarted: empty again; one reconcile pushes everything and calls work.
+    edge.restart()
+    after = await actuator.observe()
+    assert after.dids == {} and after.targets == ()
+    steps, result = await actuator.reconcile(desired)
+    assert result.ok, result.errors
+    assert actuator.plan(desired, await actuator.observe()).empty
+    code, err = await call(tmp_path, "kam_uac.xml", carrier_side, "+390212345699", "+4930123456")
+    assert code == 0, err + edge.log_tail()
+    code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390212345600")
+    assert code == 0, err + edge.log_tail()
+    assert len(invites(sbc1_log)) == 2
+
+
+async def test_failed_trunk_is_counted_and_skipped(
+    edge: KamailioEdge,
+    actuator: KamailioActuator,
+    uas: Callable[[str], tuple[int, Path]],
+    tmp_path: Path,
+) -> None:
+    """A trunk that does not answer INVITEs: the call goes on via the next, and is counted."""
+    pbx_port, _ = uas("pbx")
+    sbc2_port, sbc2_log = uas("sbc2")
+    dead = free_port(socket.SOCK_DGRAM)  # nobody listens: every INVITE times out
+    desired = _plan(
+        f"sip:127.0.0.1:{pbx_port}", f"sip:127.0.0.1:{dead}", f"sip:127.0.0.1:{sbc2_port}"
+    )
+    _, result = await actuator.reconcile(desired)
+    assert result.ok, result.errors
+    assert await actuator.edge_failures() == {}
+    code, err = await call(
+        tmp_path, "kam_uac.xml", ("127.0.0.1", edge.pbx_port), "+4930999000", "+390212345601"
+    )
+    assert code == 0, err + edge.log_tail()
+    assert len(invites(sbc2_log)) == 1
+    assert await actuator.edge_failures() == {"carrierA-sbc1": 1}
+
+
+async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
+    """1,000 ranges of 100 DIDs (100,000 numbers): one key each; measured, then in sync."""
+    routes = tuple(
+        DidRoute(f"+3902{i:05d}00", f"+3902{i:05d}99", "t1", "sip:127.0.0.1:5999")
+        for i in range(1000)
+    )
+    desired = EdgePlan(trunks=(TrunkState("t1", "sip:127.0.0.1:5998", 1, True),), routes=routes)
+    steps, result = await actuator.reconcile(desired)
+    assert result.ok, result.errors[:3]
+    assert len(steps.steps) == 1001
+    print(f"\npush of 1,000 ranges: {result.rpc_calls} RPCs in {result.seconds:.3f} s")
+    actual = await actuator.observe()
+    assert len(actual.dids) == 1000
+    assert actuator.plan(desired, actual).empty
+    assert result.seconds < 60  # generous: a few seconds here
