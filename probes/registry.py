@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from probes import arp, icmp, tcp
+from probes import arp, icmp, sip, tcp
 from probes.sample import ErrorKind, ProbeSpec, Sample
 
 __all__ = ["PROBES", "ProbeFn", "run_probe"]
@@ -29,6 +29,7 @@ PROBES: dict[str, ProbeFn] = {
     "icmp": icmp.probe,
     "tcp": tcp.probe,
     "arp": arp.probe,
+    "sip": sip.probe,
 }
 
 

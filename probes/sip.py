@@ -137,6 +137,8 @@ def _address(
 
 # A request builder gets our local (host, port), known only once the socket is bound.
 Builder = Callable[[str, int], OutgoingRequest]
+# Given a final response, the next request of the exchange, or None when it is over.
+Follow = Callable[[SipMessage], Builder | None]
 
 
 class _Transaction:
@@ -150,12 +152,15 @@ class _Transaction:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    async def run(self, build: Builder) -> _Outcome:
+    async def run(self, build: Builder, follow: Follow | None = None) -> _Outcome:
+        """Send ``build``'s request; on a final response, ``follow`` may return the next
+        request (a challenged REGISTER's retry), sent over the same socket/connection as
+        real user agents do: registrars and NATs answer the flow the request came on."""
         if self.target.transport == "udp":
-            return await self._udp(build)
-        return await self._stream(build)
+            return await self._udp(build, follow)
+        return await self._stream(build, follow)
 
-    async def _udp(self, build: Builder) -> _Outcome:
+    async def _udp(self, build: Builder, follow: Follow | None) -> _Outcome:
         loop = asyncio.get_running_loop()
         family, addr = _address(self.target, socket.SOCK_DGRAM)
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -210,9 +215,16 @@ class _Transaction:
                     interval = T2
                     next_send = time.monotonic() + T2
                     continue
-                out.response = msg
-                out.rtt = time.monotonic() - start
-                return out
+                nxt = follow(msg) if follow is not None else None
+                if nxt is None:
+                    out.response = msg
+                    out.rtt = time.monotonic() - start
+                    return out
+                request = nxt(local_host, sock.getsockname()[1])
+                interval = min(T1, self.remaining() / 4)
+                with contextlib.suppress(OSError):
+                    await loop.sock_sendto(sock, request.data, addr)
+                next_send = time.monotonic() + interval
         finally:
             sock.close()
         out.failure = SipResult(
@@ -230,7 +242,7 @@ class _Transaction:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    async def _stream(self, build: Builder) -> _Outcome:
+    async def _stream(self, build: Builder, follow: Follow | None) -> _Outcome:
         loop = asyncio.get_running_loop()
         out = _Outcome()
         family, addr = _address(self.target, socket.SOCK_STREAM)
@@ -281,8 +293,13 @@ class _Transaction:
                             if not request.matches(msg):
                                 out.ignored += 1
                             elif msg.status is not None and msg.status >= 200:
-                                out.response = msg
-                                break
+                                nxt = follow(msg) if follow is not None else None
+                                if nxt is None:
+                                    out.response = msg
+                                    break
+                                request = nxt(local[0], local[1])
+                                writer.write(request.data)
+                                await writer.drain()
                     out.rtt = time.monotonic() - start
                     return out
             except TimeoutError:
@@ -405,55 +422,58 @@ async def register_check(
     uri = target.request_uri()
     call_id = new_call_id()
     from_tag = new_tag()
-    deadline = time.monotonic() + timeout
-    auth_header: tuple[str, str] | None = None
-    total_ignored = 0
-    total_rtt = 0.0
-    for cseq in (1, 2):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return SipResult(False, error=ErrorKind.TIMEOUT,
-                             detail=f"no final response within {timeout:g} s")
 
-        def build(host: str, port: int, cseq: int = cseq,
-                  auth: tuple[str, str] | None = auth_header) -> OutgoingRequest:
+    def register(cseq: int, auth: tuple[str, str] | None) -> Builder:
+        def build(host: str, port: int) -> OutgoingRequest:
             return build_register(uri, user=user, domain=domain, transport=target.transport,
                                   local_host=host, local_port=port, call_id=call_id,
                                   cseq=cseq, from_tag=from_tag, authorization=auth)
 
+        return build
+
+    def follow(msg: SipMessage) -> Builder | None:
+        # Answer one challenge only: a second one means the credentials were refused.
+        if msg.status not in (401, 407) or msg.cseq.number != 1:
+            return None
+        name = "www-authenticate" if msg.status == 401 else "proxy-authenticate"
         try:
-            out = await _Transaction(target, left).run(build)
-        except OSError as exc:
-            return _os_failure(exc, "socket")
-        except ValueError as exc:  # a challenge value that would inject a header
-            return SipResult(False, error=ErrorKind.BAD_REPLY, detail=f"bad challenge: {exc}")
-        total_ignored += out.ignored
-        total_rtt += out.rtt or 0.0
-        if out.failure is not None:
-            return replace(out.failure, ignored=total_ignored)
-        msg = out.response
-        assert msg is not None and msg.status is not None
-        code = msg.status
-        if 200 <= code < 300:
-            return SipResult(True, code=code, reason=msg.reason, rtt=total_rtt,
-                             detail=f"registered: {code} {msg.reason}".strip(),
-                             ignored=total_ignored)
-        if code in (401, 407) and cseq == 1:
-            name = "www-authenticate" if code == 401 else "proxy-authenticate"
-            try:
-                challenge = digest.choose_challenge(msg.get_all(name))
-            except digest.DigestError as exc:
-                return SipResult(False, code=code, reason=msg.reason, error=ErrorKind.BAD_REPLY,
-                                 detail=f"cannot answer challenge: {exc}")
-            value = digest.authorization(challenge, username=user, password=password,
-                                         method="REGISTER", uri=uri)
-            auth_header = ("Authorization" if code == 401 else "Proxy-Authorization", value)
-            continue
-        what = "credentials refused" if code in (401, 407) else "registration refused"
-        return SipResult(False, code=code, reason=msg.reason, rtt=total_rtt,
-                         error=ErrorKind.BAD_REPLY,
-                         detail=f"{what}: {code} {msg.reason}".strip(), ignored=total_ignored)
-    raise AssertionError("unreachable")  # pragma: no cover
+            challenge = digest.choose_challenge(msg.get_all(name))
+        except digest.DigestError:
+            return None
+        value = digest.authorization(challenge, username=user, password=password,
+                                     method="REGISTER", uri=uri)
+        header = "Authorization" if msg.status == 401 else "Proxy-Authorization"
+        return register(2, (header, value))
+
+    try:
+        out = await _Transaction(target, timeout).run(register(1, None), follow)
+    except OSError as exc:
+        return _os_failure(exc, "socket")
+    except ValueError as exc:  # a challenge value that would inject a header
+        return SipResult(False, error=ErrorKind.BAD_REPLY, detail=f"bad challenge: {exc}")
+    if out.failure is not None:
+        return replace(out.failure, ignored=out.ignored, retransmits=out.retransmits)
+    msg = out.response
+    assert msg is not None and msg.status is not None
+    code = msg.status
+    common = {"code": code, "reason": msg.reason, "rtt": out.rtt, "ignored": out.ignored,
+              "retransmits": out.retransmits}
+    if 200 <= code < 300:
+        return SipResult(True, detail=f"registered: {code} {msg.reason}".strip(),
+                         **common)  # type: ignore[arg-type]
+    if code in (401, 407) and msg.cseq.number == 1:
+        name = "www-authenticate" if code == 401 else "proxy-authenticate"
+        try:
+            digest.choose_challenge(msg.get_all(name))
+            why = "challenge not answered"
+        except digest.DigestError as exc:
+            why = f"cannot answer challenge: {exc}"
+        return SipResult(False, error=ErrorKind.BAD_REPLY, detail=why,
+                         **common)  # type: ignore[arg-type]
+    what = "credentials refused" if code in (401, 407) else "registration refused"
+    return SipResult(False, error=ErrorKind.BAD_REPLY,
+                     detail=f"{what}: {code} {msg.reason}".strip(),
+                     **common)  # type: ignore[arg-type]
 
 
 async def probe(spec: ProbeSpec, *, timeout: float) -> Sample:
