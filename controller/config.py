@@ -758,6 +758,44 @@ class Trunk(_Model):
         return tuple(self.links[:1]) if self.pinned else tuple(self.links)
 
 
+class KamailioEdge(_Model):
+    """Kamailio's JSON-RPC (jsonrpcs over xhttp), restricted to localhost in its config."""
+
+    rpc_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:5071/RPC"
+    timeout: PositiveDuration = 2.0
+
+
+class WebhookEdge(_Model):
+    """POST the changed part of the plan as JSON, signed with an HMAC (docs/edge-actuators.md)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    secret_file: AbsPath | None = None
+    secret_env: Annotated[str, PlainValidator(_env_name)] | None = None
+    timeout: PositiveDuration = 5.0
+    retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 3
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookEdge:
+        if (self.secret_file is None) == (self.secret_env is None):
+            raise ValueError("needs exactly one of secret_file or secret_env")
+        return self
+
+
+class CommandEdge(_Model):
+    """Run a program (argv, never a shell) with the plan as JSON on stdin."""
+
+    argv: Annotated[list[str], Field(min_length=1)]
+    timeout: PositiveDuration = 10.0
+
+
+class SipEdge(_Model):
+    """Where the DID plan is pushed; any combination, none = plan computed and exported only."""
+
+    kamailio: KamailioEdge | None = None
+    webhook: WebhookEdge | None = None
+    command: CommandEdge | None = None
+
+
 class Destination(_Model):
     """Where inbound calls are delivered: the site's PBX or a disaster-recovery platform."""
 
@@ -813,6 +851,7 @@ class Config(_Model):
     trunks: list[Trunk] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     dids: list[DidRange] = Field(default_factory=list)
+    sip_edge: SipEdge = SipEdge()
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)

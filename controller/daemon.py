@@ -26,11 +26,13 @@ from controller.actuators import routes
 from controller.actuators.conntrack import FlushRule as CtRule
 from controller.actuators.conntrack import flush_after_switch, stale_sources
 from controller.config import Config, Link
+from controller.edges import drivers_from_config
 from controller.health import LinkHealth, LinkState, Round, Transition
 from controller.journal import Journal, read_events
 from controller.linkwatch import LinkWatch
 from controller.netlink import Netlink
 from controller.policy import Decision, GroupSpec, LinkView, decide_all
+from controller.telephony import Telephony
 from exporters.http import HttpServer, make_app
 from exporters.metrics import Metrics
 from probes.icmp import close_all
@@ -116,6 +118,10 @@ class Daemon:
             for g in cfg.route_groups
         }
         self.counters = Counters()
+        self.edges = drivers_from_config(cfg)
+        self.telephony = (Telephony(cfg, self.journal, self.metrics, list(self.edges))
+                          if cfg.trunks or cfg.dids else None)
+        self._edge_read_at = -1e9
         self.started = time.time()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -430,6 +436,24 @@ class Daemon:
             if before[name] and set(before[name]) != set(g.active)
         }
         await self.reconcile(left)
+        if self.telephony is not None:
+            await self._telephony_cycle(bool(left))
+
+    async def _telephony_cycle(self, links_moved: bool) -> None:
+        """DID plan from trunk, link and destination health; pushed to the SIP edge(s)."""
+        tel = self.telephony
+        assert tel is not None
+        now = self.now()
+        if now - self._edge_read_at >= 2.0:
+            self._edge_read_at = now
+            await tel.read_edge_failures(now)
+        plan = tel.decide(now, {name: rt.health.state for name, rt in self.links.items()})
+        if self.dry_run:
+            return
+        # After the site's route moved, registrations must leave over the new link.
+        refresh = tuple(t.name for t in self.cfg.trunks if t.registration is not None
+                        and links_moved)
+        await tel.push(plan, refresh)
 
     # -- tell ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -477,7 +501,7 @@ class Daemon:
             "failovers": self.counters.failovers,
             "reconcile_errors": self.counters.reconcile_errors,
             "conflicts": self.counters.conflicts,
-        }
+        } | (self.telephony.status(now) if self.telephony is not None else {})
 
     # -- run -----------------------------------------------------------------------------
     async def _wake_on(self, stop: asyncio.Event) -> None:
@@ -495,7 +519,9 @@ class Daemon:
             site=cfg.site,
         )
         server = HttpServer(
-            make_app(self.metrics, self.status), cfg.listen, Path(cfg.api_socket_path)
+            make_app(self.metrics, self.status,
+                     self.telephony.lookup if self.telephony is not None else None),
+            cfg.listen, Path(cfg.api_socket_path)
         )
         await server.start()
         self._nl = Netlink()
@@ -517,6 +543,8 @@ class Daemon:
                 name=name,
             )
             rt.scheduler.start()
+        if self.telephony is not None:
+            self.telephony.start(self._wake)
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
         try:
@@ -534,6 +562,10 @@ class Daemon:
                 if rt.scheduler is not None:
                     await rt.scheduler.stop()
             await watch.stop()
+            if self.telephony is not None:
+                await self.telephony.stop()
+            for edge in self.edges:
+                await edge.close()
             await server.stop()
             await self._nl.__aexit__(None, None, None)
             close_all()
@@ -550,7 +582,11 @@ async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(cfg, dry_run=dry_run)
+    try:
+        daemon = Daemon(cfg, dry_run=dry_run)
+    except (ValueError, OSError) as exc:  # e.g. a secret file or variable that is not there
+        log.error("cannot start: %s", exc)
+        return 2
     log.info(
         "lifeline %s: site %s, %d links, %d route groups%s",
         VERSION,

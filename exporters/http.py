@@ -23,9 +23,11 @@ from exporters.metrics import Metrics
 log = logging.getLogger(__name__)
 
 StatusFn = Callable[[], dict[str, Any]]
+DidLookupFn = Callable[[str], dict[str, Any] | None]
 
 
-def make_app(metrics: Metrics, status: StatusFn) -> web.Application:
+def make_app(metrics: Metrics, status: StatusFn, dids: DidLookupFn | None = None
+             ) -> web.Application:
     async def handle_metrics(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -37,11 +39,28 @@ def make_app(metrics: Metrics, status: StatusFn) -> web.Application:
     async def handle_healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def handle_dids(request: web.Request) -> web.Response:
+        number = request.query.get("number", "").strip().replace(" ", "")
+        if not number:
+            return _json({"error": "give ?number=+<E.164 number>"}, 400)
+        if number[0] != "+":
+            number = "+" + number  # a '+' in a query string often arrives as a space
+        found = dids(number) if dids is not None else None
+        if found is None:
+            return _json({"error": f"{number} is not in the DID plan", "number": number}, 404)
+        return _json(found, 200)
+
     app = web.Application()
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/api/v1/status", handle_status)
     app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/api/v1/dids", handle_dids)
     return app
+
+
+def _json(doc: dict[str, Any], status: int) -> web.Response:
+    return web.Response(text=json.dumps(doc, indent=2, default=str), status=status,
+                        content_type="application/json")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

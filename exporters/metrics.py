@@ -83,6 +83,44 @@ class Metrics:
             "lifeline_reconcile_duration_seconds", "Time to observe, plan and apply routes.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
         )
+        # -- SIP trunks, destinations, DIDs, plan pushes ---------------------------------
+        self.trunk_state = Gauge(
+            "lifeline_trunk_state", "1 for the trunk's current health state, 0 for the others.",
+            ["trunk", "state"], registry=r,
+        )
+        self.trunk_up = Gauge("lifeline_trunk_up",
+                              "1 when the trunk is up or degraded, 0 when down or unknown.",
+                              ["trunk"], registry=r)
+        self.trunk_rtt = Gauge("lifeline_trunk_options_rtt_seconds",
+                               "RTT of the trunk's last answered SIP OPTIONS.", ["trunk"],
+                               registry=r)
+        self.trunk_responses = Counter(
+            "lifeline_trunk_responses_total",
+            "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
+            ["trunk", "code"], registry=r,
+        )
+        self.destination_up = Gauge("lifeline_destination_up",
+                                    "1 when the destination (PBX, DR) answers OPTIONS.",
+                                    ["destination"], registry=r)
+        self.dids_per_trunk = Gauge("lifeline_dids_per_trunk",
+                                    "DIDs (numbers) whose calls use the trunk now.", ["trunk"],
+                                    registry=r)
+        self.dids_total = Gauge("lifeline_dids", "DIDs (numbers) in the plan.", registry=r)
+        self.dids_unroutable = Gauge(
+            "lifeline_dids_unroutable",
+            "DIDs (numbers) with no healthy capable trunk: a critical page.", registry=r,
+        )
+        self.did_ranges_unroutable = Gauge("lifeline_did_ranges_unroutable",
+                                           "DID ranges with no healthy capable trunk.",
+                                           registry=r)
+        self.plan_pushes = Counter("lifeline_plan_pushes_total",
+                                   "DID plan pushes to the SIP edge by actuator and result.",
+                                   ["actuator", "result"], registry=r)
+        self.plan_push_duration = Histogram(
+            "lifeline_plan_push_duration_seconds", "Time to push the plan to one SIP edge.",
+            ["actuator"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
         self.journal_errors = Gauge("lifeline_journal_write_errors",
                                     "Journal writes that failed since start.", registry=r)
 
@@ -90,6 +128,11 @@ class Metrics:
         for s in LINK_STATES:
             self.link_state.labels(link=link, state=s).set(1.0 if s == state else 0.0)
         self.link_up.labels(link=link).set(1.0 if state in ("up", "degraded") else 0.0)
+
+    def set_trunk_state(self, trunk: str, state: str) -> None:
+        for s in LINK_STATES:
+            self.trunk_state.labels(trunk=trunk, state=s).set(1.0 if s == state else 0.0)
+        self.trunk_up.labels(trunk=trunk).set(1.0 if state in ("up", "degraded") else 0.0)
 
     def set_group_active(self, group: str, links: list[str], active: tuple[str, ...]) -> None:
         for link in links:

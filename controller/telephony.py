@@ -1,0 +1,310 @@
+"""Wires sense -> decide -> act -> tell for SIP trunks, destinations and the DID plan.
+
+Each trunk (a carrier SBC) and each destination (the PBX, the DR platform) is probed with
+SIP OPTIONS on its own interval; the answers feed the same pure health machine links use
+(hysteresis, hold-down, flap damping). Every control cycle the pure DID policy turns trunk,
+link and destination health into a plan per DID range, the plan goes to the SIP edge
+drivers (Kamailio's JSON-RPC, a webhook, a command), and the metrics, journal and status
+API tell what changed. The daemon owns the loop; this module owns the telephony state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
+from controller.config import Config, Destination, Trunk
+from controller.didplan import DidPlan, TrunkView, compute_plan, diff
+from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
+from controller.journal import Journal
+from exporters.metrics import Metrics
+from probes.sip import SipResult, SipTarget, options
+
+log = logging.getLogger("lifeline.sip")
+
+# The second signal: this many INVITE failures the edge counted for a trunk within the
+# window make an OPTIONS-healthy trunk count as degraded (it answers pings, fails calls).
+EDGE_FAILURES = 3
+EDGE_WINDOW = 30.0
+
+
+class EdgeDriver(Protocol):
+    """A SIP edge lifeline pushes the plan to; ``push`` never raises."""
+
+    name: str
+
+    async def push(self, plan: EdgePlan) -> tuple[bool, str]: ...
+
+    async def failures(self) -> dict[str, int]: ...
+
+
+@dataclass
+class Peer:
+    """A probed SIP peer: a trunk or a destination, with its own health."""
+
+    name: str
+    target: SipTarget
+    interval: float
+    timeout: float
+    health: LinkHealth
+    last: SipResult | None = None
+    task: asyncio.Task[None] | None = None
+    edge_history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+
+def edge_failing(history: deque[tuple[float, int]], now: float) -> tuple[bool, str]:
+    """PURE: did the edge's failure counter for a trunk rise by EDGE_FAILURES within the
+    window? ``history`` holds (time, counter) readings, oldest first."""
+    recent = [(t, c) for t, c in history if now - t <= EDGE_WINDOW]
+    if len(recent) < 2:
+        return False, ""
+    rise = recent[-1][1] - min(c for _, c in recent)
+    if rise >= EDGE_FAILURES:
+        return True, f"{rise} calls failed at the SIP edge in {EDGE_WINDOW:g} s"
+    return False, ""
+
+
+class Telephony:
+    """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
+
+    def __init__(self, cfg: Config, journal: Journal, metrics: Metrics,
+                 edges: list[EdgeDriver]) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.metrics = metrics
+        self.edges = edges
+        self.entries = cfg.did_entries()
+        self.trunks: dict[str, Peer] = {t.name: self._trunk_peer(t) for t in cfg.trunks}
+        self.destinations: dict[str, Peer] = {
+            d.name: self._destination_peer(d) for d in cfg.destinations
+        }
+        self.plan: DidPlan | None = None
+        self.edge_plan: EdgePlan | None = None
+        self.pushed: dict[str, EdgePlan] = {}
+        self.push_errors: dict[str, str] = {}
+        self._unroutable: set[str] = set()
+        self._groups = self._trunk_groups(cfg.trunks)
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.trunks or self.entries)
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _trunk_peer(self, t: Trunk) -> Peer:
+        tgt = t.probe_target()
+        device = source = None
+        if t.pinned and t.links:
+            # A pinned trunk is probed (and carried) through its link only.
+            link = self.cfg.link(t.links[0])
+            device, source = link.interface, link.source
+        target = SipTarget(tgt.host, tgt.port, tgt.transport, tgt.uri, alive_codes=t.alive,
+                           device=device, source=source)
+        return Peer(t.name, target, t.interval, t.timeout,
+                    LinkHealth(t.name, t.health_params(), 1, 1))
+
+    def _destination_peer(self, d: Destination) -> Peer:
+        uri = d.sip_uri
+        target = SipTarget(uri.host, uri.port, uri.transport, str(uri))
+        # A destination down for 3 s (3 x 1 s) sends its DIDs to the DR destination.
+        params = HealthParams(interval=1.0, window=10.0, hold_down=10.0)
+        return Peer(d.name, target, 1.0, 0.5, LinkHealth(d.name, params, 1, 1))
+
+    @staticmethod
+    def _trunk_groups(trunks: list[Trunk]) -> dict[str, int]:
+        """One dispatcher set per carrier, in config order: trunks of one carrier can stand
+        in for each other within a call (the edge tries the next on 408/5xx)."""
+        carriers: dict[str, int] = {}
+        return {t.name: carriers.setdefault(t.carrier, len(carriers) + 1) for t in trunks}
+
+    def start(self, wake: asyncio.Event) -> None:
+        self._wake = wake
+        for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
+            for peer in peers.values():
+                peer.task = asyncio.create_task(self._probe_loop(kind, peer),
+                                                name=f"lifeline-sip-{peer.name}")
+
+    async def stop(self) -> None:
+        for peer in (*self.trunks.values(), *self.destinations.values()):
+            if peer.task is not None:
+                peer.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await peer.task
+                peer.task = None
+
+    # -- sense -----------------------------------------------------------------------------
+    async def _probe_loop(self, kind: str, peer: Peer) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            sent_at = loop.time()
+            try:
+                result = await options(peer.target, timeout=peer.timeout)
+            except Exception as exc:  # a probe must never kill its loop
+                log.error("%s %s: probe failed internally: %s", kind, peer.name, exc)
+                result = SipResult(reachable=False, detail=f"internal error: {exc}")
+            self.on_result(kind, peer, sent_at, result)
+            next_at += peer.interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    def on_result(self, kind: str, peer: Peer, sent_at: float, result: SipResult) -> None:
+        peer.last = result
+        code = str(result.code) if result.code is not None else (
+            result.error.value if result.error else "error")
+        if kind == "trunk":
+            self.metrics.trunk_responses.labels(trunk=peer.name, code=code).inc()
+            if result.rtt is not None and result.code is not None:
+                self.metrics.trunk_rtt.labels(trunk=peer.name).set(result.rtt)
+        rtt = result.rtt if result.reachable and result.rtt is not None else None
+        if result.reachable and rtt is None:
+            rtt = 0.0
+        self._handle(kind, peer.health.observe(Round(sent_at=sent_at, rtts=(rtt,))))
+
+    def _handle(self, kind: str, tr: Transition | None) -> None:
+        if tr is None:
+            return
+        if kind == "trunk":
+            self.metrics.set_trunk_state(tr.link, tr.new.value)
+        else:
+            self.metrics.destination_up.labels(destination=tr.link).set(
+                1.0 if tr.new in (LinkState.UP, LinkState.DEGRADED) else 0.0)
+        level = logging.WARNING if tr.new is LinkState.DOWN else logging.INFO
+        log.log(level, "%s %s: %s -> %s: %s", kind, tr.link, tr.old.value, tr.new.value,
+                tr.reason)
+        self.journal.record("transition", tr.link, tr.reason, old=tr.old.value,
+                            new=tr.new.value, peer=kind)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def read_edge_failures(self, now: float) -> None:
+        """Poll the edges' per-trunk INVITE failure counters (the second signal)."""
+        for edge in self.edges:
+            try:
+                counts = await edge.failures()
+            except Exception as exc:
+                log.debug("%s: cannot read failure counters: %s", edge.name, exc)
+                continue
+            for name, count in counts.items():
+                if name in self.trunks:
+                    self.trunks[name].edge_history.append((now, count))
+
+    # -- decide ----------------------------------------------------------------------------
+    def decide(self, now: float, links: Mapping[str, LinkState]) -> DidPlan:
+        for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
+            for peer in peers.values():
+                self._handle(kind, peer.health.tick(now))
+        views = {}
+        for name, peer in self.trunks.items():
+            cfg_trunk = self.cfg.trunk(name)
+            failing, why = edge_failing(peer.edge_history, now)
+            views[name] = TrunkView(name, peer.health.state, peer.health.reason,
+                                    links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
+                                    edge_failing=failing, edge_reason=why)
+        dests = {name: p.health.state for name, p in self.destinations.items()}
+        plan = compute_plan(self.entries, views, links, dests)
+        changes = diff(self.plan, plan)
+        for decision in changes.changed:
+            self.journal.record("decision", "dids", f"{decision.numbers}: {decision.reason}",
+                                trunk=decision.trunk, destination=decision.destination)
+        unroutable = {str(r) for r in plan.unroutable}
+        for rng in sorted(unroutable - self._unroutable):
+            log.error("DIDs %s unroutable: no capable trunk is healthy", rng)
+            self.journal.record("error", "dids", f"{rng} unroutable: no capable trunk healthy")
+        for rng in sorted(self._unroutable - unroutable):
+            self.journal.record("decision", "dids", f"{rng} routable again")
+        self._unroutable = unroutable
+        self.plan = plan
+        self._tell(plan)
+        return plan
+
+    def _tell(self, plan: DidPlan) -> None:
+        m = self.metrics
+        m.dids_unroutable.set(plan.unroutable_numbers)
+        m.did_ranges_unroutable.set(len(plan.unroutable))
+        m.dids_total.set(plan.total_numbers)
+        for trunk, count in plan.numbers_per_trunk.items():
+            m.dids_per_trunk.labels(trunk=trunk).set(count)
+
+    def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> EdgePlan:
+        trunks = tuple(
+            TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
+                       peer.health.state is not LinkState.DOWN)
+            for name, peer in self.trunks.items()
+        )
+        uris = {d.name: str(d.sip_uri) for d in self.cfg.destinations}
+        routes = tuple(
+            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
+            for d in plan.decisions
+        )
+        return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
+
+    # -- act -------------------------------------------------------------------------------
+    async def push(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> None:
+        edge_plan = self.to_edge_plan(plan, refresh)
+        self.edge_plan = edge_plan
+        for edge in self.edges:
+            started = time.perf_counter()
+            ok, detail = await edge.push(edge_plan)
+            self.metrics.plan_pushes.labels(actuator=edge.name,
+                                            result="ok" if ok else "error").inc()
+            self.metrics.plan_push_duration.labels(actuator=edge.name).observe(
+                time.perf_counter() - started)
+            previous = self.push_errors.get(edge.name)
+            if ok:
+                self.pushed[edge.name] = edge_plan
+                self.push_errors.pop(edge.name, None)
+                if detail:
+                    log.info("%s: %s", edge.name, detail)
+                    self.journal.record("action", edge.name, detail)
+            elif detail != previous:
+                self.push_errors[edge.name] = detail
+                log.error("%s: plan push failed: %s", edge.name, detail)
+                self.journal.record("error", edge.name, f"plan push failed: {detail}")
+
+    # -- tell ------------------------------------------------------------------------------
+    def status(self, now: float) -> dict[str, Any]:
+        def peer_doc(p: Peer) -> dict[str, Any]:
+            last = p.last
+            return {"name": p.name, "uri": p.target.request_uri(), "state": p.health.state.value,
+                    "reason": p.health.reason,
+                    "last_code": None if last is None else last.code,
+                    "last_rtt": None if last is None else last.rtt,
+                    "hold_down_remaining": p.health.hold_down_remaining(now)}
+
+        plan = self.plan
+        return {
+            "trunks": [peer_doc(p) | {"dids": plan.numbers_per_trunk.get(p.name, 0) if plan
+                                      else 0} for p in self.trunks.values()],
+            "destinations": [peer_doc(p) for p in self.destinations.values()],
+            "dids": None if plan is None else {
+                "ranges": len(plan.decisions), "numbers": plan.total_numbers,
+                "unroutable_numbers": plan.unroutable_numbers,
+                "unroutable": [str(r) for r in plan.unroutable],
+            },
+            "edges": [{"name": e.name, "error": self.push_errors.get(e.name),
+                       "in_sync": self.pushed.get(e.name) == self.edge_plan}
+                      for e in self.edges],
+        }
+
+    def lookup(self, number: str) -> dict[str, Any] | None:
+        """Which trunk and destination ``number`` uses now, and why (for /api/v1/dids)."""
+        if self.plan is None:
+            return None
+        decision = self.plan.lookup(number)
+        if decision is None:
+            return None
+        uris = {d.name: str(d.sip_uri) for d in self.cfg.destinations}
+        return {"number": number, "range": str(decision.numbers), "trunk": decision.trunk,
+                "trunk_state": None if decision.trunk_state is None
+                else decision.trunk_state.value,
+                "destination": decision.destination,
+                "destination_uri": uris.get(decision.destination),
+                "disaster_recovery": decision.on_dr, "unroutable": decision.unroutable,
+                "reason": decision.reason}
