@@ -1,0 +1,168 @@
+"""The telephony runtime without the network: probe results -> trunk health -> DID plan ->
+edge plan, the second signal from the SIP edge, and the DID lookup the API serves."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from controller.actuators.sipplan import EdgePlan
+from controller.config import parse_config
+from controller.health import LinkState
+from controller.journal import Journal, read_events
+from controller.telephony import EDGE_FAILURES, Telephony, edge_failing
+from exporters.http import make_app
+from exporters.metrics import Metrics
+from probes.sample import ErrorKind
+from probes.sip import SipResult
+
+CONFIG = """
+site: tel
+links:
+  - {name: fibre-a, interface: wan-a, gateway: 198.51.100.1, source: 198.51.100.2,
+     probes: {targets: [{icmp: 192.0.2.1}]}}
+route_groups: [{name: internet, links: [fibre-a]}]
+trunks:
+  - {name: a1, carrier: carrier-a, uri: "sip:192.0.2.21", interval: 200ms, timeout: 200ms,
+     thresholds: {down_after: 3, hold_down: 2s}}
+  - {name: a2, carrier: carrier-a, uri: "sip:192.0.2.22", interval: 200ms, timeout: 200ms,
+     thresholds: {down_after: 3, hold_down: 2s}}
+  - {name: b1, carrier: carrier-b, uri: "sip:192.0.2.23", interval: 200ms, timeout: 200ms,
+     thresholds: {down_after: 3, hold_down: 2s}}
+destinations:
+  - {name: pbx, uri: "sip:192.0.2.130"}
+  - {name: dr, uri: "sip:192.0.2.140"}
+dids:
+  - {numbers: "+390212345600-+390212345699", trunks: [a1, a2], destination: pbx,
+     dr_destination: dr}
+  - {numbers: "+390298765400-+390298765449", trunks: [b1], destination: pbx}
+"""
+
+OK = SipResult(reachable=True, code=200, rtt=0.01)
+LOST = SipResult(reachable=False, error=ErrorKind.TIMEOUT)
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.plans: list[EdgePlan] = []
+
+    async def push(self, plan: EdgePlan) -> tuple[bool, str]:
+        self.plans.append(plan)
+        return True, ""
+
+    async def failures(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.fixture
+def tel(tmp_path: Path) -> Telephony:
+    cfg = parse_config(CONFIG)
+    return Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Metrics(), [Recorder()])
+
+
+def feed(tel: Telephony, kind: str, name: str, result: SipResult, start: float,
+         rounds: int) -> float:
+    peers = tel.trunks if kind == "trunk" else tel.destinations
+    interval = peers[name].interval
+    t = start
+    for _ in range(rounds):
+        tel.on_result(kind, peers[name], t, result)
+        t += interval
+    return t
+
+
+def all_up(tel: Telephony) -> float:
+    t = 0.0
+    for name in tel.trunks:
+        t = max(t, feed(tel, "trunk", name, OK, 0.0, 6))
+    for name in tel.destinations:
+        feed(tel, "destination", name, OK, 0.0, 6)
+    return t
+
+
+LINKS = {"fibre-a": LinkState.UP}
+
+
+def test_every_did_routes_when_all_is_up(tel: Telephony) -> None:
+    now = all_up(tel)
+    plan = tel.decide(now, LINKS)
+    assert plan.unroutable_numbers == 0
+    assert plan.numbers_per_trunk["a1"] == 100 and plan.numbers_per_trunk["b1"] == 50
+    found = tel.lookup("+390212345601")
+    assert found is not None and found["trunk"] == "a1" and found["destination"] == "pbx"
+    assert tel.lookup("+390212345700") is None
+
+
+def test_a_dead_sbc_moves_its_dids_to_the_next_trunk(tel: Telephony) -> None:
+    now = all_up(tel)
+    now = feed(tel, "trunk", "a1", LOST, now, 3)
+    plan = tel.decide(now, LINKS)
+    assert plan.lookup("+390212345650") is not None
+    found = tel.lookup("+390212345650")
+    assert found is not None and found["trunk"] == "a2"
+    assert "a1" in found["reason"]
+    edge = tel.to_edge_plan(plan)
+    states = {t.name: t.enabled for t in edge.trunks}
+    assert states == {"a1": False, "a2": True, "b1": True}
+    groups = {t.name: t.group for t in edge.trunks}
+    assert groups["a1"] == groups["a2"] != groups["b1"]  # one dispatcher set per carrier
+
+
+def test_all_trunks_of_a_did_down_is_unroutable_and_journaled(tel: Telephony,
+                                                             tmp_path: Path) -> None:
+    now = all_up(tel)
+    now = feed(tel, "trunk", "b1", LOST, now, 3)
+    plan = tel.decide(now, LINKS)
+    assert [str(r) for r in plan.unroutable] == ["+390298765400-+390298765449"]
+    assert tel.metrics.dids_unroutable._value.get() == 50
+    assert tel.lookup("+390212345601")["trunk"] == "a1"  # type: ignore[index]
+    errors = read_events(tmp_path / "j.sqlite3", kind="error")
+    assert any("unroutable" in e.message for e in errors)
+
+
+def test_dead_pbx_sends_inbound_calls_to_dr(tel: Telephony) -> None:
+    now = all_up(tel)
+    feed(tel, "destination", "pbx", LOST, now, 3)
+    plan = tel.decide(now + 1.0, LINKS)
+    found = tel.lookup("+390212345601")
+    assert found is not None and found["destination"] == "dr" and found["disaster_recovery"]
+    edge = tel.to_edge_plan(plan)
+    assert {r.destination_uri for r in edge.routes if r.first.startswith("+3902123")} == {
+        "sip:192.0.2.140:5060;transport=udp"}
+
+
+async def test_push_records_the_plan_and_counts(tel: Telephony) -> None:
+    now = all_up(tel)
+    plan = tel.decide(now, LINKS)
+    await tel.push(plan)
+    recorder = tel.edges[0]
+    assert isinstance(recorder, Recorder) and len(recorder.plans) == 1
+    assert len(recorder.plans[0].routes) == 2
+    assert tel.status(now)["edges"] == [{"name": "recorder", "error": None, "in_sync": True}]
+
+
+def test_edge_failing_needs_enough_recent_failures() -> None:
+    hist: deque[tuple[float, int]] = deque([(0.0, 5), (10.0, 5 + EDGE_FAILURES - 1)])
+    assert edge_failing(hist, 10.0) == (False, "")
+    hist.append((12.0, 5 + EDGE_FAILURES))
+    failing, why = edge_failing(hist, 12.0)
+    assert failing and "failed at the SIP edge" in why
+    assert edge_failing(hist, 100.0) == (False, "")  # old readings do not count
+
+
+async def test_dids_endpoint(tel: Telephony) -> None:
+    tel.decide(all_up(tel), LINKS)
+    app = make_app(Metrics(), lambda: {}, tel.lookup)
+    async with TestClient(TestServer(app)) as client:
+        ok = await client.get("/api/v1/dids", params={"number": "+390212345601"})
+        assert ok.status == 200 and (await ok.json())["trunk"] == "a1"
+        spaced = await client.get("/api/v1/dids?number=%20390212345601")  # '+' lost in a URL
+        assert spaced.status == 200
+        missing = await client.get("/api/v1/dids", params={"number": "+391111111111"})
+        assert missing.status == 404
+        assert (await client.get("/api/v1/dids")).status == 400
