@@ -21,8 +21,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.actuators.planjson import PlanSequencer, PushResult, canonical_json
-from controller.actuators.sipplan import EdgePlan
+from controller.actuators.planjson import (
+    DocumentPusher,
+    PlanSequencer,
+    PushResult,
+    canonical_json,
+)
 
 __all__ = ["BASE_ENV", "CommandActuator", "PushResult"]
 
@@ -65,7 +69,7 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-class CommandActuator:
+class CommandActuator(DocumentPusher):
     """Runs `argv` once per push; one instance per program (it tracks what it holds)."""
 
     def __init__(
@@ -109,15 +113,6 @@ class CommandActuator:
         env["LIFELINE_GENERATION"] = str(doc["generation"])
         env["LIFELINE_FULL"] = "1" if doc["full"] else "0"
         return env
-
-    async def push(self, plan: EdgePlan) -> PushResult:
-        """Hand the program what it lacks of `plan` (full after a failure or at start)."""
-        doc = self.sequencer.next_document(plan)
-        if doc is None:
-            return PushResult(ok=True, attempts=0, status=None, error=None, seconds=0.0)
-        result = await self.send(doc)
-        self.sequencer.settle(plan, doc, result.ok)
-        return result
 
     async def send(self, doc: Mapping[str, Any]) -> PushResult:
         """Run the program once with `doc` on stdin; never raises (except cancellation)."""

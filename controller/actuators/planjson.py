@@ -27,6 +27,7 @@ __all__ = [
     "DOCUMENT_VERSION",
     "SIGNATURE_PREFIX",
     "DocumentError",
+    "DocumentPusher",
     "PlanSequencer",
     "PushResult",
     "apply_document",
@@ -370,3 +371,21 @@ class PlanSequencer:
             self._acked_generation = int(doc["generation"])
         else:
             self.resync()
+
+
+class DocumentPusher:
+    """What the webhook and command actuators share: each push hands the receiver what it
+    lacks of the plan (the full plan at start and after a failure, else the changes)."""
+
+    sequencer: PlanSequencer
+
+    async def send(self, doc: Mapping[str, Any]) -> PushResult:
+        raise NotImplementedError
+
+    async def push(self, plan: EdgePlan) -> PushResult:
+        doc = self.sequencer.next_document(plan)
+        if doc is None:
+            return PushResult(ok=True, attempts=0, status=None, error=None, seconds=0.0)
+        result = await self.send(doc)
+        self.sequencer.settle(plan, doc, result.ok)
+        return result

@@ -27,12 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from controller.actuators.planjson import (
+    DocumentPusher,
     PlanSequencer,
     PushResult,
     canonical_json,
     sign,
 )
-from controller.actuators.sipplan import EdgePlan
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -99,7 +99,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-class WebhookActuator:
+class WebhookActuator(DocumentPusher):
     """POSTs the edge plan to one URL; one instance per receiver (it tracks what it holds).
 
     `push(plan)` is the daemon's call each cycle; `send(doc)` posts a ready document.
@@ -169,15 +169,6 @@ class WebhookActuator:
                 trust_env=False,
             )
         return self._session
-
-    async def push(self, plan: EdgePlan) -> PushResult:
-        """Send what the receiver lacks of `plan` (full after a failure or at start)."""
-        doc = self.sequencer.next_document(plan)
-        if doc is None:
-            return PushResult(ok=True, attempts=0, status=None, error=None, seconds=0.0)
-        result = await self.send(doc)
-        self.sequencer.settle(plan, doc, result.ok)
-        return result
 
     async def send(self, doc: Mapping[str, Any]) -> PushResult:
         """POST one document with retries; never raises (except cancellation)."""
