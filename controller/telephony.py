@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -25,6 +28,7 @@ from controller.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
 from controller.journal import Journal
 from exporters.metrics import Metrics
+from probes.sample import ErrorKind
 from probes.sip import SipResult, SipTarget, options
 
 log = logging.getLogger("lifeline.sip")
@@ -69,6 +73,26 @@ def edge_failing(history: deque[tuple[float, int]], now: float) -> tuple[bool, s
     if rise >= EDGE_FAILURES:
         return True, f"{rise} calls failed at the SIP edge in {EDGE_WINDOW:g} s"
     return False, ""
+
+
+async def _resolved(target: SipTarget) -> SipTarget | SipResult:
+    """A target whose host is a name gets an address (A/AAAA, the system resolver: SRV and
+    NAPTR are not followed); the name stays the TLS server name. A failed lookup is a
+    failed probe, never an exception."""
+    try:
+        ipaddress.ip_address(target.host)
+        return target
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            target.host, target.port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        return SipResult(reachable=False, error=ErrorKind.NETWORK,
+                         detail=f"cannot resolve {target.host}: {exc}")
+    address = str(infos[0][4][0])
+    return dataclasses.replace(target, host=address,
+                               server_name=target.server_name or target.host)
 
 
 class Telephony:
@@ -146,7 +170,9 @@ class Telephony:
         while True:
             sent_at = loop.time()
             try:
-                result = await options(peer.target, timeout=peer.timeout)
+                target = await _resolved(peer.target)
+                result = (await options(target, timeout=peer.timeout)
+                          if isinstance(target, SipTarget) else target)
             except Exception as exc:  # a probe must never kill its loop
                 log.error("%s %s: probe failed internally: %s", kind, peer.name, exc)
                 result = SipResult(reachable=False, detail=f"internal error: {exc}")

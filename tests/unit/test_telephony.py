@@ -166,3 +166,15 @@ async def test_dids_endpoint(tel: Telephony) -> None:
         missing = await client.get("/api/v1/dids", params={"number": "+391111111111"})
         assert missing.status == 404
         assert (await client.get("/api/v1/dids")).status == 400
+
+
+async def test_names_are_resolved_and_kept_as_tls_server_name() -> None:
+    from controller.telephony import _resolved
+    from probes.sip import SipTarget
+
+    literal = SipTarget("192.0.2.21", 5060)
+    assert await _resolved(literal) is literal
+    # localhost comes from /etc/hosts: no query leaves the machine
+    named = await _resolved(SipTarget("localhost", 5061, "tls"))
+    assert isinstance(named, SipTarget)
+    assert named.host in ("127.0.0.1", "::1") and named.server_name == "localhost"
