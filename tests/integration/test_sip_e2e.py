@@ -1,0 +1,230 @@
+"""DID continuity end to end: the real daemon, Kamailio in the site, sipp SBCs and PBX, real calls.
+
+Each test builds a lab, starts the site's telephony (``lab.sipsite``) and lifeline with its
+trunks, destinations and DID plan, waits until every trunk is up and no DID is unroutable,
+checks that calls to and from every DID range work, then breaks one thing (an SBC, a fibre,
+all trunks of a range, Kamailio itself) and checks what lifeline reports and that calls work
+again. Every test compares the plan (status and ``/api/v1/dids`` for a sample of each range)
+before and after: a DID may change trunk, never leave the plan. Timings are loose bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from controller.journal import read_events
+from lab.lifelined import LifelineProcess
+from lab.sipsite import DID_RANGES, SipSite, sip_site_skip_reason
+from lab.topology import Lab
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
+    pytest.mark.skipif(sip_site_skip_reason() is not None,
+                       reason=str(sip_site_skip_reason())),
+]
+
+A_DID = "+390212345601"  # carrier A: sbc1, then sbc2
+B_DID = "+390298765401"  # carrier B: sbc1 only
+
+
+def samples() -> list[str]:
+    """First, a middle and last number of each DID range."""
+    out: list[str] = []
+    for numbers, _ in DID_RANGES:
+        first, last = (int(n) for n in numbers.replace("+", "").split("-"))
+        out += [f"+{n}" for n in (first, (first + last) // 2, last)]
+    return out
+
+
+def dids_lookup(daemon: LifelineProcess, number: str) -> tuple[int, dict[str, Any]]:
+    """GET /api/v1/dids?number=... over the daemon's unix socket."""
+
+    async def fetch() -> tuple[int, dict[str, Any]]:
+        conn = aiohttp.UnixConnector(path=str(daemon.socket))
+        async with aiohttp.ClientSession(
+            connector=conn, timeout=aiohttp.ClientTimeout(total=3)
+        ) as session, session.get("http://lifeline/api/v1/dids",
+                                  params={"number": number}) as resp:
+            doc: dict[str, Any] = await resp.json()
+            return resp.status, doc
+
+    return asyncio.run(fetch())
+
+
+def plan_snapshot(daemon: LifelineProcess) -> dict[str, Any]:
+    """The plan as an operator sees it: totals from status, then each sample's range."""
+    st = daemon.status()
+    assert st is not None
+    snap: dict[str, Any] = {"ranges": st["dids"]["ranges"], "numbers": st["dids"]["numbers"]}
+    for number in samples():
+        code, doc = dids_lookup(daemon, number)
+        assert code == 200, (number, doc)
+        snap[number] = doc["range"]
+    return snap
+
+
+def trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(t for t in st["trunks"] if t["name"] == name))
+
+
+def all_ready(st: dict[str, Any]) -> bool:
+    return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
+            and all(t["state"] == "up" for t in st["trunks"])
+            and all(e["in_sync"] and e["error"] is None for e in st["edges"])
+            and next(d for d in st["destinations"] if d["name"] == "pbx")["state"] == "up")
+
+
+def until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.5) -> float:
+    """Retry ``check`` (bounded) until it holds; seconds it took."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(every)
+    return time.monotonic() - started
+
+
+Site = tuple[Lab, SipSite, LifelineProcess, dict[str, Any]]
+
+
+@pytest.fixture
+def site(lab: Lab, tmp_path: Path) -> Iterator[Site]:
+    """A ready site: telephony up, daemon running, all trunks up, plan pushed, baseline calls
+    checked; yields the plan snapshot taken then. The lab kills every process by PID."""
+    sip = SipSite(lab, tmp_path / "sip").start()
+    daemon = LifelineProcess.with_config(lab, tmp_path / "state",
+                                         sip.config_dict(tmp_path / "state"))
+    daemon.start()
+    daemon.wait_for(all_ready, 20, "trunks up, plan routable and pushed")
+    before = plan_snapshot(daemon)
+    assert before["ranges"] == 2 and before["numbers"] == 150
+    pbx = sip.peers["pbx"]
+    for number in samples():
+        assert sip.inbound(number) == 0, f"inbound call to {number} failed"
+        assert pbx.invites_to(number) >= 1, f"{number} did not reach the PBX"
+    assert dids_lookup(daemon, A_DID)[1]["trunk"] == "carrier-a-sbc1"
+    assert sip.outbound(A_DID) == 0
+    assert sip.peers["carrier-a-sbc1"].invites_from(A_DID) == 1
+    assert sip.outbound(B_DID) == 0
+    assert sip.peers["carrier-b-sbc1"].invites_from(B_DID) == 1
+    yield lab, sip, daemon, before
+    # Whatever the test did, no DID left the plan.
+    assert plan_snapshot(daemon) == before
+
+
+def test_sbc_failover_and_recovery(site: Site) -> None:
+    """(a) carrier-a-sbc1 dies: its DIDs move to sbc2 and calls from them work; (e) it comes
+    back: after the hold-down its DIDs return to it."""
+    _, sip, daemon, _ = site
+    sbc1, sbc2 = sip.peers["carrier-a-sbc1"], sip.peers["carrier-a-sbc2"]
+    killed = time.monotonic()
+    sip.stop_peer("carrier-a-sbc1")
+    first_bad: float | None = None
+    first_good_after: float | None = None
+    results: list[tuple[int, float]] = []  # (sipp exit code, call duration)
+    for _ in range(30):  # bounded: one call every ~0.5 s, at most ~30 calls
+        t = time.monotonic()
+        code = sip.outbound(A_DID, timeout=4)
+        results.append((code, round(time.monotonic() - t, 2)))
+        if code != 0 and first_bad is None:
+            first_bad = t
+        if code == 0 and sbc2.invites_from(A_DID) >= 1:
+            first_good_after = t
+            if dids_lookup(daemon, A_DID)[1]["trunk"] == "carrier-a-sbc2":
+                break
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - t)))
+    st = daemon.wait_for(lambda s: trunk(s, "carrier-a-sbc1")["state"] == "down", 10,
+                         "carrier-a-sbc1 down")
+    assert trunk(st, "carrier-a-sbc2")["state"] == "up"
+    code, doc = dids_lookup(daemon, A_DID)
+    assert code == 200 and doc["trunk"] == "carrier-a-sbc2", doc
+    assert first_good_after is not None, f"no good call through sbc2: {results}"
+    gap = 0.0 if first_bad is None else first_good_after - first_bad
+    print(f"\n(a) sbc1 killed -> good call via sbc2 after {first_good_after - killed:.2f} s; "
+          f"failed-call gap {gap:.2f} s; (exit, seconds) per call {results}")
+    # Calls now go straight to sbc2, and inbound from the carrier still reaches the PBX.
+    n2 = sbc2.invites_from(A_DID)
+    assert sip.outbound(A_DID) == 0 and sbc2.invites_from(A_DID) == n2 + 1
+    assert sip.inbound(A_DID, sbc="carrier-a-sbc2") == 0
+
+    # (e) recovery: back on sbc1 only after its hold-down (2 s).
+    sip.start_sbc("carrier-a-sbc1")
+    restarted = time.monotonic()
+    until("DIDs back on carrier-a-sbc1",
+          lambda: dids_lookup(daemon, A_DID)[1]["trunk"] == "carrier-a-sbc1", 15, 0.1)
+    back_after = time.monotonic() - restarted
+    assert back_after >= 1.5, f"DIDs returned after {back_after:.2f} s: hold-down ignored?"
+    print(f"(e) sbc1 restarted -> DIDs back on it after {back_after:.2f} s")
+    n1 = sbc1.invites_from(A_DID)
+    until("a call from A_DID via sbc1",
+          lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10)
+    daemon.wait_for(all_ready, 10, "everything ready again")
+
+
+def test_fibre_failover_keeps_dids(site: Site) -> None:
+    """(b) fibre-a blackholed: the route moves to fibre-b, trunks are up over it and calls
+    work again, inbound now sent to the site's fibre-b address."""
+    lab, sip, daemon, _ = site
+    started = time.monotonic()
+    lab.faults.blackhole("fibre-a")
+    daemon.wait_active(["fibre-b"], timeout=15)
+    daemon.wait_for(all_ready, 20, "trunks up over fibre-b")
+    ready = time.monotonic() - started
+    took = until("calls through fibre-b",
+                 lambda: sip.outbound(A_DID) == 0 and sip.outbound(B_DID) == 0, 15)
+    for number in samples():
+        assert sip.inbound(number, link="fibre-b") == 0, f"inbound {number} via fibre-b"
+    assert sip.inbound(A_DID, link="fibre-a", timeout=2) != 0  # the blackhole holds
+    print(f"\n(b) fibre-a blackholed -> all ready on fibre-b after {ready:.2f} s, "
+          f"calls good {took:.2f} s later")
+
+
+def test_all_trunks_of_a_range_fail(site: Site) -> None:
+    """(c) carrier-b-sbc1 dies: its range is unroutable (status, metrics, journal); the
+    other range keeps working."""
+    _, sip, daemon, _ = site
+    b_range = DID_RANGES[1][0]
+    sip.stop_peer("carrier-b-sbc1")
+    st = daemon.wait_for(lambda s: s["dids"]["unroutable"] == [b_range], 10,
+                         "carrier B's range unroutable")
+    assert st["dids"]["unroutable_numbers"] == 50
+    metrics = daemon.metrics_text()
+    line = next(ln for ln in metrics.splitlines() if ln.startswith("lifeline_dids_unroutable "))
+    assert float(line.split()[1]) == 50
+    errors = read_events(daemon.state_dir / "journal.sqlite3", 500, "error")
+    assert any(b_range in e.message for e in errors), errors
+    code, doc = dids_lookup(daemon, B_DID)
+    assert code == 200 and doc["unroutable"] and doc["range"] == b_range, doc
+    assert sip.outbound(B_DID, timeout=3) != 0  # no trunk left for it
+    for number in samples()[:3]:
+        assert sip.inbound(number) == 0
+    assert sip.outbound(A_DID) == 0
+    # Recovery, so the fixture's comparison sees the same plan.
+    sip.start_sbc("carrier-b-sbc1")
+    daemon.wait_for(all_ready, 15, "carrier B back")
+    until("a call from B_DID", lambda: sip.outbound(B_DID) == 0, 10)
+
+
+def test_kamailio_restart_gets_plan_again(site: Site) -> None:
+    """(d) Kamailio restarted empty: lifeline pushes the plan again and calls work."""
+    _, sip, daemon, _ = site
+    sip.stop_kamailio()
+    daemon.wait_for(lambda s: s["edges"][0]["error"] is not None, 10, "the push failing")
+    sip.start_kamailio()
+    restarted = time.monotonic()
+    daemon.wait_for(all_ready, 15, "plan pushed again")
+    took = until("calls after the restart",
+                 lambda: sip.outbound(A_DID) == 0 and sip.inbound(B_DID) == 0, 10)
+    print(f"\n(d) Kamailio restarted -> in sync after {time.monotonic() - restarted - took:.2f}"
+          f" s, calls good {took:.2f} s later")
+    for number in samples():
+        assert sip.inbound(number) == 0
