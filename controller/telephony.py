@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -23,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from controller.config import Config, Destination, Trunk
+from controller.config import Config, Destination, Register, Trunk
 from controller.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
 from controller.journal import Journal
 from exporters.metrics import Metrics
 from probes.sample import ErrorKind
-from probes.sip import SipResult, SipTarget, options
+from probes.sip import SipResult, SipTarget, options, register_check
 
 log = logging.getLogger("lifeline.sip")
 
@@ -37,6 +38,19 @@ log = logging.getLogger("lifeline.sip")
 # window make an OPTIONS-healthy trunk count as degraded (it answers pings, fails calls).
 EDGE_FAILURES = 3
 EDGE_WINDOW = 30.0
+REGISTER_EVERY = 60.0
+
+
+def read_password(reg: Register) -> str:
+    """The registration password, from its file or environment variable, read at use so a
+    rotated secret is picked up; never logged."""
+    if reg.password_file is not None:
+        return reg.password_file.read_text().rstrip("\r\n")
+    assert reg.password_env is not None
+    value = os.environ.get(reg.password_env)
+    if value is None:
+        raise ValueError(f"environment variable {reg.password_env} is not set")
+    return value
 
 
 class EdgeDriver(Protocol):
@@ -61,6 +75,9 @@ class Peer:
     last: SipResult | None = None
     task: asyncio.Task[None] | None = None
     edge_history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    register: Register | None = None
+    registered: SipResult | None = None
+    reg_task: asyncio.Task[None] | None = None
 
 
 def edge_failing(history: deque[tuple[float, int]], now: float) -> tuple[bool, str]:
@@ -132,7 +149,7 @@ class Telephony:
         target = SipTarget(tgt.host, tgt.port, tgt.transport, tgt.uri, alive_codes=t.alive,
                            device=device, source=source)
         return Peer(t.name, target, t.interval, t.timeout,
-                    LinkHealth(t.name, t.health_params(), 1, 1))
+                    LinkHealth(t.name, t.health_params(), 1, 1), register=t.registration)
 
     def _destination_peer(self, d: Destination) -> Peer:
         uri = d.sip_uri
@@ -154,14 +171,18 @@ class Telephony:
             for peer in peers.values():
                 peer.task = asyncio.create_task(self._probe_loop(kind, peer),
                                                 name=f"lifeline-sip-{peer.name}")
+                if peer.register is not None:
+                    peer.reg_task = asyncio.create_task(self._register_loop(peer),
+                                                        name=f"lifeline-reg-{peer.name}")
 
     async def stop(self) -> None:
         for peer in (*self.trunks.values(), *self.destinations.values()):
-            if peer.task is not None:
-                peer.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await peer.task
-                peer.task = None
+            for task in (peer.task, peer.reg_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            peer.task = peer.reg_task = None
 
     # -- sense -----------------------------------------------------------------------------
     async def _probe_loop(self, kind: str, peer: Peer) -> None:
@@ -179,6 +200,32 @@ class Telephony:
             self.on_result(kind, peer, sent_at, result)
             next_at += peer.interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _register_loop(self, peer: Peer) -> None:
+        """A registration-based trunk: check that REGISTER with digest succeeds, every
+        REGISTER_EVERY seconds (not at the OPTIONS pace: registrars rate-limit). The result is
+        reported (status, metric), OPTIONS stays the health signal."""
+        reg = peer.register
+        assert reg is not None
+        while True:
+            try:
+                password = read_password(reg)
+                result = await register_check(peer.target, reg.user, reg.domain, password,
+                                              timeout=max(peer.timeout, 2.0))
+            except (OSError, ValueError) as exc:  # the secret file or variable is missing
+                result = SipResult(reachable=False, error=ErrorKind.INTERNAL,
+                                   detail=f"no password: {exc}")
+            was = peer.registered
+            peer.registered = result
+            self.metrics.trunk_registered.labels(trunk=peer.name).set(
+                1.0 if result.reachable else 0.0)
+            if was is None or was.reachable != result.reachable:
+                what = "registered" if result.reachable else f"not registered: {result.detail}"
+                log.log(logging.INFO if result.reachable else logging.WARNING,
+                        "trunk %s: %s", peer.name, what)
+                self.journal.record("transition", peer.name, f"{peer.name}: {what}",
+                                    peer="registration")
+            await asyncio.sleep(REGISTER_EVERY)
 
     def on_result(self, kind: str, peer: Peer, sent_at: float, result: SipResult) -> None:
         peer.last = result
@@ -302,7 +349,8 @@ class Telephony:
                     "reason": p.health.reason,
                     "last_code": None if last is None else last.code,
                     "last_rtt": None if last is None else last.rtt,
-                    "hold_down_remaining": p.health.hold_down_remaining(now)}
+                    "hold_down_remaining": p.health.hold_down_remaining(now),
+                    "registered": None if p.registered is None else p.registered.reachable}
 
         plan = self.plan
         return {

@@ -99,6 +99,11 @@ class Metrics:
             "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
             ["trunk", "code"], registry=r,
         )
+        self.trunk_registered = Gauge(
+            "lifeline_trunk_registered",
+            "1 when the trunk's last REGISTER check succeeded (registration trunks only).",
+            ["trunk"], registry=r,
+        )
         self.destination_up = Gauge("lifeline_destination_up",
                                     "1 when the destination (PBX, DR) answers OPTIONS.",
                                     ["destination"], registry=r)

@@ -298,3 +298,44 @@ async def test_register_answers_challenge(sipp: SippFactory, algorithm: str, tcp
     res = await register_check(target, "site1", "lifeline.test", "s3cret-pw", timeout=3.0)
     assert res.reachable and res.code == 200, res
     assert "s3cret-pw" not in repr(res)
+
+
+async def test_telephony_register_loop_reports_registration(
+    sipp: SippFactory, tmp_path: Path
+) -> None:
+    """A registration trunk in the daemon's telephony runtime: the password comes from its
+    file, the REGISTER check answers the digest challenge, and the result is reported."""
+    import asyncio
+
+    from controller.config import parse_config
+    from controller.journal import Journal
+    from controller.telephony import Telephony
+    from exporters.metrics import Metrics
+
+    port = sipp("-sf", scenario("register-digest.xml"), "-key", "algorithm", "MD5")
+    secret = tmp_path / "carrier-b"
+    secret.write_text("s3cret-pw\n")
+    cfg = parse_config(f"""
+site: tel
+links:
+  - {{name: fibre-a, interface: lo, gateway: 127.0.0.1, probes: {{targets: [{{icmp: 127.0.0.1}}]}}}}
+route_groups: [{{name: internet, links: [fibre-a]}}]
+trunks:
+  - name: b1
+    carrier: carrier-b
+    uri: "sip:{LOOPBACK}:{port}"
+    register: {{user: site1, domain: lifeline.test, password_file: {secret}}}
+""")
+    tel = Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    peer = tel.trunks["b1"]
+    task = asyncio.create_task(tel._register_loop(peer))
+    try:
+        for _ in range(100):
+            if peer.registered is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert peer.registered is not None and peer.registered.reachable, peer.registered
+    assert tel.metrics.trunk_registered.labels(trunk="b1")._value.get() == 1.0
+    assert tel.status(0.0)["trunks"][0]["registered"] is True
