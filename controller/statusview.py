@@ -54,4 +54,23 @@ def render_status(doc: dict[str, Any]) -> str:
             active += f" (-> {','.join(decided) or 'none'})"
         lines.append(f"{group['name']:<12} {group['table']:>5} {group['destination']:<16} "
                      f"{active:<20} {group.get('reason', '')}")
+    if doc.get("trunks"):
+        lines.append("")
+        lines.append(f"{'TRUNK':<18} {'STATE':<9} {'CODE':>4} {'RTT':>8} {'DIDS':>7}  REASON")
+        for t in doc["trunks"]:
+            code = "-" if t.get("last_code") is None else str(t["last_code"])
+            lines.append(f"{t['name']:<18} {t['state']:<9} {code:>4} "
+                         f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
+                         f"{t.get('reason', '')}")
+    for d in doc.get("destinations", []):
+        lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})")
+    dids = doc.get("dids")
+    if dids:
+        lines.append("")
+        lines.append(f"DIDs: {dids['numbers']} numbers in {dids['ranges']} ranges; "
+                     f"unroutable: {dids['unroutable_numbers']}"
+                     + (f" ({', '.join(dids['unroutable'])})" if dids["unroutable"] else ""))
+    for e in doc.get("edges", []):
+        state = "in sync" if e.get("in_sync") else (e.get("error") or "not pushed yet")
+        lines.append(f"edge {e['name']}: {state}")
     return "\n".join(lines)
