@@ -4,7 +4,9 @@ Run as root from the repository: ``python -m tests.bench.run_all [--trials 10] [
 It runs the failover benchmarks (blackhole and carrier-loss gaps, failback with hold-down:
 ``bench_failover``), the daemon's RSS and CPU at 2,000 targets (``bench_daemon_rss``) and
 the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
-is the engine's and not this runner's), and prints what each measured against its goal.
+is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
+with the DID plan's compute and Kamailio push cost (``bench_trunks``), and prints what
+each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -23,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_daemon_rss, bench_failover
+from tests.bench import bench_daemon_rss, bench_failover, bench_trunks
 from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
 
 __all__ = ["main", "probes_figures", "run_probes"]
@@ -96,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=30,
                         help="measuring time of the 2,000-target benchmarks (default 30)")
     parser.add_argument("--targets", type=int, default=2000)
-    parser.add_argument("--skip", choices=("failover", "daemon", "probes"), action="append",
-                        default=[], help="leave a part out (repeatable)")
+    parser.add_argument("--trunk-trials", type=int, default=3,
+                        help="trials per trunk-failover mode (default 3)")
+    parser.add_argument("--skip", choices=("failover", "daemon", "probes", "trunks"),
+                        action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 1 <= args.trials <= 200 or not 0 <= args.failback_trials <= 20:
         parser.error("--trials must be 1..200 and --failback-trials 0..20")
+    if not 1 <= args.trunk_trials <= 50:
+        parser.error("--trunk-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
 
@@ -135,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             data["probes"] = result
             return probes_figures(result)
         rows += _part("probe engine vs fping", probes, errors)
+
+    if "trunks" not in args.skip:
+        def trunks() -> list[Figure]:
+            report = bench_trunks.run(trials=args.trunk_trials)
+            data["trunks"] = report.to_json()
+            errors.extend(report.errors())
+            return bench_trunks.figures(report)
+        rows += _part("trunk failover (SIP)", trunks, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
