@@ -19,9 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["REFERENCE_CFG", "KamailioEdge", "free_port", "render_cfg"]
+__all__ = ["REFERENCE_CFG", "REFERENCE_DB", "KamailioEdge", "free_port", "render_cfg"]
 
 REFERENCE_CFG = Path(__file__).resolve().parent.parent / "examples" / "kamailio" / "kamailio.cfg"
+# The empty db_text uacreg table the cfg's uac registrations need (copied per instance:
+# db_text may write its files back).
+REFERENCE_DB = REFERENCE_CFG.parent / "db"
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -75,6 +78,8 @@ class KamailioEdge:
         self.log_path = self.workdir / "kamailio.log"
         ds_list = self.workdir / "dispatcher.list"
         ds_list.touch()
+        reg_db = self.workdir / "db"
+        shutil.copytree(REFERENCE_DB, reg_db, dirs_exist_ok=True)
         self.cfg_path.write_text(
             render_cfg(
                 {
@@ -84,6 +89,7 @@ class KamailioEdge:
                     "EDGE_PBX_PORT": str(self.pbx_port),
                     "EDGE_RPC_PORT": str(self.rpc_port),
                     "EDGE_DS_LIST": str(ds_list),
+                    "EDGE_REG_DB_URL": f"text://{reg_db}",
                 }
             )
         )

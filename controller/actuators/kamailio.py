@@ -14,6 +14,12 @@ of 100,000 DIDs in 1,000 ranges at about 1,000 keys, where one key per number wo
 runtime. Trunks are dispatcher destinations that lifeline adds itself with attrs
 "name=<trunk>;owner=lifeline"; only those are ever removed. States are `a` (active) or `d`
 (disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`).
+Registration-based trunks get one uac record each (l_uuid "lifeline-<trunk>", REGISTER to
+the trunk's SBC from the edge's carrier-side socket, which the cfg publishes in the
+`edgestat` htable); records lifeline did not add are left alone. After a link failover a
+refresh removes and adds the record again, because 5.6 has no "register now" RPC and
+refuses reg_add on an existing l_uuid (409). Passwords go to Kamailio only: they are kept
+out of every repr, describe() and error text here.
 Boundary: the only module that speaks Kamailio's RPC; it does not decide anything.
 """
 
@@ -33,6 +39,8 @@ from controller.actuators.sipplan import EdgePlan, split_range
 
 __all__ = [
     "DEFAULT_MAX_WILD",
+    "REG_UUID_PREFIX",
+    "AddRegistration",
     "AddTrunk",
     "ApplyResult",
     "DeleteDid",
@@ -42,13 +50,16 @@ __all__ = [
     "KamailioActuator",
     "KamailioClient",
     "KamailioError",
-    "RefreshRegistration",
+    "Registration",
+    "RemoveRegistration",
     "RemoveTrunk",
     "SetDid",
     "SetTrunkState",
     "Step",
+    "desired_registrations",
     "did_table",
     "plan",
+    "refresh_steps",
     "simulate",
 ]
 
@@ -56,6 +67,12 @@ DID_TABLE: Final = "did"
 STAT_TABLE: Final = "edgestat"
 FAIL_PREFIX: Final = "trunk_fail::"
 OWNER_ATTR: Final = "owner=lifeline"
+# uac records lifeline adds: the prefix marks them as ours (only those are ever removed).
+REG_UUID_PREFIX: Final = "lifeline-"
+# Where the cfg publishes its carrier-side "addr:port" (event_route[htable:mod-init]).
+CARRIER_KEY: Final = "edge::carrier"
+REG_FLAG_REGISTERED: Final = 4
+REG_FLAG_INITIALISED: Final = 16
 # Must match EDGE_DID_MAX_WILD in kamailio.cfg: a block never ends in more wildcards.
 DEFAULT_MAX_WILD: Final = 6
 
@@ -162,10 +179,42 @@ class DsTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    """One uac registration record: what lifeline writes, and what reg_dump shows back.
+
+    Equal records need no write; `flags` (Kamailio's progress bits) is not compared. The
+    password compares (a rotated secret re-adds the record) but never prints.
+    """
+
+    uuid: str
+    user: str
+    domain: str
+    proxy: str  # the trunk's SBC URI: where the REGISTER goes
+    expires: int
+    socket: str  # "udp:addr:port" to leave from, or "" for Kamailio's choice
+    password: str = field(default="", repr=False)
+    flags: int = field(default=0, compare=False)
+
+    @property
+    def owned(self) -> bool:
+        return self.uuid.startswith(REG_UUID_PREFIX)
+
+    @property
+    def trunk(self) -> str:
+        return self.uuid.removeprefix(REG_UUID_PREFIX)
+
+    @property
+    def registered(self) -> bool:
+        return bool(self.flags & REG_FLAG_REGISTERED)
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeActual:
     dids: Mapping[str, str] = field(default_factory=dict)
     targets: tuple[DsTarget, ...] = ()
     failures: Mapping[str, int] = field(default_factory=dict)
+    registrations: tuple[Registration, ...] = ()
+    carrier: str | None = None  # the carrier-side "addr:port" the cfg published, if any
 
 
 # ---------------------------------------------------------------- steps
@@ -204,11 +253,31 @@ class SetTrunkState:
 
 
 @dataclass(frozen=True, slots=True)
-class RefreshRegistration:
-    trunk: str
+class AddRegistration:
+    registration: Registration
+
+    def describe(self) -> str:
+        r = self.registration
+        return f"register {r.user}@{r.domain} via {r.proxy} (trunk {r.trunk})"
 
 
-Step = SetDid | DeleteDid | AddTrunk | RemoveTrunk | SetTrunkState | RefreshRegistration
+@dataclass(frozen=True, slots=True)
+class RemoveRegistration:
+    uuid: str
+
+    def describe(self) -> str:
+        return f"drop registration {self.uuid}"
+
+
+Step = (
+    SetDid
+    | DeleteDid
+    | AddTrunk
+    | RemoveTrunk
+    | SetTrunkState
+    | AddRegistration
+    | RemoveRegistration
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +357,85 @@ def _desired_targets(desired: EdgePlan) -> dict[tuple[int, str], tuple[int, str,
     return out
 
 
+def _transport(uri: str) -> str:
+    for param in uri.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "transport":
+            return value.strip().lower()
+    return "udp"
+
+
+def desired_registrations(desired: EdgePlan, carrier: str | None) -> dict[str, Registration]:
+    """uuid -> the record each registration-based trunk needs.
+
+    The REGISTER leaves from the carrier-side socket over the trunk's transport when the
+    edge published that socket and listens on it (udp/tcp in the reference cfg); otherwise
+    Kamailio picks the socket. No realm and no HA1: the challenge's realm is answered.
+    """
+    out: dict[str, Registration] = {}
+    for t in desired.trunks:
+        if t.register_user is None or t.register_domain is None:
+            continue
+        proto = _transport(t.uri)
+        socket = f"{proto}:{carrier}" if carrier and proto in ("udp", "tcp") else ""
+        uuid = REG_UUID_PREFIX + t.name
+        out[uuid] = Registration(
+            uuid=uuid,
+            user=t.register_user,
+            domain=t.register_domain,
+            proxy=t.uri,
+            expires=t.register_expires,
+            socket=socket,
+            password=t.register_password or "",
+        )
+    return out
+
+
+def _registration_steps(desired: EdgePlan, actual: EdgeActual) -> list[Step]:
+    want = desired_registrations(desired, actual.carrier)
+    have = {r.uuid: r for r in actual.registrations}
+    steps: list[Step] = []
+    for uuid, reg in want.items():
+        cur = have.get(uuid)
+        if cur == reg:
+            continue
+        if cur is not None:
+            steps.append(RemoveRegistration(uuid))  # uac has no update RPC; add answers 409
+        steps.append(AddRegistration(reg))
+    steps += [RemoveRegistration(u) for u, r in have.items() if r.owned and u not in want]
+    return steps
+
+
+def refresh_steps(
+    desired: EdgePlan, actual: EdgeActual, planned: Iterable[Step] = ()
+) -> tuple[Step, ...]:
+    """Remove + add for each trunk in `desired.refresh_registrations` (PURE).
+
+    Only trunks whose record Kamailio holds and `planned` does not already (re)write: a
+    missing or changed record is added by the plan anyway, and removing what is not there
+    would only fail. Trunks that do not register are skipped.
+    """
+    want = desired_registrations(desired, actual.carrier)
+    have = {r.uuid for r in actual.registrations}
+    touched = {
+        s.registration.uuid if isinstance(s, AddRegistration) else s.uuid
+        for s in planned
+        if isinstance(s, AddRegistration | RemoveRegistration)
+    }
+    steps: list[Step] = []
+    for trunk in dict.fromkeys(desired.refresh_registrations):
+        uuid = REG_UUID_PREFIX + trunk
+        if uuid in want and uuid in have and uuid not in touched:
+            steps += [RemoveRegistration(uuid), AddRegistration(want[uuid])]
+            touched.add(uuid)
+    return tuple(steps)
+
+
 def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD) -> EdgeSteps:
     """Only the differences between what Kamailio holds and the plan; nothing if in sync.
 
     Registration refreshes are not here: they are requests, not state Kamailio can show
-    back, so `KamailioActuator.reconcile` sends them once per request.
+    back, so `KamailioActuator.reconcile` adds `refresh_steps` once per request.
     """
     table, conflicts = did_table(desired, max_wild)
     want = _desired_targets(desired)
@@ -318,13 +461,15 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
 
     sets: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
     deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
-    return EdgeSteps(tuple(adds + states + sets + deletes + removes), conflicts)
+    regs = _registration_steps(desired, actual)
+    return EdgeSteps(tuple(adds + states + sets + deletes + regs + removes), conflicts)
 
 
 def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
     """What Kamailio would hold after `steps` (PURE): the model the property tests check."""
     dids = dict(actual.dids)
     targets = {(t.group, t.uri): t for t in actual.targets}
+    regs = {r.uuid: r for r in actual.registrations}
     for s in steps:
         if isinstance(s, SetDid):
             dids[s.key] = s.value
@@ -340,7 +485,13 @@ def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
                 targets[(s.group, s.uri)] = DsTarget(
                     cur.group, cur.uri, s.state, cur.priority, cur.attrs
                 )
-    return EdgeActual(dids, tuple(targets.values()), actual.failures)
+        elif isinstance(s, AddRegistration):
+            regs.setdefault(s.registration.uuid, s.registration)  # 409 on an existing one
+        elif isinstance(s, RemoveRegistration):
+            regs.pop(s.uuid, None)
+    return EdgeActual(
+        dids, tuple(targets.values()), actual.failures, tuple(regs.values()), actual.carrier
+    )
 
 
 # ---------------------------------------------------------------- parsing answers
@@ -389,6 +540,38 @@ def _parse_ds_list(result: Any) -> tuple[DsTarget, ...]:
     return tuple(targets)
 
 
+def _failures(stats: Mapping[str, Any]) -> dict[str, int]:
+    return {
+        k.removeprefix(FAIL_PREFIX): v
+        for k, v in stats.items()
+        if k.startswith(FAIL_PREFIX) and isinstance(v, int)
+    }
+
+
+def _parse_registrations(result: Any) -> tuple[Registration, ...]:
+    """uac.reg_dump answers a list of records; the password stays inside Registration."""
+    out: list[Registration] = []
+    if not isinstance(result, list):
+        return ()
+    for rec in result:
+        if not isinstance(rec, dict) or not isinstance(rec.get("l_uuid"), str):
+            continue
+        expires, flags = rec.get("expires"), rec.get("flags")
+        out.append(
+            Registration(
+                uuid=rec["l_uuid"],
+                user=str(rec.get("r_username", "")),
+                domain=str(rec.get("r_domain", "")),
+                proxy=str(rec.get("auth_proxy", "")),
+                expires=expires if isinstance(expires, int) else 0,
+                socket=str(rec.get("socket", "")),
+                password=str(rec.get("auth_password", "")),
+                flags=flags if isinstance(flags, int) else 0,
+            )
+        )
+    return tuple(out)
+
+
 # ---------------------------------------------------------------- actuator
 
 
@@ -410,16 +593,29 @@ class KamailioActuator:
             if "No Destination Sets" not in exc.message:
                 raise
             targets = ()
-        return EdgeActual(dids, targets, await self.edge_failures())
+        stats = _parse_dump(await self.client.call("htable.dump", STAT_TABLE))
+        carrier = stats.get(CARRIER_KEY)
+        return EdgeActual(
+            dids,
+            targets,
+            _failures(stats),
+            await self.registrations(),
+            carrier if isinstance(carrier, str) and carrier else None,
+        )
 
     async def edge_failures(self) -> dict[str, int]:
         """INVITE failures (408/5xx/timeout) per trunk name since Kamailio started."""
-        stats = _parse_dump(await self.client.call("htable.dump", STAT_TABLE))
-        return {
-            k.removeprefix(FAIL_PREFIX): v
-            for k, v in stats.items()
-            if k.startswith(FAIL_PREFIX) and isinstance(v, int)
-        }
+        return _failures(_parse_dump(await self.client.call("htable.dump", STAT_TABLE)))
+
+    async def registrations(self) -> tuple[Registration, ...]:
+        """The uac records; none on an edge without uac registrations configured."""
+        try:
+            return _parse_registrations(await self.client.call("uac.reg_dump"))
+        except KamailioError as exc:
+            # 5.6 registers the uac RPCs only with reg_db_url set.
+            if exc.message in ("Method Not Found", "Not enabled"):
+                return ()
+            raise
 
     def plan(self, desired: EdgePlan, actual: EdgeActual) -> EdgeSteps:
         return plan(desired, actual, self.max_wild)
@@ -436,8 +632,17 @@ class KamailioActuator:
             await c.call("dispatcher.remove", step.group, step.uri)
         elif isinstance(step, SetTrunkState):
             await c.call("dispatcher.set_state", step.state, step.group, step.uri)
+        elif isinstance(step, AddRegistration):
+            r = step.registration
+            # 5.6 order: l_uuid, l_username, l_domain, r_username, r_domain, realm,
+            # auth_username, auth_password, auth_ha1, auth_proxy, expires, flags, reg_delay,
+            # socket, contact_addr ("" = the cfg's reg_contact_addr). All 15 are required.
+            await c.call(
+                "uac.reg_add", r.uuid, r.user, r.domain, r.user, r.domain, "",
+                r.user, r.password, "", r.proxy, r.expires, 0, 0, r.socket, "",
+            )  # fmt: skip
         else:
-            await c.call("uac.reg_refresh", step.trunk)
+            await c.call("uac.reg_remove", step.uuid)
 
     async def apply(self, steps: EdgeSteps | Sequence[Step]) -> ApplyResult:
         """Run the steps; htable writes go `concurrency` at a time, the rest in order.
@@ -486,9 +691,13 @@ class KamailioActuator:
         steps = self.plan(desired, actual)
         refresh: tuple[Step, ...] = ()
         if desired.refresh_registrations and desired.refresh_registrations != self._refreshed:
-            refresh = tuple(RefreshRegistration(t) for t in desired.refresh_registrations)
+            refresh = refresh_steps(desired, actual, steps.steps)
         result = await self.apply(steps.steps + refresh)
-        if refresh and not any(e.method.startswith("uac.") for e in result.errors):
+        # A request is done once no uac RPC failed, also when it needed no step of its own
+        # (the record was being added anyway): re-sending it later would re-REGISTER again.
+        if desired.refresh_registrations and not any(
+            e.method.startswith("uac.") for e in result.errors
+        ):
             self._refreshed = desired.refresh_registrations
         if not desired.refresh_registrations:
             self._refreshed = ()

@@ -31,13 +31,24 @@ class TrunkState:
     """One trunk (one carrier SBC URI) as the edge must hold it.
 
     Trunks sharing a `group` form one dispatcher set; their order in `EdgePlan.trunks` is
-    the preference inside the set (the first is tried first).
+    the preference inside the set (the first is tried first). A registration-based trunk
+    also names the account the edge registers with the carrier's SBC (`register_user` at
+    `register_domain`); the password is kept out of repr so a logged plan never shows it.
     """
 
     name: str
     uri: str  # sip:host:port;transport=udp|tcp|tls
     group: int  # dispatcher set id
     enabled: bool
+    register_user: str | None = None
+    register_domain: str | None = None
+    register_password: str | None = field(default=None, repr=False)
+    register_expires: int = 600  # seconds asked for in each REGISTER
+
+    @property
+    def registers(self) -> bool:
+        """Whether the edge must keep a registration for this trunk."""
+        return self.register_user is not None and self.register_domain is not None
 
 
 @dataclass(frozen=True, slots=True)
