@@ -53,6 +53,19 @@ def read_password(reg: Register) -> str:
     return value
 
 
+def _registration_fields(reg: Register | None) -> dict[str, Any]:
+    """TrunkState's registration fields for the edge; a password that cannot be read now is
+    left out (the REGISTER then fails its challenge and the trunk's probe reports why)."""
+    if reg is None:
+        return {}
+    try:
+        password: str | None = read_password(reg)
+    except (OSError, ValueError):
+        password = None
+    return {"register_user": reg.user, "register_domain": reg.domain,
+            "register_password": password, "register_expires": int(reg.expires)}
+
+
 class EdgeDriver(Protocol):
     """A SIP edge lifeline pushes the plan to; ``push`` never raises."""
 
@@ -308,7 +321,8 @@ class Telephony:
     def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> EdgePlan:
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
-                       peer.health.state is not LinkState.DOWN)
+                       peer.health.state is not LinkState.DOWN,
+                       **_registration_fields(self.cfg.trunk(name).registration))
             for name, peer in self.trunks.items()
         )
         uris = {d.name: str(d.sip_uri) for d in self.cfg.destinations}

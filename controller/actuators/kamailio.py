@@ -5,7 +5,7 @@ htable, the dispatcher sets, the per-trunk failure counters), the PURE `plan(des
 actual)` lists only the differences, and `apply(steps)` carries them out, recording each
 failed RPC instead of raising. `reconcile()` does all three, so a restarted Kamailio (empty
 htable, no trunks) gets the whole plan again on the next cycle, and one already in sync
-costs three read RPCs and no writes. Storage, matching examples/kamailio/kamailio.cfg: a
+costs four read RPCs and no writes. Storage, matching examples/kamailio/kamailio.cfg: a
 DID range becomes prefix-aligned blocks (sipplan.split_range), one htable key per block
 ("+3902123456xx" for ...00-...99), value "<dispatcher set>|<destination uri>"; the cfg
 finds a number's block with a walk of at most MAX_WILD+1 hash lookups. That keeps a plan
