@@ -122,6 +122,7 @@ class Daemon:
         self.telephony = (Telephony(cfg, self.journal, self.metrics, list(self.edges))
                           if cfg.trunks or cfg.dids else None)
         self._edge_read_at = -1e9
+        self._pending_refresh: set[str] = set()
         self.started = time.time()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -450,10 +451,13 @@ class Daemon:
         plan = tel.decide(now, {name: rt.health.state for name, rt in self.links.items()})
         if self.dry_run:
             return
-        # After the site's route moved, registrations must leave over the new link.
-        refresh = tuple(t.name for t in self.cfg.trunks if t.registration is not None
-                        and links_moved)
-        await tel.push(plan, refresh)
+        # After the site's route moved, registrations must leave over the new link; the
+        # request stands until a push carried it, so a failed push cannot lose it.
+        if links_moved:
+            self._pending_refresh |= {t.name for t in self.cfg.trunks
+                                      if t.registration is not None}
+        if await tel.push(plan, tuple(sorted(self._pending_refresh))):
+            self._pending_refresh.clear()
 
     # -- tell ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -333,8 +333,10 @@ class Telephony:
         return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
 
     # -- act -------------------------------------------------------------------------------
-    async def push(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> None:
+    async def push(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> bool:
+        """Push to every edge; True when all of them took it."""
         edge_plan = self.to_edge_plan(plan, refresh)
+        all_ok = True
         self.edge_plan = edge_plan
         for edge in self.edges:
             started = time.perf_counter()
@@ -350,10 +352,13 @@ class Telephony:
                 if detail:
                     log.info("%s: %s", edge.name, detail)
                     self.journal.record("action", edge.name, detail)
-            elif detail != previous:
-                self.push_errors[edge.name] = detail
-                log.error("%s: plan push failed: %s", edge.name, detail)
-                self.journal.record("error", edge.name, f"plan push failed: {detail}")
+            else:
+                all_ok = False
+                if detail != previous:
+                    self.push_errors[edge.name] = detail
+                    log.error("%s: plan push failed: %s", edge.name, detail)
+                    self.journal.record("error", edge.name, f"plan push failed: {detail}")
+        return all_ok
 
     # -- tell ------------------------------------------------------------------------------
     def status(self, now: float) -> dict[str, Any]:

@@ -178,3 +178,24 @@ async def test_names_are_resolved_and_kept_as_tls_server_name() -> None:
     named = await _resolved(SipTarget("localhost", 5061, "tls"))
     assert isinstance(named, SipTarget)
     assert named.host in ("127.0.0.1", "::1") and named.server_name == "localhost"
+
+
+def test_edge_plan_carries_registrations_with_the_password_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "carrier-b"
+    secret.write_text("s3cret\n")
+    text = CONFIG.replace(
+        '  - {name: b1, carrier: carrier-b, uri: "sip:192.0.2.23",',
+        f'  - {{name: b1, carrier: carrier-b, uri: "sip:192.0.2.23", register: '
+        f'{{user: site1, domain: carrier-b.example, password_file: {secret}}},')
+    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    plan = tel.decide(all_up(tel), LINKS)
+    trunks = {t.name: t for t in tel.to_edge_plan(plan, ("b1",)).trunks}
+    assert trunks["b1"].register_user == "site1"
+    assert trunks["b1"].register_password == "s3cret"
+    assert "s3cret" not in repr(trunks["b1"])
+    assert trunks["a1"].register_user is None
+    secret.unlink()  # unreadable now: the registration is still described, without password
+    trunks = {t.name: t for t in tel.to_edge_plan(plan).trunks}
+    assert trunks["b1"].register_user == "site1" and trunks["b1"].register_password is None
