@@ -177,7 +177,10 @@ class SipSite:
             raise RuntimeError(f"{name} is already running")
         peer = self.peers.get(name) or SipPeer(name, ns, addr, port,
                                                self.workdir / f"{name}_messages.log")
-        argv = ["sipp", "-sn", "uas", "-aa", "-i", addr, "-p", str(port), "-nostdin", "-nd",
+        # kam_uas.xml, not sipp's built-in uas: that one drops the Record-Route from its
+        # answers, so the edge would drop every ACK and BYE of the call.
+        argv = ["sipp", "-sf", str(SCENARIO_DIR / "kam_uas.xml"), "-aa", "-i", addr,
+                "-p", str(port), "-nostdin", "-nd",
                 "-trace_msg", "-message_file", str(peer.message_log),
                 "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
         peer.proc = self.lab.popen(ns, argv, cwd=str(self.workdir),
