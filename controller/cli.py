@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="shorter hold-down and pauses")
     demo.add_argument("--keep-going", action="store_true",
                       help="do not stop at the first failed expectation")
+    demo.add_argument("--no-sip", action="store_true",
+                      help="skip the telephony act (Kamailio, SBCs, calls during a trunk failover)")
     demo.set_defaults(func=cmd_demo)
     return p
 
@@ -146,7 +148,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lab.demo import run_demo
 
-    return run_demo(quick=args.quick, keep_going=args.keep_going)
+    return run_demo(quick=args.quick, keep_going=args.keep_going, sip=not args.no_sip)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ blackholed too -> LTE -> both fibres back -> failback after the hold-down -> fib
 degraded (5 % loss, 40 ms jitter) while fibre-b is up -> traffic leaves the degraded link.
 For every step a packet stream from the LAN host through the site's NAT measures the
 data-plane gap; the daemon's own timeline (state changes with their reasons) is printed as
-it happens. It ends with a summary table and removes every namespace and process it made.
+it happens. Then, unless skipped or Kamailio/sipp are missing, the telephony act
+(``lab.demo_sip``) plays a trunk failover on a fresh lab with calls going on. It ends with
+a summary table and removes every namespace and process it made.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.demo_sip import SipOutcome, run_sip_act, sip_scenario, sip_summary
 from lab.lifelined import LifelineProcess, route_devices
+from lab.sipsite import sip_site_skip_reason
 from lab.stream import Stream
 from lab.topology import Lab
 
@@ -159,7 +163,7 @@ def _metrics_excerpt(lab: Lab, listen: str) -> list[str]:
             if line.startswith(keep) and not line.endswith(" 0.0")]
 
 
-def run_demo(quick: bool = False, keep_going: bool = False) -> int:
+def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True) -> int:
     if os.geteuid() != 0:
         print("lifeline demo: the lab needs root (it creates network namespaces); "
               "run it as root: sudo make demo", file=sys.stderr)
@@ -203,7 +207,24 @@ def run_demo(quick: bool = False, keep_going: bool = False) -> int:
             print("last journal entries:\n" + events.rstrip())
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
-    print("\n" + _summary(outcomes))
-    print("lab removed (namespaces and processes)")
     passed = len(outcomes) == len(_scenario(hold_down)) and all(o.ok for o in outcomes)
+    sip_outcomes: list[SipOutcome] = []
+    sip_note = ""
+    if not sip:
+        sip_note = "telephony act skipped (--no-sip)"
+    elif (reason := sip_site_skip_reason()) is not None:
+        sip_note = f"telephony act skipped: it {reason}; `make demo` installs it"
+    elif not passed and not keep_going:
+        sip_note = "telephony act not played: the link scenario failed"
+    else:
+        print("\n=== telephony: SIP trunk failover with calls going on", flush=True)
+        sip_outcomes = run_sip_act(quick=quick, keep_going=keep_going)
+        passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0))
+                  and all(o.ok for o in sip_outcomes))
+    if sip_note:
+        print(f"\n{sip_note}", flush=True)
+    print("\n" + _summary(outcomes))
+    if sip_outcomes:
+        print("\n" + sip_summary(sip_outcomes))
+    print("lab removed (namespaces and processes)")
     return 0 if passed else 1
