@@ -6,9 +6,13 @@ link address and its calls leave by whichever link carries the active route; PBX
 socket on the site's LAN address; JSON-RPC on the site's 127.0.0.1, where the daemon, also
 in the site namespace, reaches it), one sipp UAS per carrier SBC in ``inet`` and the PBX on
 the LAN host. ``config_dict()`` gives the lifeline config that describes all of it (trunks,
-destinations, DID plan, the Kamailio RPC URL). Calls are bounded sipp UAC runs. Every process
-is started with ``lab.popen`` and so is killed by PID at ``lab.destroy()``, also when a test
-fails; this module only starts, stops and observes peers, it decides nothing.
+destinations, DID plan, the Kamailio RPC URL); with ``registration=True`` it adds a
+registration-based trunk to a digest registrar (``start_registrar()``, a sipp in ``inet`` at
+``CARRIER_REGISTRAR`` whose arrivals from each link's site address are counted by iptables
+there, so a test can tell which link the edge's REGISTERs took). Calls are bounded sipp
+UAC runs. Every process is started with ``lab.popen`` and so is killed by PID at
+``lab.destroy()``, also when a test fails; this module only starts, stops and observes
+peers, it decides nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 
 from lab.config import lifeline_config_dict
 from lab.kamailio import KamailioEdge
-from lab.topology import CARRIER_SBCS, Lab
+from lab.topology import CARRIER_REGISTRAR, CARRIER_SBCS, Lab
 
 __all__ = [
     "DID_RANGES",
+    "REGISTRAR_TRUNK",
+    "REGISTRAR_USER",
     "SBC_CARRIERS",
     "SCENARIO_DIR",
     "SipPeer",
@@ -50,6 +56,12 @@ DID_RANGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 SBC_PORT = 5060
 PBX_PORT = 5060
 DR_PORT = 5062  # nobody answers there: the DR destination only matters when the PBX fails
+# The registration-based trunk (config_dict(registration=True)) and what it registers as;
+# register-digest.xml accepts user site1 only.
+REGISTRAR_TRUNK = "carrier-r-reg"
+REGISTRAR_USER = "site1"
+REGISTRAR_DOMAIN = "lifeline.test"
+REGISTRAR_PORT = 5060
 
 
 def sip_site_skip_reason() -> str | None:
@@ -96,6 +108,24 @@ class SipPeer:
                     count += 1
                     break
         return count
+
+    def registers(self, contact_user: str | None = None) -> list[str]:
+        """REGISTERs received with an Authorization header (the answer to the challenge);
+        with ``contact_user``, only those whose Contact names that user (the edge's uac
+        record, not lifeline's own REGISTER check, which uses another Contact)."""
+        if not self.message_log.exists():
+            return []
+        text = self.message_log.read_text(errors="replace")
+        out = []
+        for chunk in text.split("-----------------------------------------------"):
+            if "received" not in chunk or "REGISTER sip:" not in chunk:
+                continue
+            if "Authorization: Digest" not in chunk:
+                continue
+            if contact_user is not None and f"<sip:{contact_user}@" not in chunk:
+                continue
+            out.append(chunk)
+        return out
 
 
 @dataclass
@@ -206,6 +236,46 @@ class SipSite:
         out = self.lab.run(ns, ["ss", "-H", flags, filt], check=False).stdout
         return bool(out.strip())
 
+    def start_registrar(self) -> SipPeer:
+        """The digest registrar of ``REGISTRAR_TRUNK`` in inet (401, then 200 to a REGISTER
+        with Authorization; ``-aa`` answers the trunk's OPTIONS), plus one iptables counter
+        per link of UDP from that link's site address, port 5060 (the edge's carrier socket:
+        lifeline's own probes use other ports), to the registrar."""
+        name, addr = REGISTRAR_TRUNK, str(CARRIER_REGISTRAR)
+        if name in self.peers and self.peers[name].proc is not None:
+            raise RuntimeError(f"{name} is already running")
+        peer = self.peers.get(name) or SipPeer(name, self.lab.inet, addr, REGISTRAR_PORT,
+                                               self.workdir / f"{name}_messages.log")
+        if name not in self.peers:
+            for lk in self.lab.links.values():
+                self.lab.iptables(self.lab.inet, "-A", "INPUT", "-p", "udp",
+                                  "-s", str(lk.site_addr), "--sport", str(self.carrier_port),
+                                  "-d", addr, "--dport", str(REGISTRAR_PORT),
+                                  "-m", "comment", "--comment", f"reg-{lk.name}")
+        argv = ["sipp", "-sf", str(SCENARIO_DIR / "register-digest.xml"),
+                "-key", "algorithm", "MD5", "-aa", "-i", addr, "-p", str(REGISTRAR_PORT),
+                "-nostdin", "-nd", "-trace_msg", "-message_file", str(peer.message_log),
+                "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
+        peer.proc = self.lab.popen(self.lab.inet, argv, cwd=str(self.workdir),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.peers[name] = peer
+        deadline = time.monotonic() + 5.0
+        while not self._listening(self.lab.inet, REGISTRAR_PORT, "-uln", addr):
+            if peer.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop_peer(name)
+                raise RuntimeError(f"sipp {name} is not listening on {addr}:{REGISTRAR_PORT}")
+            time.sleep(0.05)
+        return peer
+
+    def registrar_packets_from(self, link: str) -> int:
+        """UDP packets the registrar got from the edge's carrier socket via ``link``'s
+        site address (the counters start_registrar installed)."""
+        out = self.lab.iptables(self.lab.inet, "-L", "INPUT", "-v", "-n", "-x").stdout
+        for line in out.splitlines():
+            if f"/* reg-{link} */" in line:
+                return int(line.split()[0])
+        raise LookupError(f"no registrar counter for {link}: start_registrar() first")
+
     # -- calls -----------------------------------------------------------------------------
     def _uac(self, ns: str, src: str, dst: str, called: str, caller: str,
              timeout: float) -> int:
@@ -243,8 +313,11 @@ class SipSite:
                          timeout)
 
     # -- the lifeline config ---------------------------------------------------------------
-    def config_dict(self, state_dir: Path, **overrides: Any) -> dict[str, Any]:
-        """The lab's lifeline config plus this site's trunks, destinations, DIDs and edge."""
+    def config_dict(self, state_dir: Path, registration: bool = False,
+                    **overrides: Any) -> dict[str, Any]:
+        """The lab's lifeline config plus this site's trunks, destinations, DIDs and edge;
+        ``registration`` adds REGISTRAR_TRUNK (no DIDs: it only registers), its password in
+        a file in ``state_dir``."""
         overrides.setdefault("reliability", 2)
         overrides.setdefault("hold_down", "2s")
         config = lifeline_config_dict(self.lab, state_dir, **overrides)
@@ -264,4 +337,17 @@ class SipSite:
             for numbers, trunks in DID_RANGES
         ]
         config["sip_edge"] = {"kamailio": {"rpc_url": self.rpc_url}}
+        if registration:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            secret = state_dir / "registrar.password"
+            secret.write_text("lab-registrar-secret\n")
+            secret.chmod(0o600)
+            config["trunks"].append({
+                "name": REGISTRAR_TRUNK, "carrier": "carrier-r",
+                "uri": f"sip:{CARRIER_REGISTRAR}:{REGISTRAR_PORT}",
+                "interval": "200ms", "timeout": "200ms",
+                "thresholds": {"down_after": 3, "hold_down": "2s"},
+                "register": {"user": REGISTRAR_USER, "domain": REGISTRAR_DOMAIN,
+                             "password_file": str(secret)},
+            })
         return config

@@ -38,6 +38,7 @@ from lab import netns
 from lab.faults import Faults
 
 __all__ = [
+    "CARRIER_REGISTRAR",
     "CARRIER_SBCS",
     "INET_TARGETS",
     "ISP_SITE_IFNAME",
@@ -102,6 +103,9 @@ CARRIER_SBCS: dict[str, IPv4Address] = {
     "carrier-a-sbc2": IPv4Address("192.0.2.22"),
     "carrier-b-sbc1": IPv4Address("192.0.2.23"),
 }
+# A carrier that wants the site registered (digest REGISTER): its registrar, also in inet,
+# kept apart from CARRIER_SBCS so the plain SBC helpers do not start a UAS on it.
+CARRIER_REGISTRAR = IPv4Address("192.0.2.24")
 # An RTP port, so the conntrack flush lifeline does for RTP on failover covers the stream.
 STREAM_PORT = 16384
 
@@ -460,7 +464,8 @@ class Lab:
     def _build_inet(self) -> None:
         cmds = ["link set lo up"]
         cmds += [f"address add {addr}/32 dev lo"
-                 for addr in (*INET_TARGETS, SINK_ADDR, *CARRIER_SBCS.values())]
+                 for addr in (*INET_TARGETS, SINK_ADDR, *CARRIER_SBCS.values(),
+                              CARRIER_REGISTRAR)]
         for lk in self.links.values():
             cmds += [
                 f"address add {lk.inet_addr}/30 dev {lk.inet_ifname}",
