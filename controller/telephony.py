@@ -39,6 +39,7 @@ log = logging.getLogger("lifeline.sip")
 EDGE_FAILURES = 3
 EDGE_WINDOW = 30.0
 REGISTER_EVERY = 60.0
+REGISTER_RETRY = 5.0
 
 
 def read_password(reg: Register) -> str:
@@ -238,7 +239,8 @@ class Telephony:
                         "trunk %s: %s", peer.name, what)
                 self.journal.record("transition", peer.name, f"{peer.name}: {what}",
                                     peer="registration")
-            await asyncio.sleep(REGISTER_EVERY)
+            # A failed check (e.g. no route yet at start) is retried soon, not in a minute.
+            await asyncio.sleep(REGISTER_EVERY if result.reachable else REGISTER_RETRY)
 
     def on_result(self, kind: str, peer: Peer, sent_at: float, result: SipResult) -> None:
         peer.last = result
