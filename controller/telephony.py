@@ -320,7 +320,8 @@ class Telephony:
         for trunk, count in plan.numbers_per_trunk.items():
             m.dids_per_trunk.labels(trunk=trunk).set(count)
 
-    def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> EdgePlan:
+    def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = (),
+                     contact_host: str | None = None) -> EdgePlan:
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
                        peer.health.state is not LinkState.DOWN,
@@ -332,12 +333,14 @@ class Telephony:
             DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
             for d in plan.decisions
         )
-        return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
+        return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh,
+                        contact_host=contact_host)
 
     # -- act -------------------------------------------------------------------------------
-    async def push(self, plan: DidPlan, refresh: tuple[str, ...] = ()) -> bool:
+    async def push(self, plan: DidPlan, refresh: tuple[str, ...] = (),
+                   contact_host: str | None = None) -> bool:
         """Push to every edge; True when all of them took it."""
-        edge_plan = self.to_edge_plan(plan, refresh)
+        edge_plan = self.to_edge_plan(plan, refresh, contact_host)
         all_ok = True
         self.edge_plan = edge_plan
         for edge in self.edges:

@@ -16,9 +16,13 @@ runtime. Trunks are dispatcher destinations that lifeline adds itself with attrs
 (disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`).
 Registration-based trunks get one uac record each (l_uuid "lifeline-<trunk>", REGISTER to
 the trunk's SBC from the edge's carrier-side socket, which the cfg publishes in the
-`edgestat` htable); records lifeline did not add are left alone. After a link failover a
-refresh removes and adds the record again, because 5.6 has no "register now" RPC and
-refuses reg_add on an existing l_uuid (409). Passwords go to Kamailio only: they are kept
+`edgestat` htable); records lifeline did not add are left alone. The record's Contact
+address is the plan's `contact_host` (the active link's source) with the carrier socket's
+port, because a carrier socket on 0.0.0.0 would otherwise advertise 0.0.0.0; reg_dump
+shows it back as `contact_addr`, so a link failover changes the desired record and the
+plan removes and adds it (5.6 has no update RPC and answers reg_add on an existing l_uuid
+with 409). An explicit refresh does the same remove + add, since 5.6 has no "register now"
+RPC. Passwords go to Kamailio only: they are kept
 out of every repr, describe() and error text here.
 Boundary: the only module that speaks Kamailio's RPC; it does not decide anything.
 """
@@ -30,7 +34,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import aiohttp
@@ -56,6 +60,7 @@ __all__ = [
     "SetDid",
     "SetTrunkState",
     "Step",
+    "contact_addr",
     "desired_registrations",
     "did_table",
     "plan",
@@ -194,6 +199,9 @@ class Registration:
     socket: str  # "udp:addr:port" to leave from, or "" for Kamailio's choice
     password: str = field(default="", repr=False)
     flags: int = field(default=0, compare=False)
+    # "addr:port" the Contact advertises; "" asks for the cfg's reg_contact_addr, which
+    # reg_dump then shows in its place (see _in_sync).
+    contact: str = ""
 
     @property
     def owned(self) -> bool:
@@ -365,6 +373,22 @@ def _transport(uri: str) -> str:
     return "udp"
 
 
+def contact_addr(host: str | None, carrier: str | None) -> str:
+    """The "addr:port" a registration's Contact advertises, or "" for the cfg's default.
+
+    The host is the site's current public address, the port the carrier socket's: only
+    both together name where the carrier can reach the edge now.
+    """
+    if not host or not carrier:
+        return ""
+    _, sep, port = carrier.rpartition(":")
+    if not sep or not port.isdigit():
+        return ""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 in a SIP URI
+    return f"{host}:{port}"
+
+
 def desired_registrations(desired: EdgePlan, carrier: str | None) -> dict[str, Registration]:
     """uuid -> the record each registration-based trunk needs.
 
@@ -372,6 +396,7 @@ def desired_registrations(desired: EdgePlan, carrier: str | None) -> dict[str, R
     edge published that socket and listens on it (udp/tcp in the reference cfg); otherwise
     Kamailio picks the socket. No realm and no HA1: the challenge's realm is answered.
     """
+    contact = contact_addr(desired.contact_host, carrier)
     out: dict[str, Registration] = {}
     for t in desired.trunks:
         if t.register_user is None or t.register_domain is None:
@@ -387,8 +412,19 @@ def desired_registrations(desired: EdgePlan, carrier: str | None) -> dict[str, R
             expires=t.register_expires,
             socket=socket,
             password=t.register_password or "",
+            contact=contact,
         )
     return out
+
+
+def _in_sync(cur: Registration | None, want: Registration) -> bool:
+    """Whether Kamailio's record is the wanted one; a wanted contact of "" is the cfg's
+    default, which reg_dump shows resolved, so any contact Kamailio holds matches it."""
+    if cur is None:
+        return False
+    if not want.contact:
+        cur = replace(cur, contact="")
+    return cur == want
 
 
 def _registration_steps(desired: EdgePlan, actual: EdgeActual) -> list[Step]:
@@ -397,7 +433,7 @@ def _registration_steps(desired: EdgePlan, actual: EdgeActual) -> list[Step]:
     steps: list[Step] = []
     for uuid, reg in want.items():
         cur = have.get(uuid)
-        if cur == reg:
+        if _in_sync(cur, reg):
             continue
         if cur is not None:
             steps.append(RemoveRegistration(uuid))  # uac has no update RPC; add answers 409
@@ -567,6 +603,7 @@ def _parse_registrations(result: Any) -> tuple[Registration, ...]:
                 socket=str(rec.get("socket", "")),
                 password=str(rec.get("auth_password", "")),
                 flags=flags if isinstance(flags, int) else 0,
+                contact=str(rec.get("contact_addr", "")),
             )
         )
     return tuple(out)
@@ -639,7 +676,7 @@ class KamailioActuator:
             # socket, contact_addr ("" = the cfg's reg_contact_addr). All 15 are required.
             await c.call(
                 "uac.reg_add", r.uuid, r.user, r.domain, r.user, r.domain, "",
-                r.user, r.password, "", r.proxy, r.expires, 0, 0, r.socket, "",
+                r.user, r.password, "", r.proxy, r.expires, 0, 0, r.socket, r.contact,
             )  # fmt: skip
         else:
             await c.call("uac.reg_remove", step.uuid)

@@ -72,6 +72,10 @@ class EdgePlan:
     routes: tuple[DidRoute, ...] = ()
     # Trunks whose registrations must be sent again (over a link that just became active).
     refresh_registrations: tuple[str, ...] = field(default=())
+    # The site's current public address (the source address of the active link): the edge
+    # advertises it in its registrations' Contact, because an edge listening on a wildcard
+    # address would otherwise tell the carrier 0.0.0.0. None: the edge's own default.
+    contact_host: str | None = None
 
 
 def _digits(number: str) -> str:

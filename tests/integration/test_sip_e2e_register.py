@@ -8,8 +8,9 @@ route moves to fibre-b, the daemon asks the edge to refresh its registrations, a
 registrar must receive a NEW authorized REGISTER (a Call-ID it has not seen) from the site's
 fibre-b address, and Kamailio must hold the record as registered again. Which link a
 REGISTER took is read from iptables counters in ``inet`` (sipp's message log has no source
-address; Kamailio's carrier socket is 0.0.0.0, so its Via does not tell either). Timings are
-loose bounds.
+address; Kamailio's carrier socket is 0.0.0.0, so its Via does not tell either). The new
+REGISTER's Contact must name the fibre-b address too: lifeline passes the active link's
+source as the uac record's contact_addr. Timings are loose bounds.
 """
 
 from __future__ import annotations
@@ -137,11 +138,6 @@ def test_fibre_failover_registers_again_over_fibre_b(
     daemon.wait_for(all_ready, 20, "everything ready on fibre-b")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the lab's edge listens on 0.0.0.0 (to answer on every link), so uac's Contact is "
-    "reg_contact_addr = <lifeline-...@0.0.0.0:5060> and Via is 0.0.0.0: the REGISTER leaves "
-    "via fibre-b but tells the carrier no reachable address. Fix: lifeline passes the active "
-    "link's source address as uac.reg_add's contact_addr (controller.actuators.kamailio)"))
 def test_new_register_advertises_fibre_b_contact(
     site: tuple[Lab, SipSite, LifelineProcess],
 ) -> None:

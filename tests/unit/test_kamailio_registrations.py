@@ -162,10 +162,48 @@ def test_parse_reg_dump_answer() -> None:
         {"no": "uuid"},
     ]  # fmt: skip
     (rec,) = _parse_registrations(answer)
-    assert rec == desired_registrations(EdgePlan(trunks=(REG,)), CARRIER)[rec.uuid]
+    desired = EdgePlan(trunks=(REG,), contact_host="192.0.2.10")
+    assert rec.contact == CARRIER
+    assert rec == desired_registrations(desired, CARRIER)[rec.uuid]
+    steps = plan(desired, EdgeActual(registrations=(rec,), carrier=CARRIER)).steps
+    assert not [s for s in steps if isinstance(s, AddRegistration | RemoveRegistration)]
     assert rec.registered and rec.flags == 20
     assert SECRET not in repr(rec)
     assert _parse_registrations({"not": "a list"}) == ()
+
+
+def test_contact_is_the_active_links_address_with_the_carrier_port() -> None:
+    uuid = REG_UUID_PREFIX + "carrier-b"
+    via_a = EdgePlan(trunks=(REG,), contact_host="192.0.2.1")
+    assert desired_registrations(via_a, "0.0.0.0:5070")[uuid].contact == "192.0.2.1:5070"
+    v6 = EdgePlan(trunks=(REG,), contact_host="2001:db8::1")
+    assert desired_registrations(v6, "[::]:5060")[uuid].contact == "[2001:db8::1]:5060"
+    # Without an address or a published carrier socket, the cfg's default stands.
+    assert desired_registrations(EdgePlan(trunks=(REG,)), CARRIER)[uuid].contact == ""
+    assert desired_registrations(via_a, None)[uuid].contact == ""
+
+
+def test_failover_changes_the_contact_so_the_record_is_added_again() -> None:
+    uuid = REG_UUID_PREFIX + "carrier-b"
+    via_a = EdgePlan(trunks=(REG,), contact_host="192.0.2.1")
+    via_b = EdgePlan(trunks=(REG,), contact_host="198.51.100.1")
+    actual = _synced(via_a)
+    assert plan(via_a, actual).empty
+    steps = plan(via_b, actual).steps
+    assert steps == (
+        RemoveRegistration(uuid),
+        AddRegistration(desired_registrations(via_b, CARRIER)[uuid]),
+    )
+    assert plan(via_b, simulate(actual, steps)).empty
+
+
+def test_default_contact_matches_what_kamailio_resolved() -> None:
+    """A wanted contact of "" is shown back by reg_dump as the cfg's reg_contact_addr."""
+    desired = EdgePlan(trunks=(REG,))
+    (want,) = desired_registrations(desired, CARRIER).values()
+    held = replace(want, contact="0.0.0.0:5060")
+    steps = plan(desired, EdgeActual(registrations=(held,), carrier=CARRIER)).steps
+    assert not [s for s in steps if isinstance(s, AddRegistration | RemoveRegistration)]
 
 
 _names = st.sampled_from(["a", "b", "c", "d"])
@@ -188,7 +226,8 @@ def _reg_plans(draw: st.DrawFn) -> EdgePlan:
         for i, n in enumerate(names)
     )
     refresh = tuple(draw(st.lists(_names, max_size=3)))
-    return EdgePlan(trunks=trunks, refresh_registrations=refresh)
+    host = draw(st.sampled_from([None, "192.0.2.1", "198.51.100.1", "2001:db8::1"]))
+    return EdgePlan(trunks=trunks, refresh_registrations=refresh, contact_host=host)
 
 
 @settings(max_examples=200, deadline=None)
