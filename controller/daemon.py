@@ -456,9 +456,10 @@ class Daemon:
         if links_moved:
             self._pending_refresh |= {t.name for t in self.cfg.trunks
                                       if t.registration is not None}
-        # Registrations advertise the site's current public address (see EdgePlan).
-        contact_host = next((self.links[g.active[0]].source
-                             for g in self.groups.values() if g.active), None)
+        # Registrations advertise the site's current public address (see EdgePlan): that of
+        # the link the kernel route uses now, not a decision not yet applied.
+        contact_host = next((self.links[g.applied[0]].source
+                             for g in self.groups.values() if g.applied), None)
         if await tel.push(plan, tuple(sorted(self._pending_refresh)), contact_host):
             self._pending_refresh.clear()
 
