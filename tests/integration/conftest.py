@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.actuators.kamailio import KamailioActuator, KamailioClient
+from lab.kamailio import KamailioEdge
 from lab.netns import cleanup_stale
 from lab.topology import Lab
 
@@ -75,3 +78,25 @@ def lab_factory(_stale_labs_removed: None) -> Iterator[Callable[..., Lab]]:
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
     """A built lab with default options (SNAT, no scale targets)."""
     return lab_factory()
+
+
+# -- a real Kamailio on loopback (from the reference cfg), for the edge actuator's tests --
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
+    k = KamailioEdge(tmp_path / "kamailio")
+    try:
+        k.start()
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture
+async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
+    client = KamailioClient(edge.rpc_url, timeout=5.0)
+    try:
+        yield KamailioActuator(client)
+    finally:
+        await client.close()

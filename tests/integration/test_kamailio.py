@@ -13,12 +13,12 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from controller.actuators.kamailio import KamailioActuator, KamailioClient
+from controller.actuators.kamailio import KamailioActuator
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
 from lab.kamailio import KamailioEdge, free_port
 
@@ -28,25 +28,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("kamailio") is None, reason="needs kamailio (Debian kamailio)"),
     pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp (Debian sip-tester)"),
 ]
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
-    k = KamailioEdge(tmp_path / "kamailio")
-    try:
-        k.start()
-        yield k
-    finally:
-        k.stop()
-
-
-@pytest.fixture
-async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
-    client = KamailioClient(edge.rpc_url, timeout=5.0)
-    try:
-        yield KamailioActuator(client)
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,6 @@ from controller.actuators.kamailio import (
     REG_UUID_PREFIX,
     AddRegistration,
     KamailioActuator,
-    KamailioClient,
     Registration,
     RemoveRegistration,
 )
@@ -43,25 +42,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("kamailio") is None, reason="needs kamailio (Debian kamailio)"),
     pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp (Debian sip-tester)"),
 ]
-
-
-@pytest.fixture
-def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
-    k = KamailioEdge(tmp_path / "kamailio")
-    try:
-        k.start()
-        yield k
-    finally:
-        k.stop()
-
-
-@pytest.fixture
-async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
-    client = KamailioClient(edge.rpc_url, timeout=5.0)
-    try:
-        yield KamailioActuator(client)
-    finally:
-        await client.close()
 
 
 @pytest.fixture
