@@ -521,8 +521,11 @@ class LinkHealth:
         )
 
     def _go_down(self, now: float, why: str) -> Transition:
-        self._penalty = self.penalty(now) + 1.0
-        self._penalty_at = now
+        # A flap is losing a link that worked; a link found dead at start never flapped,
+        # and counting it would lengthen its first hold-down for no reason.
+        if self.state in (LinkState.UP, LinkState.DEGRADED):
+            self._penalty = self.penalty(now) + 1.0
+            self._penalty_at = now
         return self._move(LinkState.DOWN, now, f"{self.name}: {why}")
 
     def _move(self, new: LinkState, now: float, reason: str) -> Transition:

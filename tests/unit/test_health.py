@@ -655,3 +655,17 @@ def test_a_link_down_before_a_restart_needs_the_full_hold_down() -> None:
     assert [t.new for t in trs] == [UP]
     assert trs[0].at - first_good == pytest.approx(4.0)  # not after `rise` rounds
     assert d.h.resume_down(d.t, "again") is None  # only from UNKNOWN
+
+
+def test_a_link_dead_at_start_is_no_flap() -> None:
+    d = link(HealthParams(hold_down=4.0))
+    d.rounds(3, None)
+    assert d.h.state is DOWN
+    assert d.h.penalty(d.t) == 0.0
+    first_good = d.t
+    trs = d.seconds(6, OK)
+    assert [t.new for t in trs] == [UP]
+    assert trs[0].at - first_good == pytest.approx(4.0)  # the plain hold-down, not doubled
+    # ...and its first real failure then counts as one flap
+    d.rounds(3, None)
+    assert d.h.penalty(d.t) == pytest.approx(1.0, abs=0.01)
