@@ -130,15 +130,19 @@ class Metrics:
                                     "Journal writes that failed since start.", registry=r)
 
     def set_link_state(self, link: str, state: str) -> None:
-        for s in LINK_STATES:
-            self.link_state.labels(link=link, state=s).set(1.0 if s == state else 0.0)
-        self.link_up.labels(link=link).set(1.0 if state in ("up", "degraded") else 0.0)
+        _set_state(self.link_state, self.link_up, {"link": link}, state)
 
     def set_trunk_state(self, trunk: str, state: str) -> None:
-        for s in LINK_STATES:
-            self.trunk_state.labels(trunk=trunk, state=s).set(1.0 if s == state else 0.0)
-        self.trunk_up.labels(trunk=trunk).set(1.0 if state in ("up", "degraded") else 0.0)
+        _set_state(self.trunk_state, self.trunk_up, {"trunk": trunk}, state)
 
     def set_group_active(self, group: str, links: list[str], active: tuple[str, ...]) -> None:
         for link in links:
             self.group_active.labels(group=group, link=link).set(1.0 if link in active else 0.0)
+
+
+def _set_state(states: Gauge, up: Gauge, labels: dict[str, str], state: str) -> None:
+    """A state set (1 for the current state, 0 for the others) and its up/down summary:
+    the same health states for links and trunks."""
+    for s in LINK_STATES:
+        states.labels(**labels, state=s).set(1.0 if s == state else 0.0)
+    up.labels(**labels).set(1.0 if state in ("up", "degraded") else 0.0)
