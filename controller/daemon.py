@@ -456,11 +456,11 @@ class Daemon:
         if links_moved:
             self._pending_refresh |= {t.name for t in self.cfg.trunks
                                       if t.registration is not None}
-        # Registrations advertise the site's current public address (see EdgePlan): that of
-        # the link the kernel route uses now, not a decision not yet applied.
-        contact_host = next((self.links[g.applied[0]].source
-                             for g in self.groups.values() if g.applied), None)
-        if await tel.push(plan, tuple(sorted(self._pending_refresh)), contact_host):
+        # Trunks that follow the route leave from (and advertise) the address of the link
+        # the kernel route uses now (see TrunkState.source), not a decision not yet applied.
+        active = next((g.applied[0] for g in self.groups.values() if g.applied), None)
+        sources = {name: rt.source for name, rt in self.links.items()}
+        if await tel.push(plan, tuple(sorted(self._pending_refresh)), sources, active):
             self._pending_refresh.clear()
 
     # -- tell ----------------------------------------------------------------------------

@@ -8,12 +8,16 @@ raises. This module only adapts; the actuators hold the logic.
 
 from __future__ import annotations
 
+import logging
+
 from controller.actuators.command import CommandActuator
 from controller.actuators.kamailio import KamailioActuator, KamailioClient, KamailioError
 from controller.actuators.planjson import PushResult
 from controller.actuators.sipplan import EdgePlan
 from controller.actuators.webhook import WebhookActuator, load_secret
 from controller.config import Config
+
+log = logging.getLogger(__name__)
 
 
 class KamailioDriver:
@@ -22,12 +26,17 @@ class KamailioDriver:
     def __init__(self, url: str, timeout: float) -> None:
         self.client = KamailioClient(url, timeout=timeout)
         self.actuator = KamailioActuator(self.client)
+        self._warned: tuple[str, ...] = ()
 
     async def push(self, plan: EdgePlan) -> tuple[bool, str]:
         try:
             steps, result = await self.actuator.reconcile(plan)
         except (KamailioError, OSError) as exc:
             return False, str(exc)
+        # Said once per change, not every cycle: the plan is carried, only not in full.
+        for warning in sorted(set(steps.warnings) - set(self._warned)):
+            log.warning("%s: %s", self.name, warning)
+        self._warned = steps.warnings
         if result.errors:
             return False, "; ".join(str(e) for e in result.errors[:3])
         if steps.conflicts:

@@ -320,11 +320,22 @@ class Telephony:
         for trunk, count in plan.numbers_per_trunk.items():
             m.dids_per_trunk.labels(trunk=trunk).set(count)
 
+    def trunk_source(self, name: str, sources: Mapping[str, str | None],
+                     active: str | None) -> str | None:
+        """The site address trunk ``name`` leaves from: its pinned link's, else that of the
+        ``active`` link (None while no route is applied). ``sources``: each link's address,
+        as the daemon resolved it (configured, or found on the interface)."""
+        t = self.cfg.trunk(name)
+        link = t.links[0] if t.pinned and t.links else active
+        return None if link is None else sources.get(link)
+
     def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = (),
-                     contact_host: str | None = None) -> EdgePlan:
+                     sources: Mapping[str, str | None] | None = None,
+                     active: str | None = None) -> EdgePlan:
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
                        peer.health.state is not LinkState.DOWN,
+                       source=self.trunk_source(name, sources or {}, active),
                        **_registration_fields(self.cfg.trunk(name).registration))
             for name, peer in self.trunks.items()
         )
@@ -333,14 +344,14 @@ class Telephony:
             DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
             for d in plan.decisions
         )
-        return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh,
-                        contact_host=contact_host)
+        return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
 
     # -- act -------------------------------------------------------------------------------
     async def push(self, plan: DidPlan, refresh: tuple[str, ...] = (),
-                   contact_host: str | None = None) -> bool:
+                   sources: Mapping[str, str | None] | None = None,
+                   active: str | None = None) -> bool:
         """Push to every edge; True when all of them took it."""
-        edge_plan = self.to_edge_plan(plan, refresh, contact_host)
+        edge_plan = self.to_edge_plan(plan, refresh, sources, active)
         all_ok = True
         self.edge_plan = edge_plan
         for edge in self.edges:

@@ -56,6 +56,11 @@ def render_cfg(values: dict[str, str], source: Path = REFERENCE_CFG) -> str:
     return text
 
 
+def _addr_list(addrs: tuple[str, ...]) -> str:
+    """Kamailio's listen host part: one address, or "(a, b, ...)" for one socket each."""
+    return addrs[0] if len(addrs) == 1 else "(" + ", ".join(addrs) + ")"
+
+
 @dataclass
 class KamailioEdge:
     """One Kamailio; `start()` waits until its JSON-RPC answers."""
@@ -63,6 +68,8 @@ class KamailioEdge:
     workdir: Path
     carrier_addr: str = "127.0.0.1"
     carrier_port: int = 0
+    # Every carrier-side (uplink) address, one socket each; () is carrier_addr alone.
+    uplink_addrs: tuple[str, ...] = ()
     pbx_addr: str = "127.0.0.1"
     pbx_port: int = 0
     rpc_port: int = 0
@@ -83,6 +90,7 @@ class KamailioEdge:
         self.cfg_path.write_text(
             render_cfg(
                 {
+                    "EDGE_UPLINK_ADDRS": _addr_list(self.uplink_addrs or (self.carrier_addr,)),
                     "EDGE_CARRIER_ADDR": self.carrier_addr,
                     "EDGE_CARRIER_PORT": str(self.carrier_port),
                     "EDGE_PBX_ADDR": self.pbx_addr,

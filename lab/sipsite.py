@@ -1,8 +1,8 @@
 """The site's telephony in a built lab: Kamailio as the SIP edge, carrier SBCs, PBX, callers.
 
 ``SipSite(lab, workdir).start()`` runs Kamailio inside the site namespace from the reference
-``examples/kamailio/kamailio.cfg`` (carrier-facing socket on 0.0.0.0, so it answers on every
-link address and its calls leave by whichever link carries the active route; PBX-facing
+``examples/kamailio/kamailio.cfg`` (one carrier-facing socket per link address, so it
+answers on every link and lifeline picks the one each trunk's calls leave from; PBX-facing
 socket on the site's LAN address; JSON-RPC on the site's 127.0.0.1, where the daemon, also
 in the site namespace, reaches it), one sipp UAS per carrier SBC in ``inet`` and the PBX on
 the LAN host. ``config_dict()`` gives the lifeline config that describes all of it (trunks,
@@ -37,6 +37,7 @@ __all__ = [
     "SCENARIO_DIR",
     "SipPeer",
     "SipSite",
+    "header_values",
     "sip_site_skip_reason",
 ]
 
@@ -72,6 +73,14 @@ def sip_site_skip_reason() -> str | None:
     return None
 
 
+def header_values(message: str, name: str) -> list[str]:
+    """Values of every ``name`` header line of one logged SIP message, in order (long form
+    only: what Kamailio and sipp write here)."""
+    prefix = name.lower() + ":"
+    return [line.split(":", 1)[1].strip() for line in message.splitlines()
+            if line.lower().startswith(prefix)]
+
+
 @dataclass
 class SipPeer:
     """A sipp UAS in a lab namespace; its message log tells which calls reached it."""
@@ -93,6 +102,11 @@ class SipPeer:
         text = self.message_log.read_text(errors="replace")
         return [chunk for chunk in text.split("-----------------------------------------------")
                 if "received" in chunk and "INVITE sip:" in chunk]
+
+    def last_invite(self) -> str:
+        """The text of the last INVITE received ("" if none)."""
+        invites = self._invites()
+        return invites[-1] if invites else ""
 
     def invites_to(self, called: str) -> int:
         """INVITEs received for ``called`` (the Request-URI user)."""
@@ -144,9 +158,11 @@ class SipSite:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Rendering only: the edge's own start/stop are not used, the lab owns the process.
+        uplinks = tuple(str(lk.site_addr) for lk in self.lab.links.values())
         self.edge = KamailioEdge(
             self.workdir / "kamailio",
-            carrier_addr="0.0.0.0",
+            carrier_addr=uplinks[0],
+            uplink_addrs=uplinks,
             carrier_port=self.carrier_port,
             pbx_addr=str(self.lab.lan_site_addr),
             pbx_port=self.pbx_port,

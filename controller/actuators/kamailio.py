@@ -5,7 +5,7 @@ htable, the dispatcher sets, the per-trunk failure counters), the PURE `plan(des
 actual)` lists only the differences, and `apply(steps)` carries them out, recording each
 failed RPC instead of raising. `reconcile()` does all three, so a restarted Kamailio (empty
 htable, no trunks) gets the whole plan again on the next cycle, and one already in sync
-costs four read RPCs and no writes. Storage, matching examples/kamailio/kamailio.cfg: a
+costs six read RPCs and no writes. Storage, matching examples/kamailio/kamailio.cfg: a
 DID range becomes prefix-aligned blocks (sipplan.split_range), one htable key per block
 ("+3902123456xx" for ...00-...99), value "<dispatcher set>|<destination uri>"; the cfg
 finds a number's block with a walk of at most MAX_WILD+1 hash lookups. That keeps a plan
@@ -16,20 +16,26 @@ runtime. Trunks are dispatcher destinations that lifeline adds itself with attrs
 (disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`).
 Registration-based trunks get one uac record each (l_uuid "lifeline-<trunk>", REGISTER to
 the trunk's SBC from the edge's carrier-side socket, which the cfg publishes in the
-`edgestat` htable); records lifeline did not add are left alone. The record's Contact
-address is the plan's `contact_host` (the active link's source) with the carrier socket's
-port, because a carrier socket on 0.0.0.0 would otherwise advertise 0.0.0.0; reg_dump
-shows it back as `contact_addr`, so a link failover changes the desired record and the
-plan removes and adds it (5.6 has no update RPC and answers reg_add on an existing l_uuid
-with 409). An explicit refresh does the same remove + add, since 5.6 has no "register now"
-RPC. Passwords go to Kamailio only: they are kept
-out of every repr, describe() and error text here.
+`edgestat` htable); records lifeline did not add are left alone.
+Which address a trunk's traffic leaves from and advertises (Via, Record-Route, Contact) is
+the trunk's `source` (its pinned link's address, else the active link's). The reference cfg
+listens on every uplink address; lifeline reads the edge's sockets (corex.list_sockets) and
+writes "socket::<trunk>" = that address into the `edgecfg` htable, which the cfg turns into
+the send socket of the trunk's calls, and gives each registration record that socket and a
+Contact of its address (or the socket's `advertise`, behind NAT). A trunk whose source the
+edge does not listen on falls back to the published carrier socket, with the source only in
+the Contact, and the plan reports it. reg_dump shows socket and Contact back, so a link
+failover changes the desired record and the plan removes and adds it (5.6 has no update
+RPC and answers reg_add on an existing l_uuid with 409). An explicit refresh does the same
+remove + add, since 5.6 has no "register now" RPC. Passwords go to Kamailio only: they
+are kept out of every repr, describe() and error text here.
 Boundary: the only module that speaks Kamailio's RPC; it does not decide anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import time
@@ -48,8 +54,10 @@ __all__ = [
     "AddTrunk",
     "ApplyResult",
     "DeleteDid",
+    "DeleteSetting",
     "DsTarget",
     "EdgeActual",
+    "EdgeSocket",
     "EdgeSteps",
     "KamailioActuator",
     "KamailioClient",
@@ -58,18 +66,25 @@ __all__ = [
     "RemoveRegistration",
     "RemoveTrunk",
     "SetDid",
+    "SetSetting",
     "SetTrunkState",
     "Step",
     "contact_addr",
     "desired_registrations",
+    "desired_settings",
     "did_table",
     "plan",
     "refresh_steps",
     "simulate",
+    "sip_host",
+    "trunk_socket",
 ]
 
 DID_TABLE: Final = "did"
 STAT_TABLE: Final = "edgestat"
+# Values lifeline sets for the cfg to read; every key in it is lifeline's.
+CFG_TABLE: Final = "edgecfg"
+SOCKET_PREFIX: Final = "socket::"
 FAIL_PREFIX: Final = "trunk_fail::"
 OWNER_ATTR: Final = "owner=lifeline"
 # uac records lifeline adds: the prefix marks them as ours (only those are ever removed).
@@ -217,12 +232,26 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeSocket:
+    """One listening socket as corex.list_sockets shows it."""
+
+    proto: str  # udp, tcp, tls, ...
+    host: str  # as in a SIP URI: IPv6 in brackets
+    port: int
+    advertise: str = ""  # "host:port" the socket advertises instead, or ""
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeActual:
     dids: Mapping[str, str] = field(default_factory=dict)
     targets: tuple[DsTarget, ...] = ()
     failures: Mapping[str, int] = field(default_factory=dict)
     registrations: tuple[Registration, ...] = ()
     carrier: str | None = None  # the carrier-side "addr:port" the cfg published, if any
+    # The `edgecfg` htable; None: the cfg has no such table (then nothing is written there).
+    settings: Mapping[str, str] | None = None
+    # The edge's sockets; None: unknown (no corex), so no trunk gets a socket of its own.
+    sockets: tuple[EdgeSocket, ...] | None = None
 
 
 # ---------------------------------------------------------------- steps
@@ -236,6 +265,17 @@ class SetDid:
 
 @dataclass(frozen=True, slots=True)
 class DeleteDid:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetSetting:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSetting:
     key: str
 
 
@@ -280,6 +320,8 @@ class RemoveRegistration:
 Step = (
     SetDid
     | DeleteDid
+    | SetSetting
+    | DeleteSetting
     | AddTrunk
     | RemoveTrunk
     | SetTrunkState
@@ -290,11 +332,12 @@ Step = (
 
 @dataclass(frozen=True, slots=True)
 class EdgeSteps:
-    """Ordered so no call finds a gap: trunks exist before DIDs point at them, new blocks
-    are written before stale ones are deleted, and trunks go last."""
+    """Ordered so no call finds a gap: trunks exist before DIDs point at them (and have
+    their socket), new blocks are written before stale ones are deleted, and trunks go last."""
 
     steps: tuple[Step, ...] = ()
     conflicts: tuple[str, ...] = ()  # plan problems the edge cannot express; reasons
+    warnings: tuple[str, ...] = ()  # what the edge carries out only in part (see plan())
 
     @property
     def empty(self) -> bool:
@@ -373,36 +416,91 @@ def _transport(uri: str) -> str:
     return "udp"
 
 
+def sip_host(addr: str) -> str:
+    """An address as a SIP URI host: IPv6 in brackets."""
+    return f"[{addr}]" if ":" in addr and not addr.startswith("[") else addr
+
+
+def _same_host(a: str, b: str) -> bool:
+    a, b = a.strip("[]"), b.strip("[]")
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
+
+
+def _carrier_port(carrier: str | None) -> int | None:
+    _, sep, port = (carrier or "").rpartition(":")
+    return int(port) if sep and port.isdigit() else None
+
+
 def contact_addr(host: str | None, carrier: str | None) -> str:
     """The "addr:port" a registration's Contact advertises, or "" for the cfg's default.
 
     The host is the site's current public address, the port the carrier socket's: only
     both together name where the carrier can reach the edge now.
     """
-    if not host or not carrier:
+    port = _carrier_port(carrier)
+    if not host or port is None:
         return ""
-    _, sep, port = carrier.rpartition(":")
-    if not sep or not port.isdigit():
-        return ""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 in a SIP URI
-    return f"{host}:{port}"
+    return f"{sip_host(host)}:{port}"
 
 
-def desired_registrations(desired: EdgePlan, carrier: str | None) -> dict[str, Registration]:
+def trunk_socket(actual: EdgeActual, source: str | None, proto: str) -> EdgeSocket | None:
+    """The edge's `proto` socket on `source` at the carrier port, if it listens there."""
+    port = _carrier_port(actual.carrier)
+    if source is None or port is None or actual.sockets is None:
+        return None
+    for sock in actual.sockets:
+        if sock.proto == proto and sock.port == port and _same_host(sock.host, source):
+            return sock
+    return None
+
+
+def desired_settings(
+    desired: EdgePlan, actual: EdgeActual
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The `edgecfg` content ("socket::<trunk>" -> the address its calls leave from), and
+    warnings for trunks whose source the edge has no socket on (their calls then leave from
+    the cfg's default carrier socket and advertise that address)."""
+    out: dict[str, str] = {}
+    warnings: list[str] = []
+    for t in desired.trunks:
+        if t.source is None:
+            continue
+        proto = _transport(t.uri)
+        sock = trunk_socket(actual, t.source, proto)
+        if sock is not None and actual.settings is not None:
+            out[SOCKET_PREFIX + t.name] = sock.host
+        elif actual.sockets is not None and actual.carrier:
+            where = f"{sip_host(t.source)}:{_carrier_port(actual.carrier)}"
+            why = ("no edgecfg htable in its cfg" if sock is not None
+                   else f"the edge has no {proto} socket on {where}")
+            warnings.append(f"trunk {t.name}: {why}; its calls leave from {actual.carrier}")
+    return out, tuple(warnings)
+
+
+def desired_registrations(desired: EdgePlan, actual: EdgeActual) -> dict[str, Registration]:
     """uuid -> the record each registration-based trunk needs.
 
-    The REGISTER leaves from the carrier-side socket over the trunk's transport when the
-    edge published that socket and listens on it (udp/tcp in the reference cfg); otherwise
-    Kamailio picks the socket. No realm and no HA1: the challenge's realm is answered.
+    The REGISTER leaves from the edge's socket on the trunk's source when there is one, and
+    its Contact is that socket's address (or what it advertises); otherwise it leaves from
+    the published carrier socket (udp/tcp only; else Kamailio picks) with the source in the
+    Contact. No realm and no HA1: the challenge's realm is answered.
     """
-    contact = contact_addr(desired.contact_host, carrier)
+    carrier = actual.carrier
     out: dict[str, Registration] = {}
     for t in desired.trunks:
         if t.register_user is None or t.register_domain is None:
             continue
         proto = _transport(t.uri)
-        socket = f"{proto}:{carrier}" if carrier and proto in ("udp", "tcp") else ""
+        sock = trunk_socket(actual, t.source, proto)
+        if sock is not None:
+            socket = f"{proto}:{sock.host}:{sock.port}"
+            contact = sock.advertise or f"{sock.host}:{sock.port}"
+        else:
+            socket = f"{proto}:{carrier}" if carrier and proto in ("udp", "tcp") else ""
+            contact = contact_addr(t.source, carrier)
         uuid = REG_UUID_PREFIX + t.name
         out[uuid] = Registration(
             uuid=uuid,
@@ -428,7 +526,7 @@ def _in_sync(cur: Registration | None, want: Registration) -> bool:
 
 
 def _registration_steps(desired: EdgePlan, actual: EdgeActual) -> list[Step]:
-    want = desired_registrations(desired, actual.carrier)
+    want = desired_registrations(desired, actual)
     have = {r.uuid: r for r in actual.registrations}
     steps: list[Step] = []
     for uuid, reg in want.items():
@@ -451,7 +549,7 @@ def refresh_steps(
     missing or changed record is added by the plan anyway, and removing what is not there
     would only fail. Trunks that do not register are skipped.
     """
-    want = desired_registrations(desired, actual.carrier)
+    want = desired_registrations(desired, actual)
     have = {r.uuid for r in actual.registrations}
     touched = {
         s.registration.uuid if isinstance(s, AddRegistration) else s.uuid
@@ -495,15 +593,24 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
         if key not in want and cur.owned:
             removes.append(RemoveTrunk(*key))
 
+    settings, warnings = desired_settings(desired, actual)
+    held = actual.settings or {}
+    configure: list[Step] = [SetSetting(k, v) for k, v in settings.items() if held.get(k) != v]
+    unset: list[Step] = [DeleteSetting(k) for k in held if k not in settings]
     sets: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
     deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
     regs = _registration_steps(desired, actual)
-    return EdgeSteps(tuple(adds + states + sets + deletes + regs + removes), conflicts)
+    return EdgeSteps(
+        tuple(adds + states + configure + sets + deletes + regs + unset + removes),
+        conflicts,
+        warnings,
+    )
 
 
 def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
     """What Kamailio would hold after `steps` (PURE): the model the property tests check."""
     dids = dict(actual.dids)
+    settings = None if actual.settings is None else dict(actual.settings)
     targets = {(t.group, t.uri): t for t in actual.targets}
     regs = {r.uuid: r for r in actual.registrations}
     for s in steps:
@@ -511,6 +618,10 @@ def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
             dids[s.key] = s.value
         elif isinstance(s, DeleteDid):
             dids.pop(s.key, None)
+        elif isinstance(s, SetSetting) and settings is not None:
+            settings[s.key] = s.value
+        elif isinstance(s, DeleteSetting) and settings is not None:
+            settings.pop(s.key, None)
         elif isinstance(s, AddTrunk):
             targets[(s.group, s.uri)] = DsTarget(s.group, s.uri, "a", s.priority, s.attrs)
         elif isinstance(s, RemoveTrunk):
@@ -525,8 +636,9 @@ def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
             regs.setdefault(s.registration.uuid, s.registration)  # 409 on an existing one
         elif isinstance(s, RemoveRegistration):
             regs.pop(s.uuid, None)
-    return EdgeActual(
-        dids, tuple(targets.values()), actual.failures, tuple(regs.values()), actual.carrier
+    return replace(
+        actual, dids=dids, targets=tuple(targets.values()), registrations=tuple(regs.values()),
+        settings=settings,
     )
 
 
@@ -584,6 +696,21 @@ def _failures(stats: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
+def _parse_sockets(result: Any) -> tuple[EdgeSocket, ...]:
+    """corex.list_sockets answers a list of {PROTO, NAME, PORT, ADVERTISE ("-": none)}."""
+    out: list[EdgeSocket] = []
+    for sock in result if isinstance(result, list) else ():
+        if not isinstance(sock, dict):
+            continue
+        proto, name, port = sock.get("PROTO"), sock.get("NAME"), str(sock.get("PORT", ""))
+        if not isinstance(proto, str) or not isinstance(name, str) or not port.isdigit():
+            continue
+        adv = sock.get("ADVERTISE")
+        advertise = adv if isinstance(adv, str) and adv not in ("", "-") else ""
+        out.append(EdgeSocket(proto.lower(), sip_host(name), int(port), advertise))
+    return tuple(out)
+
+
 def _parse_registrations(result: Any) -> tuple[Registration, ...]:
     """uac.reg_dump answers a list of records; the password stays inside Registration."""
     out: list[Registration] = []
@@ -613,7 +740,11 @@ def _parse_registrations(result: Any) -> tuple[Registration, ...]:
 
 
 class KamailioActuator:
-    """observe / plan / apply / reconcile against one Kamailio's JSON-RPC endpoint."""
+    """observe / plan / apply / reconcile against one Kamailio's JSON-RPC endpoint.
+
+    observe() reads the `did` htable, the dispatcher sets, the `edgestat` and `edgecfg`
+    htables, the uac records and the sockets: six RPCs.
+    """
 
     def __init__(self, client: KamailioClient, *, max_wild: int = DEFAULT_MAX_WILD) -> None:
         self.client = client
@@ -638,7 +769,28 @@ class KamailioActuator:
             _failures(stats),
             await self.registrations(),
             carrier if isinstance(carrier, str) and carrier else None,
+            await self.settings(),
+            await self.sockets(),
         )
+
+    async def settings(self) -> dict[str, str] | None:
+        """The `edgecfg` htable, or None when the cfg has none."""
+        try:
+            raw = _parse_dump(await self.client.call("htable.dump", CFG_TABLE))
+        except KamailioError as exc:
+            if exc.message == "No such htable":
+                return None
+            raise
+        return {k: v for k, v in raw.items() if isinstance(v, str)}
+
+    async def sockets(self) -> tuple[EdgeSocket, ...] | None:
+        """The edge's listening sockets, or None without the corex module."""
+        try:
+            return _parse_sockets(await self.client.call("corex.list_sockets"))
+        except KamailioError as exc:
+            if exc.message == "Method Not Found":
+                return None
+            raise
 
     async def edge_failures(self) -> dict[str, int]:
         """INVITE failures (408/5xx/timeout) per trunk name since Kamailio started."""
@@ -663,6 +815,10 @@ class KamailioActuator:
             await c.call("htable.sets", DID_TABLE, step.key, step.value)
         elif isinstance(step, DeleteDid):
             await c.call("htable.delete", DID_TABLE, step.key)
+        elif isinstance(step, SetSetting):
+            await c.call("htable.sets", CFG_TABLE, step.key, step.value)
+        elif isinstance(step, DeleteSetting):
+            await c.call("htable.delete", CFG_TABLE, step.key)
         elif isinstance(step, AddTrunk):
             await c.call("dispatcher.add", step.group, step.uri, 0, step.priority, step.attrs)
         elif isinstance(step, RemoveTrunk):
@@ -738,4 +894,4 @@ class KamailioActuator:
             self._refreshed = desired.refresh_registrations
         if not desired.refresh_registrations:
             self._refreshed = ()
-        return EdgeSteps(steps.steps + refresh, steps.conflicts), result
+        return EdgeSteps(steps.steps + refresh, steps.conflicts, steps.warnings), result

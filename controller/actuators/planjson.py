@@ -40,7 +40,7 @@ __all__ = [
 
 DOCUMENT_KIND = "lifeline.edge-plan"
 # Bumped on any change a receiver written for the old format could misread.
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
 SIGNATURE_PREFIX = "sha256="
 
 
@@ -72,7 +72,7 @@ def _trunk_obj(ranked: tuple[TrunkState, int]) -> dict[str, Any]:
     t, priority = ranked
     return {
         "name": t.name, "uri": t.uri, "group": t.group, "priority": priority,
-        "enabled": t.enabled,
+        "enabled": t.enabled, "source": t.source,
     }
 
 
@@ -242,6 +242,7 @@ def _trunk_from(obj: Mapping[str, Any]) -> tuple[TrunkState, int]:
     trunk = TrunkState(
         name=str(obj["name"]), uri=str(obj["uri"]), group=int(obj["group"]),
         enabled=bool(obj["enabled"]),
+        source=None if obj["source"] is None else str(obj["source"]),
     )
     return trunk, int(obj["priority"])
 

@@ -44,6 +44,11 @@ class TrunkState:
     register_domain: str | None = None
     register_password: str | None = field(default=None, repr=False)
     register_expires: int = 600  # seconds asked for in each REGISTER
+    # The site address the trunk's calls and registrations leave from and advertise (Via,
+    # Record-Route, Contact): its pinned link's source, else the active link's. None: the
+    # edge's own default. Edges listening on a wildcard address would otherwise advertise
+    # 0.0.0.0, and one fixed address would be wrong after a link failover.
+    source: str | None = None
 
     @property
     def registers(self) -> bool:
@@ -72,10 +77,6 @@ class EdgePlan:
     routes: tuple[DidRoute, ...] = ()
     # Trunks whose registrations must be sent again (over a link that just became active).
     refresh_registrations: tuple[str, ...] = field(default=())
-    # The site's current public address (the source address of the active link): the edge
-    # advertises it in its registrations' Contact, because an edge listening on a wildcard
-    # address would otherwise tell the carrier 0.0.0.0. None: the edge's own default.
-    contact_host: str | None = None
 
 
 def _digits(number: str) -> str:

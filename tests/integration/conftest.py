@@ -83,9 +83,15 @@ def lab(lab_factory: Callable[..., Lab]) -> Lab:
 # -- a real Kamailio on loopback (from the reference cfg), for the edge actuator's tests --
 
 
+# A second "uplink" address: all of 127/8 is local, so nothing is added to the machine.
+SECOND_UPLINK = "127.0.0.2"
+
+
 @pytest.fixture
 def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
-    k = KamailioEdge(tmp_path / "kamailio")
+    """Kamailio with carrier-side sockets on two uplink addresses (calls leave from
+    127.0.0.1 until lifeline names another) and the PBX side on 127.0.0.1."""
+    k = KamailioEdge(tmp_path / "kamailio", uplink_addrs=("127.0.0.1", SECOND_UPLINK))
     try:
         k.start()
         yield k

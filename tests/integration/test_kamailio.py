@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ import pytest
 from controller.actuators.kamailio import KamailioActuator
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
 from lab.kamailio import KamailioEdge, free_port
+from lab.sipsite import header_values
+from tests.integration.conftest import SECOND_UPLINK
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 
@@ -204,3 +207,76 @@ async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
     assert len(actual.dids) == 1000
     assert actuator.plan(desired, actual).empty
     assert result.seconds < 60  # generous: a few seconds here
+
+
+async def test_each_trunks_calls_leave_from_the_address_lifeline_names(
+    edge: KamailioEdge,
+    actuator: KamailioActuator,
+    uas: Callable[[str], tuple[int, Path]],
+    tmp_path: Path,
+) -> None:
+    """Via and Record-Route toward the carrier name the trunk's source socket (the link it
+    uses now), so the carrier's BYE and re-INVITEs come back over that link; a failover
+    to the other address changes them for the next call."""
+    pbx_port, _ = uas("pbx")
+    sbc1_port, sbc1_log = uas("sbc1")
+    sbc2_port, _ = uas("sbc2")
+    pbx, sbc1, sbc2 = (f"sip:127.0.0.1:{p}" for p in (pbx_port, sbc1_port, sbc2_port))
+    plan = _plan(pbx, sbc1, sbc2)
+    pbx_side = ("127.0.0.1", edge.pbx_port)
+
+    for source in (SECOND_UPLINK, "127.0.0.1"):
+        desired = replace(plan, trunks=tuple(replace(t, source=source) for t in plan.trunks))
+        steps, result = await actuator.reconcile(desired)
+        assert result.ok and not steps.warnings, (result.errors, steps.warnings)
+        held = await actuator.settings()
+        assert held == {"socket::carrierA-sbc1": source, "socket::carrierA-sbc2": source}
+        code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000",
+                               "+390212345601")
+        assert code == 0, err + edge.log_tail()
+        sent = invites(sbc1_log)[-1]
+        assert header_values(sent, "Via")[0].startswith(f"SIP/2.0/UDP {source}:{edge.carrier_port}")
+        # Double Record-Route: the carrier side's entry first, then the PBX side's.
+        routes = header_values(sent, "Record-Route")
+        assert f"sip:{source}:{edge.carrier_port};" in routes[0], routes
+        assert "0.0.0.0" not in sent
+
+    # A source the edge has no socket on: calls leave from the default and it is reported.
+    desired = replace(plan, trunks=tuple(replace(t, source="127.0.0.9") for t in plan.trunks))
+    steps, result = await actuator.reconcile(desired)
+    assert result.ok and len(steps.warnings) == 2, steps
+    assert await actuator.settings() == {}
+    code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390212345601")
+    assert code == 0, err + edge.log_tail()
+    assert header_values(invites(sbc1_log)[-1], "Via")[0].startswith(
+        f"SIP/2.0/UDP 127.0.0.1:{edge.carrier_port}")
+
+
+async def test_a_call_to_a_registration_contact_is_routed_by_the_to_user(
+    edge: KamailioEdge,
+    actuator: KamailioActuator,
+    uas: Callable[[str], tuple[int, Path]],
+    tmp_path: Path,
+) -> None:
+    """Carriers send calls for a registration trunk to its Contact (R-URI user
+    lifeline-<trunk>) with the dialled DID in To: the PBX gets them with the DID."""
+    pbx_port, pbx_log = uas("pbx")
+    sbc_port, _ = uas("sbc1")
+    _, result = await actuator.reconcile(_plan(
+        f"sip:127.0.0.1:{pbx_port}", f"sip:127.0.0.1:{sbc_port}", f"sip:127.0.0.1:{sbc_port}"))
+    assert result.ok, result.errors
+    scenario = tmp_path / "to_contact.xml"
+    text = (SIPP_DIR / "kam_uac.xml").read_text()
+    assert "INVITE sip:[service]@" in text
+    scenario.write_text(text.replace("INVITE sip:[service]@", "INVITE sip:lifeline-carrier-r@"))
+    carrier_side = ("127.0.0.1", edge.carrier_port)
+    code, err = await call(tmp_path, str(scenario), carrier_side, "+390212345642", "+4930123")
+    assert code == 0, err + edge.log_tail()
+    (got,) = invites(pbx_log)
+    assert got.split("INVITE ", 1)[1].startswith("sip:+390212345642@")
+    # Not a DID of ours in To: refused like any unknown number.
+    scenario_404 = tmp_path / "to_contact_404.xml"
+    scenario_404.write_text((SIPP_DIR / "kam_uac_404.xml").read_text().replace(
+        "INVITE sip:[service]@", "INVITE sip:lifeline-carrier-r@"))
+    code, err = await call(tmp_path, str(scenario_404), carrier_side, "+390299999999", "+49301")
+    assert code == 0, err + edge.log_tail()

@@ -22,7 +22,7 @@ import pytest
 
 from controller.journal import read_events
 from lab.lifelined import LifelineProcess
-from lab.sipsite import DID_RANGES, SipSite, sip_site_skip_reason
+from lab.sipsite import DID_RANGES, SipSite, header_values, sip_site_skip_reason
 from lab.topology import Lab
 
 pytestmark = [
@@ -70,6 +70,13 @@ def plan_snapshot(daemon: LifelineProcess) -> dict[str, Any]:
         assert code == 200, (number, doc)
         snap[number] = doc["range"]
     return snap
+
+
+def edge_hops(invite: str) -> tuple[str, str]:
+    """(top Via host, first Record-Route host) of an INVITE the edge sent (IPv4 lab)."""
+    via = header_values(invite, "Via")[0].split()[1].split(";")[0]
+    route = header_values(invite, "Record-Route")[0].removeprefix("<sip:").split(";")[0]
+    return via.split(":")[0], route.split(":")[0]
 
 
 def trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
@@ -174,6 +181,11 @@ def test_fibre_failover_keeps_dids(site: Site) -> None:
     """(b) fibre-a blackholed: the route moves to fibre-b, trunks are up over it and calls
     work again, inbound now sent to the site's fibre-b address."""
     lab, sip, daemon, _ = site
+    sbc1 = sip.peers["carrier-a-sbc1"]
+    fibre_a, fibre_b = (str(lab.link(n).site_addr) for n in ("fibre-a", "fibre-b"))
+    # Calls name the link they leave by in Via and Record-Route (never 0.0.0.0), so the
+    # carrier's in-dialog requests come back over it.
+    assert edge_hops(sbc1.last_invite()) == (fibre_a, fibre_a)
     started = time.monotonic()
     lab.faults.blackhole("fibre-a")
     daemon.wait_active(["fibre-b"], timeout=15)
@@ -181,6 +193,7 @@ def test_fibre_failover_keeps_dids(site: Site) -> None:
     ready = time.monotonic() - started
     took = until("calls through fibre-b",
                  lambda: sip.outbound(A_DID) == 0 and sip.outbound(B_DID) == 0, 15)
+    assert edge_hops(sbc1.last_invite()) == (fibre_b, fibre_b)
     for number in samples():
         assert sip.inbound(number, link="fibre-b") == 0, f"inbound {number} via fibre-b"
     assert sip.inbound(A_DID, link="fibre-a", timeout=2) != 0  # the blackhole holds

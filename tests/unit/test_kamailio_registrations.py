@@ -37,13 +37,22 @@ REG_TCP = TrunkState(
 PLAIN = TrunkState("carrier-a-sbc1", "sip:203.0.113.5:5060", 1, True)
 
 
+def _regs(desired: EdgePlan, carrier: str | None = CARRIER) -> dict[str, Registration]:
+    return desired_registrations(desired, EdgeActual(carrier=carrier))
+
+
+def _via(host: str | None, *trunks: TrunkState) -> EdgePlan:
+    """A plan whose trunks leave from ``host`` (the active link's address)."""
+    return EdgePlan(trunks=tuple(replace(t, source=host) for t in trunks))
+
+
 def _synced(desired: EdgePlan, carrier: str | None = CARRIER) -> EdgeActual:
     actual = EdgeActual(carrier=carrier)
     return simulate(actual, plan(desired, actual).steps)
 
 
 def test_only_registration_trunks_get_records() -> None:
-    regs = desired_registrations(EdgePlan(trunks=(PLAIN, REG, REG_TCP)), CARRIER)
+    regs = _regs(EdgePlan(trunks=(PLAIN, REG, REG_TCP)))
     assert set(regs) == {REG_UUID_PREFIX + "carrier-b", REG_UUID_PREFIX + "carrier-c"}
     b = regs[REG_UUID_PREFIX + "carrier-b"]
     assert (b.user, b.domain, b.proxy, b.expires) == (
@@ -57,16 +66,16 @@ def test_only_registration_trunks_get_records() -> None:
 
 
 def test_register_leaves_from_the_carrier_socket_over_the_trunk_transport() -> None:
-    regs = desired_registrations(EdgePlan(trunks=(REG, REG_TCP)), CARRIER)
+    regs = _regs(EdgePlan(trunks=(REG, REG_TCP)))
     assert regs[REG_UUID_PREFIX + "carrier-b"].socket == "udp:192.0.2.10:5060"
     assert regs[REG_UUID_PREFIX + "carrier-c"].socket == "tcp:192.0.2.10:5060"
     # An edge that does not say where its carrier side is: Kamailio picks the socket.
     assert (
-        desired_registrations(EdgePlan(trunks=(REG,)), None)[REG_UUID_PREFIX + "carrier-b"].socket
+        _regs(EdgePlan(trunks=(REG,)), None)[REG_UUID_PREFIX + "carrier-b"].socket
         == ""
     )
     tls = TrunkState("t", "sip:h:5061;transport=tls", 1, True, "u", "d")
-    regs = desired_registrations(EdgePlan(trunks=(tls,)), CARRIER)
+    regs = _regs(EdgePlan(trunks=(tls,)))
     assert regs[REG_UUID_PREFIX + "t"].socket == ""
 
 
@@ -89,7 +98,7 @@ def test_changed_registration_is_removed_then_added() -> None:
     assert steps == (
         RemoveRegistration(REG_UUID_PREFIX + "carrier-b"),
         AddRegistration(
-            desired_registrations(EdgePlan(trunks=(rotated,)), CARRIER)[
+            _regs(EdgePlan(trunks=(rotated,)))[
                 REG_UUID_PREFIX + "carrier-b"
             ]
         ),
@@ -131,14 +140,14 @@ def test_refresh_is_remove_then_add_of_held_records_only() -> None:
     # being added by the plan itself, so its REGISTER goes out anyway.
     assert refresh == (
         RemoveRegistration(uuid_b),
-        AddRegistration(desired_registrations(desired, CARRIER)[uuid_b]),
+        AddRegistration(_regs(desired)[uuid_b]),
     )
     after = simulate(actual, planned + refresh)
     assert plan(request, after).empty
 
 
 def test_password_never_printed() -> None:
-    reg = desired_registrations(EdgePlan(trunks=(REG,)), CARRIER)[REG_UUID_PREFIX + "carrier-b"]
+    reg = _regs(EdgePlan(trunks=(REG,)))[REG_UUID_PREFIX + "carrier-b"]
     step = AddRegistration(reg)
     for text in (repr(REG), repr(reg), repr(step), step.describe(),
                  repr(plan(EdgePlan(trunks=(REG,)), EdgeActual()))):  # fmt: skip
@@ -162,9 +171,9 @@ def test_parse_reg_dump_answer() -> None:
         {"no": "uuid"},
     ]  # fmt: skip
     (rec,) = _parse_registrations(answer)
-    desired = EdgePlan(trunks=(REG,), contact_host="192.0.2.10")
+    desired = _via("192.0.2.10", REG)
     assert rec.contact == CARRIER
-    assert rec == desired_registrations(desired, CARRIER)[rec.uuid]
+    assert rec == _regs(desired)[rec.uuid]
     steps = plan(desired, EdgeActual(registrations=(rec,), carrier=CARRIER)).steps
     assert not [s for s in steps if isinstance(s, AddRegistration | RemoveRegistration)]
     assert rec.registered and rec.flags == 20
@@ -172,27 +181,27 @@ def test_parse_reg_dump_answer() -> None:
     assert _parse_registrations({"not": "a list"}) == ()
 
 
-def test_contact_is_the_active_links_address_with_the_carrier_port() -> None:
+def test_without_a_socket_on_the_source_the_contact_is_source_and_carrier_port() -> None:
     uuid = REG_UUID_PREFIX + "carrier-b"
-    via_a = EdgePlan(trunks=(REG,), contact_host="192.0.2.1")
-    assert desired_registrations(via_a, "0.0.0.0:5070")[uuid].contact == "192.0.2.1:5070"
-    v6 = EdgePlan(trunks=(REG,), contact_host="2001:db8::1")
-    assert desired_registrations(v6, "[::]:5060")[uuid].contact == "[2001:db8::1]:5060"
+    via_a = _via("192.0.2.1", REG)
+    assert _regs(via_a, "0.0.0.0:5070")[uuid].contact == "192.0.2.1:5070"
+    v6 = _via("2001:db8::1", REG)
+    assert _regs(v6, "[::]:5060")[uuid].contact == "[2001:db8::1]:5060"
     # Without an address or a published carrier socket, the cfg's default stands.
-    assert desired_registrations(EdgePlan(trunks=(REG,)), CARRIER)[uuid].contact == ""
-    assert desired_registrations(via_a, None)[uuid].contact == ""
+    assert _regs(EdgePlan(trunks=(REG,)))[uuid].contact == ""
+    assert _regs(via_a, None)[uuid].contact == ""
 
 
 def test_failover_changes_the_contact_so_the_record_is_added_again() -> None:
     uuid = REG_UUID_PREFIX + "carrier-b"
-    via_a = EdgePlan(trunks=(REG,), contact_host="192.0.2.1")
-    via_b = EdgePlan(trunks=(REG,), contact_host="198.51.100.1")
+    via_a = _via("192.0.2.1", REG)
+    via_b = _via("198.51.100.1", REG)
     actual = _synced(via_a)
     assert plan(via_a, actual).empty
     steps = plan(via_b, actual).steps
     assert steps == (
         RemoveRegistration(uuid),
-        AddRegistration(desired_registrations(via_b, CARRIER)[uuid]),
+        AddRegistration(_regs(via_b)[uuid]),
     )
     assert plan(via_b, simulate(actual, steps)).empty
 
@@ -200,7 +209,7 @@ def test_failover_changes_the_contact_so_the_record_is_added_again() -> None:
 def test_default_contact_matches_what_kamailio_resolved() -> None:
     """A wanted contact of "" is shown back by reg_dump as the cfg's reg_contact_addr."""
     desired = EdgePlan(trunks=(REG,))
-    (want,) = desired_registrations(desired, CARRIER).values()
+    (want,) = _regs(desired).values()
     held = replace(want, contact="0.0.0.0:5060")
     steps = plan(desired, EdgeActual(registrations=(held,), carrier=CARRIER)).steps
     assert not [s for s in steps if isinstance(s, AddRegistration | RemoveRegistration)]
@@ -227,7 +236,8 @@ def _reg_plans(draw: st.DrawFn) -> EdgePlan:
     )
     refresh = tuple(draw(st.lists(_names, max_size=3)))
     host = draw(st.sampled_from([None, "192.0.2.1", "198.51.100.1", "2001:db8::1"]))
-    return EdgePlan(trunks=trunks, refresh_registrations=refresh, contact_host=host)
+    trunks = tuple(replace(t, source=host) for t in trunks)
+    return EdgePlan(trunks=trunks, refresh_registrations=refresh)
 
 
 @settings(max_examples=200, deadline=None)

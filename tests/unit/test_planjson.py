@@ -35,7 +35,8 @@ def valid(doc: dict[str, Any]) -> None:
     VALIDATOR.validate(json.loads(canonical_json(doc)))
 
 
-A1 = TrunkState("carrier-a-sbc1", "sip:192.0.2.10:5060;transport=udp", 1, True)
+A1 = TrunkState("carrier-a-sbc1", "sip:192.0.2.10:5060;transport=udp", 1, True,
+                source="198.51.100.2")
 A2 = TrunkState("carrier-a-sbc2", "sip:192.0.2.11:5060;transport=udp", 1, True)
 B = TrunkState("carrier-b", "sips:198.51.100.20:5061;transport=tls", 2, True)
 R1 = DidRoute("+390212345600", "+390212345699", "carrier-a-sbc1", "sip:pbx@203.0.113.5")
@@ -70,7 +71,8 @@ def test_full_document_lists_everything_in_order_and_validates() -> None:
 def test_diff_carries_only_added_changed_and_removed() -> None:
     moved = DidRoute(R1.first, R1.last, "carrier-a-sbc2", R1.destination_uri)
     new_range = DidRoute("+390255500000", "+390255500099", "carrier-b", "sip:dr@203.0.113.9")
-    a1_down = TrunkState(A1.name, A1.uri, A1.group, False)
+    # A1 fails and the route moved: it is disabled and now leaves from the other link.
+    a1_down = TrunkState(A1.name, A1.uri, A1.group, False, source="203.0.113.2")
     c = TrunkState("carrier-c", "sip:203.0.113.30", 3, True)
     new = EdgePlan(
         trunks=(a1_down, A2, c), routes=(moved, R2, new_range),
@@ -81,9 +83,9 @@ def test_diff_carries_only_added_changed_and_removed() -> None:
     assert doc["full"] is False and doc["base_generation"] == 8
     assert doc["trunks"] == {
         "added": [{"name": "carrier-c", "uri": "sip:203.0.113.30", "group": 3, "priority": 0,
-                   "enabled": True}],
+                   "enabled": True, "source": None}],
         "changed": [{"name": A1.name, "uri": A1.uri, "group": 1, "priority": 0,
-                     "enabled": False}],
+                     "enabled": False, "source": "203.0.113.2"}],
         "removed": ["carrier-b"],
     }
     assert [r["first"] for r in doc["routes"]["added"]] == ["+390255500000"]
@@ -131,7 +133,9 @@ def test_duplicate_identities_are_refused() -> None:
     ("mutate", "why"),
     [
         (lambda d: d.pop("version"), "missing version"),
-        (lambda d: d.__setitem__("version", 2), "unknown version"),
+        (lambda d: d.__setitem__("version", 1), "older version"),
+        (lambda d: d.__setitem__("version", 3), "unknown version"),
+        (lambda d: d["trunks"]["added"][0].pop("source"), "trunk without source"),
         (lambda d: d["trunks"]["removed"].append("x"), "full document that removes"),
         (lambda d: d.__setitem__("base_generation", 1), "full document with a base"),
         (lambda d: d["routes"]["added"][0].__setitem__("first", "0212345600"), "not E.164"),
@@ -238,7 +242,7 @@ def test_reference_receiver_detects_a_diff_it_cannot_apply() -> None:
     with pytest.raises(DocumentError, match="says 1 and 5"):
         apply_document(_ordered(PLAN), wrong_totals)
     with pytest.raises(DocumentError, match="malformed"):
-        apply_document(_ordered(PLAN), {"kind": "lifeline.edge-plan", "version": 1})
+        apply_document(_ordered(PLAN), {"kind": "lifeline.edge-plan", "version": 2})
     with pytest.raises(DocumentError, match="version"):
         apply_document(None, {**diff, "version": 99})
 

@@ -199,3 +199,23 @@ def test_edge_plan_carries_registrations_with_the_password_from_its_file(
     secret.unlink()  # unreadable now: the registration is still described, without password
     trunks = {t.name: t for t in tel.to_edge_plan(plan).trunks}
     assert trunks["b1"].register_user == "site1" and trunks["b1"].register_password is None
+
+
+def test_trunks_leave_from_the_active_link_unless_pinned(tmp_path: Path) -> None:
+    text = CONFIG.replace(
+        "route_groups: [{name: internet, links: [fibre-a]}]",
+        "  - {name: lte, interface: wwan0, gateway: 100.64.0.1,\n"
+        "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
+        "route_groups: [{name: internet, links: [fibre-a, lte]}]",
+    ).replace('uri: "sip:192.0.2.23",', 'uri: "sip:192.0.2.23", links: [fibre-a], pinned: true,')
+    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    plan = tel.decide(all_up(tel), LINKS)
+    # lte's address was found on its interface at start (the daemon's sources, not config).
+    sources = {"fibre-a": "198.51.100.2", "lte": "100.64.0.7"}
+    on_lte = {t.name: t.source for t in tel.to_edge_plan(plan, (), sources, "lte").trunks}
+    assert on_lte == {"a1": "100.64.0.7", "a2": "100.64.0.7", "b1": "198.51.100.2"}
+    on_fibre = {t.name: t.source for t in tel.to_edge_plan(plan, (), sources, "fibre-a").trunks}
+    assert set(on_fibre.values()) == {"198.51.100.2"}
+    # No route applied yet: trunks that follow it have no source; the pinned one keeps its.
+    none = {t.name: t.source for t in tel.to_edge_plan(plan, (), sources, None).trunks}
+    assert none == {"a1": None, "a2": None, "b1": "198.51.100.2"}
