@@ -74,12 +74,18 @@ class KamailioEdge:
     pbx_port: int = 0
     rpc_port: int = 0
     netns: str | None = None
+    # A tls module config file (see examples/kamailio/tls.cfg): starts with WITH_TLS, a TLS
+    # socket on every uplink address at tls_port.
+    tls_cfg: Path | None = None
+    tls_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.carrier_port = self.carrier_port or free_port()
         self.pbx_port = self.pbx_port or free_port()
         self.rpc_port = self.rpc_port or free_port()
+        if self.tls_cfg is not None:
+            self.tls_port = self.tls_port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cfg_path = self.workdir / "kamailio.cfg"
         self.log_path = self.workdir / "kamailio.log"
@@ -98,6 +104,8 @@ class KamailioEdge:
                     "EDGE_RPC_PORT": str(self.rpc_port),
                     "EDGE_DS_LIST": str(ds_list),
                     "EDGE_REG_DB_URL": f"text://{reg_db}",
+                    "EDGE_CARRIER_TLS_PORT": str(self.tls_port or 5061),
+                    "EDGE_TLS_CFG": str(self.tls_cfg or "/etc/kamailio/tls.cfg"),
                 }
             )
         )
@@ -115,6 +123,8 @@ class KamailioEdge:
             "-Y", str(self.workdir),
             "-P", str(self.workdir / "kamailio.pid"),
         ]  # fmt: skip
+        if self.tls_cfg is not None:
+            argv += ["-A", "WITH_TLS"]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         return argv

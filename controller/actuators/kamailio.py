@@ -447,14 +447,19 @@ def contact_addr(host: str | None, carrier: str | None) -> str:
 
 
 def trunk_socket(actual: EdgeActual, source: str | None, proto: str) -> EdgeSocket | None:
-    """The edge's `proto` socket on `source` at the carrier port, if it listens there."""
+    """The edge's `proto` socket on `source` for carrier traffic, if it listens there.
+
+    UDP and TCP must be on the carrier port (the PBX side may share the address on another
+    port); TLS has its own port, so the one TLS socket on that address is it.
+    """
     port = _carrier_port(actual.carrier)
     if source is None or port is None or actual.sockets is None:
         return None
-    for sock in actual.sockets:
-        if sock.proto == proto and sock.port == port and _same_host(sock.host, source):
-            return sock
-    return None
+    on_host = [s for s in actual.sockets if s.proto == proto and _same_host(s.host, source)]
+    exact = [s for s in on_host if s.port == port]
+    if exact:
+        return exact[0]
+    return on_host[0] if len(on_host) == 1 and proto not in ("udp", "tcp") else None
 
 
 def desired_settings(
@@ -473,7 +478,9 @@ def desired_settings(
         if sock is not None and actual.settings is not None:
             out[SOCKET_PREFIX + t.name] = sock.host
         elif actual.sockets is not None and actual.carrier:
-            where = f"{sip_host(t.source)}:{_carrier_port(actual.carrier)}"
+            where = sip_host(t.source)
+            if proto in ("udp", "tcp"):
+                where += f":{_carrier_port(actual.carrier)}"
             why = ("no edgecfg htable in its cfg" if sock is not None
                    else f"the edge has no {proto} socket on {where}")
             warnings.append(f"trunk {t.name}: {why}; its calls leave from {actual.carrier}")

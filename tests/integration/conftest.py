@@ -9,9 +9,13 @@ whose owner process is gone are removed first; labs of live parallel runs are le
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +110,78 @@ async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
         yield KamailioActuator(client)
     finally:
         await client.close()
+
+
+# -- TLS: a test certificate, and a TLS-terminating relay (Debian's sipp has no TLS) --------
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cert, key) of a self-signed certificate for sbc.lifeline.test, made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs `openssl` (Debian package openssl) to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=sbc.lifeline.test",
+         "-addext", "subjectAltName=DNS:sbc.lifeline.test"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+TlsRelay = Callable[[int], Awaitable[int]]
+
+
+@pytest.fixture
+async def tls_relay(certificate: tuple[Path, Path]) -> AsyncIterator[TlsRelay]:
+    """``await start(backend_port)`` -> a TLS port on 127.0.0.1 (the test certificate) whose
+    connections are relayed, bytes both ways, to 127.0.0.1:backend_port over TCP: a TLS SBC
+    made of a sipp speaking TCP. Servers and relay tasks end with the test."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    tasks: set[asyncio.Task[None]] = set()
+    servers: list[asyncio.Server] = []
+
+    async def start(backend: int) -> int:
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            writers = [w]
+            try:
+                br, bw = await asyncio.open_connection("127.0.0.1", backend)
+                writers.append(bw)
+                await asyncio.gather(_pipe(r, bw), _pipe(br, w))
+            finally:
+                # Closed here also when cancelled at teardown, before the loop goes.
+                for writer in writers:
+                    writer.close()
+                    with contextlib.suppress(OSError, ConnectionError, asyncio.CancelledError):
+                        await writer.wait_closed()
+
+        def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.create_task(handle(r, w))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=ctx)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in servers:
+            await server.wait_closed()

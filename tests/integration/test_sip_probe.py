@@ -12,14 +12,12 @@ PID in the fixture's finalizer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ import pytest
 from probes import registry
 from probes.sample import ErrorKind, ProbeSpec
 from probes.sip import SipTarget, options, register_check
+from tests.integration.conftest import TlsRelay
 
 SCENARIOS = Path(__file__).parent / "sipp"
 LOOPBACK = "127.0.0.1"
@@ -211,55 +210,10 @@ async def test_tcp_no_listener_refused() -> None:
 # --- TLS (relay in front of SIPp over TCP) -----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs `openssl` (Debian package openssl) to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=sbc.lifeline.test",
-         "-addext", "subjectAltName=DNS:sbc.lifeline.test"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
-async def tls_front(
-    sipp: SippFactory, certificate: tuple[Path, Path]
-) -> AsyncIterator[int]:
+async def tls_front(sipp: SippFactory, tls_relay: TlsRelay) -> int:
     """A TLS port whose connections are relayed to a SIPp UAS over TCP."""
-    backend = sipp("-sn", "uas", "-aa", tcp=True)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(certificate[0]), str(certificate[1]))
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        br, bw = await asyncio.open_connection(LOOPBACK, backend)
-        await asyncio.gather(_pipe(r, bw), _pipe(br, w))
-
-    def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(handle(r, w))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    server = await asyncio.start_server(on_client, LOOPBACK, 0, ssl=ctx)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    for task in list(tasks):
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await server.wait_closed()
+    return await tls_relay(sipp("-sn", "uas", "-aa", tcp=True))
 
 
 async def test_tls_without_verification(tls_front: int) -> None:
@@ -305,7 +259,6 @@ async def test_telephony_register_loop_reports_registration(
 ) -> None:
     """A registration trunk in the daemon's telephony runtime: the password comes from its
     file, the REGISTER check answers the digest challenge, and the result is reported."""
-    import asyncio
 
     from controller.config import parse_config
     from controller.journal import Journal

@@ -156,3 +156,11 @@ def test_apply_then_plan_is_empty(before: EdgePlan, after: EdgePlan) -> None:
     final = simulate(actual, steps)
     assert plan(after, final).empty
     assert set(final.settings or {}) <= {f"socket::{t.name}" for t in after.trunks}
+
+
+def test_tls_trunks_use_the_tls_socket_on_its_own_port() -> None:
+    tls = TrunkState("t-sbc", "sip:192.0.2.30:5061;transport=tls", 4, True)
+    edge = replace(EDGE, sockets=(*SOCKETS, EdgeSocket("tls", FIBRE_B, 5061)))
+    assert desired_settings(_via(FIBRE_B, tls), edge) == ({"socket::t-sbc": FIBRE_B}, ())
+    (warning,) = desired_settings(_via(FIBRE_A, tls), edge)[1]
+    assert f"no tls socket on {FIBRE_A};" in warning
