@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,9 +24,11 @@ from typing import Any
 import pytest
 
 from controller.actuators.kamailio import KamailioActuator, KamailioClient
-from lab.kamailio import KamailioEdge
+from lab.kamailio import KamailioEdge, free_port
 from lab.netns import cleanup_stale
 from lab.topology import Lab
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 
 _TOOLS = {
     "ip": "iproute2",
@@ -110,6 +114,38 @@ async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
         yield KamailioActuator(client)
     finally:
         await client.close()
+
+
+# -- sipp UAS peers on loopback (PBX, SBCs) for the edge tests -------------------------------
+
+Uas = Callable[..., tuple[int, Path]]
+
+
+@pytest.fixture
+def uas(tmp_path: Path) -> Iterator[Uas]:
+    """``uas(name, tcp=False, scenario=None)`` starts a sipp UAS on 127.0.0.1 answering calls
+    and OPTIONS (sipp's built-in uas, or a scenario of tests/integration/sipp) -> (its free
+    port, its message log). Killed by PID at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, tcp: bool = False, scenario: str | None = None) -> tuple[int, Path]:
+        port = free_port(socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        log = tmp_path / f"{name}_messages.log"
+        argv = ["sipp", *(["-sf", str(SIPP_DIR / scenario)] if scenario else ["-sn", "uas"]),
+                "-t", "t1" if tcp else "u1", "-aa", "-i", "127.0.0.1", "-p", str(port),
+                "-nostdin", "-trace_msg", "-message_file", str(log), "-trace_err",
+                "-error_file", str(tmp_path / f"{name}_errors.log")]  # fmt: skip
+        procs.append(subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return port, log
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
 
 
 # -- TLS: a test certificate, and a TLS-terminating relay (Debian's sipp has no TLS) --------

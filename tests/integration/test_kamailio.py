@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
-import subprocess
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,45 +20,12 @@ from controller.actuators.kamailio import KamailioActuator
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
 from lab.kamailio import KamailioEdge, free_port
 from lab.sipsite import header_values
-from tests.integration.conftest import SECOND_UPLINK
-
-SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+from tests.integration.conftest import SECOND_UPLINK, SIPP_DIR, Uas
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("kamailio") is None, reason="needs kamailio (Debian kamailio)"),
     pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp (Debian sip-tester)"),
 ]
-
-
-@pytest.fixture
-def uas(tmp_path: Path) -> Iterator[Callable[[str], tuple[int, Path]]]:
-    """Start a sipp UAS (answers calls and OPTIONS) -> (port, its message log)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str) -> tuple[int, Path]:
-        port = free_port(socket.SOCK_DGRAM)
-        log = tmp_path / f"{name}_messages.log"
-        argv = ["sipp", "-sn", "uas", "-aa", "-i", "127.0.0.1", "-p", str(port), "-nostdin",
-                "-trace_msg", "-message_file", str(log), "-trace_err",
-                "-error_file", str(tmp_path / f"{name}_errors.log")]  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                argv,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        return port, log
-
-    try:
-        yield start
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGKILL)
-            p.wait(5)
 
 
 async def call(
@@ -96,10 +60,20 @@ def invites(log: Path) -> list[str]:
     return [c for c in chunks if "received" in c and "INVITE sip:" in c]
 
 
-def _plan(pbx: str, sbc1: str, sbc2: str, *, sbc1_enabled: bool = True) -> EdgePlan:
+def _peers(uas: Uas) -> tuple[EdgePlan, dict[str, Path]]:
+    """PBX, sbc1 and sbc2 started; the plan routing the test DIDs over them, and each
+    peer's message log."""
+    ports, logs = {}, {}
+    for name in ("pbx", "sbc1", "sbc2"):
+        ports[name], logs[name] = uas(name)
+    pbx, sbc1, sbc2 = (f"sip:127.0.0.1:{ports[n]}" for n in ("pbx", "sbc1", "sbc2"))
+    return _plan(pbx, sbc1, sbc2), logs
+
+
+def _plan(pbx: str, sbc1: str, sbc2: str) -> EdgePlan:
     return EdgePlan(
         trunks=(
-            TrunkState("carrierA-sbc1", sbc1, 1, sbc1_enabled),
+            TrunkState("carrierA-sbc1", sbc1, 1, True),
             TrunkState("carrierA-sbc2", sbc2, 1, True),
         ),
         routes=(
@@ -112,14 +86,11 @@ def _plan(pbx: str, sbc1: str, sbc2: str, *, sbc1_enabled: bool = True) -> EdgeP
 async def test_calls_follow_the_plan(
     edge: KamailioEdge,
     actuator: KamailioActuator,
-    uas: Callable[[str], tuple[int, Path]],
+    uas: Uas,
     tmp_path: Path,
 ) -> None:
-    pbx_port, pbx_log = uas("pbx")
-    sbc1_port, sbc1_log = uas("sbc1")
-    sbc2_port, sbc2_log = uas("sbc2")
-    pbx, sbc1, sbc2 = (f"sip:127.0.0.1:{p}" for p in (pbx_port, sbc1_port, sbc2_port))
-    desired = _plan(pbx, sbc1, sbc2)
+    desired, logs = _peers(uas)
+    pbx_log, sbc1_log, sbc2_log = logs["pbx"], logs["sbc1"], logs["sbc2"]
     carrier_side = ("127.0.0.1", edge.carrier_port)
     pbx_side = ("127.0.0.1", edge.pbx_port)
 
@@ -148,7 +119,9 @@ async def test_calls_follow_the_plan(
     assert invites(sbc2_log) == []
 
     # sbc1 disabled by the actuator: the next outbound call goes to sbc2.
-    steps, result = await actuator.reconcile(_plan(pbx, sbc1, sbc2, sbc1_enabled=False))
+    sbc1_off = replace(desired.trunks[0], enabled=False)
+    steps, result = await actuator.reconcile(replace(desired, trunks=(sbc1_off,
+                                                                      *desired.trunks[1:])))
     assert result.ok and len(steps.steps) == 1, steps
     code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390298765005")
     assert code == 0, err + edge.log_tail()
@@ -171,7 +144,7 @@ async def test_calls_follow_the_plan(
 async def test_failed_trunk_is_counted_and_skipped(
     edge: KamailioEdge,
     actuator: KamailioActuator,
-    uas: Callable[[str], tuple[int, Path]],
+    uas: Uas,
     tmp_path: Path,
 ) -> None:
     """A trunk that does not answer INVITEs: the call goes on via the next, and is counted."""
@@ -212,17 +185,14 @@ async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
 async def test_each_trunks_calls_leave_from_the_address_lifeline_names(
     edge: KamailioEdge,
     actuator: KamailioActuator,
-    uas: Callable[[str], tuple[int, Path]],
+    uas: Uas,
     tmp_path: Path,
 ) -> None:
     """Via and Record-Route toward the carrier name the trunk's source socket (the link it
     uses now), so the carrier's BYE and re-INVITEs come back over that link; a failover
     to the other address changes them for the next call."""
-    pbx_port, _ = uas("pbx")
-    sbc1_port, sbc1_log = uas("sbc1")
-    sbc2_port, _ = uas("sbc2")
-    pbx, sbc1, sbc2 = (f"sip:127.0.0.1:{p}" for p in (pbx_port, sbc1_port, sbc2_port))
-    plan = _plan(pbx, sbc1, sbc2)
+    plan, logs = _peers(uas)
+    sbc1_log = logs["sbc1"]
     pbx_side = ("127.0.0.1", edge.pbx_port)
 
     for source in (SECOND_UPLINK, "127.0.0.1"):
@@ -255,7 +225,7 @@ async def test_each_trunks_calls_leave_from_the_address_lifeline_names(
 async def test_a_call_to_a_registration_contact_is_routed_by_the_to_user(
     edge: KamailioEdge,
     actuator: KamailioActuator,
-    uas: Callable[[str], tuple[int, Path]],
+    uas: Uas,
     tmp_path: Path,
 ) -> None:
     """Carriers send calls for a registration trunk to its Contact (R-URI user

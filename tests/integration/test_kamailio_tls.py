@@ -9,21 +9,17 @@ call must complete over TLS with Via naming that socket. Processes die by PID in
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from controller.actuators.kamailio import KamailioActuator, KamailioClient
+from controller.actuators.kamailio import KamailioActuator
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from lab.kamailio import KamailioEdge, free_port
+from lab.kamailio import KamailioEdge
 from lab.sipsite import header_values
-from tests.integration.conftest import SECOND_UPLINK, TlsRelay
+from tests.integration.conftest import SECOND_UPLINK, TlsRelay, Uas
 from tests.integration.test_kamailio import call, invites
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -38,9 +34,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def tls_edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[KamailioEdge]:
-    """The reference cfg with WITH_TLS: TLS sockets on both uplink addresses; as a client
-    it trusts only the test CA (the relay's certificate)."""
+def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[KamailioEdge]:
+    """conftest's edge (so also its `actuator`) with WITH_TLS: TLS sockets on both uplink
+    addresses; as a client it trusts only the test CA (the relay's certificate)."""
     cert, key = certificate
     tls_cfg = tmp_path / "tls.cfg"
     text = (Path(__file__).resolve().parents[2] / "examples" / "kamailio" / "tls.cfg").read_text()
@@ -57,48 +53,14 @@ def tls_edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[Kamaili
         k.stop()
 
 
-@pytest.fixture
-async def tls_actuator(tls_edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
-    client = KamailioClient(tls_edge.rpc_url, timeout=5.0)
-    try:
-        yield KamailioActuator(client)
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-def tcp_uas(tmp_path: Path) -> Iterator[Callable[[str], tuple[int, Path]]]:
-    """sipp UAS over TCP (kam_uas.xml: keeps Record-Route) -> (port, its message log)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str) -> tuple[int, Path]:
-        port = free_port(socket.SOCK_STREAM)
-        log = tmp_path / f"{name}_messages.log"
-        argv = ["sipp", "-sf", str(SIPP_DIR / "kam_uas.xml"), "-t", "t1", "-aa",
-                "-i", "127.0.0.1", "-p", str(port), "-nostdin", "-trace_msg",
-                "-message_file", str(log), "-trace_err",
-                "-error_file", str(tmp_path / f"{name}_errors.log")]  # fmt: skip
-        procs.append(subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        return port, log
-
-    try:
-        yield start
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGKILL)
-            p.wait(5)
-
-
 async def test_outbound_call_over_a_tls_trunk_leaves_from_its_tls_socket(
-    tls_edge: KamailioEdge,
-    tls_actuator: KamailioActuator,
-    tcp_uas: Callable[[str], tuple[int, Path]],
+    edge: KamailioEdge,
+    actuator: KamailioActuator,
+    uas: Uas,
     tls_relay: TlsRelay,
     tmp_path: Path,
 ) -> None:
-    sbc_port, sbc_log = tcp_uas("sbc")
+    sbc_port, sbc_log = uas("sbc", tcp=True, scenario="kam_uas.xml")
     relay = await tls_relay(sbc_port)
     trunk = TrunkState("tls-sbc", f"sip:127.0.0.1:{relay};transport=tls", 1, True,
                        source=SECOND_UPLINK)
@@ -106,15 +68,15 @@ async def test_outbound_call_over_a_tls_trunk_leaves_from_its_tls_socket(
         trunks=(trunk,),
         routes=(DidRoute("+390212345600", "+390212345699", "tls-sbc", None),),
     )
-    steps, result = await tls_actuator.reconcile(desired)
+    steps, result = await actuator.reconcile(desired)
     assert result.ok and not steps.warnings, (result.errors, steps.warnings)
-    assert await tls_actuator.settings() == {"socket::tls-sbc": SECOND_UPLINK}
+    assert await actuator.settings() == {"socket::tls-sbc": SECOND_UPLINK}
 
-    code, err = await call(tmp_path, "kam_uac.xml", ("127.0.0.1", tls_edge.pbx_port),
+    code, err = await call(tmp_path, "kam_uac.xml", ("127.0.0.1", edge.pbx_port),
                            "+4930999000", "+390212345601")
-    assert code == 0, err + tls_edge.log_tail()
+    assert code == 0, err + edge.log_tail()
     (sent,) = invites(sbc_log)
     assert header_values(sent, "Via")[0].startswith(
-        f"SIP/2.0/TLS {SECOND_UPLINK}:{tls_edge.tls_port}")
-    assert f"sip:{SECOND_UPLINK}:{tls_edge.tls_port};transport=tls;" in \
+        f"SIP/2.0/TLS {SECOND_UPLINK}:{edge.tls_port}")
+    assert f"sip:{SECOND_UPLINK}:{edge.tls_port};transport=tls;" in \
         header_values(sent, "Record-Route")[0]
