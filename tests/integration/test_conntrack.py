@@ -24,12 +24,11 @@ from controller.actuators.routes import RouteReconciler
 from controller.netlink import ConntrackFlow, Netlink
 from tests.integration.test_routes import (
     Lab,
-    build_lab,
     build_lab6,
     desired,
     desired6,
-    destroy_lab,
     run,
+    small_lab,
 )
 
 T = TypeVar("T")
@@ -81,11 +80,8 @@ def test_stale_sources() -> None:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    the_lab = build_lab(n_links=2)
-    try:
+    with small_lab(n_links=2) as the_lab:
         yield the_lab
-    finally:
-        destroy_lab(the_lab.router, the_lab.peers)
 
 
 def ct_list(lab: Lab) -> str:
@@ -222,11 +218,8 @@ def test_flow_matching_ipv6_in_canonical_form() -> None:
 
 @pytest.fixture
 def lab6() -> Iterator[Lab]:
-    the_lab = build_lab6()
-    try:
+    with small_lab(build_lab6, 2) as the_lab:
         yield the_lab
-    finally:
-        destroy_lab(the_lab.router, the_lab.peers)
 
 
 def ct_list6(lab: Lab) -> str:

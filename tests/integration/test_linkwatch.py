@@ -14,7 +14,7 @@ import pytest
 
 from controller.linkwatch import LinkWatch
 from controller.netlink import Netlink
-from tests.integration.test_routes import Lab, build_lab, destroy_lab
+from tests.integration.test_routes import Lab, small_lab
 
 pytestmark = [
     pytest.mark.lab,
@@ -24,11 +24,8 @@ pytestmark = [
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    the_lab = build_lab(n_links=2)
-    try:
+    with small_lab(n_links=2) as the_lab:
         yield the_lab
-    finally:
-        destroy_lab(the_lab.router, the_lab.peers)
 
 
 class Recorder:

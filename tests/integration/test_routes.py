@@ -6,12 +6,13 @@ and linkwatch tests import."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -54,15 +55,19 @@ class Lab:
         return run("ip", "netns", "exec", self.router, *argv, check=check)
 
 
-def build_lab(n_links: int = 3) -> Lab:
-    """Router ns with uplinks wan0..wan2; peer i has gateway 198.51.100.(4i+1)/30.
+LinkSetup = Callable[[str, str, int, str, str], LinkRoute]
+
+
+def _build(kind: str, n_links: int, setup: LinkSetup) -> Lab:
+    """Router ns ``ll-rt<kind>-TAG`` with veth uplinks wan<i> to peer ns ``ll-isp<kind><i>-TAG``;
+    ``setup(router, peer, i, dev, peer_dev)`` addresses link i and returns its LinkRoute.
 
     Interface indexes are set so that each veth end differs from its peer's: the kernel then
     reports carrier changes at once instead of rate-limiting them (see controller.linkwatch).
     """
     tag = secrets.token_hex(3)
-    router = f"ll-rt-{tag}"
-    peers = tuple(f"ll-isp{i}-{tag}" for i in range(n_links))
+    router = f"ll-rt{kind}-{tag}"
+    peers = tuple(f"ll-isp{kind}{i}-{tag}" for i in range(n_links))
     run("ip", "netns", "add", router)
     links = []
     try:
@@ -70,22 +75,31 @@ def build_lab(n_links: int = 3) -> Lab:
         for i, peer in enumerate(peers):
             run("ip", "netns", "add", peer)
             dev, pdev = f"wan{i}", f"isp{i}"
-            gw, addr = f"198.51.100.{4 * i + 1}", f"198.51.100.{4 * i + 2}"
             run(
                 "ip", "-n", router, "link", "add", dev, "index", str(10 + i), "type", "veth",
                 "peer", "name", pdev, "index", str(20 + i), "netns", peer,
             )  # fmt: skip
-            run("ip", "-n", router, "addr", "add", f"{addr}/30", "dev", dev)
+            links.append(setup(router, peer, i, dev, pdev))
             run("ip", "-n", router, "link", "set", dev, "up")
-            run("ip", "-n", peer, "addr", "add", f"{gw}/30", "dev", pdev)
-            run("ip", "-n", peer, "addr", "add", "203.0.113.10/32", "dev", "lo")
             run("ip", "-n", peer, "link", "set", "lo", "up")
             run("ip", "-n", peer, "link", "set", pdev, "up")
-            links.append(LinkRoute(f"link-{i}", dev, gw, addr, 101 + i, weight=3 if i == 0 else 1))
     except BaseException:
         destroy_lab(router, peers)
         raise
     return Lab(router, peers, tuple(links))
+
+
+def _v4_link(router: str, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
+    gw, addr = f"198.51.100.{4 * i + 1}", f"198.51.100.{4 * i + 2}"
+    run("ip", "-n", router, "addr", "add", f"{addr}/30", "dev", dev)
+    run("ip", "-n", peer, "addr", "add", f"{gw}/30", "dev", pdev)
+    run("ip", "-n", peer, "addr", "add", "203.0.113.10/32", "dev", "lo")
+    return LinkRoute(f"link-{i}", dev, gw, addr, 101 + i, weight=3 if i == 0 else 1)
+
+
+def build_lab(n_links: int = 3) -> Lab:
+    """Router ns with uplinks wan0..wan2; peer i has gateway 198.51.100.(4i+1)/30."""
+    return _build("", n_links, _v4_link)
 
 
 def destroy_lab(router: str, peers: tuple[str, ...]) -> None:
@@ -93,13 +107,20 @@ def destroy_lab(router: str, peers: tuple[str, ...]) -> None:
         run("ip", "netns", "del", ns, check=False)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    the_lab = build_lab()
+@contextlib.contextmanager
+def small_lab(builder: Callable[[int], Lab] = build_lab, n_links: int = 3) -> Iterator[Lab]:
+    """A built router lab, removed at the end, also when the test fails."""
+    the_lab = builder(n_links)
     try:
         yield the_lab
     finally:
         destroy_lab(the_lab.router, the_lab.peers)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with small_lab() as the_lab:
+        yield the_lab
 
 
 def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), **kw: object) -> Desired:
@@ -273,39 +294,22 @@ async def test_unreachable_gateway_is_reported_not_raised(lab: Lab) -> None:
 # -- IPv6 and dual stack ---------------------------------------------------------------------
 
 
+def _v6_link(router: str, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
+    run("ip", "-n", router, "addr", "add", f"198.51.100.{4 * i + 2}/30", "dev", dev)
+    run("ip", "-n", router, "addr", "add", f"2001:db8:{i}::2/64", "dev", dev, "nodad")
+    run("ip", "-n", peer, "addr", "add", f"198.51.100.{4 * i + 1}/30", "dev", pdev)
+    run("ip", "-n", peer, "addr", "add", f"2001:db8:{i}::1/64", "dev", pdev, "nodad")
+    run("ip", "-n", peer, "addr", "add", "fe80::1/64", "dev", pdev, "nodad")
+    gw = f"2001:db8:{i}::1" if i == 0 else "fe80::1"
+    return LinkRoute(f"v6-{i}", dev, gw, f"2001:db8:{i}::2", 201 + i, 3 - 2 * i)
+
+
 def build_lab6(n_links: int = 2) -> Lab:
     """Router ns with uplinks wan0..wan1 carrying IPv4 (as build_lab) and IPv6: peer i has
     2001:db8:i::1/64, the router 2001:db8:i::2/64. Link 1's IPv6 gateway is the peer's
     link-local fe80::1, as many ISPs hand out. `links` holds the IPv6 links only (v6-0,
     v6-1); the IPv4 ones are `v4_links(lab)`. Addresses are `nodad`, so usable at once."""
-    tag = secrets.token_hex(3)
-    router = f"ll-rt6-{tag}"
-    peers = tuple(f"ll-isp6{i}-{tag}" for i in range(n_links))
-    run("ip", "netns", "add", router)
-    links = []
-    try:
-        run("ip", "-n", router, "link", "set", "lo", "up")
-        for i, peer in enumerate(peers):
-            run("ip", "netns", "add", peer)
-            dev, pdev = f"wan{i}", f"isp{i}"
-            run(
-                "ip", "-n", router, "link", "add", dev, "index", str(10 + i), "type", "veth",
-                "peer", "name", pdev, "index", str(20 + i), "netns", peer,
-            )  # fmt: skip
-            run("ip", "-n", router, "addr", "add", f"198.51.100.{4 * i + 2}/30", "dev", dev)
-            run("ip", "-n", router, "addr", "add", f"2001:db8:{i}::2/64", "dev", dev, "nodad")
-            run("ip", "-n", router, "link", "set", dev, "up")
-            run("ip", "-n", peer, "addr", "add", f"198.51.100.{4 * i + 1}/30", "dev", pdev)
-            run("ip", "-n", peer, "addr", "add", f"2001:db8:{i}::1/64", "dev", pdev, "nodad")
-            run("ip", "-n", peer, "addr", "add", "fe80::1/64", "dev", pdev, "nodad")
-            run("ip", "-n", peer, "link", "set", "lo", "up")
-            run("ip", "-n", peer, "link", "set", pdev, "up")
-            gw = f"2001:db8:{i}::1" if i == 0 else "fe80::1"
-            links.append(LinkRoute(f"v6-{i}", dev, gw, f"2001:db8:{i}::2", 201 + i, 3 - 2 * i))
-    except BaseException:
-        destroy_lab(router, peers)
-        raise
-    return Lab(router, peers, tuple(links))
+    return _build("6", n_links, _v6_link)
 
 
 def v4_links(lab: Lab) -> tuple[LinkRoute, ...]:
@@ -319,11 +323,8 @@ def v4_links(lab: Lab) -> tuple[LinkRoute, ...]:
 
 @pytest.fixture
 def lab6() -> Iterator[Lab]:
-    the_lab = build_lab6()
-    try:
+    with small_lab(build_lab6, 2) as the_lab:
         yield the_lab
-    finally:
-        destroy_lab(the_lab.router, the_lab.peers)
 
 
 def desired6(
