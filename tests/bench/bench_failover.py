@@ -42,8 +42,11 @@ __all__ = [
     "FailbackTrial",
     "FailoverTrial",
     "Figure",
+    "add_failover_args",
+    "add_json_arg",
     "blackhole_fault",
     "carrier_fault",
+    "check_failover_args",
     "failback_trial",
     "failover_trial",
     "figures",
@@ -478,13 +481,25 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
                         help="also write machine-readable results (to PATH, or stdout)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_failover_args(parser: argparse.ArgumentParser) -> None:
+    """--trials, --failback-trials, --hold-down: shared with run_all."""
     parser.add_argument("--trials", type=int, default=10,
                         help="trials per failover kind (default 10)")
     parser.add_argument("--failback-trials", type=int, default=2)
     parser.add_argument("--hold-down", type=float, default=5.0,
                         help="failback hold-down in seconds (default 5)")
+
+
+def check_failover_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not 1 <= args.trials <= 200 or not 0 <= args.failback_trials <= 20:
+        parser.error("--trials must be 1..200 and --failback-trials 0..20")
+    if not 0 <= args.hold_down <= 120:
+        parser.error("--hold-down must be 0..120 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_failover_args(parser)
     parser.add_argument("--only", choices=("blackhole", "carrier", "failback"), action="append",
                         help="run only this part (repeatable)")
     add_json_arg(parser)
@@ -492,10 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         log("bench_failover: needs root (network namespaces, routes, iptables)")
         return 2
-    if not 1 <= args.trials <= 200 or not 0 <= args.failback_trials <= 20:
-        parser.error("--trials must be 1..200 and --failback-trials 0..20")
-    if not 0 <= args.hold_down <= 120:
-        parser.error("--hold-down must be 0..120 s")
+    check_failover_args(parser, args)
     kinds = args.only or ["blackhole", "carrier", "failback"]
     report = run(kinds, args.trials, args.failback_trials, args.hold_down)
     rows = figures(report)

@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import bench_daemon_rss, bench_failover, bench_trunks
-from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.bench.bench_failover import (
+    Figure,
+    add_failover_args,
+    add_json_arg,
+    check_failover_args,
+    log,
+    print_table,
+    write_json,
+)
 
 __all__ = ["main", "probes_figures", "run_probes"]
 
@@ -90,11 +98,7 @@ def _part(name: str, body: Callable[[], list[Figure]], errors: list[str]) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10,
-                        help="trials per failover kind (default 10)")
-    parser.add_argument("--failback-trials", type=int, default=2)
-    parser.add_argument("--hold-down", type=float, default=5.0,
-                        help="failback hold-down in seconds (default 5)")
+    add_failover_args(parser)
     parser.add_argument("--seconds", type=int, default=30,
                         help="measuring time of the 2,000-target benchmarks (default 30)")
     parser.add_argument("--targets", type=int, default=2000)
@@ -107,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         log("bench: needs root (network namespaces, raw sockets, routes)")
         return 2
-    if not 1 <= args.trials <= 200 or not 0 <= args.failback_trials <= 20:
-        parser.error("--trials must be 1..200 and --failback-trials 0..20")
+    check_failover_args(parser, args)
     if not 1 <= args.trunk_trials <= 50:
         parser.error("--trunk-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
