@@ -728,6 +728,9 @@ class Trunk(_Model):
     pinned: Annotated[bool, Strict()] = False  # only links[0] carries it
     interval: PositiveDuration = 1.0
     timeout: PositiveDuration = 0.5
+    # After a lost OPTIONS, while the trunk is not down yet, the next one goes this soon
+    # (mwan3's failure_interval): confirming a failure must not take down_after intervals.
+    recheck_interval: PositiveDuration = 0.2
     alive_codes: Annotated[list[AliveCode], Field(min_length=1)] | None = None
     thresholds: Thresholds = Thresholds()
     # "register" is ABCMeta's method on every model class, so the field is named apart.
@@ -1415,6 +1418,11 @@ def _telephony_checks(
         if trunk.pinned and not trunk.links:
             errors.append(f"{p}.pinned: a pinned trunk needs links (it uses the first one)")
         errors += _check_timing(p, trunk.interval, trunk.timeout, trunk.thresholds)
+        if trunk.recheck_interval > trunk.interval:
+            errors.append(
+                f"{p}.recheck_interval: {format_duration(trunk.recheck_interval)} is longer "
+                f"than the interval {format_duration(trunk.interval)} (it is the faster pace "
+                "that confirms a lost OPTIONS)")
 
     carrier_of = {trunk.name: trunk.carrier for _, trunk in trunks}
     used: set[str] = set()
@@ -1654,7 +1662,8 @@ def _telephony_summary(cfg: Config) -> list[str]:
         out += [
             f"  {trunk.name} ({trunk.carrier}): {trunk.uri}, {via}{registers}",
             f"    OPTIONS every {fmt(trunk.interval)} (timeout {fmt(trunk.timeout)}), "
-            f"down after {trunk.thresholds.down_after} lost, back up after "
+            f"down after {trunk.thresholds.down_after} lost (rechecked every "
+            f"{fmt(trunk.recheck_interval)}), back up after "
             f"{fmt(trunk.thresholds.hold_down)} stable",
         ]
     out.append("destinations:" if cfg.destinations else "destinations: none")

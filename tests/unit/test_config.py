@@ -1246,3 +1246,17 @@ def test_junk_in_telephony_gives_config_error_never_a_crash(spot: str, junk: Any
         trunk.health_params()
         trunk.probe_target()
     cfg.did_entries()
+
+
+def test_trunk_recheck_interval_defaults_and_must_not_exceed_the_interval() -> None:
+    assert parse_config(build_tel()).trunk("a1").recheck_interval == 0.2
+
+    def slow(data: dict[str, Any]) -> None:
+        data["trunks"][1].update(interval="1s", recheck_interval="2s")
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(build_tel(slow))
+    assert info.value.errors == [
+        "trunks[1].recheck_interval: 2s is longer than the interval 1s (it is the faster "
+        "pace that confirms a lost OPTIONS)"
+    ]

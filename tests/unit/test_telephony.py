@@ -7,13 +7,15 @@ from collections import deque
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from aiohttp.test_utils import TestClient, TestServer
 
 from controller.actuators.sipplan import EdgePlan
 from controller.config import parse_config
 from controller.health import LinkState
 from controller.journal import Journal, read_events
-from controller.telephony import EDGE_FAILURES, Telephony, edge_failing
+from controller.telephony import EDGE_FAILURES, Telephony, edge_failing, next_probe_at
 from exporters.http import make_app
 from exporters.metrics import Metrics
 from probes.sample import ErrorKind
@@ -219,3 +221,59 @@ def test_trunks_leave_from_the_active_link_unless_pinned(tmp_path: Path) -> None
     # No route applied yet: trunks that follow it have no source; the pinned one keeps its.
     none = {t.name: t.source for t in tel.to_edge_plan(plan, (), sources, None).trunks}
     assert none == {"a1": None, "a2": None, "b1": "198.51.100.2"}
+
+
+def test_next_probe_keeps_the_cadence_while_answered_or_down() -> None:
+    assert next_probe_at(10.0, 10.003, True, False, 1.0, 0.2) == 11.0
+    assert next_probe_at(10.0, 10.003, False, True, 1.0, 0.2) == 11.0  # down: normal pace
+    # The loop fell behind by more than an interval: re-anchored, no burst to catch up.
+    assert next_probe_at(10.0, 12.5, True, False, 1.0, 0.2) == 13.5
+
+
+def test_next_probe_rechecks_a_lost_one_until_the_peer_is_down() -> None:
+    assert next_probe_at(10.0, 10.0, False, False, 1.0, 0.2) == pytest.approx(10.2)
+    # A probe that timed out already ran past the recheck: the next one goes at once.
+    assert next_probe_at(10.0, 10.0, False, False, 1.0, 0.2) < 10.5
+
+
+@given(planned=st.floats(0, 1e6), late=st.floats(0, 100), ok=st.booleans(),
+       down=st.booleans(), interval=st.floats(0.01, 60), share=st.floats(0.01, 1.0))
+def test_next_probe_comes_after_this_one_and_within_an_interval(
+        planned: float, late: float, ok: bool, down: bool, interval: float,
+        share: float) -> None:
+    recheck = interval * share
+    sent = planned + late
+    nxt = next_probe_at(planned, sent, ok, down, interval, recheck)
+    assert sent < nxt <= sent + interval * 1.001
+    if not ok and not down:
+        assert nxt == sent + recheck
+
+
+def simulate_dead_sbc(tel: Telephony, dies_at: float, recheck: float) -> float:
+    """The probe loop's timing without sockets: OPTIONS every second, each lost one taking
+    the 0.5 s timeout once the SBC is dead at ``dies_at``. Returns when a1 is down."""
+    peer = tel.trunks["a1"]
+    peer.interval, peer.timeout, peer.recheck = 1.0, 0.5, recheck
+    planned = now = 0.0
+    for _ in range(100):  # bounded: down comes within a few probes
+        sent = max(planned, now)
+        lost = sent >= dies_at
+        now = sent + (peer.timeout if lost else 0.01)
+        tel.on_result("trunk", peer, sent, LOST if lost else OK)
+        if peer.health.state is LinkState.DOWN:
+            return now
+        planned = next_probe_at(planned, sent, not lost, False, peer.interval, peer.recheck)
+    raise AssertionError("a1 never went down")
+
+
+@pytest.mark.parametrize("dies_at", [20.0, 20.3, 20.99])
+def test_rechecks_confirm_a_dead_sbc_in_about_down_after_timeouts(
+        tmp_path: Path, dies_at: float) -> None:
+    cfg = parse_config(CONFIG)
+    fast = simulate_dead_sbc(Telephony(cfg, Journal(tmp_path / "a.sqlite3"), Metrics(), []),
+                             dies_at, recheck=0.2)
+    slow = simulate_dead_sbc(Telephony(cfg, Journal(tmp_path / "b.sqlite3"), Metrics(), []),
+                             dies_at, recheck=1.0)
+    # First lost probe within an interval, then 3 timeouts back to back (down_after 3).
+    assert fast - dies_at <= 1.0 + 3 * 0.5 + 1e-6
+    assert slow - fast >= 0.9  # without rechecks each loss waits for the next second
