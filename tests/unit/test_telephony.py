@@ -7,9 +7,9 @@ from collections import deque
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
-from aiohttp.test_utils import TestClient, TestServer
 
 from controller.actuators.sipplan import EdgePlan
 from controller.config import parse_config
