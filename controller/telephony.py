@@ -95,17 +95,19 @@ class Peer:
     recheck: float = 0.2
 
 
-def next_probe_at(planned: float, sent_at: float, reachable: bool, down: bool,
+def next_probe_at(planned: float, last_sent: float, *, suspect: bool, down: bool,
                   interval: float, recheck: float) -> float:
-    """PURE: when the next OPTIONS to a peer goes. A lost one is confirmed at the faster
-    ``recheck`` pace while the peer is not down yet, so detection costs about down_after
-    timeouts, not down_after intervals; otherwise (answered, or already down: a dead SBC is
-    polled at the normal pace, carriers rate-limit) the fixed cadence from ``planned``, the
-    time this probe was due, re-anchored if the loop fell more than an interval behind."""
-    if not reachable and not down:
-        return sent_at + recheck
+    """PURE: when the next OPTIONS to a peer goes. While the peer is suspect (its last
+    answer was lost, or the newest OPTIONS is still unanswered) and not down yet, another
+    goes ``recheck`` after the last one, overlapping it: a dead SBC is then confirmed about
+    one timeout plus (down_after - 1) rechecks after the first lost OPTIONS, not after
+    down_after intervals. Otherwise (answered, or already down: a dead SBC is polled at the
+    normal pace, carriers rate-limit) the fixed cadence from ``planned``, the time the last
+    one was due, re-anchored when the loop fell more than an interval behind."""
+    if suspect and not down:
+        return last_sent + recheck
     due = planned + interval
-    return due if due > sent_at else sent_at + interval
+    return due if due > last_sent else last_sent + interval
 
 
 def edge_failing(history: deque[tuple[float, int]], now: float) -> tuple[bool, str]:
@@ -216,22 +218,48 @@ class Telephony:
 
     # -- sense -----------------------------------------------------------------------------
     async def _probe_loop(self, kind: str, peer: Peer) -> None:
+        """Sends OPTIONS on ``next_probe_at``'s schedule, at most down_after in flight (a
+        verdict needs no more), and feeds the answers to health in the order they were sent."""
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            planned, sent_at = next_at, loop.time()
-            try:
-                target = await _resolved(peer.target)
-                result = (await options(target, timeout=peer.timeout)
-                          if isinstance(target, SipTarget) else target)
-            except Exception as exc:  # a probe must never kill its loop
-                log.error("%s %s: probe failed internally: %s", kind, peer.name, exc)
-                result = SipResult(reachable=False, detail=f"internal error: {exc}")
-            self.on_result(kind, peer, sent_at, result)
-            next_at = next_probe_at(planned, sent_at, result.reachable,
-                                    peer.health.state is LinkState.DOWN, peer.interval,
-                                    peer.recheck)
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        inflight: deque[tuple[float, asyncio.Task[SipResult]]] = deque()
+        limit = max(1, peer.health.params.down_after)
+        planned = last_sent = loop.time() - peer.interval  # the first one goes at once
+        lost = False
+        try:
+            while True:
+                while inflight and inflight[0][1].done():
+                    sent_at, task = inflight.popleft()
+                    result = task.result()
+                    self.on_result(kind, peer, sent_at, result)
+                    lost = not result.reachable
+                pending = bool(inflight) and not inflight[-1][1].done()
+                due = next_probe_at(planned, last_sent, suspect=lost or pending,
+                                    down=peer.health.state is LinkState.DOWN,
+                                    interval=peer.interval, recheck=peer.recheck)
+                now = loop.time()
+                if now >= due and len(inflight) < limit:
+                    planned, last_sent = due, now
+                    inflight.append((now, asyncio.create_task(
+                        self._probe_once(kind, peer), name=f"lifeline-options-{peer.name}")))
+                    continue
+                if inflight:
+                    wait = None if len(inflight) >= limit else max(0.0, due - now)
+                    await asyncio.wait((inflight[0][1],), timeout=wait)
+                else:
+                    await asyncio.sleep(max(0.0, due - now))
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in inflight), return_exceptions=True)
+
+    async def _probe_once(self, kind: str, peer: Peer) -> SipResult:
+        try:
+            target = await _resolved(peer.target)
+            return (await options(target, timeout=peer.timeout)
+                    if isinstance(target, SipTarget) else target)
+        except Exception as exc:  # a probe must never kill its loop
+            log.error("%s %s: probe failed internally: %s", kind, peer.name, exc)
+            return SipResult(reachable=False, detail=f"internal error: {exc}")
 
     async def _register_loop(self, peer: Peer) -> None:
         """A registration-based trunk: check that REGISTER with digest succeeds, every
