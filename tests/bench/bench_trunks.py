@@ -14,9 +14,10 @@ and the first good call after it, and how many good calls took more than 1 s. Tw
 call after ``fr_timer``), ``no-in-call`` renders it with ``EDGE_TRUNK_FAILOVER`` 0, so a
 call on the dead trunk fails and only lifeline's own OPTIONS-driven move helps. ``--timing
 default`` gives the trunks lifeline's default OPTIONS timing (1 s interval, 0.5 s timeout,
-rechecks 200 ms apart, down after 3), ``lab`` the lab's 200 ms. It also reports the DID plan compute cost
-(``bench_didplan``) and the Kamailio push of 1,000 ranges over JSON-RPC (loopback). The
-boundary: it measures; labs and processes are removed after each trial, also on failure.
+rechecks 200 ms apart, down after 3), ``lab`` the lab's 200 ms. It also reports the DID
+plan compute cost (``bench_didplan``) and the Kamailio push of 1,000 ranges over JSON-RPC
+(loopback). The boundary: it measures; labs and processes are removed after each trial,
+also on failure.
 """
 
 from __future__ import annotations
