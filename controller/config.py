@@ -41,6 +41,7 @@ from pydantic_core import ErrorDetails
 from controller.didplan import DidEntry
 from controller.durations import format_duration, parse_duration
 from controller.e164 import NumberRange, find_overlaps, parse_range
+from controller.edgesignal import EdgeParams
 from controller.health import HealthParams
 from probes.sample import ProbeSpec
 
@@ -682,6 +683,31 @@ def _host_name(value: object) -> str:
     return _sip_host(value.strip())
 
 
+_EP = EdgeParams()
+
+
+class EdgeSignal(_Model):
+    """When the SIP edge's failed calls make an OPTIONS-healthy trunk count as degraded
+    (controller.edgesignal): ``failures`` within ``window`` trip it for ``hold_down``,
+    doubled on each new trip up to ``max_hold_down``."""
+
+    failures: Count = _EP.failures
+    window: PositiveDuration = _EP.window
+    hold_down: PositiveDuration = _EP.hold_down
+    max_hold_down: PositiveDuration = _EP.max_hold_down
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> EdgeSignal:
+        if self.max_hold_down < self.hold_down:
+            raise ValueError(f"max_hold_down {format_duration(self.max_hold_down)} is below "
+                             f"hold_down {format_duration(self.hold_down)}")
+        return self
+
+    def params(self) -> EdgeParams:
+        return EdgeParams(failures=self.failures, window=self.window,
+                          hold_down=self.hold_down, max_hold_down=self.max_hold_down)
+
+
 class Register(_Model):
     """REGISTER of a registration-based trunk; the password comes from a file or the env."""
 
@@ -733,6 +759,7 @@ class Trunk(_Model):
     recheck_interval: PositiveDuration = 0.2
     alive_codes: Annotated[list[AliveCode], Field(min_length=1)] | None = None
     thresholds: Thresholds = Thresholds()
+    edge_signal: EdgeSignal = EdgeSignal()
     # "register" is ABCMeta's method on every model class, so the field is named apart.
     registration: Register | None = Field(default=None, alias="register")
 

@@ -59,9 +59,12 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"{'TRUNK':<18} {'STATE':<9} {'CODE':>4} {'RTT':>8} {'DIDS':>7}  REASON")
         for t in doc["trunks"]:
             code = "-" if t.get("last_code") is None else str(t["last_code"])
+            why = t.get("reason", "")
+            if t.get("edge_failing"):
+                why = f"fails calls at the edge: {t['edge_failing']}"
             lines.append(f"{t['name']:<18} {t['state']:<9} {code:>4} "
                          f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
-                         f"{t.get('reason', '')}")
+                         f"{why}")
     for d in doc.get("destinations", []):
         lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})")
     dids = doc.get("dids")

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
 from controller.config import Config, Destination, Register, Trunk
 from controller.didplan import DidPlan, TrunkView, compute_plan, diff
+from controller.edgesignal import EdgeBreaker
 from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
 from controller.journal import Journal
 from exporters.metrics import Metrics
@@ -34,10 +35,6 @@ from probes.sip import SipResult, SipTarget, options, register_check
 
 log = logging.getLogger("lifeline.sip")
 
-# The second signal: this many INVITE failures the edge counted for a trunk within the
-# window make an OPTIONS-healthy trunk count as degraded (it answers pings, fails calls).
-EDGE_FAILURES = 3
-EDGE_WINDOW = 30.0
 REGISTER_EVERY = 60.0
 REGISTER_RETRY = 5.0
 
@@ -88,7 +85,8 @@ class Peer:
     health: LinkHealth
     last: SipResult | None = None
     task: asyncio.Task[None] | None = None
-    edge_history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    # The second signal: the edge's failed calls on this trunk (controller.edgesignal).
+    edge: EdgeBreaker = field(default_factory=EdgeBreaker)
     register: Register | None = None
     registered: SipResult | None = None
     reg_task: asyncio.Task[None] | None = None
@@ -108,18 +106,6 @@ def next_probe_at(planned: float, last_sent: float, *, suspect: bool, down: bool
         return last_sent + recheck
     due = planned + interval
     return due if due > last_sent else last_sent + interval
-
-
-def edge_failing(history: deque[tuple[float, int]], now: float) -> tuple[bool, str]:
-    """PURE: did the edge's failure counter for a trunk rise by EDGE_FAILURES within the
-    window? ``history`` holds (time, counter) readings, oldest first."""
-    recent = [(t, c) for t, c in history if now - t <= EDGE_WINDOW]
-    if len(recent) < 2:
-        return False, ""
-    rise = recent[-1][1] - min(c for _, c in recent)
-    if rise >= EDGE_FAILURES:
-        return True, f"{rise} calls failed at the SIP edge in {EDGE_WINDOW:g} s"
-    return False, ""
 
 
 async def _resolved(target: SipTarget) -> SipTarget | SipResult:
@@ -180,7 +166,7 @@ class Telephony:
                            device=device, source=source)
         return Peer(t.name, target, t.interval, t.timeout,
                     LinkHealth(t.name, t.health_params(), 1, 1), register=t.registration,
-                    recheck=t.recheck_interval)
+                    recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
         uri = d.sip_uri
@@ -306,6 +292,8 @@ class Telephony:
             return
         if kind == "trunk":
             self.metrics.set_trunk_state(tr.link, tr.new.value)
+            if LinkState.DOWN in (tr.old, tr.new):
+                self.trunks[tr.link].edge.forget()
         else:
             self.metrics.destination_up.labels(destination=tr.link).set(
                 1.0 if tr.new in (LinkState.UP, LinkState.DEGRADED) else 0.0)
@@ -326,8 +314,13 @@ class Telephony:
                 log.debug("%s: cannot read failure counters: %s", edge.name, exc)
                 continue
             for name, count in counts.items():
-                if name in self.trunks:
-                    self.trunks[name].edge_history.append((now, count))
+                peer = self.trunks.get(name)
+                if peer is not None and peer.edge.observe(now, count):
+                    _, why = peer.edge.verdict(now)
+                    self.metrics.trunk_edge_trips.labels(trunk=name).inc()
+                    log.warning("trunk %s: fails calls while answering OPTIONS: %s", name, why)
+                    self.journal.record("transition", name, f"{name}: {why}", peer="edge",
+                                        edge=edge.name)
 
     # -- decide ----------------------------------------------------------------------------
     def decide(self, now: float, links: Mapping[str, LinkState]) -> DidPlan:
@@ -337,7 +330,8 @@ class Telephony:
         views = {}
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
-            failing, why = edge_failing(peer.edge_history, now)
+            failing, why = peer.edge.verdict(now)
+            self.metrics.trunk_edge_failing.labels(trunk=name).set(1.0 if failing else 0.0)
             views[name] = TrunkView(name, peer.health.state, peer.health.reason,
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_failing=failing, edge_reason=why)
@@ -436,7 +430,9 @@ class Telephony:
         plan = self.plan
         return {
             "trunks": [peer_doc(p) | {"dids": plan.numbers_per_trunk.get(p.name, 0) if plan
-                                      else 0} for p in self.trunks.values()],
+                                      else 0,
+                                      "edge_failing": p.edge.verdict(now)[1] or None}
+                       for p in self.trunks.values()],
             "destinations": [peer_doc(p) for p in self.destinations.values()],
             "dids": None if plan is None else {
                 "ranges": len(plan.decisions), "numbers": plan.total_numbers,

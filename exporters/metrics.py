@@ -99,6 +99,16 @@ class Metrics:
             "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
             ["trunk", "code"], registry=r,
         )
+        self.trunk_edge_failing = Gauge(
+            "lifeline_trunk_edge_failing",
+            "1 while the SIP edge's failed calls hold the trunk degraded (OPTIONS answered).",
+            ["trunk"], registry=r,
+        )
+        self.trunk_edge_trips = Counter(
+            "lifeline_trunk_edge_trips_total",
+            "Times the SIP edge's failed calls tripped the trunk to degraded.",
+            ["trunk"], registry=r,
+        )
         self.trunk_registered = Gauge(
             "lifeline_trunk_registered",
             "1 when the trunk's last REGISTER check succeeded (registration trunks only).",

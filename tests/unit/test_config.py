@@ -1260,3 +1260,18 @@ def test_trunk_recheck_interval_defaults_and_must_not_exceed_the_interval() -> N
         "trunks[1].recheck_interval: 2s is longer than the interval 1s (it is the faster "
         "pace that confirms a lost OPTIONS)"
     ]
+
+
+def test_trunk_edge_signal_defaults_and_its_ceiling() -> None:
+    edge = parse_config(build_tel()).trunk("a1").edge_signal.params()
+    assert (edge.failures, edge.window, edge.hold_down, edge.max_hold_down) == (3, 30, 60, 900)
+
+    def tuned(data: dict[str, Any]) -> None:
+        data["trunks"][0]["edge_signal"] = {"failures": 5, "window": "10s", "hold_down": "2m"}
+        data["trunks"][2]["edge_signal"] = {"hold_down": "10m", "max_hold_down": "5m"}
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(build_tel(tuned))
+    assert info.value.errors == [
+        "trunks[2].edge_signal: max_hold_down 5m is below hold_down 10m"
+    ]

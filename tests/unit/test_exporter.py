@@ -74,13 +74,17 @@ async def test_unix_socket_serves_the_cli(tmp_path: Path) -> None:
     assert "fibre-a" in table and "down" in table and "fibre-b" in table
     telephony = render_status(doc | {
         "trunks": [{"name": "carrier-a-sbc1", "state": "down", "last_code": None,
-                    "last_rtt": None, "dids": 0, "reason": "carrier-a-sbc1: 3 rounds lost"}],
+                    "last_rtt": None, "dids": 0, "reason": "carrier-a-sbc1: 3 rounds lost"},
+                   {"name": "carrier-a-sbc2", "state": "up", "last_code": 200,
+                    "last_rtt": 0.01, "dids": 0, "reason": "answering",
+                    "edge_failing": "3 calls failed at the SIP edge within 30 s"}],
         "destinations": [{"name": "pbx", "state": "up", "uri": "sip:192.0.2.130"}],
         "dids": {"numbers": 150, "ranges": 2, "unroutable_numbers": 50,
                  "unroutable": ["+390298765400-+390298765449"]},
         "edges": [{"name": "kamailio", "in_sync": True, "error": None}]})
     assert "carrier-a-sbc1" in telephony and "unroutable: 50" in telephony
     assert "edge kamailio: in sync" in telephony
+    assert "fails calls at the edge: 3 calls failed" in telephony
 
 
 async def test_fetch_status_from_nothing_is_an_oserror(tmp_path: Path) -> None:

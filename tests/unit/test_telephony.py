@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from controller.actuators.sipplan import EdgePlan
 from controller.config import parse_config
 from controller.health import LinkState
 from controller.journal import Journal, read_events
-from controller.telephony import EDGE_FAILURES, Telephony, edge_failing, next_probe_at
+from controller.telephony import Telephony, next_probe_at
 from exporters.http import make_app
 from exporters.metrics import Metrics
 from probes.sample import ErrorKind
@@ -54,13 +53,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.plans: list[EdgePlan] = []
+        self.counts: dict[str, int] = {}  # the edge's failed calls per trunk
 
     async def push(self, plan: EdgePlan) -> tuple[bool, str]:
         self.plans.append(plan)
         return True, ""
 
     async def failures(self) -> dict[str, int]:
-        return {}
+        return dict(self.counts)
 
 
 @pytest.fixture
@@ -150,13 +150,34 @@ async def test_push_records_the_plan_and_counts(tel: Telephony) -> None:
     assert tel.status(now)["edges"] == [{"name": "recorder", "error": None, "in_sync": True}]
 
 
-def test_edge_failing_needs_enough_recent_failures() -> None:
-    hist: deque[tuple[float, int]] = deque([(0.0, 5), (10.0, 5 + EDGE_FAILURES - 1)])
-    assert edge_failing(hist, 10.0) == (False, "")
-    hist.append((12.0, 5 + EDGE_FAILURES))
-    failing, why = edge_failing(hist, 12.0)
-    assert failing and "failed at the SIP edge" in why
-    assert edge_failing(hist, 100.0) == (False, "")  # old readings do not count
+async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journaled(
+        tel: Telephony, tmp_path: Path) -> None:
+    now = all_up(tel)
+    edge = tel.edges[0]
+    assert isinstance(edge, Recorder)
+    edge.counts = {"a1": 5, "b1": 1, "elsewhere": 9}
+    await tel.read_edge_failures(now)
+    edge.counts["a1"] = 8  # 3 failed calls within the window
+    await tel.read_edge_failures(now + 2)
+    plan = tel.decide(now + 2, LINKS)
+    found = tel.lookup("+390212345650")
+    assert found is not None and found["trunk"] == "a2"
+    assert "OPTIONS answered but 3 calls failed at the SIP edge" in found["reason"]
+    doc = next(t for t in tel.status(now + 2)["trunks"] if t["name"] == "a1")
+    assert doc["state"] == "up" and doc["edge_failing"].startswith("3 calls failed")
+    assert plan.numbers_per_trunk["a2"] == 100
+    trips = [e for e in read_events(tmp_path / "j.sqlite3") if e.data.get("peer") == "edge"]
+    assert len(trips) == 1 and "a1: 3 calls failed" in trips[0].message
+    # The DIDs stay moved after the window, while the trip holds (60 s by default), though
+    # every OPTIONS is answered.
+    for name in tel.trunks:
+        feed(tel, "trunk", name, OK, now, int(70 / 0.2))
+    tel.decide(now + 40, LINKS)
+    found = tel.lookup("+390212345650")
+    assert found is not None and found["trunk"] == "a2"
+    tel.decide(now + 70, LINKS)
+    found = tel.lookup("+390212345650")
+    assert found is not None and found["trunk"] == "a1"
 
 
 async def test_dids_endpoint(tel: Telephony) -> None:
@@ -294,3 +315,30 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
     assert down_at - dies_at <= interval + timeout + 2 * recheck + 0.3
     after = [t for t in sent if t > down_at + 0.05]
     assert after and all(b - a >= interval * 0.9 for a, b in itertools.pairwise(after))
+
+
+async def test_edge_failures_around_an_outage_seen_by_options_do_not_trip(
+        tel: Telephony) -> None:
+    """Calls in flight to an SBC that died fail at the edge too; once OPTIONS call the trunk
+    down, those failures are explained, so they cannot hold it off after it recovers."""
+    now = all_up(tel)
+    edge = tel.edges[0]
+    assert isinstance(edge, Recorder)
+    edge.counts = {"a1": 0}
+    await tel.read_edge_failures(now)
+    edge.counts = {"a1": 4}
+    await tel.read_edge_failures(now + 0.5)
+    assert tel.trunks["a1"].edge.verdict(now + 0.5)[0]
+    now = feed(tel, "trunk", "a1", LOST, now + 0.5, 3)  # OPTIONS see it die
+    assert tel.trunks["a1"].health.state is LinkState.DOWN
+    assert tel.trunks["a1"].edge.verdict(now) == (False, "")
+    edge.counts = {"a1": 9}  # calls that were in flight, read late
+    await tel.read_edge_failures(now)
+    now = feed(tel, "trunk", "a1", OK, now, int(2.2 / 0.2))  # back after its 2 s hold-down
+    assert tel.trunks["a1"].health.state is LinkState.UP
+    await tel.read_edge_failures(now)
+    for name in ("a2", "b1"):
+        feed(tel, "trunk", name, OK, now - 2.4, 13)
+    tel.decide(now, LINKS)
+    found = tel.lookup("+390212345650")
+    assert found is not None and found["trunk"] == "a1"
