@@ -214,10 +214,14 @@ class SipSite:
         if proc is not None:
             self.lab.stop(proc, grace=5.0)
 
-    def start_sbc(self, name: str) -> SipPeer:
-        return self.start_uas(name, self.lab.inet, str(CARRIER_SBCS[name]), SBC_PORT)
+    def start_sbc(self, name: str, scenario: str = "kam_uas.xml") -> SipPeer:
+        """Carrier SBC ``name``; ``scenario`` "uas_503.xml" makes it answer OPTIONS but refuse
+        every call with 503."""
+        return self.start_uas(name, self.lab.inet, str(CARRIER_SBCS[name]), SBC_PORT,
+                              scenario)
 
-    def start_uas(self, name: str, ns: str, addr: str, port: int) -> SipPeer:
+    def start_uas(self, name: str, ns: str, addr: str, port: int,
+                  scenario: str = "kam_uas.xml") -> SipPeer:
         """A sipp UAS answering OPTIONS (``-aa``) and calls, logging every message."""
         if name in self.peers and self.peers[name].proc is not None:
             raise RuntimeError(f"{name} is already running")
@@ -225,7 +229,7 @@ class SipSite:
                                                self.workdir / f"{name}_messages.log")
         # kam_uas.xml, not sipp's built-in uas: that one drops the Record-Route from its
         # answers, so the edge would drop every ACK and BYE of the call.
-        argv = ["sipp", "-sf", str(SCENARIO_DIR / "kam_uas.xml"), "-aa", "-i", addr,
+        argv = ["sipp", "-sf", str(SCENARIO_DIR / scenario), "-aa", "-i", addr,
                 "-p", str(port), "-nostdin", "-nd",
                 "-trace_msg", "-message_file", str(peer.message_log),
                 "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
@@ -340,7 +344,9 @@ class SipSite:
         config["trunks"] = [
             {"name": name, "carrier": carrier, "uri": f"sip:{CARRIER_SBCS[name]}:{SBC_PORT}",
              "interval": "200ms", "timeout": "200ms",
-             "thresholds": {"down_after": 3, "hold_down": "2s"}}
+             "thresholds": {"down_after": 3, "hold_down": "2s"},
+             # Lab pace for the second signal (defaults: 30 s window, 60 s hold).
+             "edge_signal": {"window": "10s", "hold_down": "6s", "max_hold_down": "60s"}}
             for name, carrier in SBC_CARRIERS.items()
         ]
         config["destinations"] = [

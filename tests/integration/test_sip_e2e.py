@@ -177,6 +177,66 @@ def test_sbc_failover_and_recovery(site: Site) -> None:
     daemon.wait_for(all_ready, 10, "everything ready again")
 
 
+def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
+    """The second signal: carrier-a-sbc1 answers OPTIONS 200 but every INVITE 503. After a
+    few calls fail at the edge (each carried on by sbc2 within the call) its DIDs move to
+    sbc2 and stay there for the trip's hold-down, though OPTIONS keep answering (no flap);
+    tried again and still failing, it trips for twice as long; repaired, its DIDs return."""
+    _, sip, daemon, _ = site
+    sbc1 = sip.peers["carrier-a-sbc1"]
+    journal = daemon.state_dir / "journal.sqlite3"
+
+    def on(name: str) -> bool:
+        return bool(dids_lookup(daemon, A_DID)[1]["trunk"] == name)
+
+    def calls_until_moved() -> int:
+        for n in range(1, 21):  # bounded: 3 failures trip it, read every 2 s
+            assert sip.outbound(A_DID) == 0, "the edge should carry the call on via sbc2"
+            if on("carrier-a-sbc2"):
+                return n
+            time.sleep(0.3)
+        raise AssertionError("the DIDs never left the trunk that fails calls")
+
+    sip.stop_peer("carrier-a-sbc1")
+    sip.start_sbc("carrier-a-sbc1", "uas_503.xml")
+    daemon.wait_for(all_ready, 15, "sbc1 answering OPTIONS again")
+    until("DIDs on carrier-a-sbc1", lambda: on("carrier-a-sbc1"), 15, 0.2)
+
+    placed = calls_until_moved()
+    st = daemon.status()
+    assert st is not None
+    sbc1_doc = trunk(st, "carrier-a-sbc1")
+    assert sbc1_doc["state"] == "up", sbc1_doc  # OPTIONS alone would keep it in use
+    assert "held off 6 s" in sbc1_doc["edge_failing"], sbc1_doc
+    doc = dids_lookup(daemon, A_DID)[1]
+    assert "OPTIONS answered but" in doc["reason"], doc
+    assert sbc1.invites_from(A_DID) >= 3
+
+    # No flap: back on sbc1 only when the 6 s hold ends, not as soon as nothing fails.
+    held = until("DIDs tried on carrier-a-sbc1 again", lambda: on("carrier-a-sbc1"), 15, 0.2)
+    assert held >= 4.0, f"DIDs came back after {held:.1f} s: the trip did not hold"
+    placed_again = calls_until_moved()
+    st = daemon.status()
+    assert st is not None
+    assert "held off 12 s" in trunk(st, "carrier-a-sbc1")["edge_failing"]
+    assert 'lifeline_trunk_edge_trips_total{trunk="carrier-a-sbc1"} 2.0' in (
+        daemon.metrics_text())
+    trips = [e for e in read_events(journal, 500) if e.data.get("peer") == "edge"]
+    assert len(trips) == 2, trips
+    print(f"\nsecond signal: moved after {placed} and {placed_again} calls (all carried on "
+          f"by sbc2); first trip held {held:.1f} s")
+
+    # Repaired: its DIDs return (at once if its restart looked like an outage to OPTIONS,
+    # else when the 12 s trip ends) and calls go through it again.
+    sip.stop_peer("carrier-a-sbc1")
+    sip.start_sbc("carrier-a-sbc1")
+    until("DIDs back on the repaired carrier-a-sbc1", lambda: on("carrier-a-sbc1"), 20, 0.2)
+    n1 = sbc1.invites_from(A_DID)
+    until("a call via the repaired sbc1",
+          lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10)
+    daemon.wait_for(all_ready, 10, "everything ready again")
+
+
 def test_fibre_failover_keeps_dids(site: Site) -> None:
     """(b) fibre-a blackholed: the route moves to fibre-b, trunks are up over it and calls
     work again, inbound now sent to the site's fibre-b address."""
