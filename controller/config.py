@@ -754,8 +754,9 @@ class Trunk(_Model):
     pinned: Annotated[bool, Strict()] = False  # only links[0] carries it
     interval: PositiveDuration = 1.0
     timeout: PositiveDuration = 0.5
-    # After a lost OPTIONS, while the trunk is not down yet, the next one goes this soon
-    # (mwan3's failure_interval): confirming a failure must not take down_after intervals.
+    # After a lost OPTIONS, or one unanswered this long, while the trunk is not down yet,
+    # the next goes this soon (mwan3's failure_interval), overlapping it: confirming a
+    # failure must not take down_after intervals.
     recheck_interval: PositiveDuration = 0.2
     alive_codes: Annotated[list[AliveCode], Field(min_length=1)] | None = None
     thresholds: Thresholds = Thresholds()

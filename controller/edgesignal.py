@@ -17,9 +17,10 @@ No I/O and no clock: time comes in as an argument. Which trunk is chosen is didp
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
+
+from controller.damping import Penalty, damped
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,9 @@ class EdgeBreaker:
         self.params = params or EdgeParams()
         self._readings: deque[tuple[float, int]] = deque()
         self._until: float | None = None
-        self._penalty = 0.0  # trips, decayed with the half-life
-        self._penalty_at = 0.0
+        self._penalty = Penalty(self.params.half_life)  # trips, decayed
         self.trips = 0
         self._reason = ""
-
-    def _decayed(self, now: float) -> float:
-        age = max(0.0, now - self._penalty_at)
-        return self._penalty * math.pow(2.0, -age / self.params.half_life)
 
     def observe(self, now: float, count: int) -> bool:
         """A reading of the edge's failure counter for this trunk; True when it trips now."""
@@ -68,12 +64,11 @@ class EdgeBreaker:
         rise = count - self._readings[0][1]
         if rise < p.failures:
             return False
-        penalty = self._decayed(now)
-        hold = min(p.hold_down * math.pow(2.0, penalty), p.max_hold_down)
+        hold = damped(p.hold_down, self._penalty.at(now), p.max_hold_down)
         # The penalty decays from the end of the hold: a trunk that fails every time it is
         # tried must not earn shorter holds for the time it spent held.
         self._until = now + hold
-        self._penalty, self._penalty_at = penalty + 1.0, self._until
+        self._penalty.add(now, decay_from=self._until)
         self.trips += 1
         self._readings = deque([(now, count)])
         self._reason = (f"{rise} calls failed at the SIP edge within {p.window:g} s; "

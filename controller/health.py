@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.damping import Penalty, damped
 from controller.emodel import mos_from
 
 # Float sums of interval steps land a hair short (50 x 0.2 = 9.999999999999998):
@@ -189,8 +190,7 @@ class LinkHealth:
         self._last_round_at: float | None = None
         self._stable_since: float | None = None  # DOWN: first alive round of the good run
         self._good_since: float | None = None  # DEGRADED: first round within recovery bounds
-        self._penalty = 0.0
-        self._penalty_at = 0.0
+        self._penalty = Penalty(params.flap_half_life)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -322,17 +322,14 @@ class LinkHealth:
 
     def penalty(self, now: float) -> float:
         """Flap penalty at ``now``: +1 per transition into DOWN, halving every half-life."""
-        if self._penalty == 0.0:
-            return 0.0
-        age = max(0.0, now - self._penalty_at)
-        return self._penalty * math.pow(2.0, -age / self.params.flap_half_life)
+        return self._penalty.at(now)
 
     def effective_hold_down(self, now: float) -> float:
         """Hold-down stretched by the flap penalty: plain for one failure, capped for many."""
         p = self.params
-        damped = p.hold_down * math.pow(2.0, max(0.0, self.penalty(now) - 1.0))
         # The ceiling never undercuts the plain hold-down, whatever the config says.
-        return min(max(p.flap_max_hold_down, p.hold_down), damped)
+        return damped(p.hold_down, self.penalty(now) - 1.0,
+                      max(p.flap_max_hold_down, p.hold_down))
 
     def hold_down_remaining(self, now: float) -> float:
         """Seconds of good rounds still needed before this link counts again; 0 if not held.
@@ -524,8 +521,7 @@ class LinkHealth:
         # A flap is losing a link that worked; a link found dead at start never flapped,
         # and counting it would lengthen its first hold-down for no reason.
         if self.state in (LinkState.UP, LinkState.DEGRADED):
-            self._penalty = self.penalty(now) + 1.0
-            self._penalty_at = now
+            self._penalty.add(now)
         return self._move(LinkState.DOWN, now, f"{self.name}: {why}")
 
     def _move(self, new: LinkState, now: float, reason: str) -> Transition:
