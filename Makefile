@@ -3,25 +3,30 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps test lint typecheck unit demo bench clean
+.PHONY: deps test lint typecheck layers unit demo bench clean
 
 deps:
 	@scripts/install-deps
 
 lint: deps
-	$(PYTHON) -m ruff check controller probes exporters lab tests
+	$(PYTHON) -m ruff check controller probes exporters tests
 
 typecheck: deps
 	$(PYTHON) -m mypy
 
-test: lint typecheck
+# import-linter's contracts (pyproject.toml); called through Python so no script shim is needed.
+layers: deps
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports; \
+	sys.exit(lint_imports(no_cache=True, no_logo=True))'
+
+test: lint typecheck layers
 	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
 
 unit: deps
 	$(PYTHON) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 demo: deps
-	lifeline demo
+	$(PYTHON) -m controller demo
 
 bench: deps
 	$(PYTHON) -m tests.bench.run_all

@@ -90,8 +90,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller.daemon import run_daemon
-    from controller.logs import setup_logging
+    from controller.runtime.daemon import run_daemon
+    from controller.runtime.logs import setup_logging
 
     cfg = _load(args.config)
     if cfg is None:
@@ -108,7 +108,7 @@ def _socket_path(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from controller.statusview import fetch_status, render_status
+    from exporters.statusview import fetch_status, render_status
 
     sock = _socket_path(args)
     if sock is None:
@@ -124,7 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from controller.journal import read_events
+    from controller.runtime.journal import read_events
 
     if args.state_dir:
         state_dir = Path(args.state_dir)
@@ -146,8 +146,13 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lab.demo import run_demo
-
+    # The lab belongs to the tests: it ships in the source tree, not on a router.
+    try:
+        from tests.lab.demo import run_demo
+    except ImportError:
+        print("lifeline demo: the lab lives in the source tree (tests/lab); run `make demo` "
+              "or `python -m controller demo` from a checkout", file=sys.stderr)
+        return 2
     return run_demo(quick=args.quick, keep_going=args.keep_going, sip=not args.no_sip)
 
 

@@ -11,8 +11,8 @@ cleans up after a failback. IPv4 and IPv6 alike: an IPv6 link's flows are the on
 (SNAT/MASQUERADE in ip6tables or nft) to its source; without NAT66 no reply tuple carries a
 link's address, so nothing is flushed, which is right (those flows do not depend on the
 link's address). Only the families of the old sources are swept. The kernel is reached
-only through controller.netlink, in a thread (pyroute2's conntrack dump is blocking and can be
-long) bounded by a timeout.
+only through controller.actuators.netlink, in a thread (pyroute2's conntrack dump is
+blocking and can be long) bounded by a timeout.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.netlink import ConntrackFlow, ConntrackSweep, conntrack_delete_matching
+from controller.actuators.netlink import ConntrackFlow, ConntrackSweep, conntrack_delete_matching
 
 __all__ = [
     "DEFAULT_VOICE_RULES",

@@ -12,7 +12,7 @@ says `takeover`. Both address families are handled alike: a route's identity is
 (family, table, destination, metric), a link's family is its gateway's, and a group's family
 is given (`GroupRoute.family`) or follows from its destination or its active links, so an
 IPv4 and an IPv6 group may both own "default" in table main. The kernel is reached only
-through controller.netlink.
+through controller.actuators.netlink.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controller.netlink import (
+from controller.actuators.netlink import (
     DEFAULT_DST,
     Nexthop,
     RouteEntry,
@@ -35,7 +35,7 @@ from controller.netlink import (
 )
 
 if TYPE_CHECKING:
-    from controller.netlink import Netlink
+    from controller.actuators.netlink import Netlink
 
 __all__ = [
     "Actual",

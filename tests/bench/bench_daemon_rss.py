@@ -24,10 +24,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.config import lifeline_config_dict
-from lab.lifelined import LifelineProcess
-from lab.topology import Lab
 from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.lab.config import lifeline_config_dict
+from tests.lab.lifelined import LifelineProcess
+from tests.lab.topology import Lab
 
 __all__ = ["RssResult", "figures", "main", "probe_counts", "run", "scale_config"]
 

@@ -20,9 +20,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from controller.didplan import DidEntry, DidPlan, TrunkView, compute_plan, diff
-from controller.e164 import Number, NumberRange
-from controller.health import LinkState
+from controller.core.didplan import DidEntry, DidPlan, TrunkView, compute_plan, diff
+from controller.core.e164 import Number, NumberRange
+from controller.core.health import LinkState
 
 GOAL_SECONDS = 0.100
 FIRST = 390200000000  # +39 02 0000 0000, 12 digits

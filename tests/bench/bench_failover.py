@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
-from lab.lifelined import LifelineProcess, route_devices
-from lab.stream import Gap, Stream, StreamResult, gaps_in
-from lab.topology import Lab
 from tests.bench.bench_probes import inside
+from tests.lab.lifelined import LifelineProcess, route_devices
+from tests.lab.stream import Gap, Stream, StreamResult, gaps_in
+from tests.lab.topology import Lab
 
 __all__ = [
     "FailbackTrial",

@@ -40,14 +40,14 @@ from typing import Any
 
 import aiohttp
 
-from controller.actuators.kamailio import KamailioActuator, KamailioClient
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from lab.kamailio import KamailioEdge, render_cfg
-from lab.lifelined import LifelineProcess
-from lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
-from lab.topology import Lab
+from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.bench import bench_didplan
 from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.lab.kamailio import KamailioEdge, render_cfg
+from tests.lab.lifelined import LifelineProcess
+from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
+from tests.lab.topology import Lab
 
 __all__ = [
     "MODES",

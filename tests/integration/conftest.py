@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from controller.actuators.kamailio import KamailioActuator, KamailioClient
-from lab.kamailio import KamailioEdge, free_port
-from lab.netns import cleanup_stale
-from lab.topology import Lab
+from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
+from tests.lab.kamailio import KamailioEdge, free_port
+from tests.lab.netns import cleanup_stale
+from tests.lab.topology import Lab
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 

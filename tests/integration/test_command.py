@@ -13,9 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from controller.actuators.command import CommandActuator
-from controller.actuators.planjson import apply_document
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
+from controller.actuators.sipedge.command import CommandActuator
+from controller.actuators.sipedge.document import apply_document
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "edge-plan.schema.json").read_text()

@@ -20,8 +20,8 @@ from controller.actuators.conntrack import (
     flush_after_switch,
     stale_sources,
 )
+from controller.actuators.netlink import ConntrackFlow, Netlink
 from controller.actuators.routes import RouteReconciler
-from controller.netlink import ConntrackFlow, Netlink
 from tests.integration.test_routes import (
     Lab,
     build_lab6,

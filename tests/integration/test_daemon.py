@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.journal import Event, read_events
-from lab.lifelined import LifelineProcess, default_route, route_devices
-from lab.netns import run_cmd
-from lab.stream import Stream, StreamResult
-from lab.topology import Lab
+from controller.runtime.journal import Event, read_events
+from tests.lab.lifelined import LifelineProcess, default_route, route_devices
+from tests.lab.netns import run_cmd
+from tests.lab.stream import Stream, StreamResult
+from tests.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -274,7 +274,7 @@ def test_carrier_loss_fails_over_at_once_and_returns_after_hold_down(
     reason shows which signal won. The kernel reports a carrier change at once only when it
     deems it urgent; otherwise (most physical NICs, and the lab's fibre-a veth, whose ends
     share an ifindex) it batches link events about once a second, and 3 lost probe rounds
-    (0.6 s) could beat the event. See controller.linkwatch."""
+    (0.6 s) could beat the event. See controller.runtime.linkwatch."""
     d = daemons(lab, hold_down="3s", thresholds={"down_after": 10})
     d.wait_active(["fibre-a"])
     d.wait_link("fibre-b", "up")

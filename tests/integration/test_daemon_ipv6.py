@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.statusview import fetch_status
+from exporters.statusview import fetch_status
 
 pytestmark = [
     pytest.mark.lab,
@@ -79,7 +79,7 @@ def build(net: Net) -> None:
     run("ip", "-n", net.far, "addr", "add", "203.0.113.1/32", "dev", "lo")
     run("ip", "-n", net.far, "addr", "add", "2001:db8:f::1/128", "dev", "lo")
     for x, isp, v4, index in plan:
-        # uplink; distinct ifindexes on both ends (see controller.linkwatch)
+        # uplink; distinct ifindexes on both ends (see controller.runtime.linkwatch)
         run(
             "ip", "-n", net.router, "link", "add", f"wan-{x}", "index", str(index),
             "type", "veth", "peer", "name", "up0", "index", str(index + 10), "netns", isp,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.lifelined import LifelineProcess, route_devices
-from lab.topology import Lab
+from tests.lab.lifelined import LifelineProcess, route_devices
+from tests.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 

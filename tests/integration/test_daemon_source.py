@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.config import lifeline_config_dict
-from lab.lifelined import LifelineProcess, route_devices
-from lab.topology import Lab
+from tests.lab.config import lifeline_config_dict
+from tests.lab.lifelined import LifelineProcess, route_devices
+from tests.lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 

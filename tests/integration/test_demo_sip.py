@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from lab.demo_sip import run_sip_act, sip_scenario, sip_summary
-from lab.sipsite import sip_site_skip_reason
+from tests.lab.demo_sip import run_sip_act, sip_scenario, sip_summary
+from tests.lab.sipsite import sip_site_skip_reason
 
 pytestmark = [
     pytest.mark.lab,

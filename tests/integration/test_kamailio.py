@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.actuators.kamailio import KamailioActuator
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from lab.kamailio import KamailioEdge, free_port
-from lab.sipsite import header_values
+from controller.actuators.sipedge.kamailio import KamailioActuator
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.integration.conftest import SECOND_UPLINK, SIPP_DIR, Uas
+from tests.lab.kamailio import KamailioEdge, free_port
+from tests.lab.sipsite import header_values
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("kamailio") is None, reason="needs kamailio (Debian kamailio)"),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.actuators.kamailio import (
+from controller.actuators.sipedge.kamailio import (
     REG_FLAG_INITIALISED,
     REG_FLAG_REGISTERED,
     REG_UUID_PREFIX,
@@ -31,8 +31,8 @@ from controller.actuators.kamailio import (
     Registration,
     RemoveRegistration,
 )
-from controller.actuators.sipplan import EdgePlan, TrunkState
-from lab.kamailio import KamailioEdge, free_port
+from controller.actuators.sipedge.plan import EdgePlan, TrunkState
+from tests.lab.kamailio import KamailioEdge, free_port
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SECRET = "pw-never-logged-7f3a"

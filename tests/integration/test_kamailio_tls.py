@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.actuators.kamailio import KamailioActuator
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from lab.kamailio import KamailioEdge
-from lab.sipsite import header_values
+from controller.actuators.sipedge.kamailio import KamailioActuator
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.integration.conftest import SECOND_UPLINK, TlsRelay, Uas
 from tests.integration.test_kamailio import call, invites
+from tests.lab.kamailio import KamailioEdge
+from tests.lab.sipsite import header_values
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 TLS_MODULE = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import netns
-from lab.config import lifeline_config, lifeline_config_dict
-from lab.stream import Gap, Stream, StreamResult, gaps_in, tcp_listener
-from lab.topology import LAN_NET, SINK_ADDR, Lab
 from tests.integration.conftest import require_tools
+from tests.lab import netns
+from tests.lab.config import lifeline_config, lifeline_config_dict
+from tests.lab.stream import Gap, Stream, StreamResult, gaps_in, tcp_listener
+from tests.lab.topology import LAN_NET, SINK_ADDR, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -386,7 +386,7 @@ def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
         pytest.skip(reason)
     script = (
         "import sys, time\n"
-        "from lab.topology import Lab\n"
+        "from tests.lab.topology import Lab\n"
         "lab = Lab()\n"
         "lab.build()\n"
         "print(lab.prefix, flush=True)\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.sip import call, sipp_path, start_pbx, start_sbcs
-from lab.topology import CARRIER_SBCS, Lab
+from tests.lab.sip import call, sipp_path, start_pbx, start_sbcs
+from tests.lab.topology import CARRIER_SBCS, Lab
 
 pytestmark = [
     pytest.mark.lab,

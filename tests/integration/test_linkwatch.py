@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.linkwatch import LinkWatch
-from controller.netlink import Netlink
+from controller.actuators.netlink import Netlink
+from controller.runtime.linkwatch import LinkWatch
 from tests.integration.test_routes import Lab, small_lab
 
 pytestmark = [

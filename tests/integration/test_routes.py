@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from controller.actuators.netlink import Netlink
 from controller.actuators.routes import (
     Desired,
     GroupRoute,
@@ -25,7 +26,6 @@ from controller.actuators.routes import (
     observe,
     plan,
 )
-from controller.netlink import Netlink
 
 pytestmark = [
     pytest.mark.lab,
@@ -63,7 +63,8 @@ def _build(kind: str, n_links: int, setup: LinkSetup) -> Lab:
     ``setup(router, peer, i, dev, peer_dev)`` addresses link i and returns its LinkRoute.
 
     Interface indexes are set so that each veth end differs from its peer's: the kernel then
-    reports carrier changes at once instead of rate-limiting them (see controller.linkwatch).
+    reports carrier changes at once instead of rate-limiting them (see
+    controller.runtime.linkwatch).
     """
     tag = secrets.token_hex(3)
     router = f"ll-rt{kind}-{tag}"

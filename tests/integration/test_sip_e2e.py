@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.journal import read_events
-from lab.lifelined import LifelineProcess
-from lab.sipsite import DID_RANGES, SipSite, header_values, sip_site_skip_reason
-from lab.topology import Lab
+from controller.runtime.journal import read_events
+from tests.lab.lifelined import LifelineProcess
+from tests.lab.sipsite import DID_RANGES, SipSite, header_values, sip_site_skip_reason
+from tests.lab.topology import Lab
 
 pytestmark = [
     pytest.mark.lab,

@@ -25,11 +25,17 @@ from typing import Any
 
 import pytest
 
-from controller.actuators.kamailio import REG_FLAG_REGISTERED, REG_UUID_PREFIX
-from lab.lifelined import LifelineProcess
-from lab.sipsite import REGISTRAR_TRUNK, REGISTRAR_USER, SipPeer, SipSite, sip_site_skip_reason
-from lab.topology import Lab
+from controller.actuators.sipedge.kamailio import REG_FLAG_REGISTERED, REG_UUID_PREFIX
 from tests.integration.test_sip_e2e import all_ready, until
+from tests.lab.lifelined import LifelineProcess
+from tests.lab.sipsite import (
+    REGISTRAR_TRUNK,
+    REGISTRAR_USER,
+    SipPeer,
+    SipSite,
+    sip_site_skip_reason,
+)
+from tests.lab.topology import Lab
 
 pytestmark = [
     pytest.mark.lab,

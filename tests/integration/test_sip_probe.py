@@ -261,8 +261,8 @@ async def test_telephony_register_loop_reports_registration(
     file, the REGISTER check answers the digest challenge, and the result is reported."""
 
     from controller.config import parse_config
-    from controller.journal import Journal
-    from controller.telephony import Telephony
+    from controller.runtime.journal import Journal
+    from controller.runtime.trunks import Telephony
     from exporters.metrics import Metrics
 
     port = sipp("-sf", scenario("register-digest.xml"), "-key", "algorithm", "MD5")

@@ -20,9 +20,9 @@ import jsonschema
 import pytest
 from aiohttp import web
 
-from controller.actuators.planjson import apply_document, verify
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
-from controller.actuators.webhook import WebhookActuator, load_secret, redact_url
+from controller.actuators.sipedge.document import apply_document, verify
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
+from controller.actuators.sipedge.webhook import WebhookActuator, load_secret, redact_url
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "edge-plan.schema.json").read_text()

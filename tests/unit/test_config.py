@@ -24,8 +24,8 @@ from controller.config import (
     parse_duration,
     summary,
 )
-from controller.durations import format_duration
-from controller.health import HealthParams
+from controller.core.durations import format_duration
+from controller.core.health import HealthParams
 from probes.sample import ProbeSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1206,8 +1206,8 @@ def test_bad_sip_uris_are_refused(uri: str, fragment: str) -> None:
 
 
 def test_config_plan_feeds_the_did_policy() -> None:
-    from controller.didplan import TrunkView, compute_plan
-    from controller.health import LinkState
+    from controller.core.didplan import TrunkView, compute_plan
+    from controller.core.health import LinkState
 
     cfg = parse_config(build_tel())
     trunks = {

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-import lab.demo
+import tests.lab.demo as lab_demo
 from controller.cli import main
-from lab.demo_sip import (
+from tests.lab.demo_sip import (
     A_DID,
     B_DID,
     Call,
@@ -19,7 +19,7 @@ from lab.demo_sip import (
     sip_summary,
     tally,
 )
-from lab.sipsite import DID_RANGES
+from tests.lab.sipsite import DID_RANGES
 
 A_RANGE, B_RANGE = DID_RANGES[0][0], DID_RANGES[1][0]
 
@@ -89,6 +89,6 @@ def test_no_sip_skips_the_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
         seen.update(kw)
         return 7
 
-    monkeypatch.setattr(lab.demo, "run_demo", fake)
+    monkeypatch.setattr(lab_demo, "run_demo", fake)
     assert main(argv) == 7
     assert seen["sip"] is sip

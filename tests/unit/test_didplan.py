@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.didplan import (
+from controller.core.didplan import (
     DidEntry,
     DidPlan,
     TrunkView,
@@ -17,8 +17,8 @@ from controller.didplan import (
     diff,
     effective_trunk_state,
 )
-from controller.e164 import Number, NumberRange, parse_range
-from controller.health import LinkState
+from controller.core.e164 import Number, NumberRange, parse_range
+from controller.core.health import LinkState
 
 UP, DEG, DOWN, UNK = LinkState.UP, LinkState.DEGRADED, LinkState.DOWN, LinkState.UNKNOWN
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.e164 import (
+from controller.core.e164 import (
     Number,
     NumberRange,
     RangeIndex,

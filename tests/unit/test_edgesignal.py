@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.edgesignal import EdgeBreaker, EdgeParams
+from controller.core.edgesignal import EdgeBreaker, EdgeParams
 
 P = EdgeParams(failures=3, window=30.0, hold_down=60.0, max_hold_down=900.0, half_life=600.0)
 

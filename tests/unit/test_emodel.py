@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.emodel import CODECS, mos_from, mos_from_r, one_way_delay, r_factor
+from controller.core.emodel import CODECS, mos_from, mos_from_r, one_way_delay, r_factor
 
 
 def lan(loss: float, codec: str = "g711") -> float:

@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.statusview import fetch_status, render_status
 from exporters.http import HttpServer, make_app, parse_listen
 from exporters.metrics import Metrics
+from exporters.statusview import fetch_status, render_status
 
 STATUS: dict[str, Any] = {
     "site": "rome",

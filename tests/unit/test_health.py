@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.health import HealthParams, LinkHealth, LinkState, Round, Transition
+from controller.core.health import HealthParams, LinkHealth, LinkState, Round, Transition
 
 UP = LinkState.UP
 DOWN = LinkState.DOWN

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.journal import Journal, read_events
+from controller.runtime.journal import Journal, read_events
 
 
 def test_events_survive_a_restart(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.actuators.kamailio import (
+from controller.actuators.sipedge.kamailio import (
     AddTrunk,
     DeleteDid,
     DsTarget,
@@ -20,7 +20,7 @@ from controller.actuators.kamailio import (
     plan,
     simulate,
 )
-from controller.actuators.sipplan import (
+from controller.actuators.sipedge.plan import (
     DidRoute,
     EdgePlan,
     TrunkState,

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.actuators.kamailio import (
+from controller.actuators.sipedge.kamailio import (
     REG_UUID_PREFIX,
     AddRegistration,
     EdgeActual,
@@ -20,7 +20,7 @@ from controller.actuators.kamailio import (
     refresh_steps,
     simulate,
 )
-from controller.actuators.sipplan import EdgePlan, TrunkState
+from controller.actuators.sipedge.plan import EdgePlan, TrunkState
 
 SECRET = "s3cr3t-do-not-print"
 CARRIER = "192.0.2.10:5060"

@@ -13,7 +13,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.actuators.kamailio import (
+from controller.actuators.sipedge.kamailio import (
     REG_UUID_PREFIX,
     DeleteSetting,
     EdgeActual,
@@ -27,7 +27,7 @@ from controller.actuators.kamailio import (
     simulate,
     trunk_socket,
 )
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 
 FIBRE_A, FIBRE_B, LTE = "198.51.100.2", "203.0.113.2", "100.64.0.2"
 SOCKETS = (

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.actuators.planjson import (
+from controller.actuators.sipedge.document import (
     DOCUMENT_VERSION,
     DocumentError,
     PlanSequencer,
@@ -23,7 +23,7 @@ from controller.actuators.planjson import (
     sign,
     verify,
 )
-from controller.actuators.sipplan import DidRoute, EdgePlan, TrunkState
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "edge-plan.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())

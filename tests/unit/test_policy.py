@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.health import LinkState
-from controller.policy import Decision, GroupSpec, LinkView, decide, decide_all
+from controller.core.health import LinkState
+from controller.core.policy import Decision, GroupSpec, LinkView, decide, decide_all
 
 UP = LinkState.UP
 DOWN = LinkState.DOWN

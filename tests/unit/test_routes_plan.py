@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.actuators.netlink import Nexthop, RouteEntry, RouteKey, RuleEntry
 from controller.actuators.routes import (
     Actual,
     AddRule,
@@ -20,7 +21,6 @@ from controller.actuators.routes import (
     group_key,
     plan,
 )
-from controller.netlink import Nexthop, RouteEntry, RouteKey, RuleEntry
 
 P = 201
 FIBRE_A = LinkRoute("fibre-a", "wan0", "198.51.100.1", "198.51.100.2", 101, weight=3)

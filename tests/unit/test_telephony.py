@@ -12,11 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.actuators.sipplan import EdgePlan
+from controller.actuators.sipedge.plan import EdgePlan
 from controller.config import parse_config
-from controller.health import LinkState
-from controller.journal import Journal, read_events
-from controller.telephony import Telephony, next_probe_at
+from controller.core.health import LinkState
+from controller.runtime.journal import Journal, read_events
+from controller.runtime.trunks import Telephony, next_probe_at
 from exporters.http import make_app
 from exporters.metrics import Metrics
 from probes.sample import ErrorKind
@@ -194,7 +194,7 @@ async def test_dids_endpoint(tel: Telephony) -> None:
 
 
 async def test_names_are_resolved_and_kept_as_tls_server_name() -> None:
-    from controller.telephony import _resolved
+    from controller.runtime.trunks import _resolved
     from probes.sip import SipTarget
 
     literal = SipTarget("192.0.2.21", 5060)
@@ -294,7 +294,7 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
         await asyncio.sleep(timeout)
         return LOST
 
-    monkeypatch.setattr("controller.telephony.options", fake_options)
+    monkeypatch.setattr("controller.runtime.trunks.options", fake_options)
     tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
     peer = tel.trunks["a1"]
     peer.interval, peer.timeout, peer.recheck = interval, timeout, recheck

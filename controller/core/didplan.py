@@ -1,0 +1,271 @@
+"""PURE: trunk, link and destination health -> which trunk and destination every DID range uses.
+
+``compute_plan`` takes the operator's DID entries (a number range, its capable trunks in
+order of preference, a primary and a disaster-recovery destination), what health says of
+each trunk, link and destination, and returns a ``DidPlan``: one ``DidDecision`` per range,
+in the operator's order, each with a human reason. Decisions are per range, never per
+number, so a plan for 100,000 numbers in 1,000 ranges costs 1,000 small steps; ``lookup``
+finds a single number's decision by binary search. ``diff`` gives what changed between two
+plans: the part an actuator pushes to the SIP edge. No I/O, no clock, no config parsing:
+the daemon feeds it, actuators consume it. The rules:
+
+1. A trunk whose every allowed link is down is down (a pinned trunk: its one link), and an
+   up trunk whose calls fail at the SIP edge (``edge_failing``: OPTIONS 200, INVITE 503)
+   counts as degraded, so OPTIONS alone cannot keep a broken trunk in use.
+2. Per range: the first up capable trunk; else the first degraded one; else the first
+   whose health is not known yet (start-up: sending calls to an untested trunk beats
+   refusing them); a down trunk is never chosen. No such trunk: the range is unroutable.
+3. Destination: the primary unless it is down; then the DR destination unless that is
+   down too; with both down the primary (the edge then fails the call towards the carrier,
+   whose own failover may still deliver it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from controller.core.e164 import Number, NumberRange, RangeIndex
+from controller.core.health import LinkState
+
+__all__ = [
+    "DidDecision",
+    "DidEntry",
+    "DidPlan",
+    "PlanDiff",
+    "TrunkView",
+    "compute_plan",
+    "diff",
+    "effective_trunk_state",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DidEntry:
+    """One DID range of the operator's plan (config's ``dids[i]``)."""
+
+    numbers: NumberRange
+    trunks: tuple[str, ...]  # capable trunks, operator's order of preference
+    destination: str
+    dr_destination: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkView:
+    """What health knows of one trunk, plus the links it may use."""
+
+    name: str
+    state: LinkState
+    reason: str = ""  # health's why, e.g. "carrier-a-sbc1: OPTIONS timeout"
+    links: tuple[str, ...] = ()  # empty: follows the active route (any link)
+    pinned: bool = False  # only links[0] carries it
+    # The second signal: the SIP edge sees INVITEs fail (5xx) while OPTIONS answer.
+    edge_failing: bool = False
+    edge_reason: str = ""  # e.g. "12 of 12 calls failed with 503 in 30 s"
+
+
+@dataclass(frozen=True, slots=True)
+class DidDecision:
+    """Where the numbers of one range go now, and why."""
+
+    numbers: NumberRange
+    trunk: str | None  # None: unroutable (every capable trunk down)
+    trunk_state: LinkState | None  # effective state of the chosen trunk
+    destination: str
+    on_dr: bool  # the destination is the disaster-recovery one
+    reason: str
+
+    @property
+    def unroutable(self) -> bool:
+        return self.trunk is None
+
+    def target(self) -> tuple[str | None, str]:
+        """What an actuator holds for this range: (trunk, destination)."""
+        return (self.trunk, self.destination)
+
+
+def _why(name: str, reason: str) -> str:
+    """Health's reason without the repeated ``name: `` prefix."""
+    prefix = f"{name}: "
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason
+
+
+def effective_trunk_state(view: TrunkView, links: Mapping[str, LinkState]) -> tuple[LinkState, str]:
+    """The state the choice uses for one trunk, and a short why (empty for a plain up).
+
+    A link missing from ``links`` is unknown, never down: only links known to be down can
+    take a trunk down. A trunk that follows the active route may use every known link.
+    """
+    allowed: Sequence[str]
+    if view.pinned and view.links:
+        allowed = view.links[:1]
+    elif view.links:
+        allowed = view.links
+    else:
+        allowed = tuple(links)
+    if allowed and all(links.get(name) is LinkState.DOWN for name in allowed):
+        which = ", ".join(allowed)
+        word = "its link" if len(allowed) == 1 else "all its links"
+        return LinkState.DOWN, f"{word} down ({which})"
+    if view.state is LinkState.UP and view.edge_failing:
+        why = view.edge_reason or "INVITEs fail at the SIP edge"
+        return LinkState.DEGRADED, f"OPTIONS answered but {why}"
+    return view.state, _why(view.name, view.reason)
+
+
+def _detail(name: str, state: LinkState, why: str) -> str:
+    return f"{name} {state.value}" + (f" ({why})" if why else "")
+
+
+# Preference of states; DOWN is absent: never chosen.
+_RANK = {LinkState.UP: 0, LinkState.DEGRADED: 1, LinkState.UNKNOWN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _TrunkChoice:
+    trunk: str | None
+    state: LinkState | None
+    reason: str
+
+
+def _choose_trunk(
+    trunks: tuple[str, ...], states: Mapping[str, tuple[LinkState, str]]
+) -> _TrunkChoice:
+    best: int | None = None
+    best_rank = 99
+    for k, name in enumerate(trunks):
+        rank = _RANK.get(states[name][0], 99)
+        if rank < best_rank:
+            best, best_rank = k, rank
+            if rank == 0:
+                break
+    if best is None:
+        skipped = "; ".join(_detail(n, *states[n]) for n in trunks)
+        return _TrunkChoice(None, None, f"unroutable: {skipped or 'no capable trunk'}")
+    name = trunks[best]
+    state, why = states[name]
+    passed = [_detail(n, *states[n]) for n in trunks[:best]]
+    if not passed:
+        head = _detail(name, state, why)
+        if state is LinkState.UNKNOWN:
+            head += "; health not known yet, first capable trunk"
+        return _TrunkChoice(name, state, head)
+    using = f"using {name}" if state is LinkState.UP else f"using {_detail(name, state, why)}"
+    return _TrunkChoice(name, state, "; ".join(passed) + f"; {using}")
+
+
+def _choose_destination(
+    entry: DidEntry, destinations: Mapping[str, LinkState]
+) -> tuple[str, bool, str]:
+    primary_state = destinations.get(entry.destination, LinkState.UNKNOWN)
+    if primary_state is not LinkState.DOWN:
+        return entry.destination, False, ""
+    dr = entry.dr_destination
+    if dr is None:
+        return entry.destination, False, f"{entry.destination} down, no DR destination"
+    if destinations.get(dr, LinkState.UNKNOWN) is LinkState.DOWN:
+        return entry.destination, False, f"{entry.destination} and DR {dr} both down"
+    return dr, True, f"{entry.destination} down; delivering to DR {dr}"
+
+
+# Reasons repeat across ranges that share trunks and destinations: build each once.
+_Key = tuple[tuple[str, ...], str, str | None]
+
+
+@dataclass(frozen=True)
+class DidPlan:
+    """Decisions for every DID range, in the operator's order, with counts for metrics."""
+
+    decisions: tuple[DidDecision, ...]
+    numbers_per_trunk: Mapping[str, int]  # every capable trunk named, 0 if it carries none
+    _index: RangeIndex = field(repr=False, compare=False)
+
+    @property
+    def unroutable(self) -> tuple[NumberRange, ...]:
+        return tuple(d.numbers for d in self.decisions if d.trunk is None)
+
+    @property
+    def unroutable_numbers(self) -> int:
+        return sum(d.numbers.size for d in self.decisions if d.trunk is None)
+
+    @property
+    def total_numbers(self) -> int:
+        return sum(d.numbers.size for d in self.decisions)
+
+    def lookup(self, number: Number | str) -> DidDecision | None:
+        """The decision for the range holding ``number``; None when no range holds it."""
+        pos = self._index.find(number)
+        return None if pos is None else self.decisions[pos]
+
+    def by_range(self) -> dict[NumberRange, DidDecision]:
+        return {d.numbers: d for d in self.decisions}
+
+
+def compute_plan(
+    entries: Sequence[DidEntry],
+    trunks: Mapping[str, TrunkView],
+    links: Mapping[str, LinkState],
+    destinations: Mapping[str, LinkState],
+) -> DidPlan:
+    """The plan for ``entries``; see the module docstring for the rules.
+
+    A trunk an entry names but ``trunks`` does not hold counts as unknown. The entries'
+    ranges must not overlap (config guarantees it); ValueError otherwise, since a number
+    with two decisions is a plan an edge cannot hold.
+    """
+    index = RangeIndex(e.numbers for e in entries)
+    states: dict[str, tuple[LinkState, str]] = {}
+    for entry in entries:
+        for name in entry.trunks:
+            if name not in states:
+                view = trunks.get(name)
+                states[name] = (
+                    effective_trunk_state(view, links)
+                    if view is not None
+                    else (LinkState.UNKNOWN, "no health reported")
+                )
+    per_trunk: dict[str, int] = dict.fromkeys(states, 0)
+    cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}
+    decisions: list[DidDecision] = []
+    for entry in entries:
+        key = (entry.trunks, entry.destination, entry.dr_destination)
+        hit = cache.get(key)
+        if hit is None:
+            hit = (_choose_trunk(entry.trunks, states), _choose_destination(entry, destinations))
+            cache[key] = hit
+        choice, (dest, on_dr, dest_why) = hit
+        reason = f"{choice.reason}; {dest_why}" if dest_why else choice.reason
+        decisions.append(
+            DidDecision(entry.numbers, choice.trunk, choice.state, dest, on_dr, reason)
+        )
+        if choice.trunk is not None:
+            per_trunk[choice.trunk] += entry.numbers.size
+    return DidPlan(tuple(decisions), per_trunk, index)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    """What an actuator must change: ranges with a new (trunk, destination), ranges gone."""
+
+    changed: tuple[DidDecision, ...]  # new or moved ranges, in the new plan's order
+    removed: tuple[NumberRange, ...]  # ranges the new plan no longer has
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.removed)
+
+
+def diff(old: DidPlan | None, new: DidPlan) -> PlanDiff:
+    """Changes from ``old`` to ``new``; ``old`` None (nothing pushed yet) means everything.
+
+    A changed reason alone is no change: the edge holds trunks and destinations, not prose.
+    """
+    if old is None:
+        return PlanDiff(new.decisions, ())
+    before = {d.numbers: d.target() for d in old.decisions}
+    changed = tuple(d for d in new.decisions if before.get(d.numbers, _ABSENT) != d.target())
+    now = {d.numbers for d in new.decisions}
+    removed = tuple(d.numbers for d in old.decisions if d.numbers not in now)
+    return PlanDiff(changed, removed)
+
+
+_ABSENT: tuple[str | None, str] = (None, "\0absent")
