@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.core.e164 import Number, NumberRange, RangeIndex
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 
 __all__ = [
     "DidDecision",
@@ -55,7 +55,7 @@ class TrunkView:
     """What health knows of one trunk, plus the links it may use."""
 
     name: str
-    state: LinkState
+    state: HealthState
     reason: str = ""  # health's why, e.g. "carrier-a-sbc1: OPTIONS timeout"
     links: tuple[str, ...] = ()  # empty: follows the active route (any link)
     pinned: bool = False  # only links[0] carries it
@@ -70,7 +70,7 @@ class DidDecision:
 
     numbers: NumberRange
     trunk: str | None  # None: unroutable (every capable trunk down)
-    trunk_state: LinkState | None  # effective state of the chosen trunk
+    trunk_state: HealthState | None  # effective state of the chosen trunk
     destination: str
     on_dr: bool  # the destination is the disaster-recovery one
     reason: str
@@ -90,7 +90,8 @@ def _why(name: str, reason: str) -> str:
     return reason[len(prefix) :] if reason.startswith(prefix) else reason
 
 
-def effective_trunk_state(view: TrunkView, links: Mapping[str, LinkState]) -> tuple[LinkState, str]:
+def effective_trunk_state(view: TrunkView,
+                          links: Mapping[str, HealthState]) -> tuple[HealthState, str]:
     """The state the choice uses for one trunk, and a short why (empty for a plain up).
 
     A link missing from ``links`` is unknown, never down: only links known to be down can
@@ -103,33 +104,33 @@ def effective_trunk_state(view: TrunkView, links: Mapping[str, LinkState]) -> tu
         allowed = view.links
     else:
         allowed = tuple(links)
-    if allowed and all(links.get(name) is LinkState.DOWN for name in allowed):
+    if allowed and all(links.get(name) is HealthState.DOWN for name in allowed):
         which = ", ".join(allowed)
         word = "its link" if len(allowed) == 1 else "all its links"
-        return LinkState.DOWN, f"{word} down ({which})"
-    if view.state is LinkState.UP and view.edge_failing:
+        return HealthState.DOWN, f"{word} down ({which})"
+    if view.state is HealthState.UP and view.edge_failing:
         why = view.edge_reason or "INVITEs fail at the SIP edge"
-        return LinkState.DEGRADED, f"OPTIONS answered but {why}"
+        return HealthState.DEGRADED, f"OPTIONS answered but {why}"
     return view.state, _why(view.name, view.reason)
 
 
-def _detail(name: str, state: LinkState, why: str) -> str:
+def _detail(name: str, state: HealthState, why: str) -> str:
     return f"{name} {state.value}" + (f" ({why})" if why else "")
 
 
 # Preference of states; DOWN is absent: never chosen.
-_RANK = {LinkState.UP: 0, LinkState.DEGRADED: 1, LinkState.UNKNOWN: 2}
+_RANK = {HealthState.UP: 0, HealthState.DEGRADED: 1, HealthState.UNKNOWN: 2}
 
 
 @dataclass(frozen=True, slots=True)
 class _TrunkChoice:
     trunk: str | None
-    state: LinkState | None
+    state: HealthState | None
     reason: str
 
 
 def _choose_trunk(
-    trunks: tuple[str, ...], states: Mapping[str, tuple[LinkState, str]]
+    trunks: tuple[str, ...], states: Mapping[str, tuple[HealthState, str]]
 ) -> _TrunkChoice:
     best: int | None = None
     best_rank = 99
@@ -147,23 +148,23 @@ def _choose_trunk(
     passed = [_detail(n, *states[n]) for n in trunks[:best]]
     if not passed:
         head = _detail(name, state, why)
-        if state is LinkState.UNKNOWN:
+        if state is HealthState.UNKNOWN:
             head += "; health not known yet, first capable trunk"
         return _TrunkChoice(name, state, head)
-    using = f"using {name}" if state is LinkState.UP else f"using {_detail(name, state, why)}"
+    using = f"using {name}" if state is HealthState.UP else f"using {_detail(name, state, why)}"
     return _TrunkChoice(name, state, "; ".join(passed) + f"; {using}")
 
 
 def _choose_destination(
-    entry: DidEntry, destinations: Mapping[str, LinkState]
+    entry: DidEntry, destinations: Mapping[str, HealthState]
 ) -> tuple[str, bool, str]:
-    primary_state = destinations.get(entry.destination, LinkState.UNKNOWN)
-    if primary_state is not LinkState.DOWN:
+    primary_state = destinations.get(entry.destination, HealthState.UNKNOWN)
+    if primary_state is not HealthState.DOWN:
         return entry.destination, False, ""
     dr = entry.dr_destination
     if dr is None:
         return entry.destination, False, f"{entry.destination} down, no DR destination"
-    if destinations.get(dr, LinkState.UNKNOWN) is LinkState.DOWN:
+    if destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN:
         return entry.destination, False, f"{entry.destination} and DR {dr} both down"
     return dr, True, f"{entry.destination} down; delivering to DR {dr}"
 
@@ -204,8 +205,8 @@ class DidPlan:
 def compute_plan(
     entries: Sequence[DidEntry],
     trunks: Mapping[str, TrunkView],
-    links: Mapping[str, LinkState],
-    destinations: Mapping[str, LinkState],
+    links: Mapping[str, HealthState],
+    destinations: Mapping[str, HealthState],
 ) -> DidPlan:
     """The plan for ``entries``; see the module docstring for the rules.
 
@@ -214,7 +215,7 @@ def compute_plan(
     with two decisions is a plan an edge cannot hold.
     """
     index = RangeIndex(e.numbers for e in entries)
-    states: dict[str, tuple[LinkState, str]] = {}
+    states: dict[str, tuple[HealthState, str]] = {}
     for entry in entries:
         for name in entry.trunks:
             if name not in states:
@@ -222,7 +223,7 @@ def compute_plan(
                 states[name] = (
                     effective_trunk_state(view, links)
                     if view is not None
-                    else (LinkState.UNKNOWN, "no health reported")
+                    else (HealthState.UNKNOWN, "no health reported")
                 )
     per_trunk: dict[str, int] = dict.fromkeys(states, 0)
     cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}

@@ -1,13 +1,16 @@
-"""PURE: probe rounds and carrier events -> per-link health (state machine in one place).
+"""PURE: probe rounds and carrier events -> health of one subject (the state machine).
 
-One ``LinkHealth`` per link turns what the prober saw (a ``Round``: one RTT or a loss per
-target) and what netlink said (carrier up/down) into a ``LinkState`` with a reason, and
-reports every change as a ``Transition``. It owns the window metrics (loss, latency,
-jitter, MOS), the thresholds with their hysteresis, the hold-down before a failed link is
-trusted again, and the flap damping that stretches that hold-down for a link that keeps
-failing. No I/O and no clock: every method takes the time as an argument, so the whole
-state machine is tested exhaustively and property-based without sleeping. Choosing which
-link carries traffic is policy.py's job, not this module's.
+One ``Health`` per watched subject (a link, a SIP trunk, a destination; the same machine
+serves every component that is probed) turns what the prober saw (a ``ProbeRound``: one
+RTT or a loss per target) and, for links, what netlink said (carrier up/down) into a
+``HealthState`` with a reason, and reports every change as a ``Transition``. It owns the
+window metrics (loss, latency, jitter, MOS), the thresholds with their hysteresis, the
+hold-down before a failed subject is trusted again, and the flap damping that stretches
+that hold-down for one that keeps failing. The comments say "link" where a rule was made
+for links; a trunk is a subject with one target whose rounds are its OPTIONS. No I/O and
+no clock: every method takes the time as an argument, so the whole state machine is
+tested exhaustively and property-based without sleeping. Choosing what carries traffic is
+the policies' job, not this module's.
 
 States and what moves them (``N`` = ``down_after``, ``H`` = effective hold-down)::
 
@@ -34,7 +37,7 @@ from controller.core.emodel import mos_from
 _EPS = 1e-6
 
 
-class LinkState(StrEnum):
+class HealthState(StrEnum):
     UNKNOWN = "unknown"  # just started, not enough rounds yet
     UP = "up"
     DEGRADED = "degraded"  # alive but bad for voice: used only when nothing is up
@@ -103,7 +106,7 @@ class HealthParams:
 
 
 @dataclass(frozen=True, slots=True)
-class Round:
+class ProbeRound:
     """One probe round of a link: every target probed once, answered or lost."""
 
     sent_at: float  # monotonic seconds
@@ -111,7 +114,7 @@ class Round:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkMetrics:
+class HealthMetrics:
     loss_ratio: float
     latency: float | None  # mean RTT, seconds
     jitter: float | None  # RFC 3550-style interarrival jitter of the RTT, seconds
@@ -124,9 +127,9 @@ class LinkMetrics:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    link: str
-    old: LinkState
-    new: LinkState
+    subject: str  # the link, trunk or destination whose state moved
+    old: HealthState
+    new: HealthState
     at: float
     reason: str  # e.g. "fibre-a: 3 rounds lost in a row (0.6 s)"
 
@@ -143,8 +146,8 @@ def _secs(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 9.95 else f"{seconds:.1f} s"
 
 
-class LinkHealth:
-    """Health of one link: feed it rounds, carrier events and ticks; read state and reason.
+class Health:
+    """Health of one subject: feed it rounds, carrier events and ticks; read state and reason.
 
     ``targets`` is how many targets every round carries; ``reliability`` how many of them
     must answer for a round to count as alive. With reliability below targets, one far
@@ -167,11 +170,11 @@ class LinkHealth:
         self.params = params
         self.targets = targets
         self.reliability = reliability
-        self.state = LinkState.UNKNOWN
+        self.state = HealthState.UNKNOWN
         self.since: float | None = None
         self.reason = f"{name}: no probe results yet"
 
-        self._window: deque[Round] = deque()
+        self._window: deque[ProbeRound] = deque()
         self._size = params.window_rounds()
         # Running per-target sums over the window, so a round costs O(targets).
         self._lost = [0] * targets
@@ -181,7 +184,7 @@ class LinkHealth:
         self._jitter = [0.0] * targets
         self._jitter_n = [0] * targets
         self._last_rtt: list[float | None] = [None] * targets
-        self._metrics: LinkMetrics | None = None
+        self._metrics: HealthMetrics | None = None
 
         self._dead_run = 0
         self._dead_since: float | None = None  # first round of the current dead run
@@ -194,7 +197,7 @@ class LinkHealth:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def observe(self, rnd: Round) -> Transition | None:
+    def observe(self, rnd: ProbeRound) -> Transition | None:
         """A probe round came back; ``rnd.sent_at`` is "now" for every time-based rule."""
         if len(rnd.rtts) != self.targets:
             raise ValueError(
@@ -212,7 +215,7 @@ class LinkHealth:
         self._last_round_at = now
         answered = sum(1 for rtt in rnd.rtts if rtt is not None)
         alive = answered >= self.reliability
-        if alive and self.state is LinkState.DOWN and self._stable_since is None:
+        if alive and self.state is HealthState.DOWN and self._stable_since is None:
             # The first answer after an outage starts a fresh window: the outage's losses
             # are why the link went down, not evidence against its recovery (else the
             # window loss would hold it down for up to a window after it came back).
@@ -233,9 +236,9 @@ class LinkHealth:
         """At start, a link that was down when the daemon stopped starts DOWN, so it earns
         its way back through the full hold-down instead of ``rise`` rounds (a restart must
         not shortcut a failback). Only from UNKNOWN; counts no flap."""
-        if self.state is not LinkState.UNKNOWN:
+        if self.state is not HealthState.UNKNOWN:
             return None
-        return self._move(LinkState.DOWN, now, f"{self.name}: {why}")
+        return self._move(HealthState.DOWN, now, f"{self.name}: {why}")
 
     def carrier(self, up: bool, now: float) -> Transition | None:
         """Netlink carrier event: lost -> DOWN at once; back -> still DOWN until hold-down.
@@ -248,7 +251,7 @@ class LinkHealth:
                 return None
             self._carrier_up = True
             self._stable_since = None
-            if self.state is LinkState.DOWN:
+            if self.state is HealthState.DOWN:
                 hold = self.effective_hold_down(now)
                 self.reason = (
                     f"{self.name}: carrier back; down until {_secs(hold)} of good rounds "
@@ -261,7 +264,7 @@ class LinkHealth:
         self._stable_since = None
         self._good_since = None
         self._alive_run = 0
-        if self.state is LinkState.DOWN:
+        if self.state is HealthState.DOWN:
             self.reason = f"{self.name}: carrier lost"
             return None
         return self._go_down(now, "carrier lost")
@@ -273,7 +276,7 @@ class LinkHealth:
         on our own bug); it goes UNKNOWN, which policy treats as "keep what you have".
         A DOWN link stays DOWN: without rounds nothing shows it recovered.
         """
-        if self._last_round_at is None or self.state in (LinkState.UNKNOWN, LinkState.DOWN):
+        if self._last_round_at is None or self.state in (HealthState.UNKNOWN, HealthState.DOWN):
             return None
         gap = now - self._last_round_at
         if gap <= self._stale_gap():
@@ -282,7 +285,8 @@ class LinkHealth:
         self._alive_run = 0
         self._dead_run = 0
         self._dead_since = None
-        return self._move(LinkState.UNKNOWN, now, f"{self.name}: no probe results for {_secs(gap)}")
+        return self._move(HealthState.UNKNOWN, now,
+                          f"{self.name}: no probe results for {_secs(gap)}")
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -290,7 +294,7 @@ class LinkHealth:
     def carrier_up(self) -> bool:
         return self._carrier_up
 
-    def metrics(self) -> LinkMetrics:
+    def metrics(self) -> HealthMetrics:
         """Loss, latency, jitter and MOS over the window.
 
         Targets are ranked by their loss in the window; the ``reliability`` best ones are
@@ -301,7 +305,7 @@ class LinkHealth:
             return self._metrics
         n = len(self._window)
         if n == 0:
-            self._metrics = LinkMetrics(0.0, None, None, None, 0)
+            self._metrics = HealthMetrics(0.0, None, None, None, 0)
             return self._metrics
         lost = self._lost
         ranked = sorted(range(self.targets), key=lambda i: (lost[i], i))
@@ -317,7 +321,7 @@ class LinkHealth:
         if latency is not None:
             mos = mos_from(latency, jitter or 0.0, loss, self.params.codec)
         span = self._window[-1].sent_at - self._window[0].sent_at + self.params.interval
-        self._metrics = LinkMetrics(loss, latency, jitter, mos, n, worst_lost, span)
+        self._metrics = HealthMetrics(loss, latency, jitter, mos, n, worst_lost, span)
         return self._metrics
 
     def penalty(self, now: float) -> float:
@@ -337,18 +341,18 @@ class LinkHealth:
         For a DOWN link that is not answering yet (or has no carrier) this is the whole
         effective hold-down: the least it will take from the first good round on.
         """
-        if self.state is LinkState.DOWN:
+        if self.state is HealthState.DOWN:
             hold = self.effective_hold_down(now)
             if not self._carrier_up or self._stable_since is None:
                 return hold
             return max(0.0, hold - (now - self._stable_since))
-        if self.state is LinkState.DEGRADED and self._good_since is not None:
+        if self.state is HealthState.DEGRADED and self._good_since is not None:
             return max(0.0, self.params.hold_down - (now - self._good_since))
         return 0.0
 
     # -- the window -----------------------------------------------------------------------
 
-    def _push(self, rnd: Round) -> None:
+    def _push(self, rnd: ProbeRound) -> None:
         self._metrics = None
         if len(self._window) >= self._size:
             old = self._window.popleft()
@@ -388,7 +392,7 @@ class LinkHealth:
 
     # -- judging --------------------------------------------------------------------------
 
-    def _down_reason(self, now: float, m: LinkMetrics) -> str | None:
+    def _down_reason(self, now: float, m: HealthMetrics) -> str | None:
         p = self.params
         if self._dead_run >= p.down_after:
             assert self._dead_since is not None
@@ -404,7 +408,7 @@ class LinkHealth:
             return f"loss {_pct(m.loss_ratio)} > {_pct(p.down_loss)} over {_secs(m.span)}"
         return None
 
-    def _degraded_reason(self, m: LinkMetrics) -> str | None:
+    def _degraded_reason(self, m: HealthMetrics) -> str | None:
         """What makes the link bad for voice, with figures; None if nothing does."""
         p = self.params
         enough = m.rounds >= p.min_rounds
@@ -422,7 +426,7 @@ class LinkHealth:
             return None
         return ", ".join(parts) + f" over {_secs(m.span)}"
 
-    def _judged_mos(self, m: LinkMetrics) -> float | None:
+    def _judged_mos(self, m: HealthMetrics) -> float | None:
         # Before min_rounds the loss figure is noise, so judge the MOS on delay alone;
         # the same goes for a loss figure that lacks the evidence of degraded_min_lost.
         if m.latency is None:
@@ -431,7 +435,7 @@ class LinkHealth:
             return m.mos
         return mos_from(m.latency, m.jitter or 0.0, 0.0, self.params.codec)
 
-    def _within_recovery_bounds(self, m: LinkMetrics) -> bool:
+    def _within_recovery_bounds(self, m: HealthMetrics) -> bool:
         p = self.params
         if m.rounds < p.min_rounds:
             return False
@@ -443,7 +447,7 @@ class LinkHealth:
             return False
         return m.mos is None or m.mos >= p.degraded_mos + p.recover_mos_margin
 
-    def _summary(self, m: LinkMetrics) -> str:
+    def _summary(self, m: HealthMetrics) -> str:
         parts = [f"loss {_pct(m.loss_ratio)}"]
         if m.latency is not None:
             parts.append(f"latency {_ms(m.latency)}")
@@ -455,7 +459,7 @@ class LinkHealth:
 
     # -- the state machine ----------------------------------------------------------------
 
-    def _step(self, now: float, alive: bool, m: LinkMetrics) -> Transition | None:
+    def _step(self, now: float, alive: bool, m: HealthMetrics) -> Transition | None:
         p = self.params
         if not self._carrier_up:
             return None  # carrier() already made it DOWN; rounds cannot undo that
@@ -463,24 +467,24 @@ class LinkHealth:
         if why_down is not None:
             self._stable_since = None
             self._good_since = None
-            if self.state is LinkState.DOWN:
+            if self.state is HealthState.DOWN:
                 return None
             return self._go_down(now, why_down)
 
         state = self.state
-        if state is LinkState.UNKNOWN:
+        if state is HealthState.UNKNOWN:
             if self._alive_run < p.rise:
                 return None
             bad = self._degraded_reason(m)
             if bad is not None:
-                return self._move(LinkState.DEGRADED, now, f"{self.name}: {bad}")
+                return self._move(HealthState.DEGRADED, now, f"{self.name}: {bad}")
             return self._move(
-                LinkState.UP,
+                HealthState.UP,
                 now,
                 f"{self.name}: {self._alive_run} rounds answered in a row; {self._summary(m)}",
             )
 
-        if state is LinkState.DOWN:
+        if state is HealthState.DOWN:
             if not alive:
                 self._stable_since = None
                 return None
@@ -493,14 +497,14 @@ class LinkHealth:
             back = f"{self.name}: answering again for {_secs(held)} (hold-down {_secs(hold)})"
             bad = self._degraded_reason(m)
             if bad is not None:
-                return self._move(LinkState.DEGRADED, now, f"{back}, but {bad}")
-            return self._move(LinkState.UP, now, f"{back}; {self._summary(m)}")
+                return self._move(HealthState.DEGRADED, now, f"{back}, but {bad}")
+            return self._move(HealthState.UP, now, f"{back}; {self._summary(m)}")
 
-        if state is LinkState.UP:
+        if state is HealthState.UP:
             bad = self._degraded_reason(m)
             if bad is None:
                 return None
-            return self._move(LinkState.DEGRADED, now, f"{self.name}: {bad}")
+            return self._move(HealthState.DEGRADED, now, f"{self.name}: {bad}")
 
         # DEGRADED: back to UP only under the stricter bounds, held for the hold-down.
         if not self._within_recovery_bounds(m):
@@ -512,7 +516,7 @@ class LinkHealth:
         if held + _EPS < p.hold_down:
             return None
         return self._move(
-            LinkState.UP,
+            HealthState.UP,
             now,
             f"{self.name}: quality within bounds for {_secs(held)}; {self._summary(m)}",
         )
@@ -520,11 +524,11 @@ class LinkHealth:
     def _go_down(self, now: float, why: str) -> Transition:
         # A flap is losing a link that worked; a link found dead at start never flapped,
         # and counting it would lengthen its first hold-down for no reason.
-        if self.state in (LinkState.UP, LinkState.DEGRADED):
+        if self.state in (HealthState.UP, HealthState.DEGRADED):
             self._penalty.add(now)
-        return self._move(LinkState.DOWN, now, f"{self.name}: {why}")
+        return self._move(HealthState.DOWN, now, f"{self.name}: {why}")
 
-    def _move(self, new: LinkState, now: float, reason: str) -> Transition:
+    def _move(self, new: HealthState, now: float, reason: str) -> Transition:
         t = Transition(self.name, self.state, new, now, reason)
         self.state = new
         self.since = now

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 
 # Degraded links whose MOS and loss are this close count as equally good, so that the
 # noise of two bad links does not swap the route back and forth every round.
@@ -33,7 +33,7 @@ LOSS_MARGIN = 0.01
 class LinkView:
     name: str
     tier: int
-    state: LinkState
+    state: HealthState
     weight: int = 1
     mos: float | None = None
     loss_ratio: float = 0.0
@@ -75,7 +75,7 @@ def _mos(view: LinkView) -> float:
 def _current_alive(current: tuple[str, ...], links: Mapping[str, LinkView]) -> bool:
     """Current route exists and none of its links is known to be down."""
     return bool(current) and all(
-        c in links and links[c].state is not LinkState.DOWN for c in current
+        c in links and links[c].state is not HealthState.DOWN for c in current
     )
 
 
@@ -112,7 +112,7 @@ def _why_left(
         view = links.get(name)
         if view is None:
             parts.append(f"{name} not known in group {group.name}")
-        elif view.state is LinkState.UP:
+        elif view.state is HealthState.UP:
             parts.append(f"{name} up but tier {view.tier}")
         else:
             parts.append(_detail(view))
@@ -127,9 +127,9 @@ def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, 
     is known yet: the actuator then leaves the kernel route alone.
     """
     views = [links[n] for n in group.links if n in links]
-    up = [v for v in views if v.state is LinkState.UP]
-    degraded = [v for v in views if v.state is LinkState.DEGRADED]
-    unknown = [v for v in views if v.state is LinkState.UNKNOWN]
+    up = [v for v in views if v.state is HealthState.UP]
+    degraded = [v for v in views if v.state is HealthState.DEGRADED]
+    unknown = [v for v in views if v.state is HealthState.UNKNOWN]
     current_set = set(current)
 
     def result(active: tuple[str, ...], reason: str) -> Decision:

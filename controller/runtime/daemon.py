@@ -28,7 +28,7 @@ from controller.actuators.conntrack import flush_after_switch, stale_sources
 from controller.actuators.netlink import Netlink
 from controller.actuators.sipedge.drivers import drivers_from_config
 from controller.config import Config, Link
-from controller.core.health import LinkHealth, LinkState, Round, Transition
+from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.linkwatch import LinkWatch
@@ -49,7 +49,7 @@ class LinkRuntime:
     cfg: Link
     specs: list[ProbeSpec]  # the targets `reliability` counts, then the gateway ARP, if on
     targets: int
-    health: LinkHealth
+    health: Health
     scheduler: RoundScheduler | None = None
     carrier: bool = True
     source: str | None = None  # configured, or found on the interface at start
@@ -93,7 +93,7 @@ class Daemon:
         for link in cfg.links:
             specs = link.probe_specs()
             targets = len(specs)
-            health = LinkHealth(link.name, link.health_params(), targets, link.probes.reliability)
+            health = Health(link.name, link.health_params(), targets, link.probes.reliability)
             # The gateway ARP probe is evidence for the operator (metrics: is the gateway
             # alive at layer 2 while the far targets are not?), not a vote in `reliability`.
             if (arp := link.arp_spec()) is not None:
@@ -149,7 +149,7 @@ class Daemon:
             if sample.ok and sample.rtt is not None:
                 m.probe_rtt.labels(link=link).observe(sample.rtt)
         rtts = tuple(s.rtt if s.ok else None for s in samples[: rt.targets])
-        self._handle(rt.health.observe(Round(sent_at=sent_at, rtts=rtts)))
+        self._handle(rt.health.observe(ProbeRound(sent_at=sent_at, rtts=rtts)))
         metrics = rt.health.metrics()
         m.link_loss.labels(link=link).set(metrics.loss_ratio)
         if metrics.latency is not None:
@@ -169,19 +169,20 @@ class Daemon:
     def _handle(self, tr: Transition | None) -> None:
         if tr is None:
             return
-        self.metrics.set_link_state(tr.link, tr.new.value)
-        self.metrics.link_transitions.labels(link=tr.link, to=tr.new.value).inc()
-        level = logging.WARNING if tr.new in (LinkState.DOWN, LinkState.DEGRADED) else logging.INFO
+        self.metrics.set_link_state(tr.subject, tr.new.value)
+        self.metrics.link_transitions.labels(link=tr.subject, to=tr.new.value).inc()
+        bad = tr.new in (HealthState.DOWN, HealthState.DEGRADED)
+        level = logging.WARNING if bad else logging.INFO
         log.log(
             level,
             "%s: %s -> %s: %s",
-            tr.link,
+            tr.subject,
             tr.old.value,
             tr.new.value,
             tr.reason,
-            extra={"event": "transition", "link": tr.link, "state": tr.new.value},
+            extra={"event": "transition", "link": tr.subject, "state": tr.new.value},
         )
-        self.journal.record("transition", tr.link, tr.reason, old=tr.old.value, new=tr.new.value)
+        self.journal.record("transition", tr.subject, tr.reason, old=tr.old.value, new=tr.new.value)
         self._wake.set()
 
     # -- decide --------------------------------------------------------------------------
@@ -359,7 +360,7 @@ class Daemon:
         cannot shortcut their hold-down (the journal is the memory across restarts)."""
         for name, rt in self.links.items():
             last = read_events(self.journal.path, limit=1, kind="transition", subject=name)
-            if last and last[0].data.get("new") == LinkState.DOWN.value:
+            if last and last[0].data.get("new") == HealthState.DOWN.value:
                 tr = rt.health.resume_down(self.now(), f"down before the restart "
                                            f"({last[0].message.removeprefix(name + ': ')})")
                 self._handle(tr)

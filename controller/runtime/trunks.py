@@ -27,7 +27,7 @@ from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.core.edgesignal import EdgeBreaker
-from controller.core.health import HealthParams, LinkHealth, LinkState, Round, Transition
+from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.runtime.journal import Journal
 from exporters.metrics import Metrics
 from probes.sample import ErrorKind
@@ -82,7 +82,7 @@ class Peer:
     target: SipTarget
     interval: float
     timeout: float
-    health: LinkHealth
+    health: Health
     last: SipResult | None = None
     task: asyncio.Task[None] | None = None
     # The second signal: the edge's failed calls on this trunk (controller.core.edgesignal).
@@ -165,7 +165,7 @@ class Telephony:
         target = SipTarget(tgt.host, tgt.port, tgt.transport, tgt.uri, alive_codes=t.alive,
                            device=device, source=source)
         return Peer(t.name, target, t.interval, t.timeout,
-                    LinkHealth(t.name, t.health_params(), 1, 1), register=t.registration,
+                    Health(t.name, t.health_params(), 1, 1), register=t.registration,
                     recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
@@ -175,7 +175,7 @@ class Telephony:
         # rechecked every 200 ms, overlapping: about 0.9-1.9 s) sends its DIDs to the DR
         # destination.
         params = HealthParams(interval=1.0, window=10.0, hold_down=10.0)
-        return Peer(d.name, target, 1.0, 0.5, LinkHealth(d.name, params, 1, 1))
+        return Peer(d.name, target, 1.0, 0.5, Health(d.name, params, 1, 1))
 
     @staticmethod
     def _trunk_groups(trunks: list[Trunk]) -> dict[str, int]:
@@ -221,7 +221,7 @@ class Telephony:
                     lost = not result.reachable
                 pending = bool(inflight) and not inflight[-1][1].done()
                 due = next_probe_at(planned, last_sent, suspect=lost or pending,
-                                    down=peer.health.state is LinkState.DOWN,
+                                    down=peer.health.state is HealthState.DOWN,
                                     interval=peer.interval, recheck=peer.recheck)
                 now = loop.time()
                 if now >= due and len(inflight) < limit:
@@ -286,22 +286,22 @@ class Telephony:
         rtt = result.rtt if result.reachable and result.rtt is not None else None
         if result.reachable and rtt is None:
             rtt = 0.0
-        self._handle(kind, peer.health.observe(Round(sent_at=sent_at, rtts=(rtt,))))
+        self._handle(kind, peer.health.observe(ProbeRound(sent_at=sent_at, rtts=(rtt,))))
 
     def _handle(self, kind: str, tr: Transition | None) -> None:
         if tr is None:
             return
         if kind == "trunk":
-            self.metrics.set_trunk_state(tr.link, tr.new.value)
-            if LinkState.DOWN in (tr.old, tr.new):
-                self.trunks[tr.link].edge.forget()
+            self.metrics.set_trunk_state(tr.subject, tr.new.value)
+            if HealthState.DOWN in (tr.old, tr.new):
+                self.trunks[tr.subject].edge.forget()
         else:
-            self.metrics.destination_up.labels(destination=tr.link).set(
-                1.0 if tr.new in (LinkState.UP, LinkState.DEGRADED) else 0.0)
-        level = logging.WARNING if tr.new is LinkState.DOWN else logging.INFO
-        log.log(level, "%s %s: %s -> %s: %s", kind, tr.link, tr.old.value, tr.new.value,
+            self.metrics.destination_up.labels(destination=tr.subject).set(
+                1.0 if tr.new in (HealthState.UP, HealthState.DEGRADED) else 0.0)
+        level = logging.WARNING if tr.new is HealthState.DOWN else logging.INFO
+        log.log(level, "%s %s: %s -> %s: %s", kind, tr.subject, tr.old.value, tr.new.value,
                 tr.reason)
-        self.journal.record("transition", tr.link, tr.reason, old=tr.old.value,
+        self.journal.record("transition", tr.subject, tr.reason, old=tr.old.value,
                             new=tr.new.value, peer=kind)
         if self._wake is not None:
             self._wake.set()
@@ -324,7 +324,7 @@ class Telephony:
                                         edge=edge.name)
 
     # -- decide ----------------------------------------------------------------------------
-    def decide(self, now: float, links: Mapping[str, LinkState]) -> DidPlan:
+    def decide(self, now: float, links: Mapping[str, HealthState]) -> DidPlan:
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
@@ -375,7 +375,7 @@ class Telephony:
                      active: str | None = None) -> EdgePlan:
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
-                       peer.health.state is not LinkState.DOWN,
+                       peer.health.state is not HealthState.DOWN,
                        source=self.trunk_source(name, sources or {}, active),
                        **_registration_fields(self.cfg.trunk(name).registration))
             for name, peer in self.trunks.items()

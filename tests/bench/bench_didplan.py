@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from controller.core.didplan import DidEntry, DidPlan, TrunkView, compute_plan, diff
 from controller.core.e164 import Number, NumberRange
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 
 GOAL_SECONDS = 0.100
 FIRST = 390200000000  # +39 02 0000 0000, 12 digits
@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     entries, names = build_entries(args.ranges, args.per_range, args.trunks)
-    links = {"fibre-a": LinkState.UP, "fibre-b": LinkState.UP, "lte": LinkState.UP}
-    dests = {"pbx-rome": LinkState.UP, "dr-milan": LinkState.UP}
-    all_up = {n: TrunkView(n, LinkState.UP, links=("fibre-a", "fibre-b")) for n in names}
+    links = {"fibre-a": HealthState.UP, "fibre-b": HealthState.UP, "lte": HealthState.UP}
+    dests = {"pbx-rome": HealthState.UP, "dr-milan": HealthState.UP}
+    all_up = {n: TrunkView(n, HealthState.UP, links=("fibre-a", "fibre-b")) for n in names}
     failed = dict(all_up)
     for n in names[:2]:
-        failed[n] = TrunkView(n, LinkState.DOWN, reason=f"{n}: OPTIONS timeout (3 in a row)")
+        failed[n] = TrunkView(n, HealthState.DOWN, reason=f"{n}: OPTIONS timeout (3 in a row)")
 
     def plan_up() -> DidPlan:
         return compute_plan(entries, all_up, links, dests)

@@ -1207,15 +1207,15 @@ def test_bad_sip_uris_are_refused(uri: str, fragment: str) -> None:
 
 def test_config_plan_feeds_the_did_policy() -> None:
     from controller.core.didplan import TrunkView, compute_plan
-    from controller.core.health import LinkState
+    from controller.core.health import HealthState
 
     cfg = parse_config(build_tel())
     trunks = {
-        t.name: TrunkView(t.name, LinkState.UP, links=tuple(t.links), pinned=t.pinned)
+        t.name: TrunkView(t.name, HealthState.UP, links=tuple(t.links), pinned=t.pinned)
         for t in cfg.trunks
     }
     plan = compute_plan(
-        cfg.did_entries(), trunks, {"fibre-a": LinkState.DOWN, "lte": LinkState.UP}, {}
+        cfg.did_entries(), trunks, {"fibre-a": HealthState.DOWN, "lte": HealthState.UP}, {}
     )
     hit = plan.lookup("+390212345642")
     assert hit is not None and hit.trunk == "a2"  # a1 may only use fibre-a, which is down

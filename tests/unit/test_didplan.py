@@ -18,9 +18,9 @@ from controller.core.didplan import (
     effective_trunk_state,
 )
 from controller.core.e164 import Number, NumberRange, parse_range
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 
-UP, DEG, DOWN, UNK = LinkState.UP, LinkState.DEGRADED, LinkState.DOWN, LinkState.UNKNOWN
+UP, DEG, DOWN, UNK = HealthState.UP, HealthState.DEGRADED, HealthState.DOWN, HealthState.UNKNOWN
 
 ROME = parse_range("+390212345600-+390212345699")
 MILAN = parse_range("+390287654300-+390287654349")
@@ -33,7 +33,7 @@ ENTRIES = (
 )
 
 
-def views(**states: LinkState) -> dict[str, TrunkView]:
+def views(**states: HealthState) -> dict[str, TrunkView]:
     return {
         name.replace("_", "-"): TrunkView(name.replace("_", "-"), s) for name, s in states.items()
     }
@@ -41,8 +41,8 @@ def views(**states: LinkState) -> dict[str, TrunkView]:
 
 def plan_of(
     trunks: Mapping[str, TrunkView],
-    links: Mapping[str, LinkState] | None = None,
-    dests: Mapping[str, LinkState] | None = None,
+    links: Mapping[str, HealthState] | None = None,
+    dests: Mapping[str, HealthState] | None = None,
     entries: tuple[DidEntry, ...] = ENTRIES,
 ) -> DidPlan:
     return compute_plan(entries, trunks, links or {}, dests or {})
@@ -195,13 +195,15 @@ def test_no_entries_gives_an_empty_plan() -> None:
 
 TRUNKS = [f"t{i}" for i in range(6)]
 LINKS = ["fibre-a", "fibre-b", "lte"]
-states_st = st.sampled_from(list(LinkState))
+states_st = st.sampled_from(list(HealthState))
 
 
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[tuple[DidEntry, ...], dict[str, TrunkView], dict[str, LinkState], dict[str, LinkState]]:
+) -> tuple[
+    tuple[DidEntry, ...], dict[str, TrunkView], dict[str, HealthState], dict[str, HealthState]
+]:
     count = draw(st.integers(0, 12))
     entries = []
     for k in range(count):
@@ -236,7 +238,7 @@ def scenarios(
 @given(scenarios())
 def test_invariants_hold_for_any_health(
     scenario: tuple[
-        tuple[DidEntry, ...], dict[str, TrunkView], dict[str, LinkState], dict[str, LinkState]
+        tuple[DidEntry, ...], dict[str, TrunkView], dict[str, HealthState], dict[str, HealthState]
     ],
 ) -> None:
     entries, trunks, links, dests = scenario

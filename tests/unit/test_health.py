@@ -1,4 +1,4 @@
-"""LinkHealth: windows, thresholds, hysteresis, hold-down, damping, carrier, reliability.
+"""Health: windows, thresholds, hysteresis, hold-down, damping, carrier, reliability.
 
 Time is a plain number fed in with every round, so nothing here sleeps; the driver
 below advances it by the probe interval.
@@ -15,26 +15,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.core.health import HealthParams, LinkHealth, LinkState, Round, Transition
+from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 
-UP = LinkState.UP
-DOWN = LinkState.DOWN
-DEGRADED = LinkState.DEGRADED
-UNKNOWN = LinkState.UNKNOWN
+UP = HealthState.UP
+DOWN = HealthState.DOWN
+DEGRADED = HealthState.DEGRADED
+UNKNOWN = HealthState.UNKNOWN
 
 OK = 0.010  # a healthy 10 ms RTT
 
 
 class Driver:
-    """Feeds rounds to one LinkHealth at the probe interval and keeps every transition."""
+    """Feeds rounds to one Health at the probe interval and keeps every transition."""
 
-    def __init__(self, health: LinkHealth, start: float = 100.0) -> None:
+    def __init__(self, health: Health, start: float = 100.0) -> None:
         self.h = health
         self.t = start
         self.transitions: list[Transition] = []
 
     def round(self, *rtts: float | None) -> Transition | None:
-        tr = self.h.observe(Round(self.t, tuple(rtts)))
+        tr = self.h.observe(ProbeRound(self.t, tuple(rtts)))
         self.t += self.h.params.interval
         if tr is not None:
             self.transitions.append(tr)
@@ -64,7 +64,7 @@ def link(
     reliability: int = 1,
     name: str = "fibre-a",
 ) -> Driver:
-    return Driver(LinkHealth(name, params or HealthParams(), targets, reliability))
+    return Driver(Health(name, params or HealthParams(), targets, reliability))
 
 
 def up_link(params: HealthParams | None = None, targets: int = 1, reliability: int = 1) -> Driver:
@@ -88,7 +88,7 @@ def down_link(params: HealthParams | None = None) -> Driver:
 
 
 def test_starts_unknown_with_a_reason() -> None:
-    h = LinkHealth("fibre-a", HealthParams(), 1, 1)
+    h = Health("fibre-a", HealthParams(), 1, 1)
     assert h.state is UNKNOWN
     assert h.since is None
     assert h.reason.startswith("fibre-a:")
@@ -569,18 +569,18 @@ def test_a_gap_in_rounds_does_not_count_as_hold_down() -> None:
 
 def test_bad_construction_and_bad_rounds_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="at least one target"):
-        LinkHealth("x", HealthParams(), 0, 1)
+        Health("x", HealthParams(), 0, 1)
     with pytest.raises(ValueError, match="reliability"):
-        LinkHealth("x", HealthParams(), 2, 3)
+        Health("x", HealthParams(), 2, 3)
     with pytest.raises(ValueError, match="interval"):
         HealthParams(interval=0)
     with pytest.raises(ValueError, match="down_loss"):
         HealthParams(down_loss=2)
-    h = LinkHealth("x", HealthParams(), 2, 1)
+    h = Health("x", HealthParams(), 2, 1)
     with pytest.raises(ValueError, match="2 targets"):
-        h.observe(Round(0.0, (OK,)))
+        h.observe(ProbeRound(0.0, (OK,)))
     with pytest.raises(ValueError, match="bad RTT"):
-        h.observe(Round(0.0, (OK, math.nan)))
+        h.observe(ProbeRound(0.0, (OK, math.nan)))
     assert h.metrics().rounds == 0  # a rejected round leaves no trace
 
 
@@ -596,7 +596,7 @@ def _check_history(events: Sequence[str], params: HealthParams) -> None:
     link, no recovery from DOWN without hold_down seconds of alive rounds and carrier,
     DOWN while the carrier is lost, DOWN after down_after dead rounds.
     """
-    h = LinkHealth("l", params, 1, 1)
+    h = Health("l", params, 1, 1)
     t = 0.0
     state = UNKNOWN
     carrier = True
@@ -604,7 +604,7 @@ def _check_history(events: Sequence[str], params: HealthParams) -> None:
     dead_run = 0
     for ev in events:
         if ev in "ad":
-            tr = h.observe(Round(t, (OK if ev == "a" else None,)))
+            tr = h.observe(ProbeRound(t, (OK if ev == "a" else None,)))
             if ev == "a" and carrier:
                 alive_run.append(t)
                 dead_run = 0

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 from controller.core.policy import Decision, GroupSpec, LinkView, decide, decide_all
 
-UP = LinkState.UP
-DOWN = LinkState.DOWN
-DEGRADED = LinkState.DEGRADED
-UNKNOWN = LinkState.UNKNOWN
+UP = HealthState.UP
+DOWN = HealthState.DOWN
+DEGRADED = HealthState.DEGRADED
+UNKNOWN = HealthState.UNKNOWN
 
 WAN = GroupSpec("wan", ("fibre-a", "fibre-b", "lte"))
 WAN_MP = GroupSpec("wan", ("fibre-a", "fibre-b", "lte"), multipath=True)
@@ -23,7 +23,7 @@ TIERS = {"fibre-a": 0, "fibre-b": 0, "lte": 1}
 
 
 def views(
-    states: Mapping[str, LinkState],
+    states: Mapping[str, HealthState],
     tiers: Mapping[str, int] = TIERS,
     mos: Mapping[str, float] | None = None,
     loss: Mapping[str, float] | None = None,
@@ -196,7 +196,7 @@ def cases(draw: st.DrawFn) -> tuple[GroupSpec, dict[str, LinkView], tuple[str, .
         n: LinkView(
             n,
             draw(st.integers(0, 2)),
-            draw(st.sampled_from(list(LinkState))),
+            draw(st.sampled_from(list(HealthState))),
             mos=draw(st.none() | st.floats(1.0, 4.5)),
             loss_ratio=draw(st.floats(0.0, 1.0)),
         )
@@ -257,7 +257,7 @@ def test_decide_properties_on_every_small_case(multipath: bool) -> None:
     group = GroupSpec("g", ("a", "b", "c"), multipath=multipath)
     tiers = {"a": 0, "b": 0, "c": 1}
     currents = [()] + [p for k in (1, 2) for p in itertools.permutations(group.links, k)]
-    for combo in itertools.product(list(LinkState), repeat=3):
+    for combo in itertools.product(list(HealthState), repeat=3):
         links = {
             n: LinkView(n, tiers[n], s, mos=3.0 + i / 10)
             for i, (n, s) in enumerate(zip(group.links, combo, strict=True))

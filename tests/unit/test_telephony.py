@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from controller.actuators.sipedge.plan import EdgePlan
 from controller.config import parse_config
-from controller.core.health import LinkState
+from controller.core.health import HealthState
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.trunks import Telephony, next_probe_at
 from exporters.http import make_app
@@ -89,7 +89,7 @@ def all_up(tel: Telephony) -> float:
     return t
 
 
-LINKS = {"fibre-a": LinkState.UP}
+LINKS = {"fibre-a": HealthState.UP}
 
 
 def test_every_did_routes_when_all_is_up(tel: Telephony) -> None:
@@ -301,7 +301,7 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
     tel.start(asyncio.Event())
     try:
         async with asyncio.timeout(8):
-            while peer.health.state is not LinkState.DOWN:
+            while peer.health.state is not HealthState.DOWN:
                 await asyncio.sleep(0.02)
         down_at = loop.time()
         await asyncio.sleep(3 * interval)
@@ -330,12 +330,12 @@ async def test_edge_failures_around_an_outage_seen_by_options_do_not_trip(
     await tel.read_edge_failures(now + 0.5)
     assert tel.trunks["a1"].edge.verdict(now + 0.5)[0]
     now = feed(tel, "trunk", "a1", LOST, now + 0.5, 3)  # OPTIONS see it die
-    assert tel.trunks["a1"].health.state is LinkState.DOWN
+    assert tel.trunks["a1"].health.state is HealthState.DOWN
     assert tel.trunks["a1"].edge.verdict(now) == (False, "")
     edge.counts = {"a1": 9}  # calls that were in flight, read late
     await tel.read_edge_failures(now)
     now = feed(tel, "trunk", "a1", OK, now, int(2.2 / 0.2))  # back after its 2 s hold-down
-    assert tel.trunks["a1"].health.state is LinkState.UP
+    assert tel.trunks["a1"].health.state is HealthState.UP
     await tel.read_edge_failures(now)
     for name in ("a2", "b1"):
         feed(tel, "trunk", name, OK, now - 2.4, 13)
