@@ -2,8 +2,8 @@
 
 Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
 ``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
-a daemon that runs inside a router namespace. Handlers only read a status snapshot the
-daemon hands in; they never change state.
+a daemon that runs inside a router namespace. Handlers only read the snapshot
+the daemon publishes each cycle (``controller.core.snapshot``); they never change state.
 """
 
 from __future__ import annotations
@@ -16,25 +16,30 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from exporters.metrics import Metrics
+from controller.core.snapshot import Snapshot
+from exporters.metrics import registry_for
+from exporters.status import did_document, status_document
 
 log = logging.getLogger(__name__)
 
-StatusFn = Callable[[], dict[str, Any]]
-DidLookupFn = Callable[[str], dict[str, Any] | None]
+LatestFn = Callable[[], Snapshot | None]
 
 
-def make_app(metrics: Metrics, status: StatusFn, dids: DidLookupFn | None = None
-             ) -> web.Application:
+def make_app(latest: LatestFn, registry: CollectorRegistry | None = None) -> web.Application:
+    """The app; every handler reads ``latest()``, the snapshot of the last control cycle."""
+    registry = registry if registry is not None else registry_for(latest)
+
     async def handle_metrics(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_status(_: web.Request) -> web.Response:
-        return web.Response(text=json.dumps(status(), indent=2, default=str),
-                            content_type="application/json")
+        snap = latest()
+        if snap is None:
+            return _json({"error": "starting: no control cycle has run yet"}, 503)
+        return _json(status_document(snap), 200)
 
     async def handle_healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -45,7 +50,8 @@ def make_app(metrics: Metrics, status: StatusFn, dids: DidLookupFn | None = None
             return _json({"error": "give ?number=+<E.164 number>"}, 400)
         if number[0] != "+":
             number = "+" + number  # a '+' in a query string often arrives as a space
-        found = dids(number) if dids is not None else None
+        snap = latest()
+        found = did_document(snap, number) if snap is not None else None
         if found is None:
             return _json({"error": f"{number} is not in the DID plan", "number": number}, 404)
         return _json(found, 200)

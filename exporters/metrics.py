@@ -1,158 +1,301 @@
-"""The Prometheus metrics lifeline serves, defined in one place.
+"""Every Prometheus metric lifeline serves: one catalog, read off the snapshot.
 
-Names follow Prometheus conventions (prefix ``lifeline_``, base units, ``_total`` for
-counters) and labels stay bounded: link, group, state, probe kind and result. Reasons are
-free text and never become labels; they go to the journal and the status API instead.
-The daemon updates these; nothing here reads the network.
+``CATALOG`` is the single definition of each series (name, type, help, labels, when it is
+served, and how it is read off a ``Snapshot``). ``SnapshotCollector`` turns the latest
+snapshot into metric families at scrape time, and ``metrics_doc()`` writes
+``docs/metrics.md`` from the same catalog, so a metric cannot be documented and never set,
+or set and never documented (tests check both, and a lab test scrapes a real daemon for
+every name). Names follow Prometheus conventions (prefix ``lifeline_``, base units,
+``_total`` on counters); labels stay bounded (link, group, trunk, state, kind, result);
+free-text reasons go to the status API and the journal, never into a label. Counters keep
+the label sets the runtime declared at 0, so ``increase()`` sees the first event.
+Run ``python -m exporters.metrics > docs/metrics.md`` after changing the catalog.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
-LINK_STATES = ("unknown", "up", "degraded", "down")
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
-# RTT buckets from LAN-fast to satellite-slow; probes time out well before 2 s.
-RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0)
+from controller.core.health import HealthState
+from controller.core.snapshot import Labels, Snapshot
 
-
-class Metrics:
-    """Every series lifeline exports, on a registry of its own (no global state)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.build_info = Info("lifeline_build", "Version of the running lifeline.", registry=r)
-        self.link_state = Gauge(
-            "lifeline_link_state",
-            "1 for the link's current health state, 0 for the others.",
-            ["link", "state"],
-            registry=r,
-        )
-        self.link_up = Gauge(
-            "lifeline_link_up", "1 when the link is up or degraded, 0 when down or unknown.",
-            ["link"], registry=r,
-        )
-        self.link_tier = Gauge("lifeline_link_tier", "Configured tier (lower wins).", ["link"],
-                               registry=r)
-        self.link_loss = Gauge("lifeline_link_loss_ratio", "Probe loss over the health window.",
-                               ["link"], registry=r)
-        self.link_latency = Gauge("lifeline_link_latency_seconds",
-                                  "Mean probe RTT over the health window.", ["link"], registry=r)
-        self.link_jitter = Gauge("lifeline_link_jitter_seconds",
-                                 "RFC 3550-style jitter of the probe RTT.", ["link"], registry=r)
-        self.link_mos = Gauge("lifeline_link_mos",
-                              "Estimated voice MOS (ITU-T G.107 E-model, G.711).", ["link"],
-                              registry=r)
-        self.link_hold_down = Gauge(
-            "lifeline_link_hold_down_seconds",
-            "Seconds of stable probes still needed before a down link counts again.",
-            ["link"], registry=r,
-        )
-        self.link_flap_penalty = Gauge("lifeline_link_flap_penalty",
-                                       "Decaying flap penalty (1 per failure).", ["link"],
-                                       registry=r)
-        self.link_transitions = Counter(
-            "lifeline_link_transitions_total", "Health state changes by new state.",
-            ["link", "to"], registry=r,
-        )
-        self.probes = Counter(
-            "lifeline_probes_total", "Probes sent, by kind and result (ok or the error kind).",
-            ["link", "kind", "result"], registry=r,
-        )
-        self.probe_rtt = Histogram("lifeline_probe_rtt_seconds", "RTT of answered probes.",
-                                   ["link"], buckets=RTT_BUCKETS, registry=r)
-        self.group_active = Gauge(
-            "lifeline_group_active_link", "1 for the link(s) a route group currently uses.",
-            ["group", "link"], registry=r,
-        )
-        self.failovers = Counter(
-            "lifeline_failovers_total", "Changes of a route group's active link.",
-            ["group", "from", "to"], registry=r,
-        )
-        self.conntrack_flushed = Counter(
-            "lifeline_conntrack_flushed_total",
-            "Conntrack entries deleted after a switch (flows NAT'ed through a left link).",
-            ["group"], registry=r,
-        )
-        self.reconciles = Counter(
-            "lifeline_reconcile_total", "Reconcile cycles by result.",
-            ["result"], registry=r,
-        )
-        self.reconcile_duration = Histogram(
-            "lifeline_reconcile_duration_seconds", "Time to observe, plan and apply routes.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
-        )
-        # -- SIP trunks, destinations, DIDs, plan pushes ---------------------------------
-        self.trunk_state = Gauge(
-            "lifeline_trunk_state", "1 for the trunk's current health state, 0 for the others.",
-            ["trunk", "state"], registry=r,
-        )
-        self.trunk_up = Gauge("lifeline_trunk_up",
-                              "1 when the trunk is up or degraded, 0 when down or unknown.",
-                              ["trunk"], registry=r)
-        self.trunk_rtt = Gauge("lifeline_trunk_options_rtt_seconds",
-                               "RTT of the trunk's last answered SIP OPTIONS.", ["trunk"],
-                               registry=r)
-        self.trunk_responses = Counter(
-            "lifeline_trunk_responses_total",
-            "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
-            ["trunk", "code"], registry=r,
-        )
-        self.trunk_edge_failing = Gauge(
-            "lifeline_trunk_edge_failing",
-            "1 while the SIP edge's failed calls hold the trunk degraded (OPTIONS answered).",
-            ["trunk"], registry=r,
-        )
-        self.trunk_edge_trips = Counter(
-            "lifeline_trunk_edge_trips_total",
-            "Times the SIP edge's failed calls tripped the trunk to degraded.",
-            ["trunk"], registry=r,
-        )
-        self.trunk_registered = Gauge(
-            "lifeline_trunk_registered",
-            "1 when the trunk's last REGISTER check succeeded (registration trunks only).",
-            ["trunk"], registry=r,
-        )
-        self.destination_up = Gauge("lifeline_destination_up",
-                                    "1 when the destination (PBX, DR) answers OPTIONS.",
-                                    ["destination"], registry=r)
-        self.dids_per_trunk = Gauge("lifeline_dids_per_trunk",
-                                    "DIDs (numbers) whose calls use the trunk now.", ["trunk"],
-                                    registry=r)
-        self.dids_total = Gauge("lifeline_dids", "DIDs (numbers) in the plan.", registry=r)
-        self.dids_unroutable = Gauge(
-            "lifeline_dids_unroutable",
-            "DIDs (numbers) with no healthy capable trunk: a critical page.", registry=r,
-        )
-        self.did_ranges_unroutable = Gauge("lifeline_did_ranges_unroutable",
-                                           "DID ranges with no healthy capable trunk.",
-                                           registry=r)
-        self.plan_pushes = Counter("lifeline_plan_pushes_total",
-                                   "DID plan pushes to the SIP edge by actuator and result.",
-                                   ["actuator", "result"], registry=r)
-        self.plan_push_duration = Histogram(
-            "lifeline_plan_push_duration_seconds", "Time to push the plan to one SIP edge.",
-            ["actuator"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
-            registry=r,
-        )
-        self.journal_errors = Gauge("lifeline_journal_write_errors",
-                                    "Journal writes that failed since start.", registry=r)
-
-    def set_link_state(self, link: str, state: str) -> None:
-        _set_state(self.link_state, self.link_up, {"link": link}, state)
-
-    def set_trunk_state(self, trunk: str, state: str) -> None:
-        _set_state(self.trunk_state, self.trunk_up, {"trunk": trunk}, state)
-
-    def set_group_active(self, group: str, links: list[str], active: tuple[str, ...]) -> None:
-        for link in links:
-            self.group_active.labels(group=group, link=link).set(1.0 if link in active else 0.0)
+STATES = tuple(s.value for s in HealthState)
+Series = Iterable[tuple[Labels, float]]
 
 
-def _set_state(states: Gauge, up: Gauge, labels: dict[str, str], state: str) -> None:
-    """A state set (1 for the current state, 0 for the others) and its up/down summary:
-    the same health states for links and trunks."""
-    for s in LINK_STATES:
-        states.labels(**labels, state=s).set(1.0 if s == state else 0.0)
-    up.labels(**labels).set(1.0 if state in ("up", "degraded") else 0.0)
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    name: str
+    kind: str  # gauge, counter, histogram
+    help: str
+    labels: tuple[str, ...] = ()
+    when: str = "always"  # when the series is served, for docs/metrics.md
+    read: Callable[[Snapshot], Series] | None = None  # gauges only
+
+
+def _up(state: HealthState) -> float:
+    return 1.0 if state in (HealthState.UP, HealthState.DEGRADED) else 0.0
+
+
+def _link(attr: str) -> Callable[[Snapshot], Series]:
+    """A per-link gauge from a LinkSnap field; a field that is None serves no series."""
+    def read(s: Snapshot) -> Series:
+        for link in s.links:
+            value = getattr(link, attr)
+            if value is not None:
+                yield (link.name,), float(value)
+    return read
+
+
+def _state_set(items: Callable[[Snapshot], Iterable[tuple[str, HealthState]]]
+               ) -> Callable[[Snapshot], Series]:
+    def read(s: Snapshot) -> Series:
+        for name, state in items(s):
+            for value in STATES:
+                yield (name, value), 1.0 if state.value == value else 0.0
+    return read
+
+
+def _links_state(s: Snapshot) -> Iterable[tuple[str, HealthState]]:
+    return ((link.name, link.state) for link in s.links)
+
+
+def _trunks_state(s: Snapshot) -> Iterable[tuple[str, HealthState]]:
+    return ((t.name, t.state) for t in s.trunks)
+
+
+def _group_active(s: Snapshot) -> Series:
+    for g in s.groups:
+        for link in g.links:
+            yield (g.name, link), 1.0 if link in g.applied else 0.0
+
+
+def _dids(s: Snapshot) -> Series:
+    if s.plan is not None:
+        yield (), float(s.plan.total_numbers)
+
+
+def _unroutable(s: Snapshot) -> Series:
+    if s.plan is not None:
+        yield (), float(s.plan.unroutable_numbers)
+
+
+def _unroutable_ranges(s: Snapshot) -> Series:
+    if s.plan is not None:
+        yield (), float(len(s.plan.unroutable))
+
+
+def _per_trunk(s: Snapshot) -> Series:
+    if s.plan is not None:
+        for trunk, count in s.plan.numbers_per_trunk.items():
+            yield (trunk,), float(count)
+
+
+TELEPHONY = "trunks or DIDs are configured"
+
+CATALOG: tuple[MetricDef, ...] = (
+    MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
+              "(1). The site label is here only: add it to every series in the scrape config.",
+              ("version", "site"), read=lambda s: [((s.version, s.site), 1.0)]),
+    MetricDef("lifeline_uptime_seconds", "gauge", "Seconds since the daemon started.",
+              read=lambda s: [((), s.uptime)]),
+    # -- links and routes ---------------------------------------------------------------
+    MetricDef("lifeline_link_state", "gauge",
+              "1 for the link's current health state, 0 for the others.", ("link", "state"),
+              read=_state_set(_links_state)),
+    MetricDef("lifeline_link_up", "gauge",
+              "1 when the link is up or degraded, 0 when down or unknown.", ("link",),
+              read=lambda s: (((link.name,), _up(link.state)) for link in s.links)),
+    MetricDef("lifeline_link_carrier", "gauge", "1 while the link's interface has carrier.",
+              ("link",), read=lambda s: (((k.name,), float(k.carrier)) for k in s.links)),
+    MetricDef("lifeline_link_tier", "gauge", "Configured tier (lower wins).", ("link",),
+              read=_link("tier")),
+    MetricDef("lifeline_link_loss_ratio", "gauge", "Probe loss over the health window.",
+              ("link",), read=_link("loss_ratio")),
+    MetricDef("lifeline_link_latency_seconds", "gauge", "Mean probe RTT over the health "
+              "window.", ("link",), "the link has answered probes in the window",
+              _link("latency")),
+    MetricDef("lifeline_link_jitter_seconds", "gauge", "RFC 3550-style jitter of the probe "
+              "RTT.", ("link",), "the link has answered probes in the window", _link("jitter")),
+    MetricDef("lifeline_link_mos", "gauge", "Estimated voice MOS (ITU-T G.107 E-model).",
+              ("link",), "the link has answered probes in the window", _link("mos")),
+    MetricDef("lifeline_link_hold_down_seconds", "gauge",
+              "Seconds of stable probes still needed before a down link counts again "
+              "(0 when none is running).", ("link",), read=_link("hold_down_remaining")),
+    MetricDef("lifeline_link_flap_penalty", "gauge",
+              "Decaying flap penalty (1 per failure, halving every flap_half_life); it "
+              "stretches the hold-down.", ("link",), read=_link("flap_penalty")),
+    MetricDef("lifeline_link_transitions_total", "counter", "Health state changes, by the "
+              "new state.", ("link", "to")),
+    MetricDef("lifeline_probes_total", "counter",
+              "Probes sent, by kind and result (ok or the error kind).",
+              ("link", "kind", "result")),
+    MetricDef("lifeline_probe_rtt_seconds", "histogram", "RTT of answered probes.",
+              ("link", "kind")),
+    MetricDef("lifeline_group_active_link", "gauge",
+              "1 for the link(s) a route group's kernel route uses now.", ("group", "link"),
+              read=_group_active),
+    MetricDef("lifeline_failovers_total", "counter",
+              "Changes of a route group's active link (the first route after start is none).",
+              ("group", "from", "to")),
+    MetricDef("lifeline_conntrack_flushed_total", "counter",
+              "Conntrack entries deleted after a switch (flows NAT'ed through a left link).",
+              ("group",)),
+    MetricDef("lifeline_reconcile_total", "counter",
+              "Route reconcile cycles by result (changed, noop, error, dry_run).",
+              ("result",)),
+    MetricDef("lifeline_reconcile_duration_seconds", "histogram",
+              "Time to observe, plan and apply routes."),
+    MetricDef("lifeline_standing_problems", "gauge",
+              "Problems that stand now (a foreign route in lifeline's place, a step the "
+              "kernel refused); the status API lists them.",
+              read=lambda s: [((), float(len(s.problems)))]),
+    # -- SIP trunks, destinations, DIDs, the SIP edge -----------------------------------
+    MetricDef("lifeline_trunk_state", "gauge",
+              "1 for the trunk's current health state, 0 for the others.", ("trunk", "state"),
+              TELEPHONY, _state_set(_trunks_state)),
+    MetricDef("lifeline_trunk_up", "gauge",
+              "1 when the trunk is up or degraded, 0 when down or unknown.", ("trunk",),
+              TELEPHONY, lambda s: (((t.name,), _up(t.state)) for t in s.trunks)),
+    MetricDef("lifeline_trunk_options_rtt_seconds", "gauge",
+              "RTT of the trunk's last answered SIP OPTIONS.", ("trunk",),
+              "the trunk has answered an OPTIONS",
+              lambda s: (((t.name,), t.last_rtt) for t in s.trunks
+                         if t.last_rtt is not None and t.last_code is not None)),
+    MetricDef("lifeline_trunk_responses_total", "counter",
+              "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
+              ("trunk", "code"), TELEPHONY),
+    MetricDef("lifeline_trunk_edge_failing", "gauge",
+              "1 while the SIP edge's failed calls hold the trunk degraded (OPTIONS answered).",
+              ("trunk",), TELEPHONY,
+              lambda s: (((t.name,), float(t.edge_failing is not None)) for t in s.trunks)),
+    MetricDef("lifeline_trunk_edge_trips_total", "counter",
+              "Times the SIP edge's failed calls tripped the trunk to degraded.", ("trunk",),
+              TELEPHONY),
+    MetricDef("lifeline_trunk_registered", "gauge",
+              "1 when the trunk's last REGISTER check succeeded.", ("trunk",),
+              "registration trunks, after their first check",
+              lambda s: (((t.name,), float(t.registered)) for t in s.trunks
+                         if t.registered is not None)),
+    MetricDef("lifeline_destination_up", "gauge",
+              "1 when the destination (PBX, DR) answers OPTIONS.", ("destination",),
+              "destinations are configured",
+              lambda s: (((d.name,), _up(d.state)) for d in s.destinations)),
+    MetricDef("lifeline_dids", "gauge", "DIDs (numbers) in the plan.", (),
+              "after the first DID plan", _dids),
+    MetricDef("lifeline_dids_per_trunk", "gauge", "DIDs (numbers) whose calls use the "
+              "trunk now.", ("trunk",), "after the first DID plan", _per_trunk),
+    MetricDef("lifeline_dids_unroutable", "gauge",
+              "DIDs (numbers) with no healthy capable trunk: a critical page.", (),
+              "after the first DID plan", _unroutable),
+    MetricDef("lifeline_did_ranges_unroutable", "gauge",
+              "DID ranges with no healthy capable trunk.", (), "after the first DID plan",
+              _unroutable_ranges),
+    MetricDef("lifeline_sip_edge_in_sync", "gauge",
+              "1 when the SIP edge holds this cycle's DID plan, 0 while it does not (a "
+              "failed push, an edge not reached yet).", ("edge",), "a sip_edge is configured",
+              lambda s: (((e.name,), float(e.in_sync)) for e in s.edges)),
+    MetricDef("lifeline_plan_pushes_total", "counter",
+              "DID plan pushes to the SIP edge, by edge and result.", ("actuator", "result"),
+              "a sip_edge is configured"),
+    MetricDef("lifeline_plan_push_duration_seconds", "histogram",
+              "Time to push the plan to one SIP edge.", ("actuator",),
+              "a sip_edge is configured"),
+    # -- the daemon's own memory ---------------------------------------------------------
+    MetricDef("lifeline_journal_write_errors_total", "counter",
+              "Journal writes that failed."),
+    MetricDef("lifeline_journal_in_memory", "gauge",
+              "1 when the journal is kept in memory because its file could not be used "
+              "(decisions are not kept across a restart).",
+              read=lambda s: [((), float(s.journal.in_memory))]),
+)
+
+# What each family of series is called in the catalog, for tests and the docs.
+NAMES = tuple(m.name for m in CATALOG)
+
+
+def _family(m: MetricDef, snap: Snapshot) -> Metric:
+    labels = list(m.labels)
+    if m.kind == "gauge":
+        assert m.read is not None, m.name
+        gauge = GaugeMetricFamily(m.name, m.help, labels=labels)
+        for values, value in m.read(snap):
+            gauge.add_metric(list(values), value)
+        return gauge
+    if m.kind == "counter":
+        counter = CounterMetricFamily(m.name, m.help, labels=labels)
+        for values, value in snap.counters.get(m.name, {}).items():
+            counter.add_metric(list(values), value)
+        return counter
+    histo = HistogramMetricFamily(m.name, m.help, labels=labels)
+    for values, h in snap.histograms.get(m.name, {}).items():
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*map(repr, h.bounds), "+Inf"), h.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        histo.add_metric(list(values), buckets, h.total)
+    return histo
+
+
+class SnapshotCollector(Collector):
+    """Collects the catalog from whatever snapshot ``latest()`` returns at scrape time."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._latest()
+        if snap is None:  # before the first cycle: nothing is known yet
+            return
+        for m in CATALOG:
+            yield _family(m, snap)
+
+
+def registry_for(latest: Callable[[], Snapshot | None]) -> CollectorRegistry:
+    """lifeline's own registry: the catalog, plus the process and platform collectors
+    (``process_resident_memory_bytes``, open fds, CPU seconds, python_info)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(latest))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def metrics_doc() -> str:
+    """``docs/metrics.md``, written from the catalog (a test fails when the file is stale)."""
+    lines = [
+        "# Metrics",
+        "",
+        "Generated from `exporters/metrics.py` by `python -m exporters.metrics > "
+        "docs/metrics.md`; do not edit by hand.",
+        "",
+        "Served on `/metrics` (default `127.0.0.1:9730`). Every series comes from the "
+        "daemon's snapshot of its last control cycle (at most `reconcile_interval` old). "
+        "Counters start at 0 for every label set the configuration names. The site is a "
+        "label on `lifeline_build_info` only: give each scrape job a `site` label "
+        "(`static_configs[].labels`) so every series carries it. The process collector's "
+        "`process_*` series and `python_info` are served too.",
+        "",
+        "| name | type | labels | served when | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for m in CATALOG:
+        labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
+        lines.append(f"| `{m.name}` | {m.kind} | {labels} | {m.when} | {m.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(metrics_doc())

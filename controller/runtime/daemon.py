@@ -30,13 +30,23 @@ from controller.actuators.sipedge.drivers import drivers_from_config
 from controller.config import Config, Link
 from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
+from controller.core.snapshot import (
+    RECONCILE_BUCKETS,
+    RTT_BUCKETS,
+    GroupSnap,
+    JournalSnap,
+    LinkSnap,
+    Snapshot,
+    Tally,
+    pairs,
+)
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.linkwatch import LinkWatch
 from controller.runtime.trunks import Telephony
 from exporters.http import HttpServer, make_app
-from exporters.metrics import Metrics
+from exporters.status import status_document
 from probes.icmp import close_all
-from probes.sample import ProbeSpec, Sample
+from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
 
 log = logging.getLogger("lifeline")
@@ -63,17 +73,18 @@ class GroupRuntime:
     metric: int
     flush_rules: tuple[CtRule, ...]
     takeover: bool = False
-    active: tuple[str, ...] = ()  # what the policy decided
+    decided: tuple[str, ...] = ()  # what the policy chose
     applied: tuple[str, ...] = ()  # what the kernel route has: the status shows this
     reason: str = "starting"
     last_change: float | None = None
 
 
 @dataclass
-class Counters:
-    failovers: int = 0
-    reconcile_errors: int = 0
-    conflicts: list[str] = field(default_factory=list)
+class Problems:
+    """Standing problems (a foreign route in our place, a step the kernel refused), each
+    logged and journaled once when it first shows; the newest 20 are kept for the status."""
+
+    seen: list[str] = field(default_factory=list)
 
 
 class Daemon:
@@ -83,12 +94,12 @@ class Daemon:
         *,
         dry_run: bool = False,
         journal: Journal | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3")
-        self.metrics = metrics or Metrics()
+        self.tally = Tally()
+        self.latest: Snapshot | None = None
         self.links: dict[str, LinkRuntime] = {}
         for link in cfg.links:
             specs = link.probe_specs()
@@ -117,9 +128,10 @@ class Daemon:
             )
             for g in cfg.route_groups
         }
-        self.counters = Counters()
+        self.problems = Problems()
         self.edges = drivers_from_config(cfg)
-        self.telephony = (Telephony(cfg, self.journal, self.metrics, list(self.edges))
+        self._declare()
+        self.telephony = (Telephony(cfg, self.journal, self.tally, list(self.edges))
                           if cfg.trunks or cfg.dids else None)
         self._edge_read_at = -1e9
         self._pending_refresh: set[str] = set()
@@ -130,10 +142,27 @@ class Daemon:
         self._nl: Netlink | None = None
         self._reconciler: routes.RouteReconciler | None = None
         self._last_plan: str = ""
-        self.metrics.build_info.info({"version": VERSION, "site": cfg.site})
-        for name, rt in self.links.items():
-            self.metrics.link_tier.labels(link=name).set(rt.cfg.tier)
-            self.metrics.set_link_state(name, rt.health.state.value)
+
+    def _declare(self) -> None:
+        """Every label set the config names starts at 0, so ``increase()`` and alerts see
+        the first event (a counter that appears only at its first failover hides it)."""
+        t = self.tally
+        results = ("ok", *(kind.value for kind in ErrorKind))
+        states = tuple(s.value for s in HealthState)
+        kinds = {name: sorted({spec.kind for spec in rt.specs})
+                 for name, rt in self.links.items()}
+        t.init("lifeline_link_transitions_total",
+               *((name, s) for name in self.links for s in states))
+        t.init("lifeline_probes_total",
+               *((name, k, r) for name in self.links for k in kinds[name] for r in results))
+        t.histogram("lifeline_probe_rtt_seconds", RTT_BUCKETS,
+                    *((name, k) for name in self.links for k in kinds[name]))
+        for name, g in self.groups.items():
+            t.init("lifeline_failovers_total", *((name, *pair) for pair in pairs(g.spec.links)))
+        t.init("lifeline_conntrack_flushed_total", *((name,) for name in self.groups))
+        t.init("lifeline_reconcile_total", ("changed",), ("noop",), ("error",), ("dry_run",))
+        t.histogram("lifeline_reconcile_duration_seconds", RECONCILE_BUCKETS, ())
+        t.init("lifeline_journal_write_errors_total", ())
 
     # -- sense ---------------------------------------------------------------------------
     def now(self) -> float:
@@ -142,22 +171,14 @@ class Daemon:
 
     def on_round(self, link: str, sent_at: float, samples: list[Sample]) -> None:
         rt = self.links[link]
-        m = self.metrics
+        tally = self.tally
         for spec, sample in zip(rt.specs, samples, strict=True):
             result = "ok" if sample.ok else (sample.error.value if sample.error else "error")
-            m.probes.labels(link=link, kind=spec.kind, result=result).inc()
+            tally.add("lifeline_probes_total", (link, spec.kind, result))
             if sample.ok and sample.rtt is not None:
-                m.probe_rtt.labels(link=link).observe(sample.rtt)
+                tally.observe("lifeline_probe_rtt_seconds", sample.rtt, (link, spec.kind))
         rtts = tuple(s.rtt if s.ok else None for s in samples[: rt.targets])
         self._handle(rt.health.observe(ProbeRound(sent_at=sent_at, rtts=rtts)))
-        metrics = rt.health.metrics()
-        m.link_loss.labels(link=link).set(metrics.loss_ratio)
-        if metrics.latency is not None:
-            m.link_latency.labels(link=link).set(metrics.latency)
-        if metrics.jitter is not None:
-            m.link_jitter.labels(link=link).set(metrics.jitter)
-        if metrics.mos is not None:
-            m.link_mos.labels(link=link).set(metrics.mos)
 
     def on_carrier(self, ifname: str, up: bool, reason: str) -> None:
         for rt in self.by_ifname.get(ifname, []):
@@ -169,8 +190,7 @@ class Daemon:
     def _handle(self, tr: Transition | None) -> None:
         if tr is None:
             return
-        self.metrics.set_link_state(tr.subject, tr.new.value)
-        self.metrics.link_transitions.labels(link=tr.subject, to=tr.new.value).inc()
+        self.tally.add("lifeline_link_transitions_total", (tr.subject, tr.new.value))
         bad = tr.new in (HealthState.DOWN, HealthState.DEGRADED)
         level = logging.WARNING if bad else logging.INFO
         log.log(
@@ -206,12 +226,12 @@ class Daemon:
         for rt in self.links.values():
             self._handle(rt.health.tick(now))
         specs = [g.spec for g in self.groups.values()]
-        current = {name: g.active for name, g in self.groups.items()}
+        current = {name: g.decided for name, g in self.groups.items()}
         decisions = decide_all(specs, self.views(), current)
         for name, d in decisions.items():
             g = self.groups[name]
             if d.changed and d.active:
-                old = ",".join(g.active) or "none"
+                old = ",".join(g.decided) or "none"
                 new = ",".join(d.active)
                 log.warning(
                     "%s: route %s -> %s: %s",
@@ -222,14 +242,12 @@ class Daemon:
                     extra={"event": "decision", "group": name},
                 )
                 self.journal.record(
-                    "decision", name, d.reason, old=list(g.active), new=list(d.active)
+                    "decision", name, d.reason, old=list(g.decided), new=list(d.active)
                 )
-                if g.active:  # the first route after start is no failover: no page for it
-                    self.metrics.failovers.labels(group=name, **{"from": old, "to": new}).inc()
-                    self.counters.failovers += 1
-                g.active, g.last_change = d.active, now
+                if g.decided:  # the first route after start is no failover: no page for it
+                    self.tally.add("lifeline_failovers_total", (name, old, new))
+                g.decided, g.last_change = d.active, now
             g.reason = d.reason
-            self.metrics.set_group_active(name, list(g.spec.links), g.active)
         return decisions
 
     # -- act -----------------------------------------------------------------------------
@@ -251,7 +269,7 @@ class Daemon:
                 table=g.table,
                 destination=g.destination,
                 metric=g.metric,
-                active=g.active,
+                active=g.decided,
                 takeover=g.takeover,
                 # config holds each group to one family; the actuator needs it for the key
                 family=self.links[g.spec.links[0]].cfg.family if g.spec.links else None,
@@ -274,13 +292,13 @@ class Daemon:
                 desired = self.desired()
                 result = await self._reconciler.reconcile(desired, dry_run=self.dry_run)
             except Exception as exc:  # an actuator error must not kill the control loop
-                self.counters.reconcile_errors += 1
-                self.metrics.reconciles.labels(result="error").inc()
+                self.tally.add("lifeline_reconcile_total", ("error",))
                 log.error("reconcile failed: %s", exc)
                 self.journal.record("error", "routes", f"reconcile failed: {exc}")
                 return
             finally:
-                self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+                self.tally.observe("lifeline_reconcile_duration_seconds",
+                                   time.perf_counter() - started)
             plan = result.plan
             text = plan.describe()
             if self.dry_run:
@@ -298,19 +316,18 @@ class Daemon:
                             "far targets and those links will read down; run once without "
                             "--dry-run to create them"
                         )
-                self.metrics.reconciles.labels(result="dry_run").inc()
+                self.tally.add("lifeline_reconcile_total", ("dry_run",))
                 return
             self._note_applied(desired, result)
             if result.done:
-                self.metrics.reconciles.labels(result="changed").inc()
+                self.tally.add("lifeline_reconcile_total", ("changed",))
                 log.info("routes: %s", "; ".join(step.describe() for step in result.done))
                 self.journal.record("action", "routes",
                                     "\n".join(step.describe() for step in result.done))
             elif result.ok:
-                self.metrics.reconciles.labels(result="noop").inc()
+                self.tally.add("lifeline_reconcile_total", ("noop",))
             for err in result.errors:
-                self.counters.reconcile_errors += 1
-                self.metrics.reconciles.labels(result="error").inc()
+                self.tally.add("lifeline_reconcile_total", ("error",))
                 self._report_once(err.describe())
             for conflict in plan.conflicts:
                 self._report_once(conflict.describe())
@@ -336,21 +353,21 @@ class Daemon:
 
     def _report_once(self, problem: str) -> None:
         """Log and journal a standing problem when it first shows, not every cycle."""
-        if problem in self.counters.conflicts:
+        if problem in self.problems.seen:
             return
-        self.counters.conflicts.append(problem)
-        del self.counters.conflicts[:-20]
+        self.problems.seen.append(problem)
+        del self.problems.seen[:-20]
         log.error("routes: %s", problem)
         self.journal.record("error", "routes", problem)
 
     async def _flush(self, group: str, old_links: tuple[str, ...]) -> None:
         g = self.groups[group]
         sources = {name: rt.source for name, rt in self.links.items()}
-        old_sources = stale_sources(old_links, g.active, sources)
+        old_sources = stale_sources(old_links, g.decided, sources)
         if not old_sources:
             return
         res = await flush_after_switch(old_sources, g.flush_rules)
-        self.metrics.conntrack_flushed.labels(group=group).inc(res.deleted)
+        self.tally.add("lifeline_conntrack_flushed_total", (group,), res.deleted)
         log.info("%s: %s", group, res.describe())
         self.journal.record("action", group, res.describe(), deleted=res.deleted,
                             errors=res.errors, timed_out=res.timed_out)
@@ -424,18 +441,18 @@ class Daemon:
                 found = tuple(by_hop[(h.gateway, h.ifname)] for h in route.nexthops
                               if (h.gateway, h.ifname) in by_hop)
                 if found:
-                    g.active = g.applied = found
+                    g.decided = g.applied = found
                     g.reason = f"kept from before start: {','.join(found)}"
                     log.info("%s: found route via %s, keeping it until health is known",
                              name, ",".join(found))
 
     async def cycle(self) -> None:
-        before = {name: g.active for name, g in self.groups.items()}
+        before = {name: g.decided for name, g in self.groups.items()}
         self.decide()
         left = {
             name: before[name]
             for name, g in self.groups.items()
-            if before[name] and set(before[name]) != set(g.active)
+            if before[name] and set(before[name]) != set(g.decided)
         }
         await self.reconcile(left)
         if self.telephony is not None:
@@ -465,52 +482,49 @@ class Daemon:
             self._pending_refresh.clear()
 
     # -- tell ----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
+        """Everything the daemon knows now, frozen: what every exporter reads."""
         now = self.now()
+        writes_failed = self.journal.write_errors - self.tally.value(
+            "lifeline_journal_write_errors_total")
+        if writes_failed > 0:
+            self.tally.add("lifeline_journal_write_errors_total", (), writes_failed)
         links = []
         for name, rt in self.links.items():
             m = rt.health.metrics()
-            links.append(
-                {
-                    "name": name,
-                    "interface": rt.cfg.interface,
-                    "gateway": rt.cfg.gateway,
-                    "tier": rt.cfg.tier,
-                    "state": rt.health.state.value,
-                    "since": None if rt.health.since is None else round(now - rt.health.since, 3),
-                    "reason": rt.health.reason,
-                    "carrier": rt.carrier,
-                    "loss_ratio": m.loss_ratio,
-                    "latency": m.latency,
-                    "jitter": m.jitter,
-                    "mos": m.mos,
-                    "rounds": m.rounds,
-                    "hold_down_remaining": rt.health.hold_down_remaining(now),
-                }
-            )
-        groups = [
-            {
-                "name": name,
-                "table": g.table,
-                "destination": g.destination,
-                "active": list(g.applied),
-                "decided": list(g.active),
-                "reason": g.reason,
-                "since_change": None if g.last_change is None else round(now - g.last_change, 3),
-            }
-            for name, g in self.groups.items()
-        ]
-        return {
-            "site": self.cfg.site,
-            "version": VERSION,
-            "dry_run": self.dry_run,
-            "uptime": round(time.time() - self.started, 1),
-            "links": links,
-            "groups": groups,
-            "failovers": self.counters.failovers,
-            "reconcile_errors": self.counters.reconcile_errors,
-            "conflicts": self.counters.conflicts,
-        } | (self.telephony.status(now) if self.telephony is not None else {})
+            h = rt.health
+            links.append(LinkSnap(
+                name=name, interface=rt.cfg.interface, gateway=rt.cfg.gateway,
+                source=rt.source, tier=rt.cfg.tier, state=h.state,
+                since=None if h.since is None else now - h.since, reason=h.reason,
+                carrier=rt.carrier, loss_ratio=m.loss_ratio, latency=m.latency,
+                jitter=m.jitter, mos=m.mos, rounds=m.rounds,
+                hold_down_remaining=h.hold_down_remaining(now), flap_penalty=h.penalty(now)))
+        groups = tuple(
+            GroupSnap(name, g.table, g.destination, g.spec.links, g.applied, g.decided,
+                      g.reason, None if g.last_change is None else now - g.last_change)
+            for name, g in self.groups.items())
+        counters, histograms = self.tally.freeze()
+        tel = self.telephony
+        trunks, destinations, edges = tel.snapshot(now) if tel is not None else ((), (), ())
+        return Snapshot(
+            site=self.cfg.site, version=VERSION, dry_run=self.dry_run, taken_at=time.time(),
+            uptime=time.time() - self.started, links=tuple(links), groups=groups,
+            trunks=trunks, destinations=destinations, edges=edges,
+            plan=tel.plan if tel is not None else None,
+            destination_uris=tel.destination_uris if tel is not None else {},
+            problems=tuple(self.problems.seen),
+            journal=JournalSnap(str(self.journal.path)),
+            counters=counters, histograms=histograms, telephony=tel is not None)
+
+    def publish(self) -> Snapshot:
+        """Take this cycle's snapshot and make it the one every reader sees."""
+        self.latest = self.snapshot()
+        return self.latest
+
+    def status(self) -> dict[str, Any]:
+        """The status document of the latest snapshot (what ``/api/v1/status`` serves)."""
+        return status_document(self.latest or self.publish())
 
     # -- run -----------------------------------------------------------------------------
     async def _wake_on(self, stop: asyncio.Event) -> None:
@@ -527,11 +541,9 @@ class Daemon:
             f"lifeline {VERSION} started" + (" (dry run)" if self.dry_run else ""),
             site=cfg.site,
         )
-        server = HttpServer(
-            make_app(self.metrics, self.status,
-                     self.telephony.lookup if self.telephony is not None else None),
-            cfg.listen, Path(cfg.api_socket_path)
-        )
+        self.publish()
+        server = HttpServer(make_app(lambda: self.latest), cfg.listen,
+                            Path(cfg.api_socket_path))
         await server.start()
         self._nl = Netlink()
         await self._nl.__aenter__()
@@ -564,7 +576,7 @@ class Daemon:
                 if stop.is_set():
                     break
                 await self.cycle()
-                self.metrics.journal_errors.set(self.journal.write_errors)
+                self.publish()
         finally:
             waker.cancel()
             for rt in self.links.values():
@@ -579,7 +591,7 @@ class Daemon:
             await self._nl.__aexit__(None, None, None)
             close_all()
             kept = "; ".join(
-                f"{n} via {','.join(g.active) or 'unchanged'}" for n, g in self.groups.items()
+                f"{n} via {','.join(g.decided) or 'unchanged'}" for n, g in self.groups.items()
             )
             log.info("stopped; routes left in place: %s", kept)
             self.journal.record("stop", "daemon", f"stopped; routes left in place: {kept}")

@@ -28,8 +28,8 @@ from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.core.edgesignal import EdgeBreaker
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
+from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
-from exporters.metrics import Metrics
 from probes.sample import ErrorKind
 from probes.sip import SipResult, SipTarget, options, register_check
 
@@ -131,11 +131,11 @@ async def _resolved(target: SipTarget) -> SipTarget | SipResult:
 class Telephony:
     """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
 
-    def __init__(self, cfg: Config, journal: Journal, metrics: Metrics,
+    def __init__(self, cfg: Config, journal: Journal, tally: Tally,
                  edges: list[EdgeDriver]) -> None:
         self.cfg = cfg
         self.journal = journal
-        self.metrics = metrics
+        self.tally = tally
         self.edges = edges
         self.entries = cfg.did_entries()
         self.trunks: dict[str, Peer] = {t.name: self._trunk_peer(t) for t in cfg.trunks}
@@ -149,6 +149,20 @@ class Telephony:
         self._unroutable: set[str] = set()
         self._groups = self._trunk_groups(cfg.trunks)
         self._wake: asyncio.Event | None = None
+        self.destination_uris = {d.name: str(d.sip_uri) for d in cfg.destinations}
+        self._declare(tally)
+
+    def _declare(self, tally: Tally) -> None:
+        """Every label set the config names starts at 0, so ``increase()`` sees the first
+        event (an alert on a trunk's first timeout must not need a second one)."""
+        codes = ("200", *(kind.value for kind in ErrorKind))
+        tally.init("lifeline_trunk_responses_total",
+                   *((t, code) for t in self.trunks for code in codes))
+        tally.init("lifeline_trunk_edge_trips_total", *((t,) for t in self.trunks))
+        tally.init("lifeline_plan_pushes_total",
+                   *((e.name, r) for e in self.edges for r in ("ok", "error")))
+        tally.histogram("lifeline_plan_push_duration_seconds", PUSH_BUCKETS,
+                        *((e.name,) for e in self.edges))
 
     @property
     def enabled(self) -> bool:
@@ -264,8 +278,6 @@ class Telephony:
                                    detail=f"no password: {exc}")
             was = peer.registered
             peer.registered = result
-            self.metrics.trunk_registered.labels(trunk=peer.name).set(
-                1.0 if result.reachable else 0.0)
             if was is None or was.reachable != result.reachable:
                 what = "registered" if result.reachable else f"not registered: {result.detail}"
                 log.log(logging.INFO if result.reachable else logging.WARNING,
@@ -280,9 +292,7 @@ class Telephony:
         code = str(result.code) if result.code is not None else (
             result.error.value if result.error else "error")
         if kind == "trunk":
-            self.metrics.trunk_responses.labels(trunk=peer.name, code=code).inc()
-            if result.rtt is not None and result.code is not None:
-                self.metrics.trunk_rtt.labels(trunk=peer.name).set(result.rtt)
+            self.tally.add("lifeline_trunk_responses_total", (peer.name, code))
         rtt = result.rtt if result.reachable and result.rtt is not None else None
         if result.reachable and rtt is None:
             rtt = 0.0
@@ -291,13 +301,8 @@ class Telephony:
     def _handle(self, kind: str, tr: Transition | None) -> None:
         if tr is None:
             return
-        if kind == "trunk":
-            self.metrics.set_trunk_state(tr.subject, tr.new.value)
-            if HealthState.DOWN in (tr.old, tr.new):
-                self.trunks[tr.subject].edge.forget()
-        else:
-            self.metrics.destination_up.labels(destination=tr.subject).set(
-                1.0 if tr.new in (HealthState.UP, HealthState.DEGRADED) else 0.0)
+        if kind == "trunk" and HealthState.DOWN in (tr.old, tr.new):
+            self.trunks[tr.subject].edge.forget()
         level = logging.WARNING if tr.new is HealthState.DOWN else logging.INFO
         log.log(level, "%s %s: %s -> %s: %s", kind, tr.subject, tr.old.value, tr.new.value,
                 tr.reason)
@@ -318,7 +323,7 @@ class Telephony:
                 peer = self.trunks.get(name)
                 if peer is not None and peer.edge.observe(now, count):
                     _, why = peer.edge.verdict(now)
-                    self.metrics.trunk_edge_trips.labels(trunk=name).inc()
+                    self.tally.add("lifeline_trunk_edge_trips_total", (name,))
                     log.warning("trunk %s: fails calls while answering OPTIONS: %s", name, why)
                     self.journal.record("transition", name, f"{name}: {why}", peer="edge",
                                         edge=edge.name)
@@ -332,7 +337,6 @@ class Telephony:
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
             failing, why = peer.edge.verdict(now)
-            self.metrics.trunk_edge_failing.labels(trunk=name).set(1.0 if failing else 0.0)
             views[name] = TrunkView(name, peer.health.state, peer.health.reason,
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_failing=failing, edge_reason=why)
@@ -350,16 +354,7 @@ class Telephony:
             self.journal.record("decision", "dids", f"{rng} routable again")
         self._unroutable = unroutable
         self.plan = plan
-        self._tell(plan)
         return plan
-
-    def _tell(self, plan: DidPlan) -> None:
-        m = self.metrics
-        m.dids_unroutable.set(plan.unroutable_numbers)
-        m.did_ranges_unroutable.set(len(plan.unroutable))
-        m.dids_total.set(plan.total_numbers)
-        for trunk, count in plan.numbers_per_trunk.items():
-            m.dids_per_trunk.labels(trunk=trunk).set(count)
 
     def trunk_source(self, name: str, sources: Mapping[str, str | None],
                      active: str | None) -> str | None:
@@ -380,7 +375,7 @@ class Telephony:
                        **_registration_fields(self.cfg.trunk(name).registration))
             for name, peer in self.trunks.items()
         )
-        uris = {d.name: str(d.sip_uri) for d in self.cfg.destinations}
+        uris = self.destination_uris
         routes = tuple(
             DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
             for d in plan.decisions
@@ -398,10 +393,9 @@ class Telephony:
         for edge in self.edges:
             started = time.perf_counter()
             ok, detail = await edge.push(edge_plan)
-            self.metrics.plan_pushes.labels(actuator=edge.name,
-                                            result="ok" if ok else "error").inc()
-            self.metrics.plan_push_duration.labels(actuator=edge.name).observe(
-                time.perf_counter() - started)
+            self.tally.add("lifeline_plan_pushes_total", (edge.name, "ok" if ok else "error"))
+            self.tally.observe("lifeline_plan_push_duration_seconds",
+                               time.perf_counter() - started, (edge.name,))
             previous = self.push_errors.get(edge.name)
             if ok:
                 self.pushed[edge.name] = edge_plan
@@ -417,46 +411,25 @@ class Telephony:
                     self.journal.record("error", edge.name, f"plan push failed: {detail}")
         return all_ok
 
-    # -- tell ------------------------------------------------------------------------------
-    def status(self, now: float) -> dict[str, Any]:
-        def peer_doc(p: Peer) -> dict[str, Any]:
+    # -- tell ----------------------------------------------------------------------------
+    def snapshot(self, now: float) -> tuple[tuple[PeerSnap, ...], tuple[PeerSnap, ...],
+                                            tuple[EdgeSnap, ...]]:
+        """Trunks, destinations and edges as the snapshot tells them."""
+        def peer(p: Peer, **extra: Any) -> PeerSnap:
             last = p.last
-            return {"name": p.name, "uri": p.target.request_uri(), "state": p.health.state.value,
-                    "reason": p.health.reason,
-                    "last_code": None if last is None else last.code,
-                    "last_rtt": None if last is None else last.rtt,
-                    "hold_down_remaining": p.health.hold_down_remaining(now),
-                    "registered": None if p.registered is None else p.registered.reachable}
+            return PeerSnap(p.name, p.target.request_uri(), p.health.state, p.health.reason,
+                            None if last is None else last.code,
+                            None if last is None else last.rtt,
+                            p.health.hold_down_remaining(now), **extra)
 
-        plan = self.plan
-        return {
-            "trunks": [peer_doc(p) | {"dids": plan.numbers_per_trunk.get(p.name, 0) if plan
-                                      else 0,
-                                      "edge_failing": p.edge.verdict(now)[1] or None}
-                       for p in self.trunks.values()],
-            "destinations": [peer_doc(p) for p in self.destinations.values()],
-            "dids": None if plan is None else {
-                "ranges": len(plan.decisions), "numbers": plan.total_numbers,
-                "unroutable_numbers": plan.unroutable_numbers,
-                "unroutable": [str(r) for r in plan.unroutable],
-            },
-            "edges": [{"name": e.name, "error": self.push_errors.get(e.name),
-                       "in_sync": self.pushed.get(e.name) == self.edge_plan}
-                      for e in self.edges],
-        }
-
-    def lookup(self, number: str) -> dict[str, Any] | None:
-        """Which trunk and destination ``number`` uses now, and why (for /api/v1/dids)."""
-        if self.plan is None:
-            return None
-        decision = self.plan.lookup(number)
-        if decision is None:
-            return None
-        uris = {d.name: str(d.sip_uri) for d in self.cfg.destinations}
-        return {"number": number, "range": str(decision.numbers), "trunk": decision.trunk,
-                "trunk_state": None if decision.trunk_state is None
-                else decision.trunk_state.value,
-                "destination": decision.destination,
-                "destination_uri": uris.get(decision.destination),
-                "disaster_recovery": decision.on_dr, "unroutable": decision.unroutable,
-                "reason": decision.reason}
+        per_trunk = self.plan.numbers_per_trunk if self.plan is not None else {}
+        trunks = tuple(
+            peer(p, registered=None if p.registered is None else p.registered.reachable,
+                 edge_failing=p.edge.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0))
+            for p in self.trunks.values())
+        destinations = tuple(peer(p) for p in self.destinations.values())
+        edges = tuple(EdgeSnap(e.name, self.edge_plan is not None
+                               and self.pushed.get(e.name) == self.edge_plan,
+                               self.push_errors.get(e.name))
+                      for e in self.edges)
+        return trunks, destinations, edges

@@ -473,7 +473,7 @@ def test_routes_lifeline_did_not_create_are_untouched(
     assert foreign() == before
     st = d.status()
     assert st is not None
-    assert st["conflicts"] == [], st["conflicts"]
+    assert st["problems"] == [], st["problems"]
 
 
 # -- 9. conntrack ----------------------------------------------------------------------------------

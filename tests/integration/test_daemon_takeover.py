@@ -33,8 +33,8 @@ def test_foreign_route_at_the_group_key_is_a_reported_conflict(lab: Lab,
     daemon = _daemon(lab, tmp_path, takeover=False)
     daemon.start()
     try:
-        st = daemon.wait_for(lambda s: bool(s["conflicts"]), 15, "a conflict to be reported")
-        assert any("internet" in c for c in st["conflicts"]), st["conflicts"]
+        st = daemon.wait_for(lambda s: bool(s["problems"]), 15, "a conflict to be reported")
+        assert any("internet" in c for c in st["problems"]), st["problems"]
         time.sleep(1.5)  # more reconcile cycles: still untouched
         assert route_devices(lab) == ["lte0"]
         route = lab.run(lab.site, ["ip", "route", "show", "default"]).stdout

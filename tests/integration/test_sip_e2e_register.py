@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -151,3 +152,33 @@ def test_new_register_advertises_fibre_b_contact(
     fresh, _ = fail_over(site)
     contact = f"<sip:{UUID}@{lab.link('fibre-b').site_addr}:"
     assert any(contact in m for m in fresh), fresh[-1]
+
+
+def test_every_documented_metric_is_served_after_a_failover(
+    site: tuple[Lab, SipSite, LifelineProcess],
+) -> None:
+    """The tell side cannot drift from the code: after a fibre failover (links, trunks with a
+    registration, DIDs, the Kamailio edge all in play) the real daemon serves every series
+    docs/metrics.md lists, counters at their first events, and no ``_created`` series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporters.metrics import CATALOG
+
+    _, _, daemon = site
+    fail_over(site)
+    daemon.wait_for(all_ready, 20, "everything ready on fibre-b")
+    documented = re.findall(r"^\| `(lifeline_[a-z_]+)` \|", (
+        Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(), re.M)
+    assert sorted(documented) == sorted(m.name for m in CATALOG)
+    text = daemon.metrics_text()
+    assert "_created" not in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    # prometheus-client's parser names a counter family without its _total suffix
+    served = {name for name, f in families.items() if f.samples}
+    served |= {f"{name}_total" for name, f in families.items()
+               if f.type == "counter" and f.samples}
+    assert set(documented) - served == set()
+    assert "process_resident_memory_bytes" in families
+    failovers = {(s.labels["from"], s.labels["to"]): s.value
+                 for s in families["lifeline_failovers"].samples if s.name.endswith("_total")}
+    assert failovers[("fibre-a", "fibre-b")] >= 1

@@ -261,9 +261,9 @@ async def test_telephony_register_loop_reports_registration(
     file, the REGISTER check answers the digest challenge, and the result is reported."""
 
     from controller.config import parse_config
+    from controller.core.snapshot import Tally
     from controller.runtime.journal import Journal
     from controller.runtime.trunks import Telephony
-    from exporters.metrics import Metrics
 
     port = sipp("-sf", scenario("register-digest.xml"), "-key", "algorithm", "MD5")
     secret = tmp_path / "carrier-b"
@@ -279,7 +279,7 @@ trunks:
     uri: "sip:{LOOPBACK}:{port}"
     register: {{user: site1, domain: lifeline.test, password_file: {secret}}}
 """)
-    tel = Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    tel = Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Tally(), [])
     peer = tel.trunks["b1"]
     task = asyncio.create_task(tel._register_loop(peer))
     try:
@@ -290,5 +290,5 @@ trunks:
     finally:
         task.cancel()
     assert peer.registered is not None and peer.registered.reachable, peer.registered
-    assert tel.metrics.trunk_registered.labels(trunk="b1")._value.get() == 1.0
-    assert tel.status(0.0)["trunks"][0]["registered"] is True
+    trunks, _, _ = tel.snapshot(0.0)
+    assert trunks[0].registered is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,10 +16,12 @@ from hypothesis import strategies as st
 from controller.actuators.sipedge.plan import EdgePlan
 from controller.config import parse_config
 from controller.core.health import HealthState
+from controller.core.snapshot import Snapshot, Tally
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.trunks import Telephony, next_probe_at
 from exporters.http import make_app
-from exporters.metrics import Metrics
+from exporters.metrics import registry_for
+from exporters.status import did_document
 from probes.sample import ErrorKind
 from probes.sip import SipResult, SipTarget
 
@@ -66,7 +69,22 @@ class Recorder:
 @pytest.fixture
 def tel(tmp_path: Path) -> Telephony:
     cfg = parse_config(CONFIG)
-    return Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Metrics(), [Recorder()])
+    return Telephony(cfg, Journal(tmp_path / "j.sqlite3"), Tally(), [Recorder()])
+
+
+def snap(tel: Telephony, now: float = 0.0) -> Snapshot:
+    """What the daemon would publish of ``tel`` (its telephony part)."""
+    trunks, destinations, edges = tel.snapshot(now)
+    counters, histograms = tel.tally.freeze()
+    return Snapshot(site="tel", version="test", dry_run=False, taken_at=0.0, uptime=0.0,
+                    trunks=trunks, destinations=destinations, edges=edges, plan=tel.plan,
+                    destination_uris=tel.destination_uris, counters=counters,
+                    histograms=histograms, telephony=True)
+
+
+def lookup(tel: Telephony, number: str) -> dict[str, Any] | None:
+    """What ``/api/v1/dids?number=`` answers now."""
+    return did_document(snap(tel), number)
 
 
 def feed(tel: Telephony, kind: str, name: str, result: SipResult, start: float,
@@ -97,9 +115,9 @@ def test_every_did_routes_when_all_is_up(tel: Telephony) -> None:
     plan = tel.decide(now, LINKS)
     assert plan.unroutable_numbers == 0
     assert plan.numbers_per_trunk["a1"] == 100 and plan.numbers_per_trunk["b1"] == 50
-    found = tel.lookup("+390212345601")
+    found = lookup(tel, "+390212345601")
     assert found is not None and found["trunk"] == "a1" and found["destination"] == "pbx"
-    assert tel.lookup("+390212345700") is None
+    assert lookup(tel, "+390212345700") is None
 
 
 def test_a_dead_sbc_moves_its_dids_to_the_next_trunk(tel: Telephony) -> None:
@@ -107,7 +125,7 @@ def test_a_dead_sbc_moves_its_dids_to_the_next_trunk(tel: Telephony) -> None:
     now = feed(tel, "trunk", "a1", LOST, now, 3)
     plan = tel.decide(now, LINKS)
     assert plan.lookup("+390212345650") is not None
-    found = tel.lookup("+390212345650")
+    found = lookup(tel, "+390212345650")
     assert found is not None and found["trunk"] == "a2"
     assert "a1" in found["reason"]
     edge = tel.to_edge_plan(plan)
@@ -123,8 +141,9 @@ def test_all_trunks_of_a_did_down_is_unroutable_and_journaled(tel: Telephony,
     now = feed(tel, "trunk", "b1", LOST, now, 3)
     plan = tel.decide(now, LINKS)
     assert [str(r) for r in plan.unroutable] == ["+390298765400-+390298765449"]
-    assert tel.metrics.dids_unroutable._value.get() == 50
-    assert tel.lookup("+390212345601")["trunk"] == "a1"  # type: ignore[index]
+    served = registry_for(lambda: snap(tel, now)).get_sample_value("lifeline_dids_unroutable")
+    assert served == 50
+    assert lookup(tel, "+390212345601")["trunk"] == "a1"  # type: ignore[index]
     errors = read_events(tmp_path / "j.sqlite3", kind="error")
     assert any("unroutable" in e.message for e in errors)
 
@@ -133,7 +152,7 @@ def test_dead_pbx_sends_inbound_calls_to_dr(tel: Telephony) -> None:
     now = all_up(tel)
     feed(tel, "destination", "pbx", LOST, now, 3)
     plan = tel.decide(now + 1.0, LINKS)
-    found = tel.lookup("+390212345601")
+    found = lookup(tel, "+390212345601")
     assert found is not None and found["destination"] == "dr" and found["disaster_recovery"]
     edge = tel.to_edge_plan(plan)
     assert {r.destination_uri for r in edge.routes if r.first.startswith("+3902123")} == {
@@ -147,7 +166,8 @@ async def test_push_records_the_plan_and_counts(tel: Telephony) -> None:
     recorder = tel.edges[0]
     assert isinstance(recorder, Recorder) and len(recorder.plans) == 1
     assert len(recorder.plans[0].routes) == 2
-    assert tel.status(now)["edges"] == [{"name": "recorder", "error": None, "in_sync": True}]
+    assert [(e.name, e.error, e.in_sync) for e in tel.snapshot(now)[2]] == [
+        ("recorder", None, True)]
 
 
 async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journaled(
@@ -160,11 +180,11 @@ async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journale
     edge.counts["a1"] = 8  # 3 failed calls within the window
     await tel.read_edge_failures(now + 2)
     plan = tel.decide(now + 2, LINKS)
-    found = tel.lookup("+390212345650")
+    found = lookup(tel, "+390212345650")
     assert found is not None and found["trunk"] == "a2"
     assert "OPTIONS answered but 3 calls failed at the SIP edge" in found["reason"]
-    doc = next(t for t in tel.status(now + 2)["trunks"] if t["name"] == "a1")
-    assert doc["state"] == "up" and doc["edge_failing"].startswith("3 calls failed")
+    a1 = next(t for t in tel.snapshot(now + 2)[0] if t.name == "a1")
+    assert a1.state is HealthState.UP and (a1.edge_failing or "").startswith("3 calls failed")
     assert plan.numbers_per_trunk["a2"] == 100
     trips = [e for e in read_events(tmp_path / "j.sqlite3") if e.data.get("peer") == "edge"]
     assert len(trips) == 1 and "a1: 3 calls failed" in trips[0].message
@@ -173,16 +193,16 @@ async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journale
     for name in tel.trunks:
         feed(tel, "trunk", name, OK, now, int(70 / 0.2))
     tel.decide(now + 40, LINKS)
-    found = tel.lookup("+390212345650")
+    found = lookup(tel, "+390212345650")
     assert found is not None and found["trunk"] == "a2"
     tel.decide(now + 70, LINKS)
-    found = tel.lookup("+390212345650")
+    found = lookup(tel, "+390212345650")
     assert found is not None and found["trunk"] == "a1"
 
 
 async def test_dids_endpoint(tel: Telephony) -> None:
     tel.decide(all_up(tel), LINKS)
-    app = make_app(Metrics(), lambda: {}, tel.lookup)
+    app = make_app(lambda: snap(tel))
     async with TestClient(TestServer(app)) as client:
         ok = await client.get("/api/v1/dids", params={"number": "+390212345601"})
         assert ok.status == 200 and (await ok.json())["trunk"] == "a1"
@@ -214,7 +234,7 @@ def test_edge_plan_carries_registrations_with_the_password_from_its_file(
         '  - {name: b1, carrier: carrier-b, uri: "sip:192.0.2.23",',
         f'  - {{name: b1, carrier: carrier-b, uri: "sip:192.0.2.23", register: '
         f'{{user: site1, domain: carrier-b.example, password_file: {secret}}},')
-    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
     plan = tel.decide(all_up(tel), LINKS)
     trunks = {t.name: t for t in tel.to_edge_plan(plan, ("b1",)).trunks}
     assert trunks["b1"].register_user == "site1"
@@ -233,7 +253,7 @@ def test_trunks_leave_from_the_active_link_unless_pinned(tmp_path: Path) -> None
         "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
         "route_groups: [{name: internet, links: [fibre-a, lte]}]",
     ).replace('uri: "sip:192.0.2.23",', 'uri: "sip:192.0.2.23", links: [fibre-a], pinned: true,')
-    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
     plan = tel.decide(all_up(tel), LINKS)
     # lte's address was found on its interface at start (the daemon's sources, not config).
     sources = {"fibre-a": "198.51.100.2", "lte": "100.64.0.7"}
@@ -295,7 +315,7 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
         return LOST
 
     monkeypatch.setattr("controller.runtime.trunks.options", fake_options)
-    tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Metrics(), [])
+    tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Tally(), [])
     peer = tel.trunks["a1"]
     peer.interval, peer.timeout, peer.recheck = interval, timeout, recheck
     tel.start(asyncio.Event())
@@ -340,5 +360,5 @@ async def test_edge_failures_around_an_outage_seen_by_options_do_not_trip(
     for name in ("a2", "b1"):
         feed(tel, "trunk", name, OK, now - 2.4, 13)
     tel.decide(now, LINKS)
-    found = tel.lookup("+390212345650")
+    found = lookup(tel, "+390212345650")
     assert found is not None and found["trunk"] == "a1"
