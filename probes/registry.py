@@ -1,9 +1,10 @@
 """The table of probe kinds and the one safe way to run a probe.
 
-``PROBES`` maps a kind name ("icmp", "tcp", "arp") to its ``probe(spec, *, timeout)``
+``PROBES`` maps a kind name ("icmp", "tcp", "arp", "sip") to its ``probe(spec, *, timeout)``
 function, like blackbox_exporter's prober table. ``run_probe`` is the guard the
-scheduler relies on: an unknown kind or a bug inside a probe becomes an INTERNAL failed
-sample instead of an exception, because a probe must never take the scheduler down.
+schedulers rely on: it resolves a host name first (``probes.resolve``), and an unknown
+kind or a bug inside a probe becomes an INTERNAL failed sample instead of an exception,
+because a probe must never take the scheduler down.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from typing import Protocol
 
 from probes import arp, icmp, sip, tcp
+from probes.resolve import resolved
 from probes.sample import ErrorKind, ProbeSpec, Sample
 
 __all__ = ["PROBES", "ProbeFn", "run_probe"]
@@ -34,12 +36,16 @@ PROBES: dict[str, ProbeFn] = {
 
 
 async def run_probe(spec: ProbeSpec, timeout: float) -> Sample:
-    """Run ``spec`` with its kind's probe; never raises (cancellation aside)."""
+    """Run ``spec`` with its kind's probe, its host name resolved first; never raises
+    (cancellation aside)."""
     fn = PROBES.get(spec.kind)
     if fn is None:
         return Sample.failure(ErrorKind.INTERNAL, f"unknown probe kind {spec.kind!r}")
     try:
-        return await fn(spec, timeout=timeout)
+        target = await resolved(spec)
+        if isinstance(target, Sample):
+            return target
+        return await fn(target, timeout=timeout)
     except Exception as exc:
         log.exception("probe %s crashed", spec.label())
         return Sample.failure(ErrorKind.INTERNAL, repr(exc))

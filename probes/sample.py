@@ -23,14 +23,33 @@ class ErrorKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeSpec:
-    """One target of one probe kind, pinned to a link (device and source address)."""
+class SipOptions:
+    """What a SIP OPTIONS probe needs beyond host and port (the ``sip`` kind only)."""
 
-    kind: str  # "icmp", "tcp", "arp"
-    host: str  # IPv4/IPv6 literal
-    port: int | None = None  # tcp only
+    transport: str = "udp"  # udp, tcp, tls
+    uri: str | None = None  # Request-URI; default sip:host:port[;transport=...]
+    alive_codes: frozenset[int] | None = None  # None: any 2xx-4xx but 408
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+    server_name: str | None = None  # SNI and certificate name; default the host name
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """One target of one probe kind, pinned to a link (device and source address).
+
+    ``host`` may be a name: the scheduler resolves it before each probe (A/AAAA through the
+    system resolver) and hands the probe an address, keeping the name in ``name`` (a TLS
+    probe's server name). A probe function always gets an IP literal.
+    """
+
+    kind: str  # "icmp", "tcp", "arp", "sip"
+    host: str  # IPv4/IPv6 literal, or a name the scheduler resolves
+    port: int | None = None  # tcp, sip
     device: str | None = None  # SO_BINDTODEVICE
     source: str | None = None  # source address to bind
+    name: str | None = None  # the host name ``host`` was resolved from
+    sip: SipOptions | None = None
 
     def label(self) -> str:
         """Short human name of the target, e.g. ``icmp 192.0.2.1`` or ``tcp 192.0.2.2:443``."""
@@ -48,6 +67,7 @@ class Sample:
     rtt: float | None = None
     error: ErrorKind | None = None
     detail: str = ""
+    code: int | None = None  # the peer's status code, where the protocol has one (SIP)
 
     @staticmethod
     def success(rtt: float) -> Sample:

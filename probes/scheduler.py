@@ -1,4 +1,10 @@
-"""Round scheduler: probe all targets of one link every interval, on a fixed grid.
+"""The schedulers: every probe lifeline sends goes out from here.
+
+Two rhythms. A ``RoundScheduler`` probes all targets of one link every interval, on a fixed
+grid; a ``RecheckScheduler`` probes one peer (a SIP trunk or destination) every interval and
+rechecks sooner while it looks dead. Both run probes through ``run_probe`` (the probe table,
+with host-name resolution) and hand samples to a synchronous callback; deciding health is
+the controller's job.
 
 A ``RoundScheduler`` owns the rhythm of one link. Every ``interval`` seconds (after a
 small random start phase, so links do not probe in lockstep) it sends one round: the
@@ -6,7 +12,6 @@ link's ICMP targets as one batch on the link's shared engine, the other kinds th
 ``run_probe``, all concurrently, and hands the samples of the round to a synchronous
 callback. Rounds are scheduled on absolute times, so a slow round neither delays the
 next one nor makes the grid drift; rounds may overlap when timeout equals interval.
-The boundary: it sends and reports; deciding health is the controller's job.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import math
 import random
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from probes import icmp
@@ -23,11 +29,13 @@ from probes.netutil import family_of
 from probes.registry import run_probe
 from probes.sample import ErrorKind, ProbeSpec, Sample
 
-__all__ = ["RoundCallback", "RoundScheduler"]
+__all__ = ["RecheckScheduler", "RoundCallback", "RoundScheduler", "SampleCallback",
+           "next_probe_at"]
 
 log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[float, list[Sample]], None]
+SampleCallback = Callable[[float, Sample], None]
 _IcmpKey = tuple[socket.AddressFamily, str | None, str | None]
 
 
@@ -171,3 +179,91 @@ async def _settle(job: Awaitable[list[Sample]] | Awaitable[Sample]) -> object:
     except Exception as exc:
         log.exception("probe batch crashed")
         return exc
+
+
+def next_probe_at(planned: float, last_sent: float, *, suspect: bool, down: bool,
+                  interval: float, recheck: float) -> float:
+    """PURE: when the next probe to a peer goes. While the peer is suspect (its last answer
+    was lost, or the newest probe is still unanswered) and not down yet, another goes
+    ``recheck`` after the last one, overlapping it: a dead SBC is then confirmed about one
+    timeout plus (down_after - 1) rechecks after the first lost OPTIONS, not after
+    down_after intervals. Otherwise (answered, or already down: a dead SBC is polled at the
+    normal pace, carriers rate-limit) the fixed cadence from ``planned``, the time the last
+    one was due, re-anchored when the loop fell more than an interval behind."""
+    if suspect and not down:
+        return last_sent + recheck
+    due = planned + interval
+    return due if due > last_sent else last_sent + interval
+
+
+class RecheckScheduler:
+    """Probes one ``spec`` on ``next_probe_at``'s schedule and reports each sample.
+
+    At most ``limit`` probes are in flight (a verdict needs no more: the health machine's
+    down_after); ``on_sample(sent_at, sample)`` gets them in the order they were sent, so
+    the health machine sees rounds in order even when a later probe answers first.
+    ``is_down()`` tells whether the peer's health is already down (then no rechecks).
+    """
+
+    def __init__(self, spec: ProbeSpec, *, interval: float, timeout: float, recheck: float,
+                 limit: int, on_sample: SampleCallback, is_down: Callable[[], bool],
+                 name: str = "") -> None:
+        if interval <= 0 or timeout <= 0 or recheck <= 0:
+            raise ValueError("interval, timeout and recheck must be positive")
+        self.spec = spec
+        self.interval, self.timeout, self.recheck = interval, timeout, recheck
+        self.limit = max(1, limit)
+        self.on_sample = on_sample
+        self.is_down = is_down
+        self.name = name or spec.label()
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin probing (the first probe goes at once); call inside the running loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"probe-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop, cancelling probes in flight (their samples are dropped)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        inflight: deque[tuple[float, asyncio.Task[Sample]]] = deque()
+        planned = last_sent = loop.time() - self.interval  # the first one goes at once
+        lost = False
+        try:
+            while True:
+                while inflight and inflight[0][1].done():
+                    sent_at, task = inflight.popleft()
+                    sample = task.result()
+                    try:
+                        self.on_sample(sent_at, sample)
+                    except Exception:
+                        log.exception("%s: sample callback failed", self.name)
+                    lost = not sample.ok
+                pending = bool(inflight) and not inflight[-1][1].done()
+                due = next_probe_at(planned, last_sent, suspect=lost or pending,
+                                    down=self.is_down(), interval=self.interval,
+                                    recheck=self.recheck)
+                now = loop.time()
+                if now >= due and len(inflight) < self.limit:
+                    planned, last_sent = due, now
+                    self.sent += 1
+                    inflight.append((now, loop.create_task(
+                        run_probe(self.spec, self.timeout), name=f"probe-{self.name}-once")))
+                    continue
+                if inflight:
+                    wait = None if len(inflight) >= self.limit else max(0.0, due - now)
+                    await asyncio.wait((inflight[0][1],), timeout=wait)
+                else:
+                    await asyncio.sleep(max(0.0, due - now))
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in inflight), return_exceptions=True)

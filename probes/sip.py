@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from probes import digest
 from probes.netutil import bind_to_link, family_of
-from probes.sample import ErrorKind, ProbeSpec, Sample
+from probes.sample import ErrorKind, ProbeSpec, Sample, SipOptions
 from probes.sipmsg import (
     OutgoingRequest,
     SipMessage,
@@ -67,6 +67,16 @@ class SipTarget:
     tls_ca_file: str | None = None
     server_name: str | None = None  # SNI and the name the certificate must carry
 
+    @classmethod
+    def from_spec(cls, spec: ProbeSpec) -> SipTarget:
+        """The target a ``sip`` probe spec describes (defaults where it has no SipOptions)."""
+        o = spec.sip or SipOptions()
+        transport: Transport = "tls" if o.transport == "tls" else (
+            "tcp" if o.transport == "tcp" else "udp")
+        return cls(spec.host, spec.port or 5060, transport, o.uri, o.alive_codes,
+                   spec.device, spec.source, o.tls_verify, o.tls_ca_file,
+                   o.server_name or spec.name)
+
     def request_uri(self) -> str:
         if self.uri:
             return self.uri
@@ -97,8 +107,9 @@ class SipResult:
 
     def to_sample(self) -> Sample:
         if self.reachable:
-            return Sample(ok=True, rtt=self.rtt, detail=self.detail)
-        return Sample(ok=False, rtt=self.rtt, error=self.error, detail=self.detail)
+            return Sample(ok=True, rtt=self.rtt, detail=self.detail, code=self.code)
+        return Sample(ok=False, rtt=self.rtt, error=self.error, detail=self.detail,
+                      code=self.code)
 
 
 @dataclass(slots=True)
@@ -477,7 +488,6 @@ async def register_check(
 
 
 async def probe(spec: ProbeSpec, *, timeout: float) -> Sample:
-    """The house probe signature: OPTIONS over UDP to ``spec.host:spec.port`` (5060)."""
-    target = SipTarget(host=spec.host, port=spec.port or 5060, device=spec.device,
-                       source=spec.source)
-    return (await options(target, timeout=timeout)).to_sample()
+    """The house probe signature: OPTIONS to ``spec.host:spec.port`` (5060) over the
+    transport its SipOptions name (UDP by default); the Sample carries the status code."""
+    return (await options(SipTarget.from_spec(spec), timeout=timeout)).to_sample()

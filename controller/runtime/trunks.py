@@ -1,7 +1,8 @@
 """Wires sense -> decide -> act -> tell for SIP trunks, destinations and the DID plan.
 
-Each trunk (a carrier SBC) and each destination (the PBX, the DR platform) is probed with
-SIP OPTIONS on its own interval; the answers feed the same pure health machine links use
+Each trunk (a carrier SBC) and each destination (the PBX, the DR platform) is a ``sip``
+probe spec, run by a ``probes.scheduler.RecheckScheduler`` on its own interval (sooner
+while it looks dead); the samples feed the same pure health machine links use
 (hysteresis, hold-down, flap damping). Every control cycle the pure DID policy turns trunk,
 link and destination health into a plan per DID range, the plan goes to the SIP edge
 drivers (Kamailio's JSON-RPC, a webhook, a command), and the metrics, journal and status
@@ -12,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import ipaddress
+import functools
 import logging
 import os
-import socket
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,8 +28,9 @@ from controller.core.edgesignal import EdgeBreaker
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
-from probes.sample import ErrorKind
-from probes.sip import SipResult, SipTarget, options, register_check
+from probes.sample import ErrorKind, ProbeSpec, Sample, SipOptions
+from probes.scheduler import RecheckScheduler
+from probes.sip import SipResult, SipTarget, register_check
 
 log = logging.getLogger("lifeline.sip")
 
@@ -79,12 +78,12 @@ class Peer:
     """A probed SIP peer: a trunk or a destination, with its own health."""
 
     name: str
-    target: SipTarget
+    spec: ProbeSpec  # its OPTIONS probe, run by a RecheckScheduler
     interval: float
     timeout: float
     health: Health
-    last: SipResult | None = None
-    task: asyncio.Task[None] | None = None
+    last: Sample | None = None
+    scheduler: RecheckScheduler | None = None
     # The second signal: the edge's failed calls on this trunk (controller.core.edgesignal).
     edge: EdgeBreaker = field(default_factory=EdgeBreaker)
     register: Register | None = None
@@ -92,40 +91,13 @@ class Peer:
     reg_task: asyncio.Task[None] | None = None
     recheck: float = 0.2
 
-
-def next_probe_at(planned: float, last_sent: float, *, suspect: bool, down: bool,
-                  interval: float, recheck: float) -> float:
-    """PURE: when the next OPTIONS to a peer goes. While the peer is suspect (its last
-    answer was lost, or the newest OPTIONS is still unanswered) and not down yet, another
-    goes ``recheck`` after the last one, overlapping it: a dead SBC is then confirmed about
-    one timeout plus (down_after - 1) rechecks after the first lost OPTIONS, not after
-    down_after intervals. Otherwise (answered, or already down: a dead SBC is polled at the
-    normal pace, carriers rate-limit) the fixed cadence from ``planned``, the time the last
-    one was due, re-anchored when the loop fell more than an interval behind."""
-    if suspect and not down:
-        return last_sent + recheck
-    due = planned + interval
-    return due if due > last_sent else last_sent + interval
+    @property
+    def target(self) -> SipTarget:
+        return SipTarget.from_spec(self.spec)
 
 
-async def _resolved(target: SipTarget) -> SipTarget | SipResult:
-    """A target whose host is a name gets an address (A/AAAA, the system resolver: SRV and
-    NAPTR are not followed); the name stays the TLS server name. A failed lookup is a
-    failed probe, never an exception."""
-    try:
-        ipaddress.ip_address(target.host)
-        return target
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            target.host, target.port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        return SipResult(reachable=False, error=ErrorKind.NETWORK,
-                         detail=f"cannot resolve {target.host}: {exc}")
-    address = str(infos[0][4][0])
-    return dataclasses.replace(target, host=address,
-                               server_name=target.server_name or target.host)
+def _is_down(health: Health) -> bool:
+    return health.state is HealthState.DOWN
 
 
 class Telephony:
@@ -176,20 +148,20 @@ class Telephony:
             # A pinned trunk is probed (and carried) through its link only.
             link = self.cfg.link(t.links[0])
             device, source = link.interface, link.source
-        target = SipTarget(tgt.host, tgt.port, tgt.transport, tgt.uri, alive_codes=t.alive,
-                           device=device, source=source)
-        return Peer(t.name, target, t.interval, t.timeout,
+        spec = ProbeSpec("sip", tgt.host, tgt.port, device=device, source=source,
+                         sip=SipOptions(tgt.transport, tgt.uri, alive_codes=t.alive))
+        return Peer(t.name, spec, t.interval, t.timeout,
                     Health(t.name, t.health_params(), 1, 1), register=t.registration,
                     recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
         uri = d.sip_uri
-        target = SipTarget(uri.host, uri.port, uri.transport, str(uri))
+        spec = ProbeSpec("sip", uri.host, uri.port, sip=SipOptions(uri.transport, str(uri)))
         # A destination that misses 3 OPTIONS in a row (one a second; an unanswered one is
         # rechecked every 200 ms, overlapping: about 0.9-1.9 s) sends its DIDs to the DR
         # destination.
         params = HealthParams(interval=1.0, window=10.0, hold_down=10.0)
-        return Peer(d.name, target, 1.0, 0.5, Health(d.name, params, 1, 1))
+        return Peer(d.name, spec, 1.0, 0.5, Health(d.name, params, 1, 1))
 
     @staticmethod
     def _trunk_groups(trunks: list[Trunk]) -> dict[str, int]:
@@ -202,66 +174,28 @@ class Telephony:
         self._wake = wake
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
-                peer.task = asyncio.create_task(self._probe_loop(kind, peer),
-                                                name=f"lifeline-sip-{peer.name}")
+                peer.scheduler = RecheckScheduler(
+                    peer.spec, interval=peer.interval, timeout=peer.timeout,
+                    recheck=peer.recheck, limit=peer.health.params.down_after,
+                    on_sample=functools.partial(self.on_result, kind, peer),
+                    is_down=functools.partial(_is_down, peer.health),
+                    name=f"{kind}-{peer.name}")
+                peer.scheduler.start()
                 if peer.register is not None:
                     peer.reg_task = asyncio.create_task(self._register_loop(peer),
                                                         name=f"lifeline-reg-{peer.name}")
 
     async def stop(self) -> None:
         for peer in (*self.trunks.values(), *self.destinations.values()):
-            for task in (peer.task, peer.reg_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            peer.task = peer.reg_task = None
+            if peer.scheduler is not None:
+                await peer.scheduler.stop()
+            if peer.reg_task is not None:
+                peer.reg_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await peer.reg_task
+            peer.scheduler = peer.reg_task = None
 
     # -- sense -----------------------------------------------------------------------------
-    async def _probe_loop(self, kind: str, peer: Peer) -> None:
-        """Sends OPTIONS on ``next_probe_at``'s schedule, at most down_after in flight (a
-        verdict needs no more), and feeds the answers to health in the order they were sent."""
-        loop = asyncio.get_running_loop()
-        inflight: deque[tuple[float, asyncio.Task[SipResult]]] = deque()
-        limit = max(1, peer.health.params.down_after)
-        planned = last_sent = loop.time() - peer.interval  # the first one goes at once
-        lost = False
-        try:
-            while True:
-                while inflight and inflight[0][1].done():
-                    sent_at, task = inflight.popleft()
-                    result = task.result()
-                    self.on_result(kind, peer, sent_at, result)
-                    lost = not result.reachable
-                pending = bool(inflight) and not inflight[-1][1].done()
-                due = next_probe_at(planned, last_sent, suspect=lost or pending,
-                                    down=peer.health.state is HealthState.DOWN,
-                                    interval=peer.interval, recheck=peer.recheck)
-                now = loop.time()
-                if now >= due and len(inflight) < limit:
-                    planned, last_sent = due, now
-                    inflight.append((now, asyncio.create_task(
-                        self._probe_once(kind, peer), name=f"lifeline-options-{peer.name}")))
-                    continue
-                if inflight:
-                    wait = None if len(inflight) >= limit else max(0.0, due - now)
-                    await asyncio.wait((inflight[0][1],), timeout=wait)
-                else:
-                    await asyncio.sleep(max(0.0, due - now))
-        finally:
-            for _, task in inflight:
-                task.cancel()
-            await asyncio.gather(*(task for _, task in inflight), return_exceptions=True)
-
-    async def _probe_once(self, kind: str, peer: Peer) -> SipResult:
-        try:
-            target = await _resolved(peer.target)
-            return (await options(target, timeout=peer.timeout)
-                    if isinstance(target, SipTarget) else target)
-        except Exception as exc:  # a probe must never kill its loop
-            log.error("%s %s: probe failed internally: %s", kind, peer.name, exc)
-            return SipResult(reachable=False, detail=f"internal error: {exc}")
-
     async def _register_loop(self, peer: Peer) -> None:
         """A registration-based trunk: check that REGISTER with digest succeeds, every
         REGISTER_EVERY seconds (not at the OPTIONS pace: registrars rate-limit). The result is
@@ -287,14 +221,15 @@ class Telephony:
             # A failed check (e.g. no route yet at start) is retried soon, not in a minute.
             await asyncio.sleep(REGISTER_EVERY if result.reachable else REGISTER_RETRY)
 
-    def on_result(self, kind: str, peer: Peer, sent_at: float, result: SipResult) -> None:
-        peer.last = result
-        code = str(result.code) if result.code is not None else (
-            result.error.value if result.error else "error")
+    def on_result(self, kind: str, peer: Peer, sent_at: float, sample: Sample) -> None:
+        """One OPTIONS outcome, in send order (the scheduler's callback)."""
+        peer.last = sample
+        code = str(sample.code) if sample.code is not None else (
+            sample.error.value if sample.error else "error")
         if kind == "trunk":
             self.tally.add("lifeline_trunk_responses_total", (peer.name, code))
-        rtt = result.rtt if result.reachable and result.rtt is not None else None
-        if result.reachable and rtt is None:
+        rtt = sample.rtt if sample.ok and sample.rtt is not None else None
+        if sample.ok and rtt is None:
             rtt = 0.0
         self._handle(kind, peer.health.observe(ProbeRound(sent_at=sent_at, rtts=(rtt,))))
 

@@ -18,11 +18,12 @@ from controller.config import parse_config
 from controller.core.health import HealthState
 from controller.core.snapshot import Snapshot, Tally
 from controller.runtime.journal import Journal, read_events
-from controller.runtime.trunks import Telephony, next_probe_at
+from controller.runtime.trunks import Telephony
 from exporters.http import make_app
 from exporters.metrics import registry_for
 from exporters.status import did_document
-from probes.sample import ErrorKind
+from probes.sample import ErrorKind, Sample
+from probes.scheduler import next_probe_at
 from probes.sip import SipResult, SipTarget
 
 CONFIG = """
@@ -47,8 +48,8 @@ dids:
   - {numbers: "+390298765400-+390298765449", trunks: [b1], destination: pbx}
 """
 
-OK = SipResult(reachable=True, code=200, rtt=0.01)
-LOST = SipResult(reachable=False, error=ErrorKind.TIMEOUT)
+OK = Sample(ok=True, rtt=0.01, code=200)
+LOST = Sample.failure(ErrorKind.TIMEOUT)
 
 
 class Recorder:
@@ -214,15 +215,30 @@ async def test_dids_endpoint(tel: Telephony) -> None:
 
 
 async def test_names_are_resolved_and_kept_as_tls_server_name() -> None:
-    from controller.runtime.trunks import _resolved
-    from probes.sip import SipTarget
+    from probes.resolve import resolved
+    from probes.sample import ProbeSpec, SipOptions
 
-    literal = SipTarget("192.0.2.21", 5060)
-    assert await _resolved(literal) is literal
+    literal = ProbeSpec("sip", "192.0.2.21", 5060)
+    assert await resolved(literal) is literal
     # localhost comes from /etc/hosts: no query leaves the machine
-    named = await _resolved(SipTarget("localhost", 5061, "tls"))
-    assert isinstance(named, SipTarget)
-    assert named.host in ("127.0.0.1", "::1") and named.server_name == "localhost"
+    named = await resolved(ProbeSpec("sip", "localhost", 5061, sip=SipOptions("tls")))
+    assert isinstance(named, ProbeSpec)
+    assert named.host in ("127.0.0.1", "::1") and named.name == "localhost"
+    assert SipTarget.from_spec(named).server_name == "localhost"
+    # A failed lookup is a failed sample; the resolver is stubbed so no query leaves.
+    loop = asyncio.get_running_loop()
+
+    async def refuse(*_: object, **__: object) -> list[Any]:
+        raise OSError(-2, "Name or service not known")
+
+    original = loop.getaddrinfo
+    loop.getaddrinfo = refuse  # type: ignore[method-assign]
+    try:
+        failed = await resolved(ProbeSpec("sip", "sbc1.carrier.example", 5060))
+    finally:
+        loop.getaddrinfo = original  # type: ignore[method-assign]
+    assert isinstance(failed, Sample) and failed.error is ErrorKind.NETWORK
+    assert "cannot resolve sbc1.carrier.example" in failed.detail
 
 
 def test_edge_plan_carries_registrations_with_the_password_from_its_file(
@@ -303,18 +319,20 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
     dies_at = loop.time() + 1.2
     sent: list[float] = []
 
+    answered = SipResult(reachable=True, code=200, rtt=0.01)
+
     async def fake_options(target: SipTarget, *, timeout: float) -> SipResult:
         if target.host != "192.0.2.21":
-            return OK
+            return answered
         now = loop.time()
         sent.append(now)
         if now < dies_at:
             await asyncio.sleep(0.005)
-            return OK
+            return answered
         await asyncio.sleep(timeout)
-        return LOST
+        return SipResult(reachable=False, error=ErrorKind.TIMEOUT)
 
-    monkeypatch.setattr("controller.runtime.trunks.options", fake_options)
+    monkeypatch.setattr("probes.sip.options", fake_options)
     tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Tally(), [])
     peer = tel.trunks["a1"]
     peer.interval, peer.timeout, peer.recheck = interval, timeout, recheck

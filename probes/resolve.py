@@ -1,0 +1,33 @@
+"""Host names in probe specs, resolved just before each probe.
+
+A trunk's SBC is often configured by name (``sbc1.carrier.example``); its address can
+change under a running daemon, so the name is looked up before every probe (A/AAAA through
+the system resolver; SRV and NAPTR are not followed), not once at start. A failed lookup
+is a failed sample (``network``), never an exception, like every other probe failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import socket
+
+from probes.sample import ErrorKind, ProbeSpec, Sample
+
+__all__ = ["resolved"]
+
+
+async def resolved(spec: ProbeSpec) -> ProbeSpec | Sample:
+    """``spec`` with an address in ``host`` (the name kept in ``name``), or a failed Sample."""
+    try:
+        ipaddress.ip_address(spec.host)
+        return spec
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            spec.host, spec.port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        return Sample.failure(ErrorKind.NETWORK, f"cannot resolve {spec.host}: {exc}")
+    return dataclasses.replace(spec, host=str(infos[0][4][0]), name=spec.name or spec.host)
