@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,16 @@ class Daemon:
         *,
         dry_run: bool = False,
         journal: Journal | None = None,
+        netlink: Callable[[str | None], Netlink] = Netlink,
+        start_probes: bool = True,
     ) -> None:
+        """``netlink`` builds the kernel adapter (tests hand in a fake); without
+        ``start_probes`` no probe is sent and samples come from whoever calls ``on_round``
+        and the trunk runtime's ``on_result`` (tests, with a fast clock)."""
         self.cfg = cfg
         self.dry_run = dry_run
+        self._netlink = netlink
+        self._start_probes = start_probes
         self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3")
         self.tally = Tally()
         self.latest: Snapshot | None = None
@@ -545,7 +553,7 @@ class Daemon:
         server = HttpServer(make_app(lambda: self.latest), cfg.listen,
                             Path(cfg.api_socket_path))
         await server.start()
-        self._nl = Netlink()
+        self._nl = self._netlink(None)
         await self._nl.__aenter__()
         self._reconciler = routes.RouteReconciler(self._nl)
         await self.resolve_sources()
@@ -553,9 +561,9 @@ class Daemon:
         # Per-link tables and source rules first: probes bound to a link need its table to
         # reach far targets, and the group route stays as found until health is known.
         await self.reconcile({})
-        watch = LinkWatch(list(self.by_ifname), self.on_carrier)
+        watch = LinkWatch(list(self.by_ifname), self.on_carrier, netlink=self._netlink)
         await watch.start()
-        for name, rt in self.links.items():
+        for name, rt in self.links.items() if self._start_probes else ():
             rt.scheduler = RoundScheduler(
                 rt.specs,
                 interval=rt.cfg.effective_interval,
@@ -565,7 +573,7 @@ class Daemon:
             )
             rt.scheduler.start()
         if self.telephony is not None:
-            self.telephony.start(self._wake)
+            self.telephony.start(self._wake, probes=self._start_probes)
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
         try:

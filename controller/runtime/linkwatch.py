@@ -40,10 +40,12 @@ class LinkWatch:
         on_carrier: CarrierCallback,
         *,
         netns: str | None = None,
+        netlink: Callable[[str | None], Netlink] = Netlink,
     ) -> None:
         self.ifnames = frozenset(ifnames)
         self._on_carrier = on_carrier
         self._netns = netns
+        self._netlink = netlink  # the adapter's constructor; tests hand in a fake
         self._state: dict[str, bool] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -101,7 +103,7 @@ class LinkWatch:
                 await asyncio.sleep(0.2)
 
     async def _watch(self, ready: asyncio.Future[None]) -> None:
-        nl = Netlink(self._netns)
+        nl = self._netlink(self._netns)
         events = await nl.subscribe_links()
         try:
             async with nl:

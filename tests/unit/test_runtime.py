@@ -1,0 +1,209 @@
+"""The daemon's wiring without root: probe samples -> health -> policy -> routes -> snapshot.
+
+The real ``Daemon.run`` loop, with a kernel in memory (``fakenetlink``) instead of netlink
+and looptime's fast-forwarded event-loop clock, so a 10 s hold-down takes milliseconds.
+Samples are fed the way the probe schedulers feed them (``on_round`` with the loop's time);
+the tests read only what an operator reads: the kernel's routes, the snapshot, the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controller.actuators.netlink import Nexthop, RouteEntry
+from controller.config import parse_config
+from controller.core.health import HealthState
+from controller.core.snapshot import Snapshot
+from controller.runtime.daemon import Daemon
+from controller.runtime.journal import read_events
+from probes.sample import ErrorKind, Sample
+from tests.unit.fakenetlink import FakeKernel
+
+pytestmark = pytest.mark.looptime
+
+GW = {"fibre-a": "198.51.100.1", "fibre-b": "203.0.113.1"}
+ALIVE = Sample.success(0.012)
+LOST = Sample.failure(ErrorKind.TIMEOUT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(state: Path) -> str:
+    return f"""
+site: unit
+state_dir: {state}
+listen: 127.0.0.1:{_free_port()}
+links:
+  - {{name: fibre-a, interface: wan-a, gateway: {GW["fibre-a"]}, tier: 1,
+     probes: {{targets: [{{icmp: 192.0.2.1}}, {{icmp: 192.0.2.2}}]}}}}
+  - {{name: fibre-b, interface: wan-b, gateway: {GW["fibre-b"]}, tier: 2,
+     probes: {{targets: [{{icmp: 192.0.2.1}}, {{icmp: 192.0.2.2}}]}}}}
+route_groups: [{{name: internet, links: [fibre-a, fibre-b]}}]
+"""
+
+
+@dataclass
+class Site:
+    daemon: Daemon
+    kernel: FakeKernel
+
+    @property
+    def snap(self) -> Snapshot:
+        assert self.daemon.latest is not None
+        return self.daemon.latest
+
+    def state(self, link: str) -> HealthState:
+        return next(k.state for k in self.snap.links if k.name == link)
+
+    async def rounds(self, seconds: float, **samples: Sample) -> None:
+        """Feed a round to each named link every probe interval for ``seconds`` of loop
+        time (``fibre_a=LOST`` means fibre-a's targets all time out)."""
+        loop = asyncio.get_running_loop()
+        interval = self.daemon.links["fibre-a"].cfg.effective_interval
+        for _ in range(round(seconds / interval)):
+            for key, sample in samples.items():
+                name = key.replace("_", "-")
+                rt = self.daemon.links[name]
+                self.daemon.on_round(name, loop.time(), [sample] * len(rt.specs))
+            await asyncio.sleep(interval)
+
+    async def until(self, what: str, check: Callable[[], bool], timeout: float = 5.0,
+                    **samples: Sample) -> None:
+        """Keep feeding ``samples`` until ``check()`` holds (loop time bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not check():
+            assert loop.time() < deadline, f"not within {timeout} s: {what}"
+            await self.rounds(0.2, **samples)
+
+
+def _kernel() -> FakeKernel:
+    kernel = FakeKernel()
+    kernel.add_link("wan-a", "198.51.100.2/24")
+    kernel.add_link("wan-b", "203.0.113.2/24")
+    return kernel
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Site]:
+    """The daemon's real loop on ``kernel``; stopped (and awaited) whatever happens."""
+    daemon = Daemon(parse_config(_config(tmp_path / "state")), netlink=kernel.adapter,
+                    start_probes=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        while daemon.latest is None:
+            await asyncio.sleep(0.01)
+        yield Site(daemon, kernel)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def up_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """Both links up and the site's route via fibre-a. (A context manager, not an async
+    fixture: looptime fakes the clock from the test's start, and timers a fixture set on
+    the real clock before that would never fire.)"""
+    kernel = _kernel()
+    async with running(tmp_path, kernel) as s:
+        await s.until("both links up", lambda: s.state("fibre-a") is HealthState.UP
+                      and s.state("fibre-b") is HealthState.UP, fibre_a=ALIVE, fibre_b=ALIVE)
+        await s.until("the route via fibre-a", lambda: kernel.default_via() == [GW["fibre-a"]],
+                      fibre_a=ALIVE, fibre_b=ALIVE)
+        yield s
+
+
+async def test_a_dead_link_moves_the_route_and_every_reader_agrees(tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        assert site.snap.count("lifeline_failovers_total", ("internet", "fibre-a", "fibre-b")) == 0
+        loop = asyncio.get_running_loop()
+        dead_at = loop.time()
+        await site.until("the route moved to fibre-b",
+                         lambda: site.kernel.default_via() == [GW["fibre-b"]],
+                         fibre_a=LOST, fibre_b=ALIVE)
+        # three lost 200 ms rounds, then the next cycle: well under a second of loop time
+        assert loop.time() - dead_at < 1.5
+        await site.rounds(1.0, fibre_a=LOST, fibre_b=ALIVE)  # the next cycle publishes it
+        snap = site.snap
+        assert site.state("fibre-a") is HealthState.DOWN
+        group = snap.groups[0]
+        assert group.applied == group.decided == ("fibre-b",)
+        assert snap.count("lifeline_failovers_total", ("internet", "fibre-a", "fibre-b")) == 1
+        assert snap.count("lifeline_link_transitions_total", ("fibre-a", "down")) == 1
+        assert snap.count("lifeline_probes_total", ("fibre-a", "icmp", "timeout")) >= 6
+        doc = site.daemon.status()
+        assert doc["groups"][0]["active"] == ["fibre-b"] and doc["failovers"] == 1
+        decisions = read_events(site.daemon.journal.path, kind="decision", subject="internet")
+        assert decisions and "fibre-a" in decisions[0].message
+
+
+async def test_carrier_loss_moves_the_route_without_waiting_for_probes(tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        site.kernel.carrier("wan-a", False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.5
+        while site.kernel.default_via() != [GW["fibre-b"]]:
+            assert loop.time() < deadline, "no failover on carrier loss"
+            await asyncio.sleep(0.01)  # no rounds fed at all
+
+
+async def test_failback_waits_for_the_hold_down(tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        await site.until("failover", lambda: site.kernel.default_via() == [GW["fibre-b"]],
+                         fibre_a=LOST, fibre_b=ALIVE)
+        loop = asyncio.get_running_loop()
+        back_at = loop.time()
+        hold = site.daemon.links["fibre-a"].cfg.thresholds.hold_down
+        await site.until("failback", lambda: site.kernel.default_via() == [GW["fibre-a"]],
+                         timeout=hold + 30, fibre_a=ALIVE, fibre_b=ALIVE)
+        assert loop.time() - back_at >= hold
+        assert site.snap.links[0].hold_down_remaining == 0.0
+
+
+async def test_a_foreign_route_in_our_place_is_a_standing_problem_not_replaced(
+        tmp_path: Path) -> None:
+    kernel = _kernel()
+    foreign = RouteEntry(254, "default", 0, proto=4, nexthops=(Nexthop("198.51.100.9", "wan-a"),))
+    kernel.routes[foreign.key] = foreign
+    async with running(tmp_path, kernel) as s:
+        await s.until("the conflict reported", lambda: bool(s.snap.problems),
+                      fibre_a=ALIVE, fibre_b=ALIVE)
+        await s.rounds(2.0, fibre_a=ALIVE, fibre_b=ALIVE)
+        assert kernel.routes[foreign.key] == foreign  # never replaced without takeover
+        assert any("internet" in p for p in s.snap.problems)
+        assert s.daemon.status()["problems"] == list(s.snap.problems)
+
+
+async def test_a_route_changed_by_hand_at_our_key_is_put_back(tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        key = next(k for k in site.kernel.routes if k[1] == 254 and k[2] == "default")
+        site.kernel.routes[key] = RouteEntry(254, "default", key[3], proto=3,
+                                             nexthops=(Nexthop(GW["fibre-b"], "wan-b"),))
+        await site.until("the route put back", lambda: site.kernel.default_via() == [GW["fibre-a"]],
+                         fibre_a=ALIVE, fibre_b=ALIVE)
+
+
+async def test_a_kernel_that_refuses_a_route_is_retried_and_the_loop_lives(tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        site.kernel.refuse_routes = True
+        await site.rounds(2.0, fibre_a=LOST, fibre_b=ALIVE)
+        assert site.kernel.default_via() == [GW["fibre-a"]]
+        assert site.snap.count("lifeline_reconcile_total", ("error",)) >= 1
+        assert site.snap.groups[0].decided == ("fibre-b",)
+        assert site.snap.groups[0].applied == ("fibre-a",)  # the status never runs ahead
+        site.kernel.refuse_routes = False
+        await site.until("the route applied once the kernel takes it",
+                         lambda: site.kernel.default_via() == [GW["fibre-b"]],
+                         fibre_a=LOST, fibre_b=ALIVE)
