@@ -156,21 +156,19 @@ class Telephony:
 
     # -- set-up ----------------------------------------------------------------------------
     def _trunk_peer(self, t: Trunk) -> Peer:
-        tgt = t.probe_target()
         device = source = None
         if t.pinned and t.links:
             # A pinned trunk is probed (and carried) through its link only.
             link = self.cfg.link(t.links[0])
             device, source = link.interface, link.source
-        target = SipTarget(tgt.host, tgt.port, tgt.transport, tgt.uri, alive_codes=t.alive,
-                           device=device, source=source)
+        target = dataclasses.replace(t.probe_target(), alive_codes=t.alive,
+                                     device=device, source=source)
         return Peer(t.name, target, t.interval, t.timeout,
                     Health(t.name, t.health_params(), 1, 1), register=t.registration,
                     recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
-        uri = d.sip_uri
-        target = SipTarget(uri.host, uri.port, uri.transport, str(uri))
+        target = d.sip_uri.probe_target()
         # A destination that misses 3 OPTIONS in a row (one a second; an unanswered one is
         # rechecked every 200 ms, overlapping: about 0.9-1.9 s) sends its DIDs to the DR
         # destination.
