@@ -23,44 +23,18 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from controller.actuators.netlink import ConntrackFlow, ConntrackSweep, conntrack_delete_matching
+from controller.core.flushrules import DEFAULT_FLUSH_RULES, FlushRule
 
 __all__ = [
-    "DEFAULT_VOICE_RULES",
     "FlushResult",
-    "FlushRule",
     "flow_matches",
     "flush_after_switch",
     "stale_sources",
 ]
 
 _PROTO_NUMBERS = {"udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
-
-
-@dataclass(frozen=True, slots=True)
-class FlushRule:
-    """Flows of `proto` whose original source or destination port is in [port_lo, port_hi]."""
-
-    proto: Literal["udp", "tcp"]
-    port_lo: int
-    port_hi: int
-
-    def matches(self, flow: ConntrackFlow) -> bool:
-        if flow.proto != _PROTO_NUMBERS[self.proto]:
-            return False
-        return any(
-            p is not None and self.port_lo <= p <= self.port_hi
-            for p in (flow.orig_dport, flow.orig_sport)
-        )
-
-
-DEFAULT_VOICE_RULES: tuple[FlushRule, ...] = (
-    FlushRule("udp", 5060, 5061),
-    FlushRule("tcp", 5060, 5061),
-    FlushRule("udp", 10000, 20000),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +71,18 @@ def flow_matches(
     flow: ConntrackFlow, old_sources: Iterable[str], rules: Iterable[FlushRule]
 ) -> bool:
     """PURE: True for a flow that left through one of old_sources and a flush rule covers."""
-    return flow.reply_dst in set(old_sources) and any(r.matches(flow) for r in rules)
+    return flow.reply_dst in set(old_sources) and any(_covers(r, flow) for r in rules)
+
+
+def _covers(rule: FlushRule, flow: ConntrackFlow) -> bool:
+    return flow.proto == _PROTO_NUMBERS[rule.proto] and (
+        rule.covers(flow.orig_dport) or rule.covers(flow.orig_sport)
+    )
 
 
 async def flush_after_switch(
     old_sources: Iterable[str],
-    rules: Iterable[FlushRule] = DEFAULT_VOICE_RULES,
+    rules: Iterable[FlushRule] = DEFAULT_FLUSH_RULES,
     *,
     netns: str | None = None,
     timeout: float = 2.0,

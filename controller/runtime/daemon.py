@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from controller.actuators import routes
-from controller.actuators.conntrack import FlushRule as CtRule
 from controller.actuators.conntrack import flush_after_switch, stale_sources
 from controller.actuators.netlink import Netlink
 from controller.actuators.sipedge.drivers import drivers_from_config
 from controller.config import Config, Link
+from controller.core.flushrules import FlushRule
 from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
 from controller.core.snapshot import (
@@ -72,7 +72,7 @@ class GroupRuntime:
     table: int
     destination: str
     metric: int
-    flush_rules: tuple[CtRule, ...]
+    flush_rules: tuple[FlushRule, ...]
     takeover: bool = False
     decided: tuple[str, ...] = ()  # what the policy chose
     applied: tuple[str, ...] = ()  # what the kernel route has: the status shows this
@@ -131,7 +131,7 @@ class Daemon:
                 table=g.table_id,
                 destination=g.destination,
                 metric=g.metric,
-                flush_rules=tuple(CtRule(r.proto, r.lo, r.hi) for r in g.flush_rules),
+                flush_rules=tuple(g.flush_rules),
                 takeover=g.takeover,
             )
             for g in cfg.route_groups

@@ -28,7 +28,7 @@ from controller.core.edgesignal import EdgeBreaker
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
-from probes.sample import ErrorKind, ProbeSpec, Sample, SipOptions
+from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RecheckScheduler
 from probes.sip import SipResult, SipTarget, register_check
 
@@ -142,21 +142,18 @@ class Telephony:
 
     # -- set-up ----------------------------------------------------------------------------
     def _trunk_peer(self, t: Trunk) -> Peer:
-        tgt = t.probe_target()
         device = source = None
         if t.pinned and t.links:
             # A pinned trunk is probed (and carried) through its link only.
             link = self.cfg.link(t.links[0])
             device, source = link.interface, link.source
-        spec = ProbeSpec("sip", tgt.host, tgt.port, device=device, source=source,
-                         sip=SipOptions(tgt.transport, tgt.uri, alive_codes=t.alive))
+        spec = t.probe_spec(device, source)
         return Peer(t.name, spec, t.interval, t.timeout,
                     Health(t.name, t.health_params(), 1, 1), register=t.registration,
                     recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
-        uri = d.sip_uri
-        spec = ProbeSpec("sip", uri.host, uri.port, sip=SipOptions(uri.transport, str(uri)))
+        spec = d.sip_uri.probe_spec()
         # A destination that misses 3 OPTIONS in a row (one a second; an unanswered one is
         # rechecked every 200 ms, overlapping: about 0.9-1.9 s) sends its DIDs to the DR
         # destination.

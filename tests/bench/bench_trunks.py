@@ -44,7 +44,7 @@ from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClie
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.bench import bench_didplan
 from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
-from tests.lab.kamailio import KamailioEdge, render_cfg
+from tests.lab.kamailio import LabKamailio, render_cfg
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
 from tests.lab.topology import Lab
@@ -239,7 +239,7 @@ def plan_compute_cost() -> dict[str, Any]:
     return figures
 
 
-async def _push(edge: KamailioEdge, ranges: int) -> dict[str, Any]:
+async def _push(edge: LabKamailio, ranges: int) -> dict[str, Any]:
     client = KamailioClient(edge.rpc_url, timeout=10.0)
     try:
         actuator = KamailioActuator(client)
@@ -262,7 +262,7 @@ def kamailio_push_cost(ranges: int = 1000) -> dict[str, Any]:
     """Push ``ranges`` DID ranges (one htable key each) into a fresh loopback Kamailio;
     the RPC count and seconds, then a second (no-change) cycle."""
     with tempfile.TemporaryDirectory(prefix="bench-kam-") as tmp:
-        edge = KamailioEdge(Path(tmp) / "kamailio")
+        edge = LabKamailio(Path(tmp) / "kamailio")
         edge.start()
         try:
             return asyncio.run(_push(edge, ranges))

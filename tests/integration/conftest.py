@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
-from tests.lab.kamailio import KamailioEdge, free_port
+from tests.lab.kamailio import LabKamailio, free_port
 from tests.lab.netns import cleanup_stale
 from tests.lab.topology import Lab
 
@@ -96,10 +96,10 @@ SECOND_UPLINK = "127.0.0.2"
 
 
 @pytest.fixture
-def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
+def edge(tmp_path: Path) -> Iterator[LabKamailio]:
     """Kamailio with carrier-side sockets on two uplink addresses (calls leave from
     127.0.0.1 until lifeline names another) and the PBX side on 127.0.0.1."""
-    k = KamailioEdge(tmp_path / "kamailio", uplink_addrs=("127.0.0.1", SECOND_UPLINK))
+    k = LabKamailio(tmp_path / "kamailio", uplink_addrs=("127.0.0.1", SECOND_UPLINK))
     try:
         k.start()
         yield k
@@ -108,7 +108,7 @@ def edge(tmp_path: Path) -> Iterator[KamailioEdge]:
 
 
 @pytest.fixture
-async def actuator(edge: KamailioEdge) -> AsyncIterator[KamailioActuator]:
+async def actuator(edge: LabKamailio) -> AsyncIterator[KamailioActuator]:
     client = KamailioClient(edge.rpc_url, timeout=5.0)
     try:
         yield KamailioActuator(client)

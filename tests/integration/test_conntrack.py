@@ -13,15 +13,10 @@ from typing import TypeVar, cast
 
 import pytest
 
-from controller.actuators.conntrack import (
-    DEFAULT_VOICE_RULES,
-    FlushRule,
-    flow_matches,
-    flush_after_switch,
-    stale_sources,
-)
+from controller.actuators.conntrack import flow_matches, flush_after_switch, stale_sources
 from controller.actuators.netlink import ConntrackFlow, Netlink
 from controller.actuators.routes import RouteReconciler
+from controller.core.flushrules import DEFAULT_FLUSH_RULES, FlushRule
 from tests.integration.test_routes import (
     Lab,
     build_lab6,
@@ -57,7 +52,7 @@ def flow(proto: int, sport: int, dport: int, reply_dst: str) -> ConntrackFlow:
 
 def test_flow_matching_rules() -> None:
     udp, tcp = socket.IPPROTO_UDP, socket.IPPROTO_TCP
-    rules = DEFAULT_VOICE_RULES
+    rules = DEFAULT_FLUSH_RULES
     assert flow_matches(flow(udp, 40000, 5060, A), [A], rules)  # SIP by destination port
     assert flow_matches(flow(udp, 5060, 40000, A), [A], rules)  # SIP by source port
     assert flow_matches(flow(udp, 12000, 30000, A), [A], rules)  # RTP
@@ -212,8 +207,8 @@ LAN6 = "2001:db8:100::10"
 def test_flow_matching_ipv6_in_canonical_form() -> None:
     udp = socket.IPPROTO_UDP
     f6 = ConntrackFlow(udp, LAN6, PEER6, 40000, 5060, PEER6, A6, family=6)
-    assert flow_matches(f6, [A6], DEFAULT_VOICE_RULES)
-    assert not flow_matches(f6, [B6], DEFAULT_VOICE_RULES)
+    assert flow_matches(f6, [A6], DEFAULT_FLUSH_RULES)
+    assert not flow_matches(f6, [B6], DEFAULT_FLUSH_RULES)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from controller.actuators.sipedge.kamailio import KamailioActuator
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.integration.conftest import SECOND_UPLINK, SIPP_DIR, Uas
-from tests.lab.kamailio import KamailioEdge, free_port
+from tests.lab.kamailio import LabKamailio, free_port
 from tests.lab.sipsite import header_values
 
 pytestmark = [
@@ -84,7 +84,7 @@ def _plan(pbx: str, sbc1: str, sbc2: str) -> EdgePlan:
 
 
 async def test_calls_follow_the_plan(
-    edge: KamailioEdge,
+    edge: LabKamailio,
     actuator: KamailioActuator,
     uas: Uas,
     tmp_path: Path,
@@ -142,7 +142,7 @@ async def test_calls_follow_the_plan(
 
 
 async def test_failed_trunk_is_counted_and_skipped(
-    edge: KamailioEdge,
+    edge: LabKamailio,
     actuator: KamailioActuator,
     uas: Uas,
     tmp_path: Path,
@@ -183,7 +183,7 @@ async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
 
 
 async def test_each_trunks_calls_leave_from_the_address_lifeline_names(
-    edge: KamailioEdge,
+    edge: LabKamailio,
     actuator: KamailioActuator,
     uas: Uas,
     tmp_path: Path,
@@ -223,7 +223,7 @@ async def test_each_trunks_calls_leave_from_the_address_lifeline_names(
 
 
 async def test_a_call_to_a_registration_contact_is_routed_by_the_to_user(
-    edge: KamailioEdge,
+    edge: LabKamailio,
     actuator: KamailioActuator,
     uas: Uas,
     tmp_path: Path,

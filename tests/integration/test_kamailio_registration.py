@@ -32,7 +32,7 @@ from controller.actuators.sipedge.kamailio import (
     RemoveRegistration,
 )
 from controller.actuators.sipedge.plan import EdgePlan, TrunkState
-from tests.lab.kamailio import KamailioEdge, free_port
+from tests.lab.kamailio import LabKamailio, free_port
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SECRET = "pw-never-logged-7f3a"
@@ -120,7 +120,7 @@ def _plan(registrar_port: int, refresh: tuple[str, ...] = ()) -> EdgePlan:
 
 
 async def test_registration_trunk_registers_and_refreshes(
-    edge: KamailioEdge, actuator: KamailioActuator, registrar: tuple[int, Path]
+    edge: LabKamailio, actuator: KamailioActuator, registrar: tuple[int, Path]
 ) -> None:
     port, log = registrar
     steps, result = await actuator.reconcile(_plan(port))
@@ -159,7 +159,7 @@ async def test_registration_trunk_registers_and_refreshes(
 
 
 async def test_edge_restart_registers_again(
-    edge: KamailioEdge, actuator: KamailioActuator, registrar: tuple[int, Path]
+    edge: LabKamailio, actuator: KamailioActuator, registrar: tuple[int, Path]
 ) -> None:
     """Records live in Kamailio's memory only: after a restart the next cycle adds them."""
     port, log = registrar

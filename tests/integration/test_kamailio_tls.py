@@ -19,7 +19,7 @@ from controller.actuators.sipedge.kamailio import KamailioActuator
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.integration.conftest import SECOND_UPLINK, TlsRelay, Uas
 from tests.integration.test_kamailio import call, invites
-from tests.lab.kamailio import KamailioEdge
+from tests.lab.kamailio import LabKamailio
 from tests.lab.sipsite import header_values
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -34,7 +34,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[KamailioEdge]:
+def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[LabKamailio]:
     """conftest's edge (so also its `actuator`) with WITH_TLS: TLS sockets on both uplink
     addresses; as a client it trusts only the test CA (the relay's certificate)."""
     cert, key = certificate
@@ -44,7 +44,7 @@ def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[KamailioEdg
                 .replace("/etc/kamailio/edge-key.pem", str(key))
                 .replace("/etc/ssl/certs/ca-certificates.crt", str(cert)))  # fmt: skip
     tls_cfg.write_text(text)
-    k = KamailioEdge(tmp_path / "kamailio", uplink_addrs=("127.0.0.1", SECOND_UPLINK),
+    k = LabKamailio(tmp_path / "kamailio", uplink_addrs=("127.0.0.1", SECOND_UPLINK),
                      tls_cfg=tls_cfg)
     try:
         k.start()
@@ -54,7 +54,7 @@ def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[KamailioEdg
 
 
 async def test_outbound_call_over_a_tls_trunk_leaves_from_its_tls_socket(
-    edge: KamailioEdge,
+    edge: LabKamailio,
     actuator: KamailioActuator,
     uas: Uas,
     tls_relay: TlsRelay,

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["REFERENCE_CFG", "REFERENCE_DB", "KamailioEdge", "free_port", "render_cfg"]
+__all__ = ["REFERENCE_CFG", "REFERENCE_DB", "LabKamailio", "free_port", "render_cfg"]
 
 REFERENCE_CFG = Path(__file__).resolve().parents[2] / "examples" / "kamailio" / "kamailio.cfg"
 # The empty db_text uacreg table the cfg's uac registrations need (copied per instance:
@@ -62,8 +62,9 @@ def _addr_list(addrs: tuple[str, ...]) -> str:
 
 
 @dataclass
-class KamailioEdge:
-    """One Kamailio; `start()` waits until its JSON-RPC answers."""
+class LabKamailio:
+    """One Kamailio process the lab runs (what sip_edge.kamailio points at); `start()` waits
+    until its JSON-RPC answers."""
 
     workdir: Path
     carrier_addr: str = "127.0.0.1"

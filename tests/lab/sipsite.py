@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.config import lifeline_config_dict
-from tests.lab.kamailio import KamailioEdge
+from tests.lab.kamailio import LabKamailio
 from tests.lab.topology import CARRIER_REGISTRAR, CARRIER_SBCS, Lab
 
 __all__ = [
@@ -159,7 +159,7 @@ class SipSite:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Rendering only: the edge's own start/stop are not used, the lab owns the process.
         uplinks = tuple(str(lk.site_addr) for lk in self.lab.links.values())
-        self.edge = KamailioEdge(
+        self.edge = LabKamailio(
             self.workdir / "kamailio",
             carrier_addr=uplinks[0],
             uplink_addrs=uplinks,

@@ -1008,15 +1008,16 @@ def build_tel(mutate: Callable[[dict[str, Any]], Any] | None = None) -> str:
 
 
 def test_example_has_trunks_destinations_and_a_did_plan() -> None:
-    from controller.config import SipTarget
+    from probes.sample import ProbeSpec, SipOptions
 
     cfg = load_config(EXAMPLE)
     assert [t.name for t in cfg.trunks] == ["carrier-a-sbc1", "carrier-a-sbc2", "carrier-b"]
-    assert cfg.trunk("carrier-a-sbc1").probe_target() == SipTarget(
-        "203.0.113.10", 5060, "udp", "sip:203.0.113.10:5060;transport=udp"
-    )
-    tls = cfg.trunk("carrier-b").probe_target()
-    assert (tls.port, tls.transport) == (5061, "tls")
+    sbc1 = cfg.trunk("carrier-a-sbc1")
+    assert sbc1.probe_spec() == ProbeSpec(
+        "sip", "203.0.113.10", 5060,
+        sip=SipOptions("udp", "sip:203.0.113.10:5060;transport=udp", sbc1.alive))
+    tls = cfg.trunk("carrier-b").probe_spec()
+    assert tls.port == 5061 and tls.sip is not None and tls.sip.transport == "tls"
     reg = cfg.trunk("carrier-b").registration
     assert reg is not None and reg.user == "0212345600"
     assert reg.password_file == Path("/etc/lifeline/secrets/carrier-b")
@@ -1050,7 +1051,8 @@ def test_telephony_sample_fills_defaults_and_normalizes() -> None:
     assert a1.alive == frozenset({200, 404})
     assert a1.health_params().down_after == 2
     assert a1.health_params().hold_down == 20.0  # merged from defaults.thresholds
-    assert a2.probe_target().host == "2001:db8::10" and a2.probe_target().transport == "tcp"
+    spec = a2.probe_spec()
+    assert spec.host == "2001:db8::10" and spec.sip is not None and spec.sip.transport == "tcp"
     assert a2.allowed_links == ()
     assert b.uri == "sip:203.0.113.20:5061;transport=tls"
     assert b.registration is not None and b.registration.password_env == "CARRIER_B_PASSWORD"
@@ -1244,7 +1246,7 @@ def test_junk_in_telephony_gives_config_error_never_a_crash(spot: str, junk: Any
     assert summary(cfg)
     for trunk in cfg.trunks:
         trunk.health_params()
-        trunk.probe_target()
+        trunk.probe_spec()
     cfg.did_entries()
 
 

@@ -2,6 +2,8 @@
 
 The real ``Daemon.run`` loop, with a kernel in memory (``fakenetlink``) instead of netlink
 and looptime's fast-forwarded event-loop clock, so a 10 s hold-down takes milliseconds.
+Each test runs its own looptime loop (``fast``), closed at the end: looptime's pytest
+plugin is off (it leaves a loop open for every sync test).
 Samples are fed the way the probe schedulers feed them (``on_round`` with the loop's time);
 the tests read only what an operator reads: the kernel's routes, the snapshot, the journal.
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pytest
+import looptime
 
 from controller.actuators.netlink import Nexthop, RouteEntry
 from controller.config import parse_config
@@ -26,11 +29,27 @@ from controller.runtime.journal import read_events
 from probes.sample import ErrorKind, Sample
 from tests.unit.fakenetlink import FakeKernel
 
-pytestmark = pytest.mark.looptime
-
 GW = {"fibre-a": "198.51.100.1", "fibre-b": "203.0.113.1"}
 ALIVE = Sample.success(0.012)
 LOST = Sample.failure(ErrorKind.TIMEOUT)
+
+
+def fast_clock(test: Callable[[Path], Coroutine[Any, Any, None]]) -> Callable[[Path], None]:
+    """Make ``test`` a plain test that runs on an event loop of its own whose clock jumps
+    ahead whenever the loop would wait; no task may outlive it."""
+    def run(tmp_path: Path) -> None:
+        loop = looptime.new_event_loop(start=0.0)
+        try:
+            assert loop.looptime_on  # a start time switches the fake clock on
+            loop.run_until_complete(test(tmp_path))
+            pending = asyncio.all_tasks(loop)
+            assert not pending, f"tasks left running: {pending}"
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return run
 
 
 def _free_port() -> int:
@@ -113,9 +132,7 @@ async def running(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Site]:
 
 @contextlib.asynccontextmanager
 async def up_site(tmp_path: Path) -> AsyncIterator[Site]:
-    """Both links up and the site's route via fibre-a. (A context manager, not an async
-    fixture: looptime fakes the clock from the test's start, and timers a fixture set on
-    the real clock before that would never fire.)"""
+    """Both links up and the site's route via fibre-a."""
     kernel = _kernel()
     async with running(tmp_path, kernel) as s:
         await s.until("both links up", lambda: s.state("fibre-a") is HealthState.UP
@@ -125,6 +142,7 @@ async def up_site(tmp_path: Path) -> AsyncIterator[Site]:
         yield s
 
 
+@fast_clock
 async def test_a_dead_link_moves_the_route_and_every_reader_agrees(tmp_path: Path) -> None:
     async with up_site(tmp_path) as site:
         assert site.snap.count("lifeline_failovers_total", ("internet", "fibre-a", "fibre-b")) == 0
@@ -149,6 +167,7 @@ async def test_a_dead_link_moves_the_route_and_every_reader_agrees(tmp_path: Pat
         assert decisions and "fibre-a" in decisions[0].message
 
 
+@fast_clock
 async def test_carrier_loss_moves_the_route_without_waiting_for_probes(tmp_path: Path) -> None:
     async with up_site(tmp_path) as site:
         site.kernel.carrier("wan-a", False)
@@ -159,6 +178,7 @@ async def test_carrier_loss_moves_the_route_without_waiting_for_probes(tmp_path:
             await asyncio.sleep(0.01)  # no rounds fed at all
 
 
+@fast_clock
 async def test_failback_waits_for_the_hold_down(tmp_path: Path) -> None:
     async with up_site(tmp_path) as site:
         await site.until("failover", lambda: site.kernel.default_via() == [GW["fibre-b"]],
@@ -172,6 +192,7 @@ async def test_failback_waits_for_the_hold_down(tmp_path: Path) -> None:
         assert site.snap.links[0].hold_down_remaining == 0.0
 
 
+@fast_clock
 async def test_a_foreign_route_in_our_place_is_a_standing_problem_not_replaced(
         tmp_path: Path) -> None:
     kernel = _kernel()
@@ -186,6 +207,7 @@ async def test_a_foreign_route_in_our_place_is_a_standing_problem_not_replaced(
         assert s.daemon.status()["problems"] == list(s.snap.problems)
 
 
+@fast_clock
 async def test_a_route_changed_by_hand_at_our_key_is_put_back(tmp_path: Path) -> None:
     async with up_site(tmp_path) as site:
         key = next(k for k in site.kernel.routes if k[1] == 254 and k[2] == "default")
@@ -195,6 +217,7 @@ async def test_a_route_changed_by_hand_at_our_key_is_put_back(tmp_path: Path) ->
                          fibre_a=ALIVE, fibre_b=ALIVE)
 
 
+@fast_clock
 async def test_a_kernel_that_refuses_a_route_is_retried_and_the_loop_lives(tmp_path: Path) -> None:
     async with up_site(tmp_path) as site:
         site.kernel.refuse_routes = True
