@@ -89,11 +89,11 @@ class Site:
         """Feed a round to each named link every probe interval for ``seconds`` of loop
         time (``fibre_a=LOST`` means fibre-a's targets all time out)."""
         loop = asyncio.get_running_loop()
-        interval = self.daemon.links["fibre-a"].cfg.effective_interval
+        interval = self.daemon.routing.links["fibre-a"].cfg.effective_interval
         for _ in range(round(seconds / interval)):
             for key, sample in samples.items():
                 name = key.replace("_", "-")
-                rt = self.daemon.links[name]
+                rt = self.daemon.routing.links[name]
                 self.daemon.on_round(name, loop.time(), [sample] * len(rt.specs))
             await asyncio.sleep(interval)
 
@@ -185,7 +185,7 @@ async def test_failback_waits_for_the_hold_down(tmp_path: Path) -> None:
                          fibre_a=LOST, fibre_b=ALIVE)
         loop = asyncio.get_running_loop()
         back_at = loop.time()
-        hold = site.daemon.links["fibre-a"].cfg.thresholds.hold_down
+        hold = site.daemon.routing.links["fibre-a"].cfg.thresholds.hold_down
         await site.until("failback", lambda: site.kernel.default_via() == [GW["fibre-a"]],
                          timeout=hold + 30, fibre_a=ALIVE, fibre_b=ALIVE)
         assert loop.time() - back_at >= hold
