@@ -33,6 +33,7 @@ from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.linkwatch import LinkWatch
 from controller.runtime.trunks import Telephony
+from controller.version import VERSION as VERSION  # importable from here, as before
 from exporters.http import HttpServer, make_app
 from exporters.metrics import Metrics
 from probes.icmp import close_all
@@ -40,8 +41,6 @@ from probes.sample import ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
 
 log = logging.getLogger("lifeline")
-
-VERSION = "0.1.0"
 
 
 @dataclass
