@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,12 @@ def cmd_events(args: argparse.Namespace) -> int:
         if cfg is None:
             return 2
         state_dir = Path(cfg.state_dir)
-    events = read_events(state_dir / "journal.sqlite3", args.limit, args.kind, args.subject)
+    path = state_dir / "journal.sqlite3"
+    try:
+        events = read_events(path, args.limit, args.kind, args.subject)
+    except sqlite3.Error as exc:
+        print(f"lifeline events: cannot read the journal {path}: {exc}", file=sys.stderr)
+        return 1
     for ev in events:
         if args.json:
             print(json.dumps({"ts": ev.ts, "kind": ev.kind, "subject": ev.subject,

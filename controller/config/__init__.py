@@ -52,6 +52,7 @@ __all__ = [
     "Destination",
     "DidRange",
     "FlushRule",
+    "JournalLimits",
     "Link",
     "Probes",
     "Register",
@@ -865,9 +866,19 @@ class DidRange(_Model):
         return DidEntry(self.numbers, tuple(self.trunks), self.destination, self.dr_destination)
 
 
+class JournalLimits(_Model):
+    """How much history the journal keeps: events older than ``keep_days`` and all but the
+    newest ``keep_events`` are pruned (at start, then every so often), so it cannot fill
+    the state dir."""
+
+    keep_days: Count = 90
+    keep_events: Annotated[int, Strict(), Field(ge=1000)] = 200_000
+
+
 class Config(_Model):
     site: SiteName
     state_dir: AbsPath = Path("/var/lib/lifeline")
+    journal: JournalLimits = JournalLimits()
     listen: Listen = "127.0.0.1:9730"
     api_socket: AbsPath | None = None
     log_format: Literal["text", "json"] = "text"

@@ -30,7 +30,7 @@ from controller.actuators.sipedge.drivers import drivers_from_config
 from controller.config import Config, Link
 from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
-from controller.runtime.journal import Journal, read_events
+from controller.runtime.journal import Journal
 from controller.runtime.linkwatch import LinkWatch
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
@@ -86,7 +86,7 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
-        self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3")
+        self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3", cfg.journal)
         self.metrics = metrics or Metrics()
         self.links: dict[str, LinkRuntime] = {}
         for link in cfg.links:
@@ -358,7 +358,7 @@ class Daemon:
         """Links that were down when the last daemon stopped start down, so a restart
         cannot shortcut their hold-down (the journal is the memory across restarts)."""
         for name, rt in self.links.items():
-            last = read_events(self.journal.path, limit=1, kind="transition", subject=name)
+            last = self.journal.events(limit=1, kind="transition", subject=name)
             if last and last[0].data.get("new") == HealthState.DOWN.value:
                 tr = rt.health.resume_down(self.now(), f"down before the restart "
                                            f"({last[0].message.removeprefix(name + ': ')})")
@@ -509,6 +509,7 @@ class Daemon:
             "failovers": self.counters.failovers,
             "reconcile_errors": self.counters.reconcile_errors,
             "conflicts": self.counters.conflicts,
+            "journal": dataclasses.asdict(self.journal.condition),
         } | (self.telephony.status(now) if self.telephony is not None else {})
 
     # -- run -----------------------------------------------------------------------------
@@ -531,7 +532,11 @@ class Daemon:
                      self.telephony.lookup if self.telephony is not None else None),
             cfg.listen, Path(cfg.api_socket_path)
         )
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:  # e.g. a state dir remounted read-only: the routes matter more
+            log.error("cannot serve the API and metrics (%s); protecting the site without "
+                      "them", exc)
         self._nl = Netlink()
         await self._nl.__aenter__()
         self._reconciler = routes.RouteReconciler(self._nl)
