@@ -32,6 +32,7 @@ from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
 from controller.runtime.journal import Journal
 from controller.runtime.linkwatch import LinkWatch
+from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
 from exporters.http import HttpServer, make_app
@@ -83,11 +84,14 @@ class Daemon:
         dry_run: bool = False,
         journal: Journal | None = None,
         metrics: Metrics | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3", cfg.journal)
         self.metrics = metrics or Metrics()
+        self.notifier = notifier or Notifier()
+        self._cycle_started: float | None = None  # loop time, while a cycle runs
         self.links: dict[str, LinkRuntime] = {}
         for link in cfg.links:
             specs = link.probe_specs()
@@ -517,8 +521,15 @@ class Daemon:
         await stop.wait()
         self._wake.set()
 
+    def routes_line(self, unset: str) -> str:
+        """Each group and the link(s) it uses, in one line (systemd's STATUS, the stop log)."""
+        return "; ".join(f"{n} via {','.join(g.active) or unset}" for n, g in self.groups.items())
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        # Starting counts as a cycle for systemd's watchdog: a start that hangs stops the pings.
+        self._cycle_started = self.now()
+        watchdog = asyncio.create_task(self.notifier.watchdog(lambda: self._cycle_started))
         self.resume_from_journal()
         cfg = self.cfg
         self.journal.record(
@@ -560,6 +571,7 @@ class Daemon:
             self.telephony.start(self._wake)
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
+        self._cycle_started = None
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -567,9 +579,16 @@ class Daemon:
                 self._wake.clear()
                 if stop.is_set():
                     break
-                await self.cycle()
+                self._cycle_started = self.now()
+                try:
+                    await self.cycle()
+                finally:
+                    self._cycle_started = None
+                self.notifier.running(self.routes_line("no route yet"))
                 self.metrics.journal_errors.set(self.journal.write_errors)
         finally:
+            self.notifier.stopping("stopping; routes stay as they are")
+            watchdog.cancel()
             waker.cancel()
             for rt in self.links.values():
                 if rt.scheduler is not None:
@@ -582,12 +601,11 @@ class Daemon:
             await server.stop()
             await self._nl.__aexit__(None, None, None)
             close_all()
-            kept = "; ".join(
-                f"{n} via {','.join(g.active) or 'unchanged'}" for n, g in self.groups.items()
-            )
+            kept = self.routes_line("unchanged")
             log.info("stopped; routes left in place: %s", kept)
             self.journal.record("stop", "daemon", f"stopped; routes left in place: {kept}")
             self.journal.close()
+            self.notifier.close()
 
 
 async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
