@@ -2,10 +2,10 @@
 
 systemd hears READY=1 after the first reconcile, STATUS= when the routes change, WATCHDOG=1
 while the control loop lives and STOPPING=1 at the end, over a real notify socket. And the
-daemon protects the site as the unit runs it: a dedicated user, not root, holding only
-CAP_NET_ADMIN and CAP_NET_RAW (``setpriv`` does what the unit's User= and
-AmbientCapabilities= do): it sets the route, probes through every link, fails over when
-the active link is blackholed and flushes the conntrack entries of the flows it left.
+daemon protects the site as the unit runs it: a dedicated user, not root, holding only the
+unit's AmbientCapabilities= (CAP_NET_ADMIN and CAP_NET_RAW; ``setpriv`` does what User=
+and AmbientCapabilities= do): it sets the route, probes through every link, fails over
+when the active link is blackholed and flushes the conntrack entries of the flows it left.
 
 The unprivileged daemon needs an interpreter and libraries its user can read: this
 machine's Python may live in a home it cannot enter, so the libraries the daemon imports
@@ -28,8 +28,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller.runtime.journal import read_events
+from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess, route_devices
 from tests.lab.stream import Stream
 from tests.lab.topology import Lab
@@ -37,12 +39,23 @@ from tests.lab.topology import Lab
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "examples" / "systemd" / "lifeline.service"
 FAST = {"reliability": 2, "hold_down": "2s"}
 NOBODY = 65534
-CAPS = "-all,+net_admin,+net_raw"
+_CAP_NUMBERS = {"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13}
+
+
+def unit_capabilities() -> list[str]:
+    """The unit's AmbientCapabilities=, which this test grants and nothing else."""
+    line = next(ln for ln in UNIT.read_text().splitlines()
+                if ln.startswith("AmbientCapabilities="))
+    return line.partition("=")[2].split()
+
+
+CAPS = "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in unit_capabilities())
+CAP_MASK = sum(1 << _CAP_NUMBERS[c] for c in unit_capabilities())
 SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
            f"--inh-caps={CAPS}", f"--ambient-caps={CAPS}", f"--bounding-set={CAPS}"]
-NET_ADMIN_AND_RAW = (1 << 12) | (1 << 13)  # CAP_NET_ADMIN = 12, CAP_NET_RAW = 13
 
 
 class Systemd:
@@ -153,7 +166,7 @@ def _proc_status(pid: int) -> dict[str, str]:
                 Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
 
 
-def test_the_daemon_protects_the_site_as_nobody_with_net_admin_and_net_raw_only(
+def test_the_daemon_protects_the_site_as_nobody_with_only_the_units_capabilities(
     lab: Lab, unprivileged_python: tuple[str, dict[str, str]]
 ) -> None:
     python, env = unprivileged_python
@@ -161,17 +174,25 @@ def test_the_daemon_protects_the_site_as_nobody_with_net_admin_and_net_raw_only(
     state = Path(tempfile.mkdtemp(prefix="lifeline-state-"))
     try:
         os.chown(state, NOBODY, NOBODY)
-        d = LifelineProcess(lab, state, **FAST)
+        config = lifeline_config_dict(lab, state, **FAST)
+        for link in config["links"]:
+            link["probes"]["arp_gateway"] = True  # an AF_PACKET socket: CAP_NET_RAW too
+        d = LifelineProcess.with_config(lab, state, config)
         d.start(env=env, wrapper=SETPRIV, python=python)
         try:
             assert d.pid is not None
             proc = _proc_status(d.pid)
             assert proc["Uid"].split() == [str(NOBODY)] * 4, proc["Uid"]
             for caps in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
-                assert int(proc[caps], 16) == NET_ADMIN_AND_RAW, (caps, proc[caps])
+                assert int(proc[caps], 16) == CAP_MASK, (caps, proc[caps])
             d.wait_active(["fibre-a"], 15)
             assert route_devices(lab) == ["wan-a"]
             d.wait_link("fibre-b", "up", 15)  # probed through its own table: raw ICMP, bound
+            answered = {(x.labels["kind"], x.labels["link"])
+                        for family in text_string_to_metric_families(d.metrics_text())
+                        for x in family.samples
+                        if x.name == "lifeline_probes_total" and x.labels["result"] == "ok"}
+            assert {("icmp", "fibre-b"), ("arp", "fibre-b")} <= answered, answered
             with Stream(lab, interval=0.01, max_seconds=15, two_way=True) as stream:
                 time.sleep(1.0)
                 lab.faults.blackhole("fibre-a")
