@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from controller.config import JournalLimits
+if TYPE_CHECKING:
+    from controller.config import JournalLimits
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,20 @@ class _Damaged(sqlite3.DatabaseError):
 
 def _is_damaged(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, _Damaged) or (code is not None and code & 0xFF in _DAMAGED_CODES)
+    return isinstance(exc, _Damaged) or (code is not None and (code & 0xFF) in _DAMAGED_CODES)
 
 
 class Journal:
     """Append-only event log; readers may open the same file while the daemon writes."""
 
     def __init__(self, path: Path, limits: JournalLimits | None = None) -> None:
+        if limits is None:
+            # Imported here: `lifeline events` and the CLI's help need KINDS, not pydantic.
+            from controller.config import JournalLimits
+
+            limits = JournalLimits()
         self.path = path
-        self.limits = limits or JournalLimits()
+        self.limits = limits
         self.write_errors = 0
         self._failures_in_a_row = 0
         self._damaged_moved_to: str | None = None
