@@ -1,4 +1,4 @@
-"""The ``lifeline`` command: run, check-config, status, events, demo.
+"""The ``lifeline`` command: run, check-config, status, events, demo (and ``--version``).
 
 Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
 (config errors, bad arguments). Every subcommand prints errors as plain sentences.
@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
+
+from controller.runtime.journal import KINDS
+from controller.version import VERSION
 
 DEFAULT_CONFIG = "/etc/lifeline/lifeline.yaml"
 
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lifeline", description="Keeps a contact center reachable.")
+    p.add_argument("--version", action="version", version=f"lifeline {VERSION}")
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon")
@@ -39,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file and summarize it")
-    check.add_argument("file")
+    check.add_argument("-c", "--config", help=f"the config file (default {DEFAULT_CONFIG})")
+    check.add_argument("file", nargs="?", help="the config file, as -c gives it")
     check.set_defaults(func=cmd_check_config)
 
     status = sub.add_parser("status", help="links and routes, from the running daemon")
@@ -52,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     events.add_argument("--state-dir", help="read this state dir instead of the config's")
     events.add_argument("-n", "--limit", type=int, default=50)
-    events.add_argument("--kind")
+    events.add_argument("--kind", help=f"only events of this kind: {', '.join(KINDS)}")
     events.add_argument("--subject")
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
@@ -80,7 +86,11 @@ def _load(path: str) -> Any:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from controller.config import summary
 
-    cfg = _load(args.file)
+    if args.config and args.file:
+        print(f"lifeline check-config: two config files given ({args.config} with -c and "
+              f"{args.file}); name one, with -c or without", file=sys.stderr)
+        return 2
+    cfg = _load(args.config or args.file or DEFAULT_CONFIG)
     if cfg is None:
         return 2
     print(summary(cfg))
@@ -126,6 +136,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     from controller.runtime.journal import read_events
 
+    if args.kind is not None and args.kind not in KINDS:
+        print(f"lifeline events: unknown event kind {args.kind!r}; the journal's kinds are "
+              f"{', '.join(KINDS)}", file=sys.stderr)
+        return 2
     if args.state_dir:
         state_dir = Path(args.state_dir)
     else:
@@ -133,7 +147,12 @@ def cmd_events(args: argparse.Namespace) -> int:
         if cfg is None:
             return 2
         state_dir = Path(cfg.state_dir)
-    events = read_events(state_dir / "journal.sqlite3", args.limit, args.kind, args.subject)
+    path = state_dir / "journal.sqlite3"
+    try:
+        events = read_events(path, args.limit, args.kind, args.subject)
+    except sqlite3.Error as exc:
+        print(f"lifeline events: cannot read the journal {path}: {exc}", file=sys.stderr)
+        return 1
     for ev in events:
         if args.json:
             print(json.dumps({"ts": ev.ts, "kind": ev.kind, "subject": ev.subject,

@@ -218,7 +218,11 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_journal_in_memory", "gauge",
               "1 when the journal is kept in memory because its file could not be used "
               "(decisions are not kept across a restart).",
-              read=lambda s: [((), float(s.journal.in_memory))]),
+              read=lambda s: [((), float(s.journal.mode == "memory"))]),
+    MetricDef("lifeline_journal_damaged", "gauge",
+              "1 when the journal file found at start was unusable and was moved aside "
+              "(the status API names where); history before it is in that file.",
+              read=lambda s: [((), float(s.journal.damaged_moved_to is not None))]),
 )
 
 # What each family of series is called in the catalog, for tests and the docs.

@@ -76,4 +76,15 @@ def render_status(doc: dict[str, Any]) -> str:
     for e in doc.get("edges", []):
         state = "in sync" if e.get("in_sync") else (e.get("error") or "not pushed yet")
         lines.append(f"edge {e['name']}: {state}")
+    problems = doc.get("problems") or []
+    if problems:
+        lines.append("")
+        lines.extend(f"problem: {p}" for p in problems)
+    journal = doc.get("journal") or {}
+    if journal.get("mode") == "memory":
+        lines.append(f"journal: in memory ({journal.get('problem')}); decisions are not kept "
+                     "across a restart")
+    if journal.get("damaged_moved_to"):
+        lines.append(f"journal: an unusable journal was moved aside to "
+                     f"{journal['damaged_moved_to']}")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from controller.config.errors import ConfigError
 from controller.config.links import Link, Probes, RouteGroup, Target
 from controller.config.loader import load_config, parse_config
-from controller.config.model import Config
+from controller.config.model import Config, JournalLimits
 from controller.config.sipuri import SipUri, parse_sip_uri
 from controller.config.summary import summary
 from controller.config.telephony import Destination, DidRange, Register, Trunk
@@ -29,6 +29,7 @@ __all__ = [
     "Destination",
     "DidRange",
     "FlushRule",
+    "JournalLimits",
     "Link",
     "Probes",
     "Register",

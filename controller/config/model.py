@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, Strict
 
 from controller.config.fields import (
     AbsPath,
     ConfigModel,
+    Count,
     Listen,
     PositiveDuration,
     SiteName,
@@ -27,11 +28,21 @@ from controller.config.thresholds import Defaults
 from controller.core.didplan import DidEntry
 
 
+class JournalLimits(ConfigModel):
+    """How much history the journal keeps: events older than ``keep_days`` and all but the
+    newest ``keep_events`` are pruned (at start, then every so often), so it cannot fill
+    the state dir."""
+
+    keep_days: Count = 90
+    keep_events: Annotated[int, Strict(), Field(ge=1000)] = 200_000
+
+
 class Config(ConfigModel):
     """One site's whole config, as loaded: defaults filled in, every check passed."""
 
     site: SiteName
     state_dir: AbsPath = Path("/var/lib/lifeline")
+    journal: JournalLimits = JournalLimits()
     listen: Listen = "127.0.0.1:9730"
     api_socket: AbsPath | None = None
     log_format: Literal["text", "json"] = "text"

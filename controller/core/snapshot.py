@@ -152,9 +152,9 @@ class JournalSnap:
     """Where decisions are written: on disk, or in memory when the disk failed us."""
 
     path: str
-    in_memory: bool = False
-    moved_aside: str | None = None  # a damaged journal that was moved out of the way
-    problem: str | None = None
+    mode: str = "disk"  # "memory": this run's events end with the process
+    damaged_moved_to: str | None = None  # an unusable journal file found at start
+    problem: str | None = None  # why the journal is in memory
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,15 @@ from controller.core.snapshot import (
 from controller.runtime.journal import Journal
 from controller.runtime.links import LinkRouting
 from controller.runtime.linkwatch import LinkWatch
+from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
+from controller.version import VERSION as VERSION  # importable from here, as before
 from exporters.http import HttpServer, make_app
 from exporters.status import status_document
 from probes.icmp import close_all
 from probes.sample import Sample
 
 log = logging.getLogger("lifeline")
-
-VERSION = "0.1.0"
 
 
 class Daemon:
@@ -51,6 +51,7 @@ class Daemon:
         journal: Journal | None = None,
         netlink: Callable[[str | None], Netlink] = Netlink,
         start_probes: bool = True,
+        notifier: Notifier | None = None,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
         ``start_probes`` no probe is sent and samples come from whoever calls ``on_round``
@@ -59,7 +60,9 @@ class Daemon:
         self.dry_run = dry_run
         self._netlink = netlink
         self._start_probes = start_probes
-        self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3")
+        self.journal = journal or Journal(Path(cfg.state_dir) / "journal.sqlite3", cfg.journal)
+        self.notifier = notifier or Notifier()
+        self._cycle_started: float | None = None  # loop time, while a cycle runs
         self.tally = Tally()
         self.latest: Snapshot | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,7 +129,8 @@ class Daemon:
     def snapshot(self) -> Snapshot:
         """Everything the daemon knows now, frozen: what every exporter reads."""
         now = self.now()
-        writes_failed = self.journal.write_errors - self.tally.value(
+        cond = self.journal.condition
+        writes_failed = cond.write_errors - self.tally.value(
             "lifeline_journal_write_errors_total")
         if writes_failed > 0:
             self.tally.add("lifeline_journal_write_errors_total", (), writes_failed)
@@ -141,7 +145,8 @@ class Daemon:
             plan=tel.plan if tel is not None else None,
             destination_uris=tel.destination_uris if tel is not None else {},
             problems=tuple(self.routing.problems.seen),
-            journal=JournalSnap(str(self.journal.path)),
+            journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
+                                cond.problem),
             counters=counters, histograms=histograms, telephony=tel is not None)
 
     def publish(self) -> Snapshot:
@@ -158,8 +163,16 @@ class Daemon:
         await stop.wait()
         self._wake.set()
 
+    def routes_line(self, unset: str) -> str:
+        """Each group and the link(s) it uses, in one line (systemd's STATUS, the stop log)."""
+        return "; ".join(f"{n} via {','.join(g.decided) or unset}"
+                         for n, g in self.routing.groups.items())
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        # Starting counts as a cycle for systemd's watchdog: a start that hangs stops the pings.
+        self._cycle_started = self.now()
+        watchdog = asyncio.create_task(self.notifier.watchdog(lambda: self._cycle_started))
         routing = self.routing
         routing.resume_from_journal()
         cfg = self.cfg
@@ -172,7 +185,11 @@ class Daemon:
         self.publish()
         server = HttpServer(make_app(lambda: self.latest), cfg.listen,
                             Path(cfg.api_socket_path))
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:  # e.g. a state dir remounted read-only: the routes matter more
+            log.error("cannot serve the API and metrics (%s); protecting the site without "
+                      "them", exc)
         self._nl = self._netlink(None)
         await self._nl.__aenter__()
         routing.attach(self._nl)
@@ -189,6 +206,7 @@ class Daemon:
             self.telephony.start(self._wake, probes=self._start_probes)
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
+        self._cycle_started = None
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -196,9 +214,16 @@ class Daemon:
                 self._wake.clear()
                 if stop.is_set():
                     break
-                await self.cycle()
+                self._cycle_started = self.now()
+                try:
+                    await self.cycle()
+                finally:
+                    self._cycle_started = None
                 self.publish()
+                self.notifier.running(self.routes_line("no route yet"))
         finally:
+            self.notifier.stopping("stopping; routes stay as they are")
+            watchdog.cancel()
             waker.cancel()
             await routing.stop_probes()
             await watch.stop()
@@ -209,13 +234,11 @@ class Daemon:
             await server.stop()
             await self._nl.__aexit__(None, None, None)
             close_all()
-            kept = "; ".join(
-                f"{n} via {','.join(g.decided) or 'unchanged'}"
-                for n, g in routing.groups.items()
-            )
+            kept = self.routes_line("unchanged")
             log.info("stopped; routes left in place: %s", kept)
             self.journal.record("stop", "daemon", f"stopped; routes left in place: {kept}")
             self.journal.close()
+            self.notifier.close()
 
 
 async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:

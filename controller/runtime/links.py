@@ -34,7 +34,7 @@ from controller.core.snapshot import (
     Tally,
     pairs,
 )
-from controller.runtime.journal import Journal, read_events
+from controller.runtime.journal import Journal
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
 
@@ -386,7 +386,7 @@ class LinkRouting:
         """Links that were down when the last daemon stopped start down, so a restart
         cannot shortcut their hold-down (the journal is the memory across restarts)."""
         for name, rt in self.links.items():
-            last = read_events(self.journal.path, limit=1, kind="transition", subject=name)
+            last = self.journal.events(limit=1, kind="transition", subject=name)
             if last and last[0].data.get("new") == HealthState.DOWN.value:
                 tr = rt.health.resume_down(self._now(), f"down before the restart "
                                            f"({last[0].message.removeprefix(name + ': ')})")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,14 +59,18 @@ class LifelineProcess:
         daemon.config_path.write_text(text)
         return daemon
 
-    def start(self, wait: float = 15.0) -> None:
-        """Start the daemon and wait until its API answers."""
+    def start(self, wait: float = 15.0, *, env: Mapping[str, str] | None = None,
+              wrapper: Sequence[str] = (), python: str | None = None) -> None:
+        """Start the daemon and wait until its API answers. ``env`` adds to its environment
+        (e.g. NOTIFY_SOCKET), ``wrapper`` goes before the command (e.g. setpriv), ``python``
+        replaces this interpreter."""
         log = self.log_path.open("a")
+        argv = self.lab.python_argv("controller", "run", "-c", str(self.config_path),
+                                    *self.extra_args)
         self.proc = self.lab.popen(
             self.lab.site,
-            self.lab.python_argv("controller", "run", "-c", str(self.config_path),
-                                 *self.extra_args),
-            stdout=log, stderr=log,
+            [*wrapper, python or argv[0], *argv[1:]],
+            extra_env=env, stdout=log, stderr=log,
         )
         log.close()
         self.wait_for(lambda st: True, wait, "the daemon's API to answer")

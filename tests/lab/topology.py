@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -353,13 +353,15 @@ class Lab:
         """Run argv inside namespace ``ns`` and wait; ``check`` raises LabError on failure."""
         return netns.run_cmd(netns.ns_argv(ns, argv), check=check, timeout=timeout)
 
-    def popen(self, ns: str, argv: Sequence[str], **kw: Any) -> subprocess.Popen[str]:
+    def popen(self, ns: str, argv: Sequence[str], *, extra_env: Mapping[str, str] | None = None,
+              **kw: Any) -> subprocess.Popen[str]:
         """Start argv inside ``ns`` in the background; ``destroy()`` kills it by PID.
 
         Keyword arguments go to ``subprocess.Popen`` (text mode is always on). Helper
-        modules (``python -m tests.lab...``) find the lab package through PYTHONPATH.
+        modules (``python -m tests.lab...``) find the lab package through PYTHONPATH;
+        ``extra_env`` adds to (or overrides) that environment.
         """
-        kw.setdefault("env", _helper_env())
+        kw.setdefault("env", {**_helper_env(), **(extra_env or {})})
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw["text"] = True
         proc: subprocess.Popen[str] = subprocess.Popen(netns.ns_argv(ns, argv), **kw)

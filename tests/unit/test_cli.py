@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 import pytest
 
+from controller import version
 from controller.cli import main
-from controller.runtime.journal import Journal
+from controller.runtime.journal import KINDS, Journal
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lifeline.yaml"
@@ -22,6 +25,19 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for name in ("fibre-a", "fibre-b", "lte", "internet"):
         assert name in out
+
+
+def test_check_config_takes_the_file_with_c_like_the_other_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", "-c", str(EXAMPLE)]) == 0
+    assert "fibre-a" in capsys.readouterr().out
+
+
+def test_check_config_refuses_two_files(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(EXAMPLE), str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert "two config files given" in err and "name one" in err
 
 
 @pytest.mark.parametrize("sample", ["bad-fields.yaml", "bad-semantic.yaml"])
@@ -71,6 +87,33 @@ def test_events_lists_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "fibre-b is the best up link" in out
     assert "3 rounds lost" not in out  # -n 1: only the newest
+
+
+def test_events_refuses_an_unknown_kind_and_lists_the_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["events", "--state-dir", str(tmp_path), "--kind", "transitions"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown event kind 'transitions'" in err
+    assert all(kind in err for kind in KINDS)
+
+
+def test_version_is_the_one_in_pyproject(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert capsys.readouterr().out.strip() == f"lifeline {project['version']}"
+
+
+def test_version_of_a_tree_that_is_not_installed_says_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def absent(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(version, "version", absent)
+    assert version._installed() == "0+unknown"
 
 
 def test_status_without_daemon_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

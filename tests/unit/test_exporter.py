@@ -174,6 +174,14 @@ async def test_unix_socket_serves_the_cli(tmp_path: Path) -> None:
     assert "carrier-a-sbc1" in telephony and "unroutable: 50" in telephony
     assert "edge kamailio: in sync" in telephony
     assert "fails calls at the edge: 3 calls failed" in telephony
+    trouble = render_status(doc | {
+        "problems": ["found foreign default via 198.51.100.9 where lifeline would put ..."],
+        "journal": {"path": "/var/lib/lifeline/journal.sqlite3", "mode": "memory",
+                    "damaged_moved_to": "/var/lib/lifeline/journal.sqlite3.damaged-x",
+                    "problem": "No space left on device"}})
+    assert "problem: found foreign default via 198.51.100.9" in trouble
+    assert "journal: in memory (No space left on device)" in trouble
+    assert "moved aside to /var/lib/lifeline/journal.sqlite3.damaged-x" in trouble
 
 
 async def test_fetch_status_from_nothing_is_an_oserror(tmp_path: Path) -> None:
