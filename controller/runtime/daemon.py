@@ -317,7 +317,7 @@ class Daemon:
             for group, old_links in left.items():
                 await self._flush(group, old_links)
 
-    def _note_applied(self, desired: routes.Desired, result: routes.ApplyResult) -> None:
+    def _note_applied(self, desired: routes.Desired, result: routes.RouteResult) -> None:
         """Record which groups' kernel routes now match the decision (no failed step on
         their route, no conflict), so the status never runs ahead of the kernel."""
         failed = {e.step.route.key for e in result.errors

@@ -21,8 +21,9 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from controller.actuators.sipedge.drivers import SipEdge
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
@@ -62,16 +63,6 @@ def _registration_fields(reg: Register | None) -> dict[str, Any]:
         password = None
     return {"register_user": reg.user, "register_domain": reg.domain,
             "register_password": password, "register_expires": int(reg.expires)}
-
-
-class EdgeDriver(Protocol):
-    """A SIP edge lifeline pushes the plan to; ``push`` never raises."""
-
-    name: str
-
-    async def push(self, plan: EdgePlan) -> tuple[bool, str]: ...
-
-    async def failures(self) -> dict[str, int]: ...
 
 
 @dataclass
@@ -132,7 +123,7 @@ class Telephony:
     """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
 
     def __init__(self, cfg: Config, journal: Journal, metrics: Metrics,
-                 edges: list[EdgeDriver]) -> None:
+                 edges: list[SipEdge]) -> None:
         self.cfg = cfg
         self.journal = journal
         self.metrics = metrics
@@ -397,7 +388,8 @@ class Telephony:
         self.edge_plan = edge_plan
         for edge in self.edges:
             started = time.perf_counter()
-            ok, detail = await edge.push(edge_plan)
+            outcome = await edge.push(edge_plan)
+            ok, detail = outcome.ok, outcome.describe()
             self.metrics.plan_pushes.labels(actuator=edge.name,
                                             result="ok" if ok else "error").inc()
             self.metrics.plan_push_duration.labels(actuator=edge.name).observe(

@@ -14,12 +14,11 @@ from controller.actuators.sipedge.kamailio import (
     RemoveTrunk,
     SetDid,
     SetTrunkState,
-    _parse_ds_list,
-    _parse_dump,
     did_table,
     plan,
     simulate,
 )
+from controller.actuators.sipedge.kamailio.answers import parse_ds_list, parse_dump
 from controller.actuators.sipedge.plan import (
     DidRoute,
     EdgePlan,
@@ -232,8 +231,8 @@ def test_apply_then_plan_is_empty(before: EdgePlan, after: EdgePlan) -> None:
 
 def test_parse_rpc_answers() -> None:
     dump = [{"entry": 1, "size": 1, "slot": [{"name": "k", "value": "v", "type": "str"}]}, "junk"]
-    assert _parse_dump(dump) == {"k": "v"}
-    assert _parse_dump({"not": "a list"}) == {}
+    assert parse_dump(dump) == {"k": "v"}
+    assert parse_dump({"not": "a list"}) == {}
     ds = {
         "NRSETS": 1,
         "RECORDS": [
@@ -255,6 +254,6 @@ def test_parse_rpc_answers() -> None:
             }
         ],
     }
-    (t,) = _parse_ds_list(ds)
+    (t,) = parse_ds_list(ds)
     assert (t.group, t.uri, t.state, t.priority, t.name, t.owned) == (1, "sip:a", "d", 2, "a", True)
-    assert _parse_ds_list(None) == ()
+    assert parse_ds_list(None) == ()
