@@ -41,7 +41,9 @@ A = TypeVar("A")
 D = TypeVar("D", contravariant=True)
 
 
-@dataclass(frozen=True, slots=True)
+# Frozen without slots: on 3.11 a frozen, slotted generic dataclass cannot be built
+# through a parametrised alias (`RouteResult(plan)`): typing's __orig_class__ write fails.
+@dataclass(frozen=True)
 class StepError(Generic[S]):
     """Why a step failed; `step` None: no step of the plan failed, the actuator could not
     get that far (the actual state could not be read, or the plan cannot be held in full)."""
@@ -55,7 +57,7 @@ class StepError(Generic[S]):
         return f"FAILED {self.step.describe()}: {self.error}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ApplyResult(Generic[P, S]):
     """What apply() did with a plan: the steps that took, the ones that failed and why.
 
