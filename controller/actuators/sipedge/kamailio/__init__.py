@@ -9,72 +9,11 @@ next cycle and one already in sync costs six read RPCs and no writes. One job pe
 the only package that speaks Kamailio's RPC; it decides nothing.
 """
 
-from controller.actuators.sipedge.kamailio.actuator import EdgeResult, KamailioActuator
-from controller.actuators.sipedge.kamailio.answers import (
-    REG_FLAG_INITIALISED,
-    REG_FLAG_REGISTERED,
-    REG_UUID_PREFIX,
-    DsTarget,
-    EdgeActual,
-    EdgeSocket,
-    Registration,
-    sip_host,
-)
-from controller.actuators.sipedge.kamailio.client import KamailioClient, KamailioError
-from controller.actuators.sipedge.kamailio.planner import (
-    DEFAULT_MAX_WILD,
-    AddRegistration,
-    AddTrunk,
-    DeleteDid,
-    DeleteSetting,
-    EdgeSteps,
-    RemoveRegistration,
-    RemoveTrunk,
-    SetDid,
-    SetSetting,
-    SetTrunkState,
-    Step,
-    contact_addr,
-    desired_registrations,
-    desired_settings,
-    did_table,
-    plan,
-    refresh_steps,
-    simulate,
-    trunk_socket,
-)
+# Each module's __all__ is its one list of public names; the package offers them all.
+from controller.actuators.sipedge.kamailio import actuator, answers, client, planner
+from controller.actuators.sipedge.kamailio.actuator import *  # noqa: F403
+from controller.actuators.sipedge.kamailio.answers import *  # noqa: F403
+from controller.actuators.sipedge.kamailio.client import *  # noqa: F403
+from controller.actuators.sipedge.kamailio.planner import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_MAX_WILD",
-    "REG_FLAG_INITIALISED",
-    "REG_FLAG_REGISTERED",
-    "REG_UUID_PREFIX",
-    "AddRegistration",
-    "AddTrunk",
-    "DeleteDid",
-    "DeleteSetting",
-    "DsTarget",
-    "EdgeActual",
-    "EdgeResult",
-    "EdgeSocket",
-    "EdgeSteps",
-    "KamailioActuator",
-    "KamailioClient",
-    "KamailioError",
-    "Registration",
-    "RemoveRegistration",
-    "RemoveTrunk",
-    "SetDid",
-    "SetSetting",
-    "SetTrunkState",
-    "Step",
-    "contact_addr",
-    "desired_registrations",
-    "desired_settings",
-    "did_table",
-    "plan",
-    "refresh_steps",
-    "simulate",
-    "sip_host",
-    "trunk_socket",
-]
+__all__ = [*actuator.__all__, *answers.__all__, *client.__all__, *planner.__all__]
