@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from controller.actuators.base import ApplyResult, StepError
+from controller.actuators.base import Actuator, ApplyResult, StepError
 from controller.actuators.netlink import (
     DEFAULT_DST,
     Nexthop,
@@ -519,6 +519,12 @@ class RouteReconciler:
         if dry_run:
             return ApplyResult(the_plan)
         return await self.apply(the_plan)
+
+
+if TYPE_CHECKING:  # mypy holds the reconciler to the one actuator shape
+
+    def _is_an_actuator(r: RouteReconciler) -> Actuator[Desired, Actual, Plan, Step]:
+        return r
 
 
 async def reconcile(nl: Netlink, desired: Desired, *, dry_run: bool = False) -> RouteResult:
