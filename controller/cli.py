@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     setup_logging(args.log_format or cfg.log_format, 10 if args.verbose else 20)
-    return asyncio.run(run_daemon(cfg, dry_run=args.dry_run))
+    return asyncio.run(run_daemon(cfg, dry_run=args.dry_run, config_path=Path(args.config)))
 
 
 def _socket_path(args: argparse.Namespace) -> Path | None:

@@ -212,7 +212,13 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_plan_push_duration_seconds", "histogram",
               "Time to push the plan to one SIP edge.", ("actuator",),
               "a sip_edge is configured"),
-    # -- the daemon's own memory ---------------------------------------------------------
+    # -- the daemon itself ----------------------------------------------------------------
+    MetricDef("lifeline_config_reloads_total", "counter",
+              "Config reloads (SIGHUP) by result: ok, or refused (the running config stays).",
+              ("result",)),
+    MetricDef("lifeline_config_last_reload_successful", "gauge",
+              "0 while the last reload was refused (the file on disk is not what runs), "
+              "else 1.", read=lambda s: [((), float(s.reload_error is None))]),
     MetricDef("lifeline_journal_write_errors_total", "counter",
               "Journal writes that failed."),
     MetricDef("lifeline_journal_in_memory", "gauge",

@@ -40,6 +40,7 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         "reconcile_errors": int(s.count("lifeline_reconcile_total", ("error",))),
         "problems": list(s.problems),
         "journal": asdict(s.journal),
+        "config": {"path": s.config_path, "reload_error": s.reload_error},
     }
     if not s.telephony:
         return doc

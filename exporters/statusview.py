@@ -80,6 +80,10 @@ def render_status(doc: dict[str, Any]) -> str:
     if problems:
         lines.append("")
         lines.extend(f"problem: {p}" for p in problems)
+    config = doc.get("config") or {}
+    if config.get("reload_error"):
+        lines.append(f"config: the last reload was refused, the running config stays: "
+                     f"{config['reload_error']}")
     journal = doc.get("journal") or {}
     if journal.get("mode") == "memory":
         lines.append(f"journal: in memory ({journal.get('problem')}); decisions are not kept "

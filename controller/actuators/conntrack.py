@@ -24,10 +24,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controller.actuators.base import ApplyResult, StepError
 from controller.actuators.netlink import ConntrackFlow, ConntrackSweep, conntrack_delete_matching
 from controller.core.flushrules import DEFAULT_FLUSH_RULES, FlushRule
 
 __all__ = [
+    "FlushFlows",
     "FlushResult",
     "flow_matches",
     "flush_after_switch",
@@ -38,8 +40,26 @@ _PROTO_NUMBERS = {"udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
 
 
 @dataclass(frozen=True, slots=True)
+class FlushFlows:
+    """A flush as a plan of one step: drop the flows NAT'ed to `old_sources`.
+
+    Not level-triggered: what to drop follows from a switch that just happened, not from a
+    state that could be observed later, so the sweep matches and deletes in one pass.
+    """
+
+    old_sources: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.old_sources
+
+    def describe(self) -> str:
+        return f"flush conntrack entries NAT'ed to {', '.join(self.old_sources) or 'nothing'}"
+
+
+@dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What a flush did, for the journal and the metrics."""
+    """What a flush did, for the journal and the metrics (they count `deleted`)."""
 
     deleted: int
     matched: int
@@ -57,6 +77,18 @@ class FlushResult:
             f"{', '.join(self.old_sources) or 'nothing'}{errs} in {self.duration_s * 1000:.1f} ms"
             f"{extra}"
         )
+
+    def as_apply_result(self) -> ApplyResult[FlushFlows, FlushFlows]:
+        """The flush in the shape every actuator reports: its one step done, or failed when
+        an entry could not be deleted or the sweep ran out of time (then it was partial)."""
+        step = FlushFlows(self.old_sources)
+        if self.errors or self.timed_out:
+            why = f"{self.errors} errors" + (", timed out (partial)" if self.timed_out else "")
+            return ApplyResult(step, errors=(StepError(step, why),), calls=self.matched,
+                               seconds=self.duration_s)
+        return ApplyResult(step, done=() if step.empty else (step,),
+                           durations_s=() if step.empty else (self.duration_s,),
+                           calls=self.matched, seconds=self.duration_s)
 
 
 def stale_sources(

@@ -1,8 +1,9 @@
 """Route actuator: per-link tables and rules, and each group's route onto its active link(s).
 
-Level-triggered, like a Kubernetes controller: `observe()` reads what the kernel has,
-`plan(desired, actual)` (PURE: no I/O, no clock) lists the steps that make the kernel match
-the desired state, and `apply(plan)` carries them out, recording errors instead of raising.
+Level-triggered, like every actuator (controller.actuators.base): `observe()` reads what the
+kernel has, `plan(desired, actual)` (PURE: no I/O, no clock) lists the steps that make the
+kernel match the desired state, and `apply(plan)` carries them out, recording errors
+instead of raising.
 `reconcile()` does all three each cycle, so a manual change, a lost event or a restart
 converges by itself, and a kernel that already matches yields an empty plan. Ownership is
 by protocol tag: lifeline writes every route (`proto`) and rule (FRA_PROTOCOL) with
@@ -20,9 +21,10 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
+from controller.actuators.base import Actuator, ApplyResult, StepError
 from controller.actuators.netlink import (
     DEFAULT_DST,
     Nexthop,
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Actual",
     "AddRule",
-    "ApplyResult",
     "Conflict",
     "DeleteRoute",
     "DeleteRule",
@@ -50,8 +51,8 @@ __all__ = [
     "Plan",
     "ReplaceRoute",
     "RouteReconciler",
+    "RouteResult",
     "Step",
-    "StepError",
     "apply",
     "group_family",
     "group_key",
@@ -107,7 +108,8 @@ class Desired:
 @dataclass(frozen=True, slots=True)
 class Actual:
     """What observe() found: lifeline-tagged routes and rules, plus whatever occupies a
-    group's or link's key (so a foreign route there is seen as a conflict)."""
+    group's or link's key (so a foreign route there is seen as a conflict); observed
+    without a desired state, every route and rule."""
 
     routes: tuple[RouteEntry, ...]
     rules: tuple[RuleEntry, ...]
@@ -416,38 +418,28 @@ def _keys_of_interest(desired: Desired) -> set[RouteKey]:
     return keys
 
 
-async def observe(nl: Netlink, desired: Desired) -> Actual:
-    """Read lifeline's routes and rules, and whatever sits at a key lifeline wants."""
+async def observe(nl: Netlink, desired: Desired | None = None) -> Actual:
+    """Read lifeline's routes and rules, and whatever sits at a key lifeline wants.
+
+    Without `desired`: every route and rule the kernel holds. plan() gives the same steps
+    either way (it looks only at lifeline's tag and at the keys it wants); the filter only
+    keeps a large table out of memory.
+    """
+    routes = await nl.routes()
+    rules = await nl.rules()
+    if desired is None:
+        return Actual(routes=tuple(routes), rules=tuple(rules))
     keys = _keys_of_interest(desired)
-    routes = tuple(r for r in await nl.routes() if r.proto == desired.protocol or r.key in keys)
-    rules = tuple(r for r in await nl.rules() if r.proto == desired.protocol)
-    return Actual(routes=routes, rules=rules)
+    return Actual(
+        routes=tuple(r for r in routes if r.proto == desired.protocol or r.key in keys),
+        rules=tuple(r for r in rules if r.proto == desired.protocol),
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class StepError:
-    step: Step
-    error: str
-
-    def describe(self) -> str:
-        return f"FAILED {self.step.describe()}: {self.error}"
+RouteResult: TypeAlias = ApplyResult[Plan, Step]
 
 
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    """What apply() did: the plan, the steps that took, the ones that failed and why."""
-
-    plan: Plan
-    done: tuple[Step, ...] = ()
-    errors: tuple[StepError, ...] = ()
-    durations_s: tuple[float, ...] = field(default=())  # one per step in `done`
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-async def apply(nl: Netlink, the_plan: Plan) -> ApplyResult:
+async def apply(nl: Netlink, the_plan: Plan) -> RouteResult:
     """Carry out every step; a failing step is recorded and the others still run.
 
     A typical failure is ENETUNREACH when a nexthop's interface is administratively down
@@ -456,8 +448,9 @@ async def apply(nl: Netlink, the_plan: Plan) -> ApplyResult:
     connected subnet, so forcing onlink would only hide a wrong gateway address.
     """
     done: list[Step] = []
-    errors: list[StepError] = []
+    errors: list[StepError[Step]] = []
     durations: list[float] = []
+    started = time.perf_counter()
     for step in the_plan.steps:
         t0 = time.perf_counter()
         try:
@@ -474,7 +467,10 @@ async def apply(nl: Netlink, the_plan: Plan) -> ApplyResult:
             continue
         durations.append(time.perf_counter() - t0)
         done.append(step)
-    return ApplyResult(the_plan, tuple(done), tuple(errors), tuple(durations))
+    return ApplyResult(
+        the_plan, tuple(done), tuple(errors), tuple(durations),
+        calls=len(the_plan.steps), seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
 
 def _error_text(exc: BaseException) -> str:
@@ -482,8 +478,12 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(str(a) for a in args) or type(exc).__name__
 
 
+def _tagged(actual: Actual, protocol: int) -> set[RouteKey]:
+    return {r.key for r in actual.routes if r.proto == protocol}
+
+
 class RouteReconciler:
-    """The daemon's route actuator: one level-triggered `reconcile()` per cycle.
+    """The daemon's route actuator (observe / plan / apply), one `reconcile()` per cycle.
 
     It remembers which route keys lifeline has held in this run (written by it, or found
     with its tag), so a route replaced by hand at such a key (`ip route replace` tags it
@@ -495,12 +495,15 @@ class RouteReconciler:
         self.nl = nl
         self.owned: set[RouteKey] = set()
 
-    async def reconcile(self, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
-        actual = await observe(self.nl, desired)
-        self.owned |= {r.key for r in actual.routes if r.proto == desired.protocol}
-        the_plan = plan(desired, actual, frozenset(self.owned))
-        if dry_run:
-            return ApplyResult(the_plan)
+    async def observe(self, desired: Desired | None = None) -> Actual:
+        return await observe(self.nl, desired)
+
+    def plan(self, desired: Desired, actual: Actual) -> Plan:
+        """PURE: the module's plan(), with the keys lifeline holds (remembered, or found
+        carrying its tag now) as its own."""
+        return plan(desired, actual, frozenset(self.owned | _tagged(actual, desired.protocol)))
+
+    async def apply(self, the_plan: Plan) -> RouteResult:
         result = await apply(self.nl, the_plan)
         for step in result.done:
             if isinstance(step, ReplaceRoute):
@@ -509,8 +512,22 @@ class RouteReconciler:
                 self.owned.discard(step.route.key)
         return result
 
+    async def reconcile(self, desired: Desired, *, dry_run: bool = False) -> RouteResult:
+        actual = await self.observe(desired)
+        self.owned |= _tagged(actual, desired.protocol)
+        the_plan = self.plan(desired, actual)
+        if dry_run:
+            return ApplyResult(the_plan)
+        return await self.apply(the_plan)
 
-async def reconcile(nl: Netlink, desired: Desired, *, dry_run: bool = False) -> ApplyResult:
+
+if TYPE_CHECKING:  # mypy holds the reconciler to the one actuator shape
+
+    def _is_an_actuator(r: RouteReconciler) -> Actuator[Desired, Actual, Plan, Step]:
+        return r
+
+
+async def reconcile(nl: Netlink, desired: Desired, *, dry_run: bool = False) -> RouteResult:
     """One stateless cycle (observe, plan, apply unless dry_run): e.g. for a one-shot CLI."""
     the_plan = plan(desired, await observe(nl, desired))
     if dry_run:

@@ -195,6 +195,18 @@ class Health:
         self._good_since: float | None = None  # DEGRADED: first round within recovery bounds
         self._penalty = Penalty(params.flap_half_life)
 
+    def retune(self, params: HealthParams) -> None:
+        """New thresholds, same history (a config reload): the state, its reason, the runs,
+        the hold-down in progress and the flap penalty stay; the window keeps its newest
+        rounds up to the new length. The next round is judged by the new thresholds, so a
+        reload never turns a known link unknown, and never moves a route by itself."""
+        self.params = params
+        self._size = params.window_rounds()
+        while len(self._window) > self._size:
+            self._drop_oldest()
+        self._metrics = None
+        self._penalty.half_life = params.flap_half_life
+
     # -- inputs ---------------------------------------------------------------------------
 
     def observe(self, rnd: ProbeRound) -> Transition | None:
@@ -355,14 +367,7 @@ class Health:
     def _push(self, rnd: ProbeRound) -> None:
         self._metrics = None
         if len(self._window) >= self._size:
-            old = self._window.popleft()
-            for i, rtt in enumerate(old.rtts):
-                if rtt is None:
-                    self._lost[i] -= 1
-                else:
-                    self._rtt_n[i] -= 1
-                    # Reset at zero so float residue cannot build up over days.
-                    self._rtt_sum[i] = self._rtt_sum[i] - rtt if self._rtt_n[i] else 0.0
+            self._drop_oldest()
         self._window.append(rnd)
         for i, rtt in enumerate(rnd.rtts):
             if rtt is None:
@@ -375,6 +380,16 @@ class Health:
                 self._jitter[i] += (abs(rtt - last) - self._jitter[i]) / 16.0
                 self._jitter_n[i] += 1
             self._last_rtt[i] = rtt
+
+    def _drop_oldest(self) -> None:
+        old = self._window.popleft()
+        for i, rtt in enumerate(old.rtts):
+            if rtt is None:
+                self._lost[i] -= 1
+            else:
+                self._rtt_n[i] -= 1
+                # Reset at zero so float residue cannot build up over days.
+                self._rtt_sum[i] = self._rtt_sum[i] - rtt if self._rtt_n[i] else 0.0
 
     def _clear_window(self) -> None:
         self._metrics = None

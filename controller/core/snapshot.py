@@ -176,6 +176,8 @@ class Snapshot:
     counters: Mapping[str, Mapping[Labels, float]] = field(default_factory=dict)
     histograms: Mapping[str, Mapping[Labels, Histo]] = field(default_factory=dict)
     telephony: bool = False  # trunks or DIDs are configured
+    config_path: str | None = None  # the file SIGHUP re-reads
+    reload_error: str | None = None  # why the last reload was refused; None after a good one
 
     def count(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get(name, {}).get(labels, 0.0)

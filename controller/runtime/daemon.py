@@ -22,7 +22,7 @@ from typing import Any
 
 from controller.actuators.netlink import Netlink
 from controller.actuators.sipedge.drivers import drivers_from_config
-from controller.config import Config
+from controller.config import Config, ConfigError, load_config
 from controller.core.snapshot import (
     JournalSnap,
     Snapshot,
@@ -41,6 +41,12 @@ from probes.sample import Sample
 
 log = logging.getLogger("lifeline")
 
+# Settings a reload cannot take while running: where state lives and what the API listens
+# on are bound at start, and a new route protocol or rule priority would make lifeline's
+# own routes look foreign. A change to one is logged and waits for a restart.
+RESTART_ONLY = ("state_dir", "journal", "listen", "api_socket", "log_format",
+                "route_protocol", "rule_priority")
+
 
 class Daemon:
     def __init__(
@@ -52,11 +58,13 @@ class Daemon:
         netlink: Callable[[str | None], Netlink] = Netlink,
         start_probes: bool = True,
         notifier: Notifier | None = None,
+        config_path: Path | None = None,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
         ``start_probes`` no probe is sent and samples come from whoever calls ``on_round``
         and the trunk runtime's ``on_result`` (tests, with a fast clock)."""
         self.cfg = cfg
+        self.config_path = config_path  # what SIGHUP re-reads
         self.dry_run = dry_run
         self._netlink = netlink
         self._start_probes = start_probes
@@ -77,6 +85,10 @@ class Daemon:
         self._pending_refresh: set[str] = set()
         self.started = time.time()
         self._nl: Netlink | None = None
+        self._watch: LinkWatch | None = None
+        self._reload_requested = False
+        self.reload_error: str | None = None  # why the last reload was refused
+        self.tally.init("lifeline_config_reloads_total", ("ok",), ("refused",))
 
     def now(self) -> float:
         """The daemon's clock: the event loop's monotonic time, handed to every core."""
@@ -86,6 +98,75 @@ class Daemon:
     def on_round(self, link: str, sent_at: float, samples: list[Sample]) -> None:
         """One probe round of ``link`` (the link scheduler's callback)."""
         self.routing.on_round(link, sent_at, samples)
+
+    # -- reload ----------------------------------------------------------------------------
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the config file at the next turn of the loop."""
+        self._reload_requested = True
+        self._wake.set()
+
+    def _refuse(self, why: str, detail: str) -> bool:
+        self.reload_error = why
+        self.tally.add("lifeline_config_reloads_total", ("refused",))
+        log.error("config reload refused, the running config stays:\n%s", detail)
+        self.journal.record("error", "config", f"reload refused: {why}")
+        return False
+
+    async def reload(self) -> bool:
+        """Re-read the config file. A bad one is refused with every error and the running
+        config stays; a good one is taken without forgetting what is known: links, trunks
+        and groups it leaves alone keep their health and routes (controller.runtime.links,
+        trunks). Settings in RESTART_ONLY keep their running values until a restart."""
+        if self.config_path is None:
+            log.warning("reload asked, but the daemon was started without a config file")
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            return self._refuse(f"{len(exc.errors)} error(s): " + "; ".join(exc.errors),
+                                str(exc))
+        later = [f for f in RESTART_ONLY if getattr(new, f) != getattr(self.cfg, f)]
+        if later:
+            log.warning("config reload: %s changed; that takes a restart, the running "
+                        "value stays until then", ", ".join(later))
+            new = new.model_copy(update={f: getattr(self.cfg, f) for f in later})
+        try:
+            edges = self.edges if new.sip_edge == self.cfg.sip_edge else drivers_from_config(new)
+        except (ValueError, OSError) as exc:  # e.g. a webhook secret that is not there
+            return self._refuse(str(exc), str(exc))
+        routing = self.routing
+        stop, start, changes = routing.reconfigure(new)
+        await routing.stop_probes(stop)
+        await routing.resolve_sources()
+        if self._start_probes:
+            routing.start_probes(start)
+        if self._watch is not None and set(routing.by_ifname) != self._watch.ifnames:
+            await self._watch.stop()
+            self._watch = LinkWatch(list(routing.by_ifname), routing.on_carrier,
+                                    netlink=self._netlink)
+            await self._watch.start()
+        tel = self.telephony
+        if new.trunks or new.dids:
+            if tel is None:
+                tel = self.telephony = Telephony(new, self.journal, self.tally, edges)
+                tel.start(self._wake, probes=self._start_probes)
+                changes.append("telephony: on")
+            else:
+                changes += await tel.reconfigure(new, edges)
+        elif tel is not None:
+            await tel.stop()
+            self.telephony = None
+            changes.append("telephony: off")
+        if edges is not self.edges:
+            for edge in self.edges:
+                await edge.close()
+            self.edges = edges
+        self.cfg, self.reload_error = new, None
+        self.tally.add("lifeline_config_reloads_total", ("ok",))
+        what = "; ".join(changes) or "nothing that changes probing or routing"
+        log.info("config reloaded from %s: %s", self.config_path, what)
+        self.journal.record("action", "config", f"config reloaded: {what}")
+        return True
 
     # -- the cycle -----------------------------------------------------------------------
     async def cycle(self) -> None:
@@ -145,6 +226,8 @@ class Daemon:
             plan=tel.plan if tel is not None else None,
             destination_uris=tel.destination_uris if tel is not None else {},
             problems=tuple(self.routing.problems.seen),
+            config_path=None if self.config_path is None else str(self.config_path),
+            reload_error=self.reload_error,
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
                                 cond.problem),
             counters=counters, histograms=histograms, telephony=tel is not None)
@@ -198,8 +281,9 @@ class Daemon:
         # Per-link tables and source rules first: probes bound to a link need its table to
         # reach far targets, and the group route stays as found until health is known.
         await routing.reconcile({})
-        watch = LinkWatch(list(routing.by_ifname), routing.on_carrier, netlink=self._netlink)
-        await watch.start()
+        self._watch = LinkWatch(list(routing.by_ifname), routing.on_carrier,
+                                netlink=self._netlink)
+        await self._watch.start()
         if self._start_probes:
             routing.start_probes()
         if self.telephony is not None:
@@ -210,12 +294,15 @@ class Daemon:
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), cfg.reconcile_interval)
+                    await asyncio.wait_for(self._wake.wait(), self.cfg.reconcile_interval)
                 self._wake.clear()
                 if stop.is_set():
                     break
                 self._cycle_started = self.now()
                 try:
+                    if self._reload_requested:
+                        self._reload_requested = False
+                        await self.reload()
                     await self.cycle()
                 finally:
                     self._cycle_started = None
@@ -226,7 +313,8 @@ class Daemon:
             watchdog.cancel()
             waker.cancel()
             await routing.stop_probes()
-            await watch.stop()
+            if self._watch is not None:
+                await self._watch.stop()
             if self.telephony is not None:
                 await self.telephony.stop()
             for edge in self.edges:
@@ -241,13 +329,14 @@ class Daemon:
             self.notifier.close()
 
 
-async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
+async def run_daemon(cfg: Config, *, dry_run: bool = False,
+                     config_path: Path | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        daemon = Daemon(cfg, dry_run=dry_run)
+        daemon = Daemon(cfg, dry_run=dry_run, config_path=config_path)
     except (ValueError, OSError) as exc:  # e.g. a secret file or variable that is not there
         log.error("cannot start: %s", exc)
         return 2
@@ -259,6 +348,7 @@ async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
         len(cfg.route_groups),
         " (dry run)" if dry_run else "",
     )
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     await daemon.run(stop)
     return 0
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from controller.actuators import routes
 from controller.actuators.conntrack import flush_after_switch, stale_sources
 from controller.actuators.netlink import Netlink
-from controller.config import Config, Link
+from controller.config import Config, Link, RouteGroup
 from controller.core.flushrules import FlushRule
 from controller.core.health import Health, HealthState, ProbeRound, Transition
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
@@ -74,6 +74,49 @@ class Problems:
     seen: list[str] = field(default_factory=list)
 
 
+def _link_runtime(link: Link) -> LinkRuntime:
+    specs = link.probe_specs()
+    targets = len(specs)
+    health = Health(link.name, link.health_params(), targets, link.probes.reliability)
+    # The gateway ARP probe is evidence for the operator (metrics: is the gateway alive at
+    # layer 2 while the far targets are not?), not a vote in `reliability`.
+    if (arp := link.arp_spec()) is not None:
+        specs.append(arp)
+    return LinkRuntime(cfg=link, specs=specs, targets=targets, health=health,
+                       source=link.source)
+
+
+def _probing(link: Link) -> tuple[object, ...]:
+    """What a link's health is made of: the same probes through the same interface and
+    source, judged by the same reliability. Anything else can change under a running one."""
+    return (link.interface, link.source, tuple(link.probe_specs()), link.arp_spec(),
+            link.probes.reliability)
+
+
+def _by_ifname(links: dict[str, LinkRuntime]) -> dict[str, list[LinkRuntime]]:
+    """Dual stack puts two links (an IPv4 and an IPv6 one) on one interface: a carrier event
+    is news for both."""
+    out: dict[str, list[LinkRuntime]] = {}
+    for rt in links.values():
+        out.setdefault(rt.cfg.interface, []).append(rt)
+    return out
+
+
+def _group_runtime(g: RouteGroup) -> GroupRuntime:
+    return GroupRuntime(
+        spec=GroupSpec(name=g.name, links=tuple(g.links), multipath=g.multipath),
+        table=g.table_id,
+        destination=g.destination,
+        metric=g.metric,
+        flush_rules=tuple(g.flush_rules),
+        takeover=g.takeover,
+    )
+
+
+def _group_settings(g: GroupRuntime) -> tuple[object, ...]:
+    return (g.spec, g.table, g.destination, g.metric, g.flush_rules, g.takeover)
+
+
 class LinkRouting:
     """Every link's probing and health, the route groups' decisions, the route actuator."""
 
@@ -85,34 +128,9 @@ class LinkRouting:
         self.dry_run = dry_run
         self._now = now
         self._on_change = on_change
-        self.links: dict[str, LinkRuntime] = {}
-        for link in cfg.links:
-            specs = link.probe_specs()
-            targets = len(specs)
-            health = Health(link.name, link.health_params(), targets, link.probes.reliability)
-            # The gateway ARP probe is evidence for the operator (metrics: is the gateway
-            # alive at layer 2 while the far targets are not?), not a vote in `reliability`.
-            if (arp := link.arp_spec()) is not None:
-                specs.append(arp)
-            self.links[link.name] = LinkRuntime(
-                cfg=link, specs=specs, targets=targets, health=health, source=link.source
-            )
-        # Dual stack puts two links (an IPv4 and an IPv6 one) on one interface: a carrier
-        # event is news for both.
-        self.by_ifname: dict[str, list[LinkRuntime]] = {}
-        for rt in self.links.values():
-            self.by_ifname.setdefault(rt.cfg.interface, []).append(rt)
-        self.groups: dict[str, GroupRuntime] = {
-            g.name: GroupRuntime(
-                spec=GroupSpec(name=g.name, links=tuple(g.links), multipath=g.multipath),
-                table=g.table_id,
-                destination=g.destination,
-                metric=g.metric,
-                flush_rules=tuple(g.flush_rules),
-                takeover=g.takeover,
-            )
-            for g in cfg.route_groups
-        }
+        self.links = {link.name: _link_runtime(link) for link in cfg.links}
+        self.by_ifname = _by_ifname(self.links)
+        self.groups = {g.name: _group_runtime(g) for g in cfg.route_groups}
         self.problems = Problems()
         self._nl: Netlink | None = None
         self._reconciler: routes.RouteReconciler | None = None
@@ -120,24 +138,74 @@ class LinkRouting:
         self._reconcile_lock = asyncio.Lock()
         self._declare()
 
+    def reconfigure(self, cfg: Config) -> tuple[list[LinkRuntime], list[LinkRuntime], list[str]]:
+        """Take a reloaded ``cfg`` and keep what is known: a link whose probing is unchanged
+        keeps its runtime (health retuned to new thresholds, state and history kept); a
+        group keeps its decision and applied route. Returns the runtimes whose probing must
+        stop, those whose probing must start, and one line per change for the journal."""
+        old, changes = self.links, []
+        links: dict[str, LinkRuntime] = {}
+        for link in cfg.links:
+            rt = old.get(link.name)
+            if rt is not None and _probing(rt.cfg) == _probing(link):
+                if rt.cfg != link:
+                    rt.health.retune(link.health_params())
+                    changes.append(f"link {link.name}: settings changed, health kept")
+                rt.cfg = link
+                links[link.name] = rt
+            else:
+                links[link.name] = _link_runtime(link)
+                changes.append(f"link {link.name}: "
+                               + ("added" if rt is None else "probing changed, health anew"))
+        changes += [f"link {name}: removed" for name in old if name not in links]
+        stop = [rt for name, rt in old.items() if links.get(name) is not rt]
+        start = [rt for name, rt in links.items() if old.get(name) is not rt]
+        # A restarted schedule carries the new interval: restart the kept ones whose changed.
+        for rt in links.values():
+            if rt not in start and rt.scheduler is not None and (
+                    rt.scheduler.interval != rt.cfg.effective_interval
+                    or rt.scheduler.timeout != min(rt.cfg.effective_interval,
+                                                   rt.cfg.effective_timeout)):
+                stop.append(rt)
+                start.append(rt)
+        groups = {g.name: _group_runtime(g) for g in cfg.route_groups}
+        for name, g in groups.items():
+            was = self.groups.get(name)
+            if was is None:
+                changes.append(f"group {name}: added")
+                continue
+            members = set(g.spec.links)
+            g.decided = tuple(n for n in was.decided if n in members)
+            g.reason, g.last_change = was.reason, was.last_change
+            if (g.table, g.destination, g.metric) == (was.table, was.destination, was.metric):
+                g.applied = tuple(n for n in was.applied if n in members)
+            if _group_settings(g) != _group_settings(was):
+                changes.append(f"group {name}: changed")
+        changes += [f"group {name}: removed" for name in self.groups if name not in groups]
+        self.cfg, self.links, self.groups = cfg, links, groups
+        self.by_ifname = _by_ifname(links)
+        self._declare()
+        return stop, start, changes
+
     def attach(self, nl: Netlink) -> None:
         """The kernel adapter the route actuator reads and writes through."""
         self._nl = nl
         self._reconciler = routes.RouteReconciler(nl)
 
-    def start_probes(self) -> None:
-        for name, rt in self.links.items():
+    def start_probes(self, runtimes: list[LinkRuntime] | None = None) -> None:
+        """Probe every link (or just ``runtimes``) on its own schedule."""
+        for rt in self.links.values() if runtimes is None else runtimes:
             rt.scheduler = RoundScheduler(
                 rt.specs,
                 interval=rt.cfg.effective_interval,
                 timeout=rt.cfg.effective_timeout,
-                on_round=functools.partial(self.on_round, name),
-                name=name,
+                on_round=functools.partial(self.on_round, rt.cfg.name),
+                name=rt.cfg.name,
             )
             rt.scheduler.start()
 
-    async def stop_probes(self) -> None:
-        for rt in self.links.values():
+    async def stop_probes(self, runtimes: list[LinkRuntime] | None = None) -> None:
+        for rt in list(self.links.values()) if runtimes is None else runtimes:
             if rt.scheduler is not None:
                 await rt.scheduler.stop()
                 rt.scheduler = None
@@ -341,7 +409,7 @@ class LinkRouting:
                 await self._flush(group, old_links)
 
 
-    def _note_applied(self, desired: routes.Desired, result: routes.ApplyResult) -> None:
+    def _note_applied(self, desired: routes.Desired, result: routes.RouteResult) -> None:
         """Record which groups' kernel routes now match the decision (no failed step on
         their route, no conflict), so the status never runs ahead of the kernel."""
         failed = {e.step.route.key for e in result.errors

@@ -19,8 +19,9 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from controller.actuators.sipedge.drivers import SipEdge
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
@@ -63,16 +64,6 @@ def _registration_fields(reg: Register | None) -> dict[str, Any]:
             "register_password": password, "register_expires": int(reg.expires)}
 
 
-class EdgeDriver(Protocol):
-    """A SIP edge lifeline pushes the plan to; ``push`` never raises."""
-
-    name: str
-
-    async def push(self, plan: EdgePlan) -> tuple[bool, str]: ...
-
-    async def failures(self) -> dict[str, int]: ...
-
-
 @dataclass
 class Peer:
     """A probed SIP peer: a trunk or a destination, with its own health."""
@@ -104,7 +95,7 @@ class Telephony:
     """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
 
     def __init__(self, cfg: Config, journal: Journal, tally: Tally,
-                 edges: list[EdgeDriver]) -> None:
+                 edges: list[SipEdge]) -> None:
         self.cfg = cfg
         self.journal = journal
         self.tally = tally
@@ -121,6 +112,7 @@ class Telephony:
         self._unroutable: set[str] = set()
         self._groups = self._trunk_groups(cfg.trunks)
         self._wake: asyncio.Event | None = None
+        self._probing = False
         self.destination_uris = {d.name: str(d.sip_uri) for d in cfg.destinations}
         self._declare(tally)
 
@@ -170,30 +162,95 @@ class Telephony:
     def start(self, wake: asyncio.Event, *, probes: bool = True) -> None:
         """Probe every peer (unless ``probes`` is off: tests feed ``on_result``)."""
         self._wake = wake
-        for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
-            if not probes:
-                break
-            for peer in peers.values():
-                peer.scheduler = RecheckScheduler(
-                    peer.spec, interval=peer.interval, timeout=peer.timeout,
-                    recheck=peer.recheck, limit=peer.health.params.down_after,
-                    on_sample=functools.partial(self.on_result, kind, peer),
-                    is_down=functools.partial(_is_down, peer.health),
-                    name=f"{kind}-{peer.name}")
-                peer.scheduler.start()
-                if peer.register is not None:
-                    peer.reg_task = asyncio.create_task(self._register_loop(peer),
-                                                        name=f"lifeline-reg-{peer.name}")
+        self._probing = probes
+        for kind, peer in self._peers():
+            self._start_peer(kind, peer)
+
+    def _peers(self) -> list[tuple[str, Peer]]:
+        return ([("trunk", p) for p in self.trunks.values()]
+                + [("destination", p) for p in self.destinations.values()])
+
+    def _start_peer(self, kind: str, peer: Peer) -> None:
+        if not self._probing:
+            return
+        peer.scheduler = RecheckScheduler(
+            peer.spec, interval=peer.interval, timeout=peer.timeout,
+            recheck=peer.recheck, limit=peer.health.params.down_after,
+            on_sample=functools.partial(self.on_result, kind, peer),
+            is_down=functools.partial(_is_down, peer.health),
+            name=f"{kind}-{peer.name}")
+        peer.scheduler.start()
+        if peer.register is not None:
+            peer.reg_task = asyncio.create_task(self._register_loop(peer),
+                                                name=f"lifeline-reg-{peer.name}")
+
+    @staticmethod
+    async def _stop_peer(peer: Peer) -> None:
+        if peer.scheduler is not None:
+            await peer.scheduler.stop()
+        if peer.reg_task is not None:
+            peer.reg_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await peer.reg_task
+        peer.scheduler = peer.reg_task = None
 
     async def stop(self) -> None:
-        for peer in (*self.trunks.values(), *self.destinations.values()):
-            if peer.scheduler is not None:
-                await peer.scheduler.stop()
-            if peer.reg_task is not None:
-                peer.reg_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await peer.reg_task
-            peer.scheduler = peer.reg_task = None
+        for _, peer in self._peers():
+            await self._stop_peer(peer)
+
+    async def reconfigure(self, cfg: Config, edges: list[SipEdge]) -> list[str]:
+        """Take a reloaded ``cfg``: a trunk or destination probed as before keeps its health
+        (retuned to new thresholds), its last answer, registration state and edge signal; the
+        others start anew. New edges get the whole plan at the next cycle. One line per
+        change, for the journal."""
+        self.cfg = cfg
+        changes: list[str] = []
+        restart: list[tuple[str, Peer]] = []
+        stop: list[Peer] = []
+
+        def merge(kind: str, old: dict[str, Peer], fresh: dict[str, Peer]) -> dict[str, Peer]:
+            out: dict[str, Peer] = {}
+            for name, new in fresh.items():
+                was = old.get(name)
+                if was is None or (was.spec, was.register) != (new.spec, new.register):
+                    changes.append(f"{kind} {name}: " + ("added" if was is None
+                                                         else "probe changed, health anew"))
+                    if was is not None:
+                        stop.append(was)
+                    restart.append((kind, new))
+                    out[name] = new
+                    continue
+                was.health.retune(new.health.params)
+                timing = (new.interval, new.timeout, new.recheck)
+                if timing != (was.interval, was.timeout, was.recheck):
+                    was.interval, was.timeout, was.recheck = timing
+                    stop.append(was)
+                    restart.append((kind, was))
+                if was.edge.params != new.edge.params:
+                    was.edge = new.edge
+                out[name] = was
+            for name, was in old.items():
+                if name not in fresh:
+                    changes.append(f"{kind} {name}: removed")
+                    stop.append(was)
+            return out
+
+        self.trunks = merge("trunk", self.trunks,
+                            {t.name: self._trunk_peer(t) for t in cfg.trunks})
+        self.destinations = merge("destination", self.destinations,
+                                  {d.name: self._destination_peer(d) for d in cfg.destinations})
+        for peer in stop:
+            await self._stop_peer(peer)
+        for kind, peer in restart:
+            self._start_peer(kind, peer)
+        self.entries = cfg.did_entries()
+        self._groups = self._trunk_groups(cfg.trunks)
+        self.destination_uris = {d.name: str(d.sip_uri) for d in cfg.destinations}
+        if edges is not self.edges:
+            self.edges, self.pushed, self.push_errors = edges, {}, {}
+            changes.append("SIP edge: " + (", ".join(e.name for e in edges) or "none"))
+        self._declare(self.tally)
+        return changes
 
     # -- sense -----------------------------------------------------------------------------
     async def _register_loop(self, peer: Peer) -> None:
@@ -327,7 +384,8 @@ class Telephony:
         self.edge_plan = edge_plan
         for edge in self.edges:
             started = time.perf_counter()
-            ok, detail = await edge.push(edge_plan)
+            outcome = await edge.push(edge_plan)
+            ok, detail = outcome.ok, outcome.describe()
             self.tally.add("lifeline_plan_pushes_total", (edge.name, "ok" if ok else "error"))
             self.tally.observe("lifeline_plan_push_duration_seconds",
                                time.perf_counter() - started, (edge.name,))

@@ -250,9 +250,9 @@ async def _push(edge: LabKamailio, ranges: int) -> dict[str, Any]:
         _, first = await actuator.reconcile(desired)
         actual = await actuator.observe()
         _, again = await actuator.reconcile(desired)
-        return {"ranges": ranges, "rpc_calls": first.rpc_calls,
+        return {"ranges": ranges, "rpc_calls": first.calls,
                 "seconds": round(first.seconds, 3), "ok": first.ok,
-                "held": len(actual.dids), "resync_rpc_calls": again.rpc_calls,
+                "held": len(actual.dids), "resync_rpc_calls": again.calls,
                 "resync_seconds": round(again.seconds, 3)}
     finally:
         await client.close()

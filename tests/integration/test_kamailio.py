@@ -156,13 +156,13 @@ async def test_failed_trunk_is_counted_and_skipped(
     )
     _, result = await actuator.reconcile(desired)
     assert result.ok, result.errors
-    assert await actuator.edge_failures() == {}
+    assert await actuator.failures() == {}
     code, err = await call(
         tmp_path, "kam_uac.xml", ("127.0.0.1", edge.pbx_port), "+4930999000", "+390212345601"
     )
     assert code == 0, err + edge.log_tail()
     assert len(invites(sbc2_log)) == 1
-    assert await actuator.edge_failures() == {"carrierA-sbc1": 1}
+    assert await actuator.failures() == {"carrierA-sbc1": 1}
 
 
 async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
@@ -175,7 +175,7 @@ async def test_push_cost_of_1000_ranges(actuator: KamailioActuator) -> None:
     steps, result = await actuator.reconcile(desired)
     assert result.ok, result.errors[:3]
     assert len(steps.steps) == 1001
-    print(f"\npush of 1,000 ranges: {result.rpc_calls} RPCs in {result.seconds:.3f} s")
+    print(f"\npush of 1,000 ranges: {result.calls} RPCs in {result.seconds:.3f} s")
     actual = await actuator.observe()
     assert len(actual.dids) == 1000
     assert actuator.plan(desired, actual).empty

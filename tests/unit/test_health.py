@@ -669,3 +669,32 @@ def test_a_link_dead_at_start_is_no_flap() -> None:
     # ...and its first real failure then counts as one flap
     d.rounds(3, None)
     assert d.h.penalty(d.t) == pytest.approx(1.0, abs=0.01)
+
+
+def test_retune_keeps_state_and_history_and_judges_the_next_round_anew() -> None:
+    """A config reload: new thresholds, the same known health (never back to unknown)."""
+    h = Health("fibre-a", HealthParams(interval=0.2, window=10.0, hold_down=10.0), 1, 1)
+    t = 0.0
+    for _ in range(50):
+        h.observe(ProbeRound(sent_at=t, rtts=(0.020,)))
+        t += 0.2
+    assert h.state is HealthState.UP and h.metrics().rounds == 50
+    h.retune(HealthParams(interval=0.2, window=2.0, hold_down=3.0, degraded_latency=0.01))
+    assert h.state is HealthState.UP  # kept through the reload
+    assert h.metrics().rounds == 10  # the window trimmed to its new length, newest kept
+    assert h.metrics().latency == pytest.approx(0.020)
+    tr = h.observe(ProbeRound(sent_at=t, rtts=(0.020,)))  # judged by the new thresholds
+    assert tr is not None and tr.new is HealthState.DEGRADED
+
+
+def test_retune_to_the_same_params_changes_nothing() -> None:
+    p = HealthParams(interval=0.2)
+    a, b = Health("x", p, 2, 1), Health("x", p, 2, 1)
+    t = 0.0
+    for i in range(30):
+        rnd = ProbeRound(sent_at=t, rtts=(0.01, None if i % 3 else 0.02))
+        a.observe(rnd)
+        b.observe(rnd)
+        t += 0.2
+    b.retune(p)
+    assert (a.state, a.reason, a.metrics()) == (b.state, b.reason, b.metrics())

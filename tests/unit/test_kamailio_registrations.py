@@ -14,12 +14,12 @@ from controller.actuators.sipedge.kamailio import (
     KamailioError,
     Registration,
     RemoveRegistration,
-    _parse_registrations,
     desired_registrations,
     plan,
     refresh_steps,
     simulate,
 )
+from controller.actuators.sipedge.kamailio.answers import parse_registrations
 from controller.actuators.sipedge.plan import EdgePlan, TrunkState
 
 SECRET = "s3cr3t-do-not-print"
@@ -170,7 +170,7 @@ def test_parse_reg_dump_answer() -> None:
         "junk",
         {"no": "uuid"},
     ]  # fmt: skip
-    (rec,) = _parse_registrations(answer)
+    (rec,) = parse_registrations(answer)
     desired = _via("192.0.2.10", REG)
     assert rec.contact == CARRIER
     assert rec == _regs(desired)[rec.uuid]
@@ -178,7 +178,7 @@ def test_parse_reg_dump_answer() -> None:
     assert not [s for s in steps if isinstance(s, AddRegistration | RemoveRegistration)]
     assert rec.registered and rec.flags == 20
     assert SECRET not in repr(rec)
-    assert _parse_registrations({"not": "a list"}) == ()
+    assert parse_registrations({"not": "a list"}) == ()
 
 
 def test_without_a_socket_on_the_source_the_contact_is_source_and_carrier_port() -> None:

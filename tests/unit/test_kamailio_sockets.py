@@ -20,13 +20,13 @@ from controller.actuators.sipedge.kamailio import (
     EdgeSocket,
     SetDid,
     SetSetting,
-    _parse_sockets,
     desired_registrations,
     desired_settings,
     plan,
     simulate,
     trunk_socket,
 )
+from controller.actuators.sipedge.kamailio.answers import parse_sockets
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 
 FIBRE_A, FIBRE_B, LTE = "198.51.100.2", "203.0.113.2", "100.64.0.2"
@@ -132,11 +132,11 @@ def test_parse_list_sockets_answer() -> None:
         {"PROTO": "udp", "NAME": FIBRE_A, "PORT": "not a port"},
         "junk",
     ]  # fmt: skip
-    assert _parse_sockets(answer) == (
+    assert parse_sockets(answer) == (
         EdgeSocket("udp", FIBRE_A, 5060),
         EdgeSocket("tcp", "[2001:db8::2]", 5060, "192.0.2.200:5060"),
     )
-    assert _parse_sockets({"not": "a list"}) == ()
+    assert parse_sockets({"not": "a list"}) == ()
 
 
 _hosts = st.sampled_from([None, FIBRE_A, FIBRE_B, LTE, "2001:db8::2"])

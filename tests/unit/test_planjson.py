@@ -1,10 +1,12 @@
 """The edge-plan document: shape (validated against docs/edge-plan.schema.json), full and
 diff contents, the diff round trip through the reference receiver, canonical bytes, signing,
-and the sequencer's full-after-failure rule."""
+the sequencer's full-after-failure rule, and a document edge as an actuator."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from hypothesis import strategies as st
 from controller.actuators.sipedge.document import (
     DOCUMENT_VERSION,
     DocumentError,
+    DocumentPusher,
     PlanSequencer,
+    PushResult,
     apply_document,
     canonical_json,
     plan_document,
@@ -24,6 +28,7 @@ from controller.actuators.sipedge.document import (
     verify,
 )
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
+from tests.unit.isolated_loop import run
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "edge-plan.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -286,3 +291,46 @@ def test_sequencer_skips_a_change_that_only_drops_a_spent_refresh() -> None:
     assert d3 is not None and d3["base_generation"] == 1 and d3["generation"] == 3
     with pytest.raises(DocumentError):
         PlanSequencer(site="s", start_generation=0)
+
+
+class Receiver(DocumentPusher):
+    """A document edge whose receiver applies each document as the reference receiver
+    does, or refuses it (a drifted receiver answering 4xx)."""
+
+    def __init__(self) -> None:
+        self.name = "receiver"
+        self.sequencer = PlanSequencer(site="s", start_generation=1)
+        self.holds: EdgePlan | None = None
+        self.refuse = False
+
+    async def send(self, doc: Mapping[str, Any]) -> PushResult:
+        if self.refuse:
+            return PushResult(False, 1, 409, "HTTP 409: drifted", 0.0, permanent=True)
+        self.holds = apply_document(self.holds, json.loads(canonical_json(doc)))
+        return PushResult(True, 1, 204, None, 0.0, generation=doc["generation"], full=doc["full"])
+
+
+def _sans_refresh(plan: EdgePlan | None) -> EdgePlan | None:
+    return None if plan is None else replace(plan, refresh_registrations=())
+
+
+@settings(max_examples=200, deadline=None)
+@given(cycles=st.lists(st.tuples(_plans(), st.booleans()), min_size=1, max_size=4))
+def test_document_edge_apply_then_plan_is_empty(cycles: list[tuple[EdgePlan, bool]]) -> None:
+    async def cycles_of_push() -> None:
+        edge = Receiver()
+        for desired, refused_once in cycles:
+            edge.refuse = refused_once
+            first = await edge.apply(edge.plan(desired, await edge.observe()))
+            if refused_once and not first.ok:
+                assert first.describe() in (f"FAILED send the {what}: HTTP 409: drifted"
+                                            for what in ("changes", "full plan"))
+                assert await edge.observe() is None  # forgotten: the next push is full
+                edge.refuse = False
+                assert edge.plan(desired, None).steps[0].full
+                assert (await edge.apply(edge.plan(desired, await edge.observe()))).ok
+            again = edge.plan(desired, await edge.observe())
+            assert again.empty, again.describe()
+            assert _sans_refresh(edge.holds) == _sans_refresh(_ordered(desired))
+
+    run(cycles_of_push())

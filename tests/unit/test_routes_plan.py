@@ -1,5 +1,6 @@
 """Unit tests of the pure route planner: what it changes, what it refuses to touch, and that
-planning again after applying a plan gives nothing to do (simulated kernel, hypothesis)."""
+planning again after applying a plan gives nothing to do (simulated kernel, and the
+reconciler against a fake one; hypothesis)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from controller.actuators.routes import (
     LinkRoute,
     Plan,
     ReplaceRoute,
+    RouteReconciler,
     group_key,
     plan,
 )
+from tests.unit.isolated_loop import run
 
 P = 201
 FIBRE_A = LinkRoute("fibre-a", "wan0", "198.51.100.1", "198.51.100.2", 101, weight=3)
@@ -457,3 +460,60 @@ def test_never_touches_foreign_state(case: Scenario) -> None:
                 assert s.route.key in takeover_keys | owned
             # what is written is what the kernel will report back
             assert not (s.route.family == 6 and s.route.metric == 0)
+
+
+# -- property: reconcile against a fake kernel, plan again = nothing -----------------------------
+
+
+class FakeKernel:
+    """The kernel's routes and rules as netlink shows them, keyed the way it keys them: a
+    replace takes the route's key, a delete or rule removal of what is not there fails."""
+
+    def __init__(self, actual: Actual) -> None:
+        self._routes = list(actual.routes)
+        self._rules = list(actual.rules)
+
+    async def routes(self) -> list[RouteEntry]:
+        return list(self._routes)
+
+    async def rules(self) -> list[RuleEntry]:
+        return list(self._rules)
+
+    async def replace_route(self, route: RouteEntry) -> None:
+        self._routes = [r for r in self._routes if r.key != route.key] + [route]
+
+    async def delete_route(self, route: RouteEntry) -> None:
+        keep = [r for r in self._routes if not (r.key == route.key and r.proto == route.proto)]
+        if len(keep) == len(self._routes):
+            raise OSError(3, "No such process")
+        self._routes = keep
+
+    async def add_rule(self, rule: RuleEntry) -> None:
+        self._rules.append(rule)
+
+    async def delete_rule(self, rule: RuleEntry) -> None:
+        if rule not in self._rules:
+            raise OSError(2, "No such file or directory")
+        self._rules.remove(rule)
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenarios())
+def test_reconcile_against_a_fake_kernel_then_plan_is_empty(case: Scenario) -> None:
+    d, actual, owned = case
+
+    async def cycle() -> None:
+        rec = RouteReconciler(FakeKernel(actual))  # type: ignore[arg-type]
+        rec.owned = set(owned)
+        # What observe() leaves out (foreign routes away from lifeline's keys) never
+        # changes the plan.
+        assert rec.plan(d, await rec.observe()) == rec.plan(d, await rec.observe(d))
+        result = await rec.reconcile(d)
+        assert result.ok, result.describe()
+        assert result.done == result.plan.steps
+        again = rec.plan(d, await rec.observe(d))
+        assert again.empty, again.describe()
+        assert set(again.conflicts) == set(result.plan.conflicts)
+        assert (await rec.reconcile(d)).done == ()
+
+    run(cycle())

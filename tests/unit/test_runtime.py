@@ -116,9 +116,12 @@ def _kernel() -> FakeKernel:
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Site]:
-    """The daemon's real loop on ``kernel``; stopped (and awaited) whatever happens."""
-    daemon = Daemon(parse_config(_config(tmp_path / "state")), netlink=kernel.adapter,
-                    start_probes=False)
+    """The daemon's real loop on ``kernel``, its config in ``tmp_path/lifeline.yaml``;
+    stopped (and awaited) whatever happens."""
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(_config(tmp_path / "state"))
+    daemon = Daemon(parse_config(path.read_text()), netlink=kernel.adapter,
+                    start_probes=False, config_path=path)
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
     try:
@@ -230,3 +233,89 @@ async def test_a_kernel_that_refuses_a_route_is_retried_and_the_loop_lives(tmp_p
         await site.until("the route applied once the kernel takes it",
                          lambda: site.kernel.default_via() == [GW["fibre-b"]],
                          fibre_a=LOST, fibre_b=ALIVE)
+
+
+# -- SIGHUP: reload the config ---------------------------------------------------------------
+
+
+async def _reload(site: Site, text: str) -> None:
+    """Write ``text`` as the config file, ask for a reload (what SIGHUP does), and let the
+    next cycle run."""
+    path = site.daemon.config_path
+    assert path is not None
+    path.write_text(text)
+    site.daemon.request_reload()
+    await site.rounds(1.2, fibre_a=ALIVE, fibre_b=ALIVE)
+
+
+@fast_clock
+async def test_a_bad_config_is_refused_and_the_running_one_keeps_protecting(
+        tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        good = site.daemon.config_path.read_text()  # type: ignore[union-attr]
+        await _reload(site, good.replace("tier: 2", "tier: two").replace("gateway: 203", "gw: 203"))
+        snap = site.snap
+        assert snap.reload_error is not None and "tier" in snap.reload_error
+        assert snap.count("lifeline_config_reloads_total", ("refused",)) == 1
+        assert site.daemon.status()["config"]["reload_error"] == snap.reload_error
+        refused = read_events(site.daemon.journal.path, kind="error", subject="config")
+        assert refused and "reload refused" in refused[0].message
+        # the old config still runs: a dead fibre-a still moves the route
+        await site.until("failover under the old config",
+                         lambda: site.kernel.default_via() == [GW["fibre-b"]],
+                         fibre_a=LOST, fibre_b=ALIVE)
+        # a good file later clears the error
+        await _reload(site, good)
+        assert site.snap.reload_error is None
+        assert site.snap.count("lifeline_config_reloads_total", ("ok",)) == 1
+
+
+@fast_clock
+async def test_a_good_reload_keeps_what_is_known_and_applies_what_changed(
+        tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        routing = site.daemon.routing
+        health_a = routing.links["fibre-a"].health
+        good = site.daemon.config_path.read_text()  # type: ignore[union-attr]
+        swapped = (good.replace("tier: 1,", "tier: 9,").replace("tier: 2,", "tier: 1,")
+                   .replace("route_groups:", "defaults: {thresholds: {hold_down: 3s}}\n"
+                            "route_groups:"))
+        path = site.daemon.config_path
+        assert path is not None
+        path.write_text(swapped)
+        site.daemon.request_reload()
+        await site.rounds(0.2, fibre_a=ALIVE, fibre_b=ALIVE)
+        # Both links stay known (no trip through unknown), fibre-a keeps its health object,
+        # retuned to the new hold-down; the tier swap moves the route, once.
+        assert routing.links["fibre-a"].health is health_a
+        assert health_a.params.hold_down == 3.0
+        assert site.state("fibre-a") is HealthState.UP
+        await site.until("the route follows the new tiers",
+                         lambda: site.kernel.default_via() == [GW["fibre-b"]],
+                         fibre_a=ALIVE, fibre_b=ALIVE)
+        assert site.snap.count("lifeline_failovers_total", ("internet", "fibre-a", "fibre-b")) == 1
+        assert site.snap.count("lifeline_link_transitions_total", ("fibre-a", "unknown")) == 0
+        done = read_events(site.daemon.journal.path, kind="action", subject="config")
+        assert done and "link fibre-a: settings changed, health kept" in done[0].message
+
+
+@fast_clock
+async def test_a_reload_that_adds_a_link_probes_it_and_restart_only_settings_wait(
+        tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        site.kernel.add_link("wwan0", "100.64.0.2/24")
+        good = site.daemon.config_path.read_text()  # type: ignore[union-attr]
+        listen = site.daemon.cfg.listen
+        grown = good.replace(
+            "route_groups: [{name: internet, links: [fibre-a, fibre-b]}]",
+            "  - {name: lte, interface: wwan0, gateway: 100.64.0.1, tier: 3,\n"
+            "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
+            "route_groups: [{name: internet, links: [fibre-a, fibre-b, lte]}]",
+        ).replace(f"listen: {listen}", "listen: 127.0.0.1:1")
+        await _reload(site, grown)
+        daemon = site.daemon
+        assert "lte" in daemon.routing.links and daemon.cfg.listen == listen
+        assert daemon.routing.links["lte"].source == "100.64.0.2"  # found on its interface
+        assert site.kernel.default_via() == [GW["fibre-a"]]  # nothing moved
+        await site.until("lte up", lambda: site.state("lte") is HealthState.UP,
+                         fibre_a=ALIVE, fibre_b=ALIVE, lte=ALIVE)

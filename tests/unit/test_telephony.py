@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.actuators.sipedge.document import PushResult
 from controller.actuators.sipedge.plan import EdgePlan
 from controller.config import parse_config
 from controller.core.health import HealthState
@@ -59,12 +60,15 @@ class Recorder:
         self.plans: list[EdgePlan] = []
         self.counts: dict[str, int] = {}  # the edge's failed calls per trunk
 
-    async def push(self, plan: EdgePlan) -> tuple[bool, str]:
+    async def push(self, plan: EdgePlan) -> PushResult:
         self.plans.append(plan)
-        return True, ""
+        return PushResult(ok=True, attempts=0, status=None, error=None, seconds=0.0)
 
     async def failures(self) -> dict[str, int]:
         return dict(self.counts)
+
+    async def close(self) -> None:
+        pass
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ plan or only what changed since a plan the receiver already holds; it serialises
 document canonically so it can be signed; it signs and verifies with HMAC-SHA256; and it
 holds the reference receiver (`apply_document`) that the tests use to prove a diff carries
 everything. `PlanSequencer` decides, per receiver, whether the next push is full or a diff
-and numbers the pushes. It is PURE: no I/O, no clock, no asyncio; the actuators that do the
-sending live in webhook.py and command.py. The schema is docs/edge-plan.schema.json and the
-prose is docs/edge-actuators.md: a change here changes both and bumps `DOCUMENT_VERSION`.
+and numbers the pushes; `DocumentPusher` is what a receiver of the document is to the
+daemon (a SIP edge, and an actuator whose observed state is what it last delivered). It is
+PURE: no I/O, no clock, no asyncio; the sending lives in webhook.py and command.py. The
+schema is docs/edge-plan.schema.json and the prose is docs/edge-actuators.md: a change here
+changes both and bumps `DOCUMENT_VERSION`.
 """
 
 from __future__ import annotations
@@ -18,21 +20,26 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from controller.actuators.base import Actuator, ApplyResult, StepError
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 
 __all__ = [
     "DOCUMENT_KIND",
     "DOCUMENT_VERSION",
     "SIGNATURE_PREFIX",
+    "DeliveryPlan",
+    "DeliveryResult",
     "DocumentError",
     "DocumentPusher",
     "PlanSequencer",
     "PushResult",
+    "SendPlan",
     "apply_document",
     "canonical_json",
     "is_empty_change",
+    "plan_delivery",
     "plan_document",
     "sign",
     "verify",
@@ -66,6 +73,15 @@ class PushResult:
     generation: int | None = None
     full: bool | None = None
     permanent: bool = False
+
+    def describe(self) -> str:
+        """The daemon's words for it: why it failed, what was sent, or "" (nothing to send)."""
+        if not self.ok:
+            return self.error or f"failed (status {self.status})"
+        if self.attempts == 0:
+            return ""
+        kind = "full plan" if self.full else "changes"
+        return f"pushed {kind} (generation {self.generation}) in {self.attempts} attempt(s)"
 
 
 def _trunk_obj(ranked: tuple[TrunkState, int]) -> dict[str, Any]:
@@ -343,6 +359,11 @@ class PlanSequencer:
         """Whether the receiver is known to hold the last acknowledged plan."""
         return self._acked is not None
 
+    @property
+    def held(self) -> EdgePlan | None:
+        """The plan the receiver acknowledged last; None: not known to hold anything."""
+        return self._acked
+
     def resync(self) -> None:
         """Forget what the receiver holds: the next document is full (receiver restarted)."""
         self._acked = None
@@ -374,19 +395,97 @@ class PlanSequencer:
             self.resync()
 
 
-class DocumentPusher:
-    """What the webhook and command actuators share: each push hands the receiver what it
-    lacks of the plan (the full plan at start and after a failure, else the changes)."""
+@dataclass(frozen=True, slots=True)
+class SendPlan:
+    """The one step a receiver of the document knows: hand it what it lacks of `desired`
+    (the full plan when it is not known to hold anything, else the changes)."""
 
+    desired: EdgePlan
+    full: bool
+
+    def describe(self) -> str:
+        return "send the full plan" if self.full else "send the changes"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPlan:
+    steps: tuple[SendPlan, ...] = ()  # none, or one
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    def describe(self) -> str:
+        return self.steps[0].describe() if self.steps else "in sync, nothing to send"
+
+
+DeliveryResult: TypeAlias = ApplyResult[DeliveryPlan, SendPlan]
+
+
+def plan_delivery(desired: EdgePlan, held: EdgePlan | None) -> DeliveryPlan:
+    """PURE: nothing when the receiver holds `desired`, else one push."""
+    if held == desired:
+        return DeliveryPlan()
+    return DeliveryPlan((SendPlan(desired, full=held is None),))
+
+
+class DocumentPusher:
+    """A receiver of the plan document (webhook, command) as a SIP edge and as an actuator.
+
+    Each push hands the receiver what it lacks of the plan: the full plan at start and after
+    a failure, else the changes. A receiver has no state lifeline can read back, so
+    `observe()` answers what it last delivered and the receiver acknowledged: the plan is
+    "push" while desired differs from that, and empty once it was taken. Subclasses send.
+    """
+
+    name: str
     sequencer: PlanSequencer
 
     async def send(self, doc: Mapping[str, Any]) -> PushResult:
         raise NotImplementedError
 
     async def push(self, plan: EdgePlan) -> PushResult:
+        """Send what the receiver lacks of `plan`, if anything; never raises."""
         doc = self.sequencer.next_document(plan)
         if doc is None:
             return PushResult(ok=True, attempts=0, status=None, error=None, seconds=0.0)
         result = await self.send(doc)
         self.sequencer.settle(plan, doc, result.ok)
         return result
+
+    async def observe(self) -> EdgePlan | None:
+        return self.sequencer.held
+
+    def plan(self, desired: EdgePlan, actual: EdgePlan | None) -> DeliveryPlan:
+        return plan_delivery(desired, actual)
+
+    async def apply(self, plan: DeliveryPlan) -> DeliveryResult:
+        """Push each step's plan; a push that found nothing to send did no step."""
+        done: list[SendPlan] = []
+        errors: list[StepError[SendPlan]] = []
+        durations: list[float] = []
+        calls, seconds = 0, 0.0
+        for step in plan.steps:
+            res = await self.push(step.desired)
+            calls, seconds = calls + res.attempts, seconds + res.seconds
+            if not res.ok:
+                errors.append(StepError(step, res.describe()))
+            elif res.attempts:
+                done.append(step)
+                durations.append(res.seconds)
+        return ApplyResult(plan, tuple(done), tuple(errors), tuple(durations), calls, seconds)
+
+    async def failures(self) -> dict[str, int]:
+        """None known: a receiver reports no failed calls back."""
+        return {}
+
+    async def close(self) -> None:
+        """Nothing held open by default."""
+
+
+if TYPE_CHECKING:  # mypy holds it to the one actuator shape
+
+    def _is_an_actuator(
+        d: DocumentPusher,
+    ) -> Actuator[EdgePlan, EdgePlan | None, DeliveryPlan, SendPlan]:
+        return d

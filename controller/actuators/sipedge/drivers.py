@@ -1,111 +1,63 @@
-"""The SIP edge drivers the daemon pushes the DID plan to, behind one small interface.
+"""The SIP edges the daemon pushes the DID plan to, behind one protocol, and their set-up.
 
-Each driver turns the plan into what its edge understands (Kamailio: htable blocks and
-dispatcher states over JSON-RPC, reconciled level-triggered; webhook and command: the signed
-JSON document of docs/edge-actuators.md) and answers ``(ok, what it did or why not)``; none
-raises. This module only adapts; the actuators hold the logic.
+Every edge is a `SipEdge`: it turns the plan into what it understands (Kamailio: htable
+blocks and dispatcher states over JSON-RPC, reconciled level-triggered; webhook and
+command: the signed JSON document of docs/edge-actuators.md), answers an outcome with `ok`
+and `describe()` (an ApplyResult, or a webhook's or command's PushResult) and never raises.
+Each is also an Actuator (controller.actuators.base). This module only names the protocol
+and builds the configured edges; the actuators hold the logic.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Protocol
 
 from controller.actuators.sipedge.command import CommandActuator
-from controller.actuators.sipedge.document import PushResult
-from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient, KamailioError
+from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
 from controller.actuators.sipedge.plan import EdgePlan
 from controller.actuators.sipedge.webhook import WebhookActuator, load_secret
 from controller.config import Config
 
-log = logging.getLogger(__name__)
+__all__ = ["PushOutcome", "SipEdge", "drivers_from_config"]
 
 
-class KamailioDriver:
-    name = "kamailio"
+class PushOutcome(Protocol):
+    """What a push answers: whether the edge took the plan, and the words for the log."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        self.client = KamailioClient(url, timeout=timeout)
-        self.actuator = KamailioActuator(self.client)
-        self._warned: tuple[str, ...] = ()
+    @property
+    def ok(self) -> bool: ...
 
-    async def push(self, plan: EdgePlan) -> tuple[bool, str]:
-        try:
-            steps, result = await self.actuator.reconcile(plan)
-        except (KamailioError, OSError) as exc:
-            return False, str(exc)
-        # Said once per change, not every cycle: the plan is carried, only not in full.
-        for warning in sorted(set(steps.warnings) - set(self._warned)):
-            log.warning("%s: %s", self.name, warning)
-        self._warned = steps.warnings
-        if result.errors:
-            return False, "; ".join(str(e) for e in result.errors[:3])
-        if steps.conflicts:
-            return False, "; ".join(steps.conflicts[:3])
-        if not steps.steps:
-            return True, ""
-        return True, (f"{len(steps.steps)} change(s) in {result.rpc_calls} RPCs "
-                      f"({result.seconds * 1000:.0f} ms)")
+    def describe(self) -> str: ...
+
+
+class SipEdge(Protocol):
+    """A SIP edge lifeline pushes the plan to; nothing here raises."""
+
+    name: str
+
+    async def push(self, plan: EdgePlan) -> PushOutcome: ...
 
     async def failures(self) -> dict[str, int]:
-        return await self.actuator.edge_failures()
+        """Failed calls per trunk name as the edge counts them (the second signal)."""
+        ...
 
-    async def close(self) -> None:
-        await self.client.close()
-
-
-class _DocumentDriver:
-    """Webhook and command: both send the plan document and answer a PushResult."""
-
-    name = "document"
-    actuator: WebhookActuator | CommandActuator
-
-    async def push(self, plan: EdgePlan) -> tuple[bool, str]:
-        res: PushResult = await self.actuator.push(plan)
-        if not res.ok:
-            return False, res.error or f"failed (status {res.status})"
-        if res.attempts == 0:
-            return True, ""
-        kind = "full plan" if res.full else "changes"
-        return True, f"pushed {kind} (generation {res.generation}) in {res.attempts} attempt(s)"
-
-    async def failures(self) -> dict[str, int]:
-        return {}
-
-    async def close(self) -> None:
-        if isinstance(self.actuator, WebhookActuator):
-            await self.actuator.aclose()
+    async def close(self) -> None: ...
 
 
-class WebhookDriver(_DocumentDriver):
-    name = "webhook"
-
-    def __init__(self, actuator: WebhookActuator) -> None:
-        self.actuator = actuator
-
-
-class CommandDriver(_DocumentDriver):
-    name = "command"
-
-    def __init__(self, actuator: CommandActuator) -> None:
-        self.actuator = actuator
-
-
-Driver = KamailioDriver | WebhookDriver | CommandDriver
-
-
-def drivers_from_config(cfg: Config) -> list[Driver]:
+def drivers_from_config(cfg: Config) -> list[SipEdge]:
     """The configured edges; a missing webhook secret is a start-up error (ValueError)."""
     edge = cfg.sip_edge
-    out: list[Driver] = []
+    out: list[SipEdge] = []
     if edge.kamailio is not None:
-        out.append(KamailioDriver(edge.kamailio.rpc_url, edge.kamailio.timeout))
+        out.append(KamailioActuator(KamailioClient(edge.kamailio.rpc_url,
+                                                   timeout=edge.kamailio.timeout)))
     if edge.webhook is not None:
         wh = edge.webhook
         secret = load_secret(file=wh.secret_file, env=wh.secret_env) if wh.secret_file \
             else load_secret(env=wh.secret_env)
-        out.append(WebhookDriver(WebhookActuator(wh.url, secret, site=cfg.site,
-                                                 timeout=wh.timeout, retries=wh.retries)))
+        out.append(WebhookActuator(wh.url, secret, site=cfg.site,
+                                   timeout=wh.timeout, retries=wh.retries))
     if edge.command is not None:
-        out.append(CommandDriver(CommandActuator(list(edge.command.argv), site=cfg.site,
-                                                 timeout=edge.command.timeout)))
+        out.append(CommandActuator(list(edge.command.argv), site=cfg.site,
+                                   timeout=edge.command.timeout))
     return out

@@ -1,0 +1,489 @@
+"""What must change on a Kamailio edge for it to hold an EdgePlan (PURE: no I/O, no clock).
+
+`plan(desired, actual)` lists only the differences between what Kamailio holds (answers.py)
+and the plan, as small frozen steps the actuator turns into RPCs; `simulate` is what
+Kamailio would hold after them, the model the property tests check apply-then-plan against.
+Storage, matching examples/kamailio/kamailio.cfg: a DID range becomes prefix-aligned blocks
+(sipedge.plan.split_range), one key per block in the `did` htable ("+3902123456xx" for
+...00-...99), value "<dispatcher set>|<destination uri>"; the cfg finds a number's block
+with a walk of at most MAX_WILD+1 hash lookups. That keeps a plan of 100,000 DIDs in 1,000
+ranges at about 1,000 keys, where one key per number would need 100,000 writes, and unlike
+dialplan it needs no database and changes single entries at runtime. Trunks are
+dispatcher destinations that lifeline adds itself with attrs "name=<trunk>;owner=lifeline";
+only those are ever removed. States are `a` (active) or `d` (disabled: Kamailio's pings,
+if any are configured, do not undo it, unlike `i`). Registration-based trunks get one uac
+record each (l_uuid "lifeline-<trunk>", REGISTER to the trunk's SBC from the edge's
+carrier-side socket, which the cfg publishes in the `edgestat` htable); records lifeline
+did not add are left alone.
+Which address a trunk's traffic leaves from and advertises (Via, Record-Route, Contact) is
+the trunk's `source` (its pinned link's address, else the active link's). The reference cfg
+listens on every uplink address; lifeline reads the edge's sockets (corex.list_sockets) and
+writes "socket::<trunk>" = that address into the `edgecfg` htable, which the cfg turns into
+the send socket of the trunk's calls, and gives each registration record that socket and a
+Contact of its address (or the socket's `advertise`, behind NAT). A trunk whose source the
+edge does not listen on falls back to the published carrier socket, with the source only in
+the Contact, and the plan reports it. reg_dump shows socket and Contact back, so a link
+failover changes the desired record and the plan removes and adds it (5.6 has no update
+RPC and answers reg_add on an existing l_uuid with 409). An explicit refresh does the same
+remove + add, since 5.6 has no "register now" RPC. Passwords go to Kamailio only: they
+are kept out of every repr, describe() and error text here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final
+
+from controller.actuators.sipedge.kamailio.answers import (
+    OWNER_ATTR,
+    REG_UUID_PREFIX,
+    DsTarget,
+    EdgeActual,
+    EdgeSocket,
+    Registration,
+    sip_host,
+)
+from controller.actuators.sipedge.plan import EdgePlan, split_range
+
+__all__ = [
+    "DEFAULT_MAX_WILD",
+    "AddRegistration",
+    "AddTrunk",
+    "DeleteDid",
+    "DeleteSetting",
+    "EdgeSteps",
+    "RemoveRegistration",
+    "RemoveTrunk",
+    "SetDid",
+    "SetSetting",
+    "SetTrunkState",
+    "Step",
+    "contact_addr",
+    "desired_registrations",
+    "desired_settings",
+    "did_table",
+    "plan",
+    "refresh_steps",
+    "simulate",
+    "trunk_socket",
+]
+
+# Values lifeline sets for the cfg to read in the `edgecfg` htable; every key there is
+# lifeline's.
+SOCKET_PREFIX: Final = "socket::"
+# Must match EDGE_DID_MAX_WILD in kamailio.cfg: a block never ends in more wildcards.
+DEFAULT_MAX_WILD: Final = 6
+
+
+# ---------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class SetDid:
+    key: str
+    value: str
+
+    def describe(self) -> str:
+        return f"route DID block {self.key} to {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDid:
+    key: str
+
+    def describe(self) -> str:
+        return f"drop DID block {self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetSetting:
+    key: str
+    value: str
+
+    def describe(self) -> str:
+        return f"set {self.key} = {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSetting:
+    key: str
+
+    def describe(self) -> str:
+        return f"unset {self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddTrunk:
+    group: int
+    uri: str
+    priority: int
+    attrs: str
+
+    def describe(self) -> str:
+        return f"add trunk {self.uri} to set {self.group} (priority {self.priority}, {self.attrs})"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTrunk:
+    group: int
+    uri: str
+
+    def describe(self) -> str:
+        return f"remove trunk {self.uri} from set {self.group}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetTrunkState:
+    group: int
+    uri: str
+    state: str  # "a" or "d"
+
+    def describe(self) -> str:
+        verb = "enable" if self.state == "a" else "disable"
+        return f"{verb} trunk {self.uri} in set {self.group}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddRegistration:
+    registration: Registration
+
+    def describe(self) -> str:
+        r = self.registration
+        return f"register {r.user}@{r.domain} via {r.proxy} (trunk {r.trunk})"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveRegistration:
+    uuid: str
+
+    def describe(self) -> str:
+        return f"drop registration {self.uuid}"
+
+
+Step = (
+    SetDid
+    | DeleteDid
+    | SetSetting
+    | DeleteSetting
+    | AddTrunk
+    | RemoveTrunk
+    | SetTrunkState
+    | AddRegistration
+    | RemoveRegistration
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSteps:
+    """Ordered so no call finds a gap: trunks exist before DIDs point at them (and have
+    their socket), new blocks are written before stale ones are deleted, and trunks go last."""
+
+    steps: tuple[Step, ...] = ()
+    conflicts: tuple[str, ...] = ()  # plan problems the edge cannot express; reasons
+    warnings: tuple[str, ...] = ()  # what the edge carries out only in part (see plan())
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    def describe(self) -> str:
+        """One line per change, conflict and warning (the journal's and a dry run's words)."""
+        if not (self.steps or self.conflicts or self.warnings):
+            return "kamailio: in sync, nothing to change"
+        return "\n".join(
+            [s.describe() for s in self.steps]
+            + [f"CONFLICT {c}" for c in self.conflicts]
+            + [f"WARNING {w}" for w in self.warnings]
+        )
+
+
+# ---------------------------------------------------------------- pure plan
+
+
+def did_table(
+    desired: EdgePlan, max_wild: int = DEFAULT_MAX_WILD
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The htable content for a plan, and the conflicts found while building it.
+
+    A route naming an unknown trunk is stored without a trunk (outbound refused) and
+    reported; two routes claiming the same block keep the first, also reported.
+    """
+    groups = {t.name: t.group for t in desired.trunks}
+    table: dict[str, str] = {}
+    conflicts: list[str] = []
+    for route in desired.routes:
+        group = ""
+        if route.trunk is not None:
+            if route.trunk in groups:
+                group = str(groups[route.trunk])
+            else:
+                conflicts.append(f"{route.first}-{route.last}: unknown trunk {route.trunk}")
+        value = f"{group}|{route.destination_uri or ''}"
+        try:
+            keys = split_range(route.first, route.last, max_wild)
+        except ValueError as exc:
+            conflicts.append(f"{route.first}-{route.last}: {exc}")
+            continue
+        for key in keys:
+            if key in table and table[key] != value:
+                conflicts.append(f"{route.first}-{route.last}: block {key} already routed")
+                continue
+            table[key] = value
+    return table, tuple(conflicts)
+
+
+def _desired_targets(desired: EdgePlan) -> dict[tuple[int, str], tuple[int, str, str]]:
+    """(group, uri) -> (priority, attrs, state); the first trunk of a set ranks highest."""
+    by_group: dict[int, list[int]] = {}
+    for i, t in enumerate(desired.trunks):
+        by_group.setdefault(t.group, []).append(i)
+    out: dict[tuple[int, str], tuple[int, str, str]] = {}
+    for indices in by_group.values():
+        for rank, i in enumerate(indices):
+            t = desired.trunks[i]
+            out[(t.group, t.uri)] = (
+                len(indices) - rank,
+                f"name={t.name};{OWNER_ATTR}",
+                "a" if t.enabled else "d",
+            )
+    return out
+
+
+def _transport(uri: str) -> str:
+    for param in uri.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "transport":
+            return value.strip().lower()
+    return "udp"
+
+
+def _same_host(a: str, b: str) -> bool:
+    a, b = a.strip("[]"), b.strip("[]")
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
+
+
+def _carrier_port(carrier: str | None) -> int | None:
+    _, sep, port = (carrier or "").rpartition(":")
+    return int(port) if sep and port.isdigit() else None
+
+
+def contact_addr(host: str | None, carrier: str | None) -> str:
+    """The "addr:port" a registration's Contact advertises, or "" for the cfg's default.
+
+    The host is the site's current public address, the port the carrier socket's: only
+    both together name where the carrier can reach the edge now.
+    """
+    port = _carrier_port(carrier)
+    if not host or port is None:
+        return ""
+    return f"{sip_host(host)}:{port}"
+
+
+def trunk_socket(actual: EdgeActual, source: str | None, proto: str) -> EdgeSocket | None:
+    """The edge's `proto` socket on `source` for carrier traffic, if it listens there.
+
+    UDP and TCP must be on the carrier port (the PBX side may share the address on another
+    port); TLS has its own port, so the one TLS socket on that address is it.
+    """
+    port = _carrier_port(actual.carrier)
+    if source is None or port is None or actual.sockets is None:
+        return None
+    on_host = [s for s in actual.sockets if s.proto == proto and _same_host(s.host, source)]
+    exact = [s for s in on_host if s.port == port]
+    if exact:
+        return exact[0]
+    return on_host[0] if len(on_host) == 1 and proto not in ("udp", "tcp") else None
+
+
+def desired_settings(
+    desired: EdgePlan, actual: EdgeActual
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The `edgecfg` content ("socket::<trunk>" -> the address its calls leave from), and
+    warnings for trunks whose source the edge has no socket on (their calls then leave from
+    the cfg's default carrier socket and advertise that address)."""
+    out: dict[str, str] = {}
+    warnings: list[str] = []
+    for t in desired.trunks:
+        if t.source is None:
+            continue
+        proto = _transport(t.uri)
+        sock = trunk_socket(actual, t.source, proto)
+        if sock is not None and actual.settings is not None:
+            out[SOCKET_PREFIX + t.name] = sock.host
+        elif actual.sockets is not None and actual.carrier:
+            where = sip_host(t.source)
+            if proto in ("udp", "tcp"):
+                where += f":{_carrier_port(actual.carrier)}"
+            why = ("no edgecfg htable in its cfg" if sock is not None
+                   else f"the edge has no {proto} socket on {where}")
+            warnings.append(f"trunk {t.name}: {why}; its calls leave from {actual.carrier}")
+    return out, tuple(warnings)
+
+
+def desired_registrations(desired: EdgePlan, actual: EdgeActual) -> dict[str, Registration]:
+    """uuid -> the record each registration-based trunk needs.
+
+    The REGISTER leaves from the edge's socket on the trunk's source when there is one, and
+    its Contact is that socket's address (or what it advertises); otherwise it leaves from
+    the published carrier socket (udp/tcp only; else Kamailio picks) with the source in the
+    Contact. No realm and no HA1: the challenge's realm is answered.
+    """
+    carrier = actual.carrier
+    out: dict[str, Registration] = {}
+    for t in desired.trunks:
+        if t.register_user is None or t.register_domain is None:
+            continue
+        proto = _transport(t.uri)
+        sock = trunk_socket(actual, t.source, proto)
+        if sock is not None:
+            socket = f"{proto}:{sock.host}:{sock.port}"
+            contact = sock.advertise or f"{sock.host}:{sock.port}"
+        else:
+            socket = f"{proto}:{carrier}" if carrier and proto in ("udp", "tcp") else ""
+            contact = contact_addr(t.source, carrier)
+        uuid = REG_UUID_PREFIX + t.name
+        out[uuid] = Registration(
+            uuid=uuid,
+            user=t.register_user,
+            domain=t.register_domain,
+            proxy=t.uri,
+            expires=t.register_expires,
+            socket=socket,
+            password=t.register_password or "",
+            contact=contact,
+        )
+    return out
+
+
+def _in_sync(cur: Registration | None, want: Registration) -> bool:
+    """Whether Kamailio's record is the wanted one; a wanted contact of "" is the cfg's
+    default, which reg_dump shows resolved, so any contact Kamailio holds matches it."""
+    if cur is None:
+        return False
+    if not want.contact:
+        cur = replace(cur, contact="")
+    return cur == want
+
+
+def _registration_steps(desired: EdgePlan, actual: EdgeActual) -> list[Step]:
+    want = desired_registrations(desired, actual)
+    have = {r.uuid: r for r in actual.registrations}
+    steps: list[Step] = []
+    for uuid, reg in want.items():
+        cur = have.get(uuid)
+        if _in_sync(cur, reg):
+            continue
+        if cur is not None:
+            steps.append(RemoveRegistration(uuid))  # uac has no update RPC; add answers 409
+        steps.append(AddRegistration(reg))
+    steps += [RemoveRegistration(u) for u, r in have.items() if r.owned and u not in want]
+    return steps
+
+
+def refresh_steps(
+    desired: EdgePlan, actual: EdgeActual, planned: Iterable[Step] = ()
+) -> tuple[Step, ...]:
+    """Remove + add for each trunk in `desired.refresh_registrations` (PURE).
+
+    Only trunks whose record Kamailio holds and `planned` does not already (re)write: a
+    missing or changed record is added by the plan anyway, and removing what is not there
+    would only fail. Trunks that do not register are skipped.
+    """
+    want = desired_registrations(desired, actual)
+    have = {r.uuid for r in actual.registrations}
+    touched = {
+        s.registration.uuid if isinstance(s, AddRegistration) else s.uuid
+        for s in planned
+        if isinstance(s, AddRegistration | RemoveRegistration)
+    }
+    steps: list[Step] = []
+    for trunk in dict.fromkeys(desired.refresh_registrations):
+        uuid = REG_UUID_PREFIX + trunk
+        if uuid in want and uuid in have and uuid not in touched:
+            steps += [RemoveRegistration(uuid), AddRegistration(want[uuid])]
+            touched.add(uuid)
+    return tuple(steps)
+
+
+def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD) -> EdgeSteps:
+    """Only the differences between what Kamailio holds and the plan; nothing if in sync.
+
+    Registration refreshes are not here: they are requests, not state Kamailio can show
+    back, so `KamailioActuator.reconcile` adds `refresh_steps` once per request.
+    """
+    table, conflicts = did_table(desired, max_wild)
+    want = _desired_targets(desired)
+    have = {(t.group, t.uri): t for t in actual.targets}
+
+    adds: list[Step] = []
+    states: list[Step] = []
+    removes: list[Step] = []
+    for key, (priority, attrs, state) in want.items():
+        cur = have.get(key)
+        if cur is not None and cur.owned and (cur.priority != priority or cur.attrs != attrs):
+            adds.append(RemoveTrunk(*key))  # dispatcher has no update RPC
+            cur = None
+        if cur is None:
+            adds.append(AddTrunk(key[0], key[1], priority, attrs))
+            if state != "a":  # a destination added by RPC starts active
+                states.append(SetTrunkState(key[0], key[1], state))
+        elif cur.state != state:
+            states.append(SetTrunkState(key[0], key[1], state))
+    for key, cur in have.items():
+        if key not in want and cur.owned:
+            removes.append(RemoveTrunk(*key))
+
+    settings, warnings = desired_settings(desired, actual)
+    held = actual.settings or {}
+    configure: list[Step] = [SetSetting(k, v) for k, v in settings.items() if held.get(k) != v]
+    unset: list[Step] = [DeleteSetting(k) for k in held if k not in settings]
+    sets: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
+    deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
+    regs = _registration_steps(desired, actual)
+    return EdgeSteps(
+        tuple(adds + states + configure + sets + deletes + regs + unset + removes),
+        conflicts,
+        warnings,
+    )
+
+
+def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
+    """What Kamailio would hold after `steps` (PURE): the model the property tests check."""
+    dids = dict(actual.dids)
+    settings = None if actual.settings is None else dict(actual.settings)
+    targets = {(t.group, t.uri): t for t in actual.targets}
+    regs = {r.uuid: r for r in actual.registrations}
+    for s in steps:
+        if isinstance(s, SetDid):
+            dids[s.key] = s.value
+        elif isinstance(s, DeleteDid):
+            dids.pop(s.key, None)
+        elif isinstance(s, SetSetting) and settings is not None:
+            settings[s.key] = s.value
+        elif isinstance(s, DeleteSetting) and settings is not None:
+            settings.pop(s.key, None)
+        elif isinstance(s, AddTrunk):
+            targets[(s.group, s.uri)] = DsTarget(s.group, s.uri, "a", s.priority, s.attrs)
+        elif isinstance(s, RemoveTrunk):
+            targets.pop((s.group, s.uri), None)
+        elif isinstance(s, SetTrunkState):
+            cur = targets.get((s.group, s.uri))
+            if cur is not None:
+                targets[(s.group, s.uri)] = DsTarget(
+                    cur.group, cur.uri, s.state, cur.priority, cur.attrs
+                )
+        elif isinstance(s, AddRegistration):
+            regs.setdefault(s.registration.uuid, s.registration)  # 409 on an existing one
+        elif isinstance(s, RemoveRegistration):
+            regs.pop(s.uuid, None)
+    return replace(
+        actual, dids=dids, targets=tuple(targets.values()), registrations=tuple(regs.values()),
+        settings=settings,
+    )
+
+
