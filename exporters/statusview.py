@@ -60,8 +60,8 @@ def render_status(doc: dict[str, Any]) -> str:
         for t in doc["trunks"]:
             code = "-" if t.get("last_code") is None else str(t["last_code"])
             why = t.get("reason", "")
-            if t.get("edge_failing"):
-                why = f"fails calls at the edge: {t['edge_failing']}"
+            if t.get("edge_tripped"):
+                why = f"fails calls at the edge: {t['edge_tripped']}"
             lines.append(f"{t['name']:<18} {t['state']:<9} {code:>4} "
                          f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
                          f"{why}")

@@ -27,7 +27,7 @@ from controller.config.thresholds import Thresholds, health_params
 from controller.core.didplan import DidEntry
 from controller.core.durations import format_duration
 from controller.core.e164 import NumberRange, parse_range
-from controller.core.edgesignal import EdgeParams
+from controller.core.edgesignal import EdgeSignalParams
 from controller.core.health import HealthParams
 from probes.sample import ProbeSpec
 
@@ -66,10 +66,10 @@ def _env_name(value: object) -> str:
 EnvName = Annotated[str, PlainValidator(_env_name)]
 
 
-_EP = EdgeParams()
+_EP = EdgeSignalParams()
 
 
-class EdgeSignal(ConfigModel):
+class EdgeSignalSettings(ConfigModel):
     """When the SIP edge's failed calls make an OPTIONS-healthy trunk count as degraded
     (controller.core.edgesignal): ``failures`` within ``window`` trip it for ``hold_down``,
     doubled on each new trip up to ``max_hold_down``."""
@@ -80,14 +80,14 @@ class EdgeSignal(ConfigModel):
     max_hold_down: PositiveDuration = _EP.max_hold_down
 
     @model_validator(mode="after")
-    def _ceiling(self) -> EdgeSignal:
+    def _ceiling(self) -> EdgeSignalSettings:
         if self.max_hold_down < self.hold_down:
             raise ValueError(f"max_hold_down {format_duration(self.max_hold_down)} is below "
                              f"hold_down {format_duration(self.hold_down)}")
         return self
 
-    def params(self) -> EdgeParams:
-        return EdgeParams(failures=self.failures, window=self.window,
+    def params(self) -> EdgeSignalParams:
+        return EdgeSignalParams(failures=self.failures, window=self.window,
                           hold_down=self.hold_down, max_hold_down=self.max_hold_down)
 
 
@@ -143,7 +143,7 @@ class Trunk(ConfigModel):
     recheck_interval: PositiveDuration = 0.2
     alive_codes: Annotated[list[AliveCode], Field(min_length=1)] | None = None
     thresholds: Thresholds = Thresholds()
-    edge_signal: EdgeSignal = EdgeSignal()
+    edge_signal: EdgeSignalSettings = EdgeSignalSettings()
     # "register" is ABCMeta's method on every model class, so the field is named apart.
     registration: Register | None = Field(default=None, alias="register")
 

@@ -10,7 +10,7 @@ plans: the part an actuator pushes to the SIP edge. No I/O, no clock, no config 
 the daemon feeds it, actuators consume it. The rules:
 
 1. A trunk whose every allowed link is down is down (a pinned trunk: its one link), and an
-   up trunk whose calls fail at the SIP edge (``edge_failing``: OPTIONS 200, INVITE 503)
+   up trunk whose calls fail at the SIP edge (``edge_tripped``: OPTIONS 200, INVITE 503)
    counts as degraded, so OPTIONS alone cannot keep a broken trunk in use.
 2. Per range: the first up capable trunk; else the first degraded one; else the first
    whose health is not known yet (start-up: sending calls to an untested trunk beats
@@ -59,8 +59,8 @@ class TrunkView:
     reason: str = ""  # health's why, e.g. "carrier-a-sbc1: OPTIONS timeout"
     links: tuple[str, ...] = ()  # empty: follows the active route (any link)
     pinned: bool = False  # only links[0] carries it
-    # The second signal: the SIP edge sees INVITEs fail (5xx) while OPTIONS answer.
-    edge_failing: bool = False
+    # The edge signal: the SIP edge sees INVITEs fail (5xx) while OPTIONS answer.
+    edge_tripped: bool = False
     edge_reason: str = ""  # e.g. "12 of 12 calls failed with 503 in 30 s"
 
 
@@ -108,7 +108,7 @@ def effective_trunk_state(view: TrunkView,
         which = ", ".join(allowed)
         word = "its link" if len(allowed) == 1 else "all its links"
         return HealthState.DOWN, f"{word} down ({which})"
-    if view.state is HealthState.UP and view.edge_failing:
+    if view.state is HealthState.UP and view.edge_tripped:
         why = view.edge_reason or "INVITEs fail at the SIP edge"
         return HealthState.DEGRADED, f"OPTIONS answered but {why}"
     return view.state, _why(view.name, view.reason)

@@ -1,4 +1,4 @@
-"""PURE: the SIP edge's call failures for one trunk -> "this trunk fails calls" (the second signal).
+"""PURE: the SIP edge's call failures for one trunk -> "this trunk fails calls" (the edge signal).
 
 A trunk can answer every OPTIONS with 200 and still fail every INVITE with 503. The SIP edge
 counts such failures per trunk (408, 5xx, no answer); lifeline reads that counter every few
@@ -24,7 +24,7 @@ from controller.core.damping import Penalty, damped
 
 
 @dataclass(frozen=True, slots=True)
-class EdgeParams:
+class EdgeSignalParams:
     failures: int = 3  # failed calls within the window that trip the trunk
     window: float = 30.0  # seconds
     hold_down: float = 60.0  # seconds of the first trip; later trips double it
@@ -38,11 +38,11 @@ class EdgeParams:
             raise ValueError("edge signal: max_hold_down >= hold_down and half_life > 0")
 
 
-class EdgeBreaker:
+class EdgeSignal:
     """One trunk's trip state, fed with the edge's cumulative failure counter."""
 
-    def __init__(self, params: EdgeParams | None = None) -> None:
-        self.params = params or EdgeParams()
+    def __init__(self, params: EdgeSignalParams | None = None) -> None:
+        self.params = params or EdgeSignalParams()
         self._readings: deque[tuple[float, int]] = deque()
         self._until: float | None = None
         self._penalty = Penalty(self.params.half_life)  # trips, decayed

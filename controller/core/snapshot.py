@@ -136,7 +136,7 @@ class PeerSnap:
     last_rtt: float | None
     hold_down_remaining: float
     registered: bool | None = None  # trunks with a registration only
-    edge_failing: str | None = None  # why the edge's failed calls hold it (trunks)
+    edge_tripped: str | None = None  # why the edge's failed calls hold it (trunks)
     dids: int = 0  # numbers whose calls use it now (trunks)
 
 

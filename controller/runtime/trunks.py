@@ -25,7 +25,7 @@ from controller.actuators.sipedge.drivers import SipEdge
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
-from controller.core.edgesignal import EdgeBreaker
+from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
@@ -75,8 +75,8 @@ class Peer:
     health: Health
     last: Sample | None = None
     scheduler: RecheckScheduler | None = None
-    # The second signal: the edge's failed calls on this trunk (controller.core.edgesignal).
-    edge: EdgeBreaker = field(default_factory=EdgeBreaker)
+    # The edge signal: the edge's failed calls on this trunk (controller.core.edgesignal).
+    edge_signal: EdgeSignal = field(default_factory=EdgeSignal)
     register: Register | None = None
     registered: SipResult | None = None
     reg_task: asyncio.Task[None] | None = None
@@ -142,7 +142,7 @@ class Telephony:
         spec = t.probe_spec(device, source)
         return Peer(t.name, spec, t.interval, t.timeout,
                     Health(t.name, t.health_params(), 1, 1), register=t.registration,
-                    recheck=t.recheck_interval, edge=EdgeBreaker(t.edge_signal.params()))
+                    recheck=t.recheck_interval, edge_signal=EdgeSignal(t.edge_signal.params()))
 
     def _destination_peer(self, d: Destination) -> Peer:
         spec = d.sip_uri.probe_spec()
@@ -226,8 +226,8 @@ class Telephony:
                     was.interval, was.timeout, was.recheck = timing
                     stop.append(was)
                     restart.append((kind, was))
-                if was.edge.params != new.edge.params:
-                    was.edge = new.edge
+                if was.edge_signal.params != new.edge_signal.params:
+                    was.edge_signal = new.edge_signal
                 out[name] = was
             for name, was in old.items():
                 if name not in fresh:
@@ -294,7 +294,7 @@ class Telephony:
         if tr is None:
             return
         if kind == "trunk" and HealthState.DOWN in (tr.old, tr.new):
-            self.trunks[tr.subject].edge.forget()
+            self.trunks[tr.subject].edge_signal.forget()
         level = logging.WARNING if tr.new is HealthState.DOWN else logging.INFO
         log.log(level, "%s %s: %s -> %s: %s", kind, tr.subject, tr.old.value, tr.new.value,
                 tr.reason)
@@ -304,7 +304,7 @@ class Telephony:
             self._wake.set()
 
     async def read_edge_failures(self, now: float) -> None:
-        """Poll the edges' per-trunk INVITE failure counters (the second signal)."""
+        """Poll the edges' per-trunk INVITE failure counters (the edge signal)."""
         for edge in self.edges:
             try:
                 counts = await edge.failures()
@@ -313,8 +313,8 @@ class Telephony:
                 continue
             for name, count in counts.items():
                 peer = self.trunks.get(name)
-                if peer is not None and peer.edge.observe(now, count):
-                    _, why = peer.edge.verdict(now)
+                if peer is not None and peer.edge_signal.observe(now, count):
+                    _, why = peer.edge_signal.verdict(now)
                     self.tally.add("lifeline_trunk_edge_trips_total", (name,))
                     log.warning("trunk %s: fails calls while answering OPTIONS: %s", name, why)
                     self.journal.record("transition", name, f"{name}: {why}", peer="edge",
@@ -328,10 +328,10 @@ class Telephony:
         views = {}
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
-            failing, why = peer.edge.verdict(now)
+            failing, why = peer.edge_signal.verdict(now)
             views[name] = TrunkView(name, peer.health.state, peer.health.reason,
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
-                                    edge_failing=failing, edge_reason=why)
+                                    edge_tripped=failing, edge_reason=why)
         dests = {name: p.health.state for name, p in self.destinations.items()}
         plan = compute_plan(self.entries, views, links, dests)
         changes = diff(self.plan, plan)
@@ -418,7 +418,7 @@ class Telephony:
         per_trunk = self.plan.numbers_per_trunk if self.plan is not None else {}
         trunks = tuple(
             peer(p, registered=None if p.registered is None else p.registered.reachable,
-                 edge_failing=p.edge.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0))
+                 edge_tripped=p.edge_signal.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0))
             for p in self.trunks.values())
         destinations = tuple(peer(p) for p in self.destinations.values())
         edges = tuple(EdgeSnap(e.name, self.edge_plan is not None

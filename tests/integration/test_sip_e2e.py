@@ -178,7 +178,7 @@ def test_sbc_failover_and_recovery(site: Site) -> None:
 
 
 def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
-    """The second signal: carrier-a-sbc1 answers OPTIONS 200 but every INVITE 503. After a
+    """The edge signal: carrier-a-sbc1 answers OPTIONS 200 but every INVITE 503. After a
     few calls fail at the edge (each carried on by sbc2 within the call) its DIDs move to
     sbc2 and stay there for the trip's hold-down, though OPTIONS keep answering (no flap);
     tried again and still failing, it trips for twice as long; repaired, its DIDs return."""
@@ -207,7 +207,7 @@ def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
     assert st is not None
     sbc1_doc = trunk(st, "carrier-a-sbc1")
     assert sbc1_doc["state"] == "up", sbc1_doc  # OPTIONS alone would keep it in use
-    assert "held off 6 s" in sbc1_doc["edge_failing"], sbc1_doc
+    assert "held off 6 s" in sbc1_doc["edge_tripped"], sbc1_doc
     doc = dids_lookup(daemon, A_DID)[1]
     assert "OPTIONS answered but" in doc["reason"], doc
     assert sbc1.invites_from(A_DID) >= 3
@@ -218,12 +218,12 @@ def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
     placed_again = calls_until_moved()
     st = daemon.status()
     assert st is not None
-    assert "held off 12 s" in trunk(st, "carrier-a-sbc1")["edge_failing"]
+    assert "held off 12 s" in trunk(st, "carrier-a-sbc1")["edge_tripped"]
     assert 'lifeline_trunk_edge_trips_total{trunk="carrier-a-sbc1"} 2.0' in (
         daemon.metrics_text())
     trips = [e for e in read_events(journal, 500) if e.data.get("peer") == "edge"]
     assert len(trips) == 2, trips
-    print(f"\nsecond signal: moved after {placed} and {placed_again} calls (all carried on "
+    print(f"\nedge signal: moved after {placed} and {placed_again} calls (all carried on "
           f"by sbc2); first trip held {held:.1f} s")
 
     # Repaired: its DIDs return (at once if its restart looked like an outage to OPTIONS,

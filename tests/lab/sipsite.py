@@ -345,7 +345,7 @@ class SipSite:
             {"name": name, "carrier": carrier, "uri": f"sip:{CARRIER_SBCS[name]}:{SBC_PORT}",
              "interval": "200ms", "timeout": "200ms",
              "thresholds": {"down_after": 3, "hold_down": "2s"},
-             # Lab pace for the second signal (defaults: 30 s window, 60 s hold).
+             # Lab pace for the edge signal (defaults: 30 s window, 60 s hold).
              "edge_signal": {"window": "10s", "hold_down": "6s", "max_hold_down": "60s"}}
             for name, carrier in SBC_CARRIERS.items()
         ]

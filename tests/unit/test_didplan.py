@@ -102,7 +102,7 @@ def test_unknown_trunk_is_a_last_resort_not_unroutable() -> None:
 def test_edge_failing_makes_an_up_trunk_degraded() -> None:
     trunks = views(a_sbc2=UP, b_sbc1=UP)
     trunks["a-sbc1"] = TrunkView(
-        "a-sbc1", UP, edge_failing=True, edge_reason="12 of 12 INVITEs failed with 503"
+        "a-sbc1", UP, edge_tripped=True, edge_reason="12 of 12 INVITEs failed with 503"
     )
     plan = plan_of(trunks)
     first = plan.decisions[0]
@@ -224,7 +224,7 @@ def scenarios(
             draw(states_st),
             links=tuple(draw(st.lists(st.sampled_from(LINKS), max_size=3, unique=True))),
             pinned=draw(st.booleans()),
-            edge_failing=draw(st.booleans()),
+            edge_tripped=draw(st.booleans()),
         )
         for name in TRUNKS
         # t5 is sometimes not reported at all: it must then count as unknown.

@@ -1,4 +1,4 @@
-"""The second signal's breaker: edge call failures -> a trunk held degraded, without flapping."""
+"""The edge signal: edge call failures -> a trunk held degraded, without flapping."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.core.edgesignal import EdgeBreaker, EdgeParams
+from controller.core.edgesignal import EdgeSignal, EdgeSignalParams
 
-P = EdgeParams(failures=3, window=30.0, hold_down=60.0, max_hold_down=900.0, half_life=600.0)
+P = EdgeSignalParams(failures=3, window=30.0, hold_down=60.0, max_hold_down=900.0, half_life=600.0)
 
 
 def test_needs_enough_failures_within_the_window() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     assert not b.observe(0.0, 10)
     assert not b.observe(10.0, 12)  # 2 in the window
     assert not b.observe(45.0, 13)  # 3 since 0 s, but 0 s and 10 s left the window
@@ -25,14 +25,14 @@ def test_needs_enough_failures_within_the_window() -> None:
 
 
 def test_two_failures_in_a_window_never_trip() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     for k in range(100):
         assert not b.observe(k * 20.0, k * 1)  # one failure every 20 s: 2 per window at most
     assert b.trips == 0
 
 
 def test_a_trip_holds_after_the_window_then_the_trunk_is_tried_again() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     b.observe(0.0, 0)
     assert b.observe(2.0, 3)
     failing, why = b.verdict(40.0)  # the window has passed: still held
@@ -44,7 +44,7 @@ def test_a_trip_holds_after_the_window_then_the_trunk_is_tried_again() -> None:
 
 
 def test_failing_again_doubles_the_hold_up_to_the_ceiling() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     t, count, holds = 0.0, 0, []
     b.observe(t, count)
     for _ in range(8):
@@ -60,7 +60,7 @@ def test_failing_again_doubles_the_hold_up_to_the_ceiling() -> None:
 
 
 def test_the_penalty_decays_so_a_rare_trip_gets_the_base_hold() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     b.observe(0.0, 0)
     assert b.observe(1.0, 3)
     b.observe(10_000.0, 3)
@@ -69,7 +69,7 @@ def test_the_penalty_decays_so_a_rare_trip_gets_the_base_hold() -> None:
 
 
 def test_an_edge_restart_resets_the_counter_without_a_trip() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     b.observe(0.0, 50)
     assert not b.observe(2.0, 0)  # Kamailio restarted: counting from 0 again
     assert not b.observe(4.0, 2)
@@ -78,7 +78,7 @@ def test_an_edge_restart_resets_the_counter_without_a_trip() -> None:
 
 def test_a_permanently_broken_trunk_trips_a_few_times_an_hour_not_every_window() -> None:
     """Calls go to the trunk whenever it is not held, and each fails: one failure a second."""
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     count = 0
     for second in range(3600):
         if not b.tripped(float(second)):
@@ -90,7 +90,7 @@ def test_a_permanently_broken_trunk_trips_a_few_times_an_hour_not_every_window()
 @given(st.lists(st.tuples(st.floats(0.5, 60.0), st.integers(0, 5)), max_size=60))
 def test_held_only_after_a_trip_and_never_longer_than_the_ceiling(
         steps: list[tuple[float, int]]) -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     t, count = 0.0, 0
     b.observe(t, count)
     for gap, failed in steps:
@@ -107,11 +107,11 @@ def test_held_only_after_a_trip_and_never_longer_than_the_ceiling(
                                     {"half_life": 0.0}])
 def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        EdgeParams(**kwargs)  # type: ignore[arg-type]
+        EdgeSignalParams(**kwargs)  # type: ignore[arg-type]
 
 
 def test_an_outage_seen_by_options_is_forgotten_and_lifts_a_trip() -> None:
-    b = EdgeBreaker(P)
+    b = EdgeSignal(P)
     b.observe(0.0, 0)
     assert not b.observe(2.0, 2)
     b.forget()  # the trunk went down by its own OPTIONS

@@ -166,7 +166,7 @@ async def test_unix_socket_serves_the_cli(tmp_path: Path) -> None:
                     "last_rtt": None, "dids": 0, "reason": "carrier-a-sbc1: 3 rounds lost"},
                    {"name": "carrier-a-sbc2", "state": "up", "last_code": 200,
                     "last_rtt": 0.01, "dids": 0, "reason": "answering",
-                    "edge_failing": "3 calls failed at the SIP edge within 30 s"}],
+                    "edge_tripped": "3 calls failed at the SIP edge within 30 s"}],
         "destinations": [{"name": "pbx", "state": "up", "uri": "sip:192.0.2.130"}],
         "dids": {"numbers": 150, "ranges": 2, "unroutable_numbers": 50,
                  "unroutable": ["+390298765400-+390298765449"]},

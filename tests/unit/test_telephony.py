@@ -1,5 +1,5 @@
 """The telephony runtime without the network: probe results -> trunk health -> DID plan ->
-edge plan, the second signal from the SIP edge, and the DID lookup the API serves."""
+edge plan, the edge signal from the SIP edge, and the DID lookup the API serves."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journale
     assert found is not None and found["trunk"] == "a2"
     assert "OPTIONS answered but 3 calls failed at the SIP edge" in found["reason"]
     a1 = next(t for t in tel.snapshot(now + 2)[0] if t.name == "a1")
-    assert a1.state is HealthState.UP and (a1.edge_failing or "").startswith("3 calls failed")
+    assert a1.state is HealthState.UP and (a1.edge_tripped or "").startswith("3 calls failed")
     assert plan.numbers_per_trunk["a2"] == 100
     trips = [e for e in read_events(tmp_path / "j.sqlite3") if e.data.get("peer") == "edge"]
     assert len(trips) == 1 and "a1: 3 calls failed" in trips[0].message
@@ -370,10 +370,10 @@ async def test_edge_failures_around_an_outage_seen_by_options_do_not_trip(
     await tel.read_edge_failures(now)
     edge.counts = {"a1": 4}
     await tel.read_edge_failures(now + 0.5)
-    assert tel.trunks["a1"].edge.verdict(now + 0.5)[0]
+    assert tel.trunks["a1"].edge_signal.verdict(now + 0.5)[0]
     now = feed(tel, "trunk", "a1", LOST, now + 0.5, 3)  # OPTIONS see it die
     assert tel.trunks["a1"].health.state is HealthState.DOWN
-    assert tel.trunks["a1"].edge.verdict(now) == (False, "")
+    assert tel.trunks["a1"].edge_signal.verdict(now) == (False, "")
     edge.counts = {"a1": 9}  # calls that were in flight, read late
     await tel.read_edge_failures(now)
     now = feed(tel, "trunk", "a1", OK, now, int(2.2 / 0.2))  # back after its 2 s hold-down
