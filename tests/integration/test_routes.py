@@ -124,8 +124,8 @@ def lab() -> Iterator[Lab]:
         yield the_lab
 
 
-def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), **kw: object) -> Desired:
-    group = GroupRoute("internet", 254, "default", 10, active, **kw)  # type: ignore[arg-type]
+def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), takeover: bool = False) -> Desired:
+    group = GroupRoute("internet", 254, "default", 10, active, takeover=takeover)
     return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
 
 
@@ -329,9 +329,9 @@ def lab6() -> Iterator[Lab]:
 
 
 def desired6(
-    lab: Lab, active: tuple[str, ...] = ("v6-0",), metric: int = 0, **kw: object
+    lab: Lab, active: tuple[str, ...] = ("v6-0",), metric: int = 0, takeover: bool = False
 ) -> Desired:
-    group = GroupRoute("internet6", 254, "default", metric, active, family=6, **kw)  # type: ignore[arg-type]
+    group = GroupRoute("internet6", 254, "default", metric, active, takeover=takeover, family=6)
     return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
 
 
