@@ -123,6 +123,24 @@ def test_scale_targets_answer(lab_factory: Callable[..., Lab]) -> None:
     assert build < 30, f"building 2000 targets took {build:.1f} s"
 
 
+def test_dual_stack_lab_reaches_the_far_ipv6_target_through_each_isp(
+    lab_factory: Callable[..., Lab],
+) -> None:
+    lab = lab_factory(ipv6=True)
+    far = lab.targets6[0]
+    for lk in lab.links.values():
+        assert ping_ok(lab, lab.site, lk.gateway6, iface=lk.site_ifname), lk.name
+        lab.run(lab.site, ["ip", "-6", "route", "replace", "default", "via", str(lk.gateway6),
+                           "dev", lk.site_ifname])
+        # back through the same ISP: inet routes each uplink's prefix to its own ISP
+        assert ping_ok(lab, lab.site, far), lk.name
+        route = lab.run(lab.site, ["ip", "-6", "route", "get", str(far)]).stdout
+        assert f"dev {lk.site_ifname}" in route
+    # IPv4 is as in the IPv4 lab
+    default_via(lab, "fibre-a")
+    assert ping_ok(lab, lab.site, lab.targets[0])
+
+
 def test_tcp_listener_accepts_through_the_link(lab: Lab) -> None:
     default_via(lab, "fibre-a")
     tcp_listener(lab, 8443)

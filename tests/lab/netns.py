@@ -29,6 +29,7 @@ __all__ = [
     "add_namespaces",
     "cleanup_stale",
     "delete_namespaces",
+    "ip_batch",
     "kill_pids",
     "list_namespaces",
     "namespace_pids",
@@ -96,6 +97,12 @@ def run_cmd(
         detail = (proc.stderr or proc.stdout).strip()
         raise LabError(f"exit {proc.returncode}: {' '.join(argv)}: {detail}")
     return proc
+
+
+def ip_batch(ns: str, commands: Sequence[str]) -> None:
+    """Run many ``ip`` commands in ``ns`` with one fork (``ip -n NS -batch -``)."""
+    if commands:
+        run_cmd(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(commands) + "\n")
 
 
 def list_namespaces() -> list[str]:
