@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from tests.lab.wait import until
+
 __all__ = [
     "DEFAULT_PREFIX_PATTERN",
     "LAB_ROLES",
@@ -175,13 +177,15 @@ def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pending.discard(pid)
-    deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
+
+    def all_gone() -> bool:
         for pid in list(pending):
             if not _alive(pid):
                 pending.discard(pid)
-        if pending:
-            time.sleep(0.02)
+        return not pending
+
+    with contextlib.suppress(TimeoutError):
+        until(all_gone, grace, 0.02, "the processes to exit")
     for pid in pending:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
