@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from tests.lab.lifelined import LifelineProcess
-from tests.lab.sipsite import DID_RANGES, SipSite, site_ready
+from tests.lab.sipsite import DID_RANGES, SipSite, plan_ready
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 
@@ -154,7 +154,7 @@ def _trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _ready(v: View) -> bool:
-    return site_ready(v.status) and v.ranges == {A_RANGE: "carrier-a-sbc1",
+    return plan_ready(v.status) and v.ranges == {A_RANGE: "carrier-a-sbc1",
                                                  B_RANGE: "carrier-b-sbc1"}
 
 

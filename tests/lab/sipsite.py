@@ -41,6 +41,7 @@ __all__ = [
     "SipPeer",
     "SipSite",
     "header_values",
+    "plan_ready",
     "sip_site_skip_reason",
     "site_ready",
 ]
@@ -77,13 +78,18 @@ def sip_site_skip_reason() -> str | None:
     return None
 
 
-def site_ready(st: dict[str, Any]) -> bool:
-    """A daemon status of a site at work: every trunk up, no DID unroutable, the plan in
-    every edge (in sync, no error), the PBX up."""
+def plan_ready(st: dict[str, Any]) -> bool:
+    """A daemon status whose DID plan is whole: every trunk up, no DID unroutable, the plan
+    in every edge (in sync, no error)."""
     return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
             and all(t["state"] == "up" for t in st["trunks"])
-            and all(e["in_sync"] and e["error"] is None for e in st["edges"])
-            and all(d["state"] == "up" for d in st["destinations"] if d["name"] == "pbx"))
+            and all(e["in_sync"] and e["error"] is None for e in st["edges"]))
+
+
+def site_ready(st: dict[str, Any]) -> bool:
+    """A daemon status of a site at work: ``plan_ready`` and the PBX up."""
+    return plan_ready(st) and all(d["state"] == "up" for d in st["destinations"]
+                                  if d["name"] == "pbx")
 
 
 def header_values(message: str, name: str) -> list[str]:
