@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 
-from tests.bench.bench_probes import inside
 from tests.lab.lifelined import LifelineProcess, route_devices
+from tests.lab.netns import inside
 from tests.lab.stream import Gap, Stream, StreamResult, gaps_in
 from tests.lab.topology import Lab
 

@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import json
 import os
 import resource
-import secrets
 import shutil
 import socket
 import subprocess
@@ -33,61 +31,25 @@ from pathlib import Path
 from probes import icmp
 from probes.sample import ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
+from tests.lab.builder import NetBuilder
+from tests.lab.netns import inside
 
-CLONE_NEWNET = 0x40000000
 A_IP, B_IP = "192.0.2.1", "192.0.2.2"
 SCALE_NET = ipaddress.IPv4Network("198.18.0.0/15")
 
 
-def sh(*argv: str, stdin: str | None = None, check: bool = True) -> None:
-    subprocess.run(list(argv), input=stdin, check=check, capture_output=True, text=True,
-                   timeout=120)
-
-
-@contextlib.contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """This thread in namespace ``ns`` for the block (sockets created there stay there)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                os.abort()
-    finally:
-        os.close(home)
-        os.close(target)
-
-
 @contextlib.contextmanager
 def lab(targets: list[str]) -> Iterator[str]:
-    """ns A (prober) and ns B (all targets); yields A's name, deletes both at the end."""
-    suffix = secrets.token_hex(3)
-    ns_a, ns_b = f"llbench-{suffix}-a", f"llbench-{suffix}-b"
-    created: list[str] = []
-    try:
-        for ns in (ns_a, ns_b):
-            sh("ip", "netns", "add", ns)
-            created.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", ns_a, "link", "add", "a0", "type", "veth", "peer", "name", "b0",
-           "netns", ns_b)
-        sh("ip", "-n", ns_a, "addr", "add", f"{A_IP}/24", "dev", "a0")
-        sh("ip", "-n", ns_b, "addr", "add", f"{B_IP}/24", "dev", "b0")
-        sh("ip", "-n", ns_a, "link", "set", "a0", "up")
-        sh("ip", "-n", ns_b, "link", "set", "b0", "up")
-        sh("ip", "-n", ns_b, "-batch", "-",
-           stdin="".join(f"addr add {t}/32 dev lo\n" for t in targets))
-        sh("ip", "-n", ns_a, "route", "add", str(SCALE_NET), "via", B_IP)
-        sh("ip", "netns", "exec", ns_a, "ping", "-c", "1", "-W", "3", targets[0], check=False)
-        yield ns_a
-    finally:
-        for ns in created:
-            sh("ip", "netns", "del", ns, check=False)
+    """ns A (prober, lab role "site") and ns B (all targets, role "inet"); yields A's name,
+    deletes both at the end."""
+    with NetBuilder(["site", "inet"]) as net:
+        net.veth("site", "a0", "inet", "b0")
+        net.iface("site", "a0", f"{A_IP}/24")
+        net.iface("inet", "b0", f"{B_IP}/24")
+        net.ip("inet", *(f"addr add {t}/32 dev lo" for t in targets))
+        net.ip("site", f"route add {SCALE_NET} via {B_IP}")
+        net.run("site", ["ping", "-c", "1", "-W", "3", targets[0]], check=False)
+        yield net.ns("site")
 
 
 def rss_kib() -> tuple[int, int]:

@@ -48,11 +48,11 @@ from tests.lab.kamailio import LabKamailio, render_cfg
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 __all__ = [
     "MODES",
     "TrunkTrial",
-    "all_ready",
     "carrier_a_dids",
     "figures",
     "kamailio_push_cost",
@@ -110,14 +110,6 @@ def parse_call_log(text: str) -> list[tuple[float, float]]:
     return sorted(calls)
 
 
-def all_ready(st: dict[str, Any]) -> bool:
-    """Every trunk up, nothing unroutable, the plan in Kamailio, the PBX up."""
-    return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
-            and all(t["state"] == "up" for t in st["trunks"])
-            and all(e["in_sync"] and e["error"] is None for e in st["edges"])
-            and all(d["state"] == "up" for d in st["destinations"] if d["name"] == "pbx"))
-
-
 @dataclass
 class TrunkTrial:
     mode: str
@@ -150,15 +142,14 @@ def trunk_trial(mode: str, trial: int, workdir: Path, timing: str = "default") -
             cfg = site.edge.cfg_path
             cfg.write_text(render_cfg({"EDGE_TRUNK_FAILOVER": "0"}, source=cfg))
         site.start()
-        state = workdir / "state"
-        config = site.config_dict(state)
-        if timing == "default":
+
+        def default_timing(config: dict[str, Any]) -> None:
             for t in config["trunks"]:
                 for key in ("interval", "timeout", "thresholds"):
                     t.pop(key, None)
-        daemon = LifelineProcess.with_config(lab, state, config)
-        daemon.start()
-        daemon.wait_for(all_ready, 30, "trunks up, plan routable and pushed")
+
+        daemon = site.start_daemon(workdir / "state", ready_timeout=30,
+                                   edit=default_timing if timing == "default" else None)
 
         callers = workdir / "callers.csv"
         callers.write_text("SEQUENTIAL\n" + "".join(f"{d};\n" for d in carrier_a_dids()))
@@ -181,15 +172,18 @@ def trunk_trial(mode: str, trial: int, workdir: Path, timing: str = "default") -
         time.sleep(BEFORE)
         killed = time.time()
         site.stop_peer(FAILING)
-        deadline = time.monotonic() + AFTER + 5
-        while time.monotonic() < deadline and (out.trunk_down is None or out.dids_moved is None):
+
+        def both_seen() -> bool:
             st = daemon.status()
             if st is not None:
                 if out.trunk_down is None and _moved(st):
                     out.trunk_down = time.time() - killed
                 if out.dids_moved is None and _range_on_sbc2(daemon):
                     out.dids_moved = time.time() - killed
-            time.sleep(0.05)
+            return out.trunk_down is not None and out.dids_moved is not None
+
+        with contextlib.suppress(TimeoutError):  # what was not seen stays None: reported
+            until(both_seen, AFTER + 5, 0.05, "the trunk down and its DIDs moved")
         with contextlib.suppress(subprocess.TimeoutExpired):
             uac.wait(limit + 5)
         out.sipp_exit = lab.stop(uac, grace=2.0)

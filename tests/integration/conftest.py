@@ -1,8 +1,9 @@
 """Fixtures for tests that need the network-namespace lab.
 
 ``lab`` gives each test a freshly built Lab (about 0.1 s to build) and destroys it
-afterwards, also when the test fails; ``lab_factory`` builds labs with other options (NAT
-mode, scale targets) under the same guarantee. Both skip with the reason when the machine
+afterwards, also when the test fails; ``lab_factory`` builds the lab's other variants
+(``Lab`` options: NAT mode, scale targets, ``ipv6=True`` for dual stack) under the same
+guarantee. Both skip with the reason when the machine
 cannot host a lab (not root, a tool missing). Once per session, namespaces left by lab runs
 whose owner process is gone are removed first; labs of live parallel runs are left alone.
 """

@@ -16,10 +16,12 @@ import pytest
 from controller.actuators.sipedge.command import CommandActuator
 from controller.actuators.sipedge.document import apply_document
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
+from tests.lab.wait import until_async
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "edge-plan.schema.json").read_text()
 )
+
 A1 = TrunkState("carrier-a-sbc1", "sip:192.0.2.10:5060", 1, True)
 R1 = DidRoute("+390212345600", "+390212345699", "carrier-a-sbc1", "sip:pbx@203.0.113.5")
 PLAN = EdgePlan((A1,), (R1,), ())
@@ -131,10 +133,7 @@ time.sleep(60)
     leader, child = (int(p) for p in pids.read_text().split())
     assert not pid_alive(leader)
     # The grandchild went with the group (reaped by init; allow it a moment).
-    deadline = time.monotonic() + 5
-    while pid_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not pid_alive(child)
+    await until_async(lambda: not pid_alive(child), 5, 0.05, "the grandchild to be gone")
 
 
 async def test_program_that_ignores_stdin_and_big_document(tmp_path: Path) -> None:

@@ -150,46 +150,53 @@ def send_udp_from_lan(lab: Lab, lan: str, sport: int, dport: int) -> None:
     run("ip", "netns", "exec", lan, "python3", "-c", code)
 
 
+def add_lan(lab: Lab, family: int) -> str:
+    """A LAN namespace behind the router (lan0 -- eth0), its host LAN_HOST (family 4) or LAN6
+    (6), SNAT'ed (NAT66) by the router out of wan0/wan1 to the sources of links 0 and 1; its
+    name. It goes with the lab."""
+    net = lab.net
+    net.create(["lan"])
+    net.veth("site", "lan0", "lan", "eth0", a_index=30, b_index=40)
+    if family == 4:
+        router_cidr, host_cidr, gateway = "192.0.2.1/24", f"{LAN_HOST}/24", "192.0.2.1"
+        forwarding, nat, sources = "net.ipv4.ip_forward=1", "iptables", (A, B)
+    else:
+        router_cidr, host_cidr, gateway = "2001:db8:100::1/64", f"{LAN6}/64", "2001:db8:100::1"
+        forwarding, nat, sources = "net.ipv6.conf.all.forwarding=1", "ip6tables", (A6, B6)
+    net.iface("site", "lan0", router_cidr)
+    net.iface("lan", "eth0", host_cidr)
+    net.ip("lan", f"route add {'default' if family == 4 else '::/0'} via {gateway}")
+    net.sysctl("site", forwarding)
+    for dev, src in (("wan0", sources[0]), ("wan1", sources[1])):
+        lab.in_router(nat, "-t", "nat", "-A", "POSTROUTING", "-o", dev, "-j", "SNAT",
+                      "--to-source", src)  # fmt: skip
+    return net.ns("lan")
+
+
 @lab_test
 async def test_flush_real_snat_flows_after_switch(lab: Lab) -> None:
-    lan = lab.router.replace("ll-rt-", "ll-lan-")
-    run("ip", "netns", "add", lan)
-    try:
-        lab.ip("link", "add", "lan0", "index", "30", "type", "veth", "peer", "name", "eth0",
-               "index", "40", "netns", lan)  # fmt: skip
-        lab.ip("addr", "add", "192.0.2.1/24", "dev", "lan0")
-        lab.ip("link", "set", "lan0", "up")
-        run("ip", "-n", lan, "addr", "add", f"{LAN_HOST}/24", "dev", "eth0")
-        run("ip", "-n", lan, "link", "set", "eth0", "up")
-        run("ip", "-n", lan, "route", "add", "default", "via", "192.0.2.1")
-        lab.in_router("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        for dev, src in (("wan0", A), ("wan1", B)):
-            lab.in_router("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", dev, "-j", "SNAT",
-                          "--to-source", src)  # fmt: skip
+    lan = add_lan(lab, 4)
+    async with Netlink(lab.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired(lab, ("link-0",)))).ok
+        send_udp_from_lan(lab, lan, 5060, 5060)  # SIP via A
+        send_udp_from_lan(lab, lan, 7000, 7000)  # unrelated via A
+        assert (await rec.reconcile(desired(lab, ("link-1",)))).ok
+        send_udp_from_lan(lab, lan, 5070, 5060)  # SIP via B, after the switch
+        send_udp_from_lan(lab, lan, 5060, 5060)  # the old flow: still NAT'ed to A
+        before = ct_list(lab)
+        assert has(before, "udp", 5060, 5060, A), before
+        assert has(before, "udp", 5070, 5060, B), before
 
-        async with Netlink(lab.router) as nl:
-            rec = RouteReconciler(nl)
-            assert (await rec.reconcile(desired(lab, ("link-0",)))).ok
-            send_udp_from_lan(lab, lan, 5060, 5060)  # SIP via A
-            send_udp_from_lan(lab, lan, 7000, 7000)  # unrelated via A
-            assert (await rec.reconcile(desired(lab, ("link-1",)))).ok
-            send_udp_from_lan(lab, lan, 5070, 5060)  # SIP via B, after the switch
-            send_udp_from_lan(lab, lan, 5060, 5060)  # the old flow: still NAT'ed to A
-            before = ct_list(lab)
-            assert has(before, "udp", 5060, 5060, A), before
-            assert has(before, "udp", 5070, 5060, B), before
-
-            result = await flush_after_switch([A], netns=lab.router)
-        after = ct_list(lab)
-        assert result.deleted == 1, (result, before)
-        assert not has(after, "udp", 5060, 5060, A)
-        assert has(after, "udp", 7000, 7000, A)
-        assert has(after, "udp", 5070, 5060, B)
-        # the next packet of the SIP flow is NAT'ed afresh, to B's address
-        send_udp_from_lan(lab, lan, 5060, 5060)
-        assert has(ct_list(lab), "udp", 5060, 5060, B)
-    finally:
-        run("ip", "netns", "del", lan, check=False)
+        result = await flush_after_switch([A], netns=lab.router)
+    after = ct_list(lab)
+    assert result.deleted == 1, (result, before)
+    assert not has(after, "udp", 5060, 5060, A)
+    assert has(after, "udp", 7000, 7000, A)
+    assert has(after, "udp", 5070, 5060, B)
+    # the next packet of the SIP flow is NAT'ed afresh, to B's address
+    send_udp_from_lan(lab, lan, 5060, 5060)
+    assert has(ct_list(lab), "udp", 5060, 5060, B)
 
 
 async def test_nothing_to_flush_is_a_no_op() -> None:
@@ -268,41 +275,25 @@ def send_udp6_from_lan(lan: str, sport: int, dport: int) -> None:
 async def test_flush_real_nat66_flows_after_switch(lab6: Lab) -> None:
     if shutil.which("ip6tables") is None:
         pytest.skip("ip6tables not installed (Debian package iptables)")
-    lan = lab6.router.replace("ll-rt6-", "ll-lan6-")
-    run("ip", "netns", "add", lan)
-    try:
-        lab6.ip("link", "add", "lan0", "index", "30", "type", "veth", "peer", "name", "eth0",
-                "index", "40", "netns", lan)  # fmt: skip
-        lab6.ip("addr", "add", "2001:db8:100::1/64", "dev", "lan0", "nodad")
-        lab6.ip("link", "set", "lan0", "up")
-        run("ip", "-n", lan, "addr", "add", f"{LAN6}/64", "dev", "eth0", "nodad")
-        run("ip", "-n", lan, "link", "set", "eth0", "up")
-        run("ip", "-n", lan, "-6", "route", "add", "default", "via", "2001:db8:100::1")
-        lab6.in_router("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
-        for dev, src in (("wan0", A6), ("wan1", B6)):
-            lab6.in_router("ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", dev, "-j", "SNAT",
-                           "--to-source", src)  # fmt: skip
+    lan = add_lan(lab6, 6)
+    async with Netlink(lab6.router) as nl:
+        rec = RouteReconciler(nl)
+        assert (await rec.reconcile(desired6(lab6, ("v6-0",)))).ok
+        send_udp6_from_lan(lan, 5060, 5060)  # SIP via A6
+        send_udp6_from_lan(lan, 7000, 7000)  # unrelated via A6
+        assert (await rec.reconcile(desired6(lab6, ("v6-1",)))).ok
+        send_udp6_from_lan(lan, 5070, 5060)  # SIP via B6, after the switch
+        send_udp6_from_lan(lan, 5060, 5060)  # the old flow: still NAT'ed to A6
+        before = ct_list6(lab6)
+        assert has(before, "udp", 5060, 5060, A6), before
+        assert has(before, "udp", 5070, 5060, B6), before
 
-        async with Netlink(lab6.router) as nl:
-            rec = RouteReconciler(nl)
-            assert (await rec.reconcile(desired6(lab6, ("v6-0",)))).ok
-            send_udp6_from_lan(lan, 5060, 5060)  # SIP via A6
-            send_udp6_from_lan(lan, 7000, 7000)  # unrelated via A6
-            assert (await rec.reconcile(desired6(lab6, ("v6-1",)))).ok
-            send_udp6_from_lan(lan, 5070, 5060)  # SIP via B6, after the switch
-            send_udp6_from_lan(lan, 5060, 5060)  # the old flow: still NAT'ed to A6
-            before = ct_list6(lab6)
-            assert has(before, "udp", 5060, 5060, A6), before
-            assert has(before, "udp", 5070, 5060, B6), before
-
-            result = await flush_after_switch([A6], netns=lab6.router)
-        after = ct_list6(lab6)
-        assert result.deleted == 1, (result, before)
-        assert not has(after, "udp", 5060, 5060, A6)
-        assert has(after, "udp", 7000, 7000, A6)
-        assert has(after, "udp", 5070, 5060, B6)
-        # the next packet of the SIP flow is NAT'ed afresh, to B6
-        send_udp6_from_lan(lan, 5060, 5060)
-        assert has(ct_list6(lab6), "udp", 5060, 5060, B6)
-    finally:
-        run("ip", "netns", "del", lan, check=False)
+        result = await flush_after_switch([A6], netns=lab6.router)
+    after = ct_list6(lab6)
+    assert result.deleted == 1, (result, before)
+    assert not has(after, "udp", 5060, 5060, A6)
+    assert has(after, "udp", 7000, 7000, A6)
+    assert has(after, "udp", 5070, 5060, B6)
+    # the next packet of the SIP flow is NAT'ed afresh, to B6
+    send_udp6_from_lan(lan, 5060, 5060)
+    assert has(ct_list6(lab6), "udp", 5060, 5060, B6)

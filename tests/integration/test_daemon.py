@@ -31,6 +31,7 @@ from tests.lab.lifelined import LifelineProcess, default_route, route_devices
 from tests.lab.netns import run_cmd
 from tests.lab.stream import Stream, StreamResult
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 pytestmark = pytest.mark.lab
 
@@ -71,16 +72,6 @@ def lifeline_route(lab: Lab) -> list[dict[str, Any]]:
     """The default route(s) of main at metric 0: where lifeline's group route lives (a test
     may add a foreign default at another metric)."""
     return [r for r in default_route(lab) if int(r.get("metric", 0)) == 0]
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``pred`` every 50 ms; return the monotonic time it first held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return time.monotonic()
-        time.sleep(0.05)
-    raise AssertionError(f"waited {timeout:.0f} s for {what}")
 
 
 def wait_switched(daemon: LifelineProcess, links: list[str], timeout: float = 15.0) -> float:
@@ -286,13 +277,13 @@ def test_carrier_loss_fails_over_at_once_and_returns_after_hold_down(
     )
     assert "carrier" in link_status(st, "fibre-a")["reason"].lower(), link_status(st, "fibre-a")
     assert link_status(st, "fibre-a")["carrier"] is False
-    wait_until(lambda: route_devices(lab) == ["wan-b"], 3.0, "the kernel route on wan-b")
+    until(lambda: route_devices(lab) == ["wan-b"], 3.0, what="the kernel route on wan-b")
 
     with RouteSampler(lab) as sampler:
         back_at = time.monotonic()
         lab.faults.carrier("fibre-a", True)
         d.wait_active(["fibre-a"], timeout=20)
-        wait_until(lambda: route_devices(lab) == ["wan-a"], 5.0, "the kernel route on wan-a")
+        until(lambda: route_devices(lab) == ["wan-a"], 5.0, what="the kernel route on wan-a")
         time.sleep(0.3)  # so the sampler, too, has seen the route back
     held = sampler.between(back_at, back_at + 2.5)
     assert held and set(held) == {("wan-b",)}, f"fibre-a back before its hold-down: {held}"
@@ -331,13 +322,13 @@ def test_failback_waits_for_the_hold_down(
     d.wait_active(["fibre-a"])
     lab.faults.blackhole("fibre-a")
     d.wait_active(["fibre-b"])
-    wait_until(lambda: route_devices(lab) == ["wan-b"], 3.0, "the kernel route on wan-b")
+    until(lambda: route_devices(lab) == ["wan-b"], 3.0, what="the kernel route on wan-b")
 
     with RouteSampler(lab) as sampler:
         cleared_at = time.monotonic()
         lab.faults.clear("fibre-a")
         d.wait_active(["fibre-a"], timeout=20)
-        wait_until(lambda: route_devices(lab) == ["wan-a"], 5.0, "the kernel route on wan-a")
+        until(lambda: route_devices(lab) == ["wan-a"], 5.0, what="the kernel route on wan-a")
         time.sleep(0.3)  # so the sampler, too, has seen the route back
     held = sampler.between(cleared_at, cleared_at + 2.5)
     assert held and set(held) == {("wan-b",)}, f"failback before the hold-down: {held}"
@@ -393,7 +384,7 @@ def test_restart_while_failed_over_changes_nothing(
     d.wait_active(["fibre-a"])
     lab.faults.blackhole("fibre-a")
     d.wait_active(["fibre-b"])
-    wait_until(lambda: route_devices(lab) == ["wan-b"], 3.0, "the kernel route on wan-b")
+    until(lambda: route_devices(lab) == ["wan-b"], 3.0, what="the kernel route on wan-b")
     before = lifeline_route(lab)
 
     assert d.stop() == 0, "SIGTERM should end lifeline cleanly"
@@ -425,13 +416,14 @@ def test_route_changed_by_hand_is_put_back(
 ) -> None:
     d = daemons(lab)
     d.wait_active(["fibre-a"])
-    wait_until(lambda: route_devices(lab) == ["wan-a"], 3.0, "the kernel route on wan-a")
+    until(lambda: route_devices(lab) == ["wan-a"], 3.0, what="the kernel route on wan-a")
     lte = lab.link("lte")
     site(lab, "ip", "route", "replace", "default", "via", str(lte.gateway), "dev", lte.site_ifname)
     assert route_devices(lab) == [lte.site_ifname]
 
     changed_at = time.monotonic()
-    back_at = wait_until(lambda: route_devices(lab) == ["wan-a"], 10.0, "the route put back")
+    until(lambda: route_devices(lab) == ["wan-a"], 10.0, what="the route put back")
+    back_at = time.monotonic()
     # reconcile_interval is 1 s: a couple of intervals, with room for a busy machine.
     assert back_at - changed_at < 5.0
     assert lifeline_route(lab)[0]["protocol"] == "201"
@@ -467,8 +459,8 @@ def test_routes_lifeline_did_not_create_are_untouched(
     d.wait_active(["fibre-a"])
     lab.faults.blackhole("fibre-a")
     d.wait_active(["fibre-b"])
-    wait_until(lambda: [r["dev"] for r in lifeline_route(lab)] == ["wan-b"], 3.0,
-               "lifeline's route on wan-b")
+    until(lambda: [r["dev"] for r in lifeline_route(lab)] == ["wan-b"], 3.0,
+          what="lifeline's route on wan-b")
     time.sleep(1.5)  # a reconcile cycle or more after the switch
     assert foreign() == before
     st = d.status()
@@ -484,7 +476,7 @@ def test_failover_flushes_voice_flows_nat_ed_to_the_old_link_only(
 ) -> None:
     d = daemons(lab)
     d.wait_active(["fibre-a"])
-    wait_until(lambda: route_devices(lab) == ["wan-a"], 3.0, "the kernel route on wan-a")
+    until(lambda: route_devices(lab) == ["wan-a"], 3.0, what="the kernel route on wan-a")
     a_addr = str(lab.link("fibre-a").site_addr)
     lan_udp(lab, 5060, 5060)  # SIP
     lan_udp(lab, 40000, 9999)  # no flush rule covers it
@@ -501,8 +493,8 @@ def test_failover_flushes_voice_flows_nat_ed_to_the_old_link_only(
 
     lab.faults.blackhole("fibre-a")
     d.wait_active(["fibre-b"])
-    wait_until(lambda: not any(sip(f) for f in udp_flows(lab)), 5.0,
-               "the SIP flow NAT'ed to fibre-a to be flushed")
+    until(lambda: not any(sip(f) for f in udp_flows(lab)), 5.0,
+          what="the SIP flow NAT'ed to fibre-a to be flushed")
     assert any(other(f) for f in udp_flows(lab)), "an unrelated flow was flushed too"
     flushes = [e for e in journal(d, "action") if e.subject == "internet"]
     assert flushes and int(flushes[-1].data["deleted"]) >= 1, flushes
@@ -513,12 +505,12 @@ def _two_way_failover(lab: Lab, d: LifelineProcess, settle: float = 3.0) -> tupl
     """Run a two-way RTP-port stream across a fibre-a blackhole; the result and the time
     the route switched."""
     d.wait_active(["fibre-a"])
-    wait_until(lambda: route_devices(lab) == ["wan-a"], 3.0, "the kernel route on wan-a")
+    until(lambda: route_devices(lab) == ["wan-a"], 3.0, what="the kernel route on wan-a")
     with Stream(lab, interval=0.01, max_seconds=15, two_way=True, port=16384) as stream:
         time.sleep(1.0)
         lab.faults.blackhole("fibre-a")
         switched_at = wait_switched(d, ["fibre-b"])
-        wait_until(lambda: route_devices(lab) == ["wan-b"], 3.0, "the kernel route on wan-b")
+        until(lambda: route_devices(lab) == ["wan-b"], 3.0, what="the kernel route on wan-b")
         time.sleep(settle)
         result = stream.stop()
     assert result.replied > 50, "the two-way stream never worked before the fault"
@@ -585,7 +577,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert st["dry_run"] is True
     assert st["groups"][0]["active"] == []
     planned = "replace default via 198.51.100.1 dev wan-a table 254"
-    wait_until(lambda: planned in d.log(), 5.0, f"the dry run to print {planned!r}")
+    until(lambda: planned in d.log(), 5.0, what=f"the dry run to print {planned!r}")
     time.sleep(1.5)  # reconcile cycles that must stay dry
     assert "[dry-run] would change" in d.log()
     assert default_route(lab) == [], "the dry run put a default route into main"

@@ -10,13 +10,11 @@ sipp are started with known PIDs and killed by PID in finalizers.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from controller.actuators.sipedge.kamailio import (
 )
 from controller.actuators.sipedge.plan import EdgePlan, TrunkState
 from tests.lab.kamailio import LabKamailio, free_port
+from tests.lab.wait import until_async
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SECRET = "pw-never-logged-7f3a"
@@ -88,26 +87,27 @@ def call_id(message: str) -> str:
 
 async def wait_for_registered(actuator: KamailioActuator, timeout: float = 15.0) -> Registration:
     """Poll uac.reg_dump until our record is registered (generous bound; ~1 s is usual)."""
-    deadline = time.monotonic() + timeout
     last: Registration | None = None
-    while time.monotonic() < deadline:
+
+    async def registered() -> Registration | None:
+        nonlocal last
         for rec in await actuator.registrations():
             if rec.uuid == UUID:
                 last = rec
                 if rec.flags & REG_FLAG_REGISTERED:
                     return rec
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not registered within {timeout} s: {last!r}")
+        return None
+
+    return await until_async(registered, timeout, 0.2, "our record to be registered",
+                             detail=lambda: f"last: {last!r}")
 
 
 async def wait_for_registers(log: Path, count: int, timeout: float = 15.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> list[str] | None:
         found = authorized_registers(log)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"fewer than {count} authorized REGISTERs within {timeout} s")
+        return found if len(found) >= count else None
+
+    return await until_async(enough, timeout, 0.2, f"{count} authorized REGISTERs")
 
 
 def _plan(registrar_port: int, refresh: tuple[str, ...] = ()) -> EdgePlan:

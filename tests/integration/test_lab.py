@@ -25,6 +25,7 @@ from tests.lab import netns
 from tests.lab.config import lifeline_config, lifeline_config_dict
 from tests.lab.stream import Gap, Stream, StreamResult, gaps_in, tcp_listener
 from tests.lab.topology import LAN_NET, SINK_ADDR, Lab
+from tests.lab.wait import until
 
 pytestmark = pytest.mark.lab
 
@@ -61,15 +62,6 @@ def default_via(lab: Lab, link: str) -> None:
     lk = lab.links[link]
     lab.run(lab.site, ["ip", "route", "replace", "default", "via", str(lk.gateway),
                        "dev", lk.site_ifname])
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def ping_ok(lab: Lab, ns: str, addr: object, iface: str | None = None) -> bool:
@@ -121,6 +113,24 @@ def test_scale_targets_answer(lab_factory: Callable[..., Lab]) -> None:
     default_via(lab, "fibre-a")
     assert ping_ok(lab, lab.site, lab.scale_addresses[-1])
     assert build < 30, f"building 2000 targets took {build:.1f} s"
+
+
+def test_dual_stack_lab_reaches_the_far_ipv6_target_through_each_isp(
+    lab_factory: Callable[..., Lab],
+) -> None:
+    lab = lab_factory(ipv6=True)
+    far = lab.targets6[0]
+    for lk in lab.links.values():
+        assert ping_ok(lab, lab.site, lk.gateway6, iface=lk.site_ifname), lk.name
+        lab.run(lab.site, ["ip", "-6", "route", "replace", "default", "via", str(lk.gateway6),
+                           "dev", lk.site_ifname])
+        # back through the same ISP: inet routes each uplink's prefix to its own ISP
+        assert ping_ok(lab, lab.site, far), lk.name
+        route = lab.run(lab.site, ["ip", "-6", "route", "get", str(far)]).stdout
+        assert f"dev {lk.site_ifname}" in route
+    # IPv4 is as in the IPv4 lab
+    default_via(lab, "fibre-a")
+    assert ping_ok(lab, lab.site, lab.targets[0])
 
 
 def test_tcp_listener_accepts_through_the_link(lab: Lab) -> None:
@@ -181,15 +191,17 @@ def test_carrier_loss_is_seen_in_the_site(lab: Lab) -> None:
     assert operstate != "UP"
     assert not ping_ok(lab, lab.site, lk.gateway, iface=lk.site_ifname)
     lab.faults.carrier("fibre-b", up=True)
-    assert wait_for(lambda: state()[1] == "UP")
-    assert wait_for(lambda: ping_ok(lab, lab.site, lk.gateway, iface=lk.site_ifname))
+    until(lambda: state()[1] == "UP", 3.0, what="the site's end UP again")
+    until(lambda: ping_ok(lab, lab.site, lk.gateway, iface=lk.site_ifname), 3.0,
+          what="the gateway answering again")
 
 
 def test_carrier_down_is_undone_by_clear(lab: Lab) -> None:
     lab.faults.carrier("lte", up=False)
     lab.faults.clear("lte")
     lk = lab.links["lte"]
-    assert wait_for(lambda: ping_ok(lab, lab.site, lk.gateway, iface=lk.site_ifname))
+    until(lambda: ping_ok(lab, lab.site, lk.gateway, iface=lk.site_ifname), 3.0,
+          what="the gateway answering again")
 
 
 def test_loss_half_loses_about_half(lab: Lab) -> None:
@@ -242,7 +254,8 @@ def test_delay_survives_a_dead_delayer(lab: Lab) -> None:
     (pid,) = netns.namespace_pids(lk.isp_ns)
     netns.kill_pids([pid], grace=0)  # the delayer is ours (started by the lab)
     # --queue-bypass: with nobody on the queue, packets pass undelayed instead of dying.
-    assert wait_for(lambda: ping_ok(lab, lab.site, lk.gateway))
+    until(lambda: ping_ok(lab, lab.site, lk.gateway), 3.0,
+          what="pings passing the queue undelayed")
 
 
 # --- the data-plane stream -------------------------------------------------------------------

@@ -4,8 +4,6 @@ recovery, unwatched interfaces and a failing callback."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +13,7 @@ import pytest
 from controller.actuators.netlink import Netlink
 from controller.runtime.linkwatch import LinkWatch
 from tests.integration.test_routes import Lab, small_lab
+from tests.lab.wait import until_async
 
 pytestmark = [
     pytest.mark.lab,
@@ -31,25 +30,20 @@ def lab() -> Iterator[Lab]:
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[float, str, bool, str]] = []
-        self._changed = asyncio.Event()
 
     def __call__(self, ifname: str, up: bool, reason: str) -> None:
         self.calls.append((time.perf_counter(), ifname, up, reason))
-        self._changed.set()
 
     async def wait_for(self, ifname: str, up: bool, after: int, timeout: float = 5.0) -> float:
-        """Time of the first matching call at index >= after; fails after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for t, name, state, _ in self.calls[after:]:
-                if name == ifname and state == up:
-                    return t
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no on_carrier({ifname}, {up}) in {timeout}s: {self.calls}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        """Time of the first matching call at index >= after (taken by the call itself, so
+        the poll's pace does not blur it); fails after `timeout`."""
+
+        def first() -> float | None:
+            return next((t for t, name, state, _ in self.calls[after:]
+                         if name == ifname and state == up), None)
+
+        return await until_async(first, timeout, 0.005, f"on_carrier({ifname}, {up})",
+                                 detail=lambda: f"calls: {self.calls}")
 
 
 async def test_initial_state_then_carrier_loss_and_recovery(lab: Lab) -> None:
@@ -91,19 +85,14 @@ async def test_initial_state_then_carrier_loss_and_recovery(lab: Lab) -> None:
 
 async def test_admin_down_and_failing_callback(lab: Lab) -> None:
     calls: list[tuple[str, bool, str]] = []
-    changed = asyncio.Event()
 
     async def flaky(ifname: str, up: bool, reason: str) -> None:
         calls.append((ifname, up, reason))
-        changed.set()
         if len(calls) == 3:  # the first change: the watch must survive this
             raise RuntimeError("consumer bug")
 
     async def next_call(count: int) -> tuple[str, bool, str]:
-        async with asyncio.timeout(5):
-            while len(calls) < count:
-                changed.clear()
-                await changed.wait()
+        await until_async(lambda: len(calls) >= count, 5, 0.005, f"on_carrier call {count}")
         return calls[count - 1]
 
     async with LinkWatch(["wan0", "wan1"], flaky, netns=lab.router):

@@ -11,13 +11,10 @@ with fake probes) and always run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import itertools
 import json
 import logging
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -31,9 +28,8 @@ from probes import arp, icmp, registry, tcp
 from probes.icmp import IcmpEngine
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from tests.lab.builder import NetBuilder
+from tests.lab.netns import inside
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to create network namespaces and raw sockets"
@@ -50,32 +46,6 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), check=check, capture_output=True, text=True, timeout=30)
 
 
-def _setns(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """Run this thread in network namespace ``ns`` for the block, then come back."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        _setns(f"/run/netns/{ns}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                # Staying in the lab namespace would poison every later test: stop here.
-                os.abort()
-    finally:
-        os.close(home)
-
-
 @dataclass
 class Lab:
     a: str
@@ -88,29 +58,18 @@ class Lab:
 def netlab() -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create network namespaces")
-    suffix = secrets.token_hex(3)
-    ns_a, ns_b = f"llpr-{suffix}-a", f"llpr-{suffix}-b"
-    created: list[str] = []
+    # A is the lab role "site" (the prober), B the role "inet" (the targets).
+    net = NetBuilder(["site", "inet"])
+    ns_a, ns_b = net.ns("site"), net.ns("inet")
     listener: socket.socket | None = None
     try:
-        for ns in (ns_a, ns_b):
-            sh("ip", "netns", "add", ns)
-            created.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for a_if, b_if in (("a0", "b0"), ("a1", "b1")):
-            sh("ip", "-n", ns_a, "link", "add", a_if, "type", "veth", "peer", "name", b_if,
-               "netns", ns_b)
-        for ns, dev, addrs in (
-            (ns_a, "a0", [f"{A_IP}/24", f"{A_IP6}/64"]),
-            (ns_b, "b0", [f"{B_IP}/24", f"{SILENT_IP}/24", f"{REJECT_IP}/24",
-                          f"{B_IP6}/64", f"{SILENT_IP6}/64", f"{REJECT_IP6}/64"]),
-            (ns_a, "a1", [f"{A1_IP}/24"]),
-            (ns_b, "b1", [f"{B1_IP}/24"]),
-        ):
-            for addr in addrs:
-                extra = ["nodad"] if ":" in addr else []
-                sh("ip", "-n", ns, "addr", "add", addr, "dev", dev, *extra)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
+        net.create()
+        net.ip("site", net.veth_cmd("a0", "inet", "b0"), net.veth_cmd("a1", "inet", "b1"))
+        net.iface("site", "a0", f"{A_IP}/24", f"{A_IP6}/64")
+        net.iface("inet", "b0", f"{B_IP}/24", f"{SILENT_IP}/24", f"{REJECT_IP}/24",
+                  f"{B_IP6}/64", f"{SILENT_IP6}/64", f"{REJECT_IP6}/64")
+        net.iface("site", "a1", f"{A1_IP}/24")
+        net.iface("inet", "b1", f"{B1_IP}/24")
         b = ["ip", "netns", "exec", ns_b]
         # ns B must not answer for the targets on b1 (Linux answers ARP for any local
         # address on any interface by default), so a1 really is a path that does not
@@ -139,8 +98,7 @@ def netlab() -> Iterator[Lab]:
         icmp.close_all()
         if listener is not None:
             listener.close()
-        for ns in created:
-            sh("ip", "netns", "del", ns, check=False)
+        net.destroy()
 
 
 # -- ICMP ----------------------------------------------------------------------

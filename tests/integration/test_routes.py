@@ -1,14 +1,13 @@
 """Route actuator against a real kernel: a router namespace with three veth uplinks to peer
-namespaces (gateways in 198.51.100.0/24, a target 203.0.113.10 behind each), built here and
-removed at the end, also on failure. Also home of the small lab fixture that the conntrack
-and linkwatch tests import."""
+namespaces (gateways in 198.51.100.0/24, a target 203.0.113.10 behind each), built with the
+lab's builder (``lab.builder``) and removed at the end, also on failure. Also home of the
+small router lab that the conntrack and linkwatch tests import."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import secrets
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from controller.actuators.routes import (
     observe,
     plan,
 )
+from tests.lab.builder import NetBuilder
 
 pytestmark = [
     pytest.mark.lab,
@@ -47,6 +47,7 @@ class Lab:
     router: str
     peers: tuple[str, ...]
     links: tuple[LinkRoute, ...]
+    net: NetBuilder  # the router is role "site", peer i role PEER_ROLES[i]
 
     def ip(self, *args: str, check: bool = True) -> str:
         return run("ip", "-n", self.router, *args, check=check)
@@ -55,67 +56,55 @@ class Lab:
         return run("ip", "netns", "exec", self.router, *argv, check=check)
 
 
-LinkSetup = Callable[[str, str, int, str, str], LinkRoute]
+# Lab roles (so a crashed run's namespaces are found by netns.cleanup_stale); at most three.
+PEER_ROLES = ("isp-a", "isp-b", "isp-c")
+
+# (builder, peer role, i, router dev, peer dev) -> addresses link i, returns its LinkRoute
+LinkSetup = Callable[[NetBuilder, str, int, str, str], LinkRoute]
 
 
-def _build(kind: str, n_links: int, setup: LinkSetup) -> Lab:
-    """Router ns ``ll-rt<kind>-TAG`` with veth uplinks wan<i> to peer ns ``ll-isp<kind><i>-TAG``;
-    ``setup(router, peer, i, dev, peer_dev)`` addresses link i and returns its LinkRoute.
-
-    Interface indexes are set so that each veth end differs from its peer's: the kernel then
-    reports carrier changes at once instead of rate-limiting them (see
-    controller.runtime.linkwatch).
+def _build(n_links: int, setup: LinkSetup) -> Lab:
+    """Router ns with veth uplinks wan<i> to peer ns i (its end isp<i>); ``setup`` addresses
+    each link and brings it up. The router's and each peer's ends get distinct ifindexes
+    (10+i, 20+i) so carrier changes are reported at once (see controller.runtime.linkwatch).
     """
-    tag = secrets.token_hex(3)
-    router = f"ll-rt{kind}-{tag}"
-    peers = tuple(f"ll-isp{kind}{i}-{tag}" for i in range(n_links))
-    run("ip", "netns", "add", router)
-    links = []
+    roles = PEER_ROLES[:n_links]
+    net = NetBuilder(["site", *roles])
+    net.create()
     try:
-        run("ip", "-n", router, "link", "set", "lo", "up")
-        for i, peer in enumerate(peers):
-            run("ip", "netns", "add", peer)
+        links = []
+        for i, role in enumerate(roles):
             dev, pdev = f"wan{i}", f"isp{i}"
-            run(
-                "ip", "-n", router, "link", "add", dev, "index", str(10 + i), "type", "veth",
-                "peer", "name", pdev, "index", str(20 + i), "netns", peer,
-            )  # fmt: skip
-            links.append(setup(router, peer, i, dev, pdev))
-            run("ip", "-n", router, "link", "set", dev, "up")
-            run("ip", "-n", peer, "link", "set", "lo", "up")
-            run("ip", "-n", peer, "link", "set", pdev, "up")
+            net.veth("site", dev, role, pdev, a_index=10 + i, b_index=20 + i)
+            links.append(setup(net, role, i, dev, pdev))
     except BaseException:
-        destroy_lab(router, peers)
+        net.destroy()
         raise
-    return Lab(router, peers, tuple(links))
+    return Lab(net.ns("site"), tuple(net.ns(r) for r in roles), tuple(links), net)
 
 
-def _v4_link(router: str, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
+def _v4_link(net: NetBuilder, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
     gw, addr = f"198.51.100.{4 * i + 1}", f"198.51.100.{4 * i + 2}"
-    run("ip", "-n", router, "addr", "add", f"{addr}/30", "dev", dev)
-    run("ip", "-n", peer, "addr", "add", f"{gw}/30", "dev", pdev)
-    run("ip", "-n", peer, "addr", "add", "203.0.113.10/32", "dev", "lo")
+    net.iface("site", dev, f"{addr}/30")
+    net.iface(peer, pdev, f"{gw}/30")
+    net.ip(peer, "address add 203.0.113.10/32 dev lo")
     return LinkRoute(f"link-{i}", dev, gw, addr, 101 + i, weight=3 if i == 0 else 1)
 
 
 def build_lab(n_links: int = 3) -> Lab:
     """Router ns with uplinks wan0..wan2; peer i has gateway 198.51.100.(4i+1)/30."""
-    return _build("", n_links, _v4_link)
-
-
-def destroy_lab(router: str, peers: tuple[str, ...]) -> None:
-    for ns in (router, *peers):
-        run("ip", "netns", "del", ns, check=False)
+    return _build(n_links, _v4_link)
 
 
 @contextlib.contextmanager
 def small_lab(builder: Callable[[int], Lab] = build_lab, n_links: int = 3) -> Iterator[Lab]:
-    """A built router lab, removed at the end, also when the test fails."""
+    """A built router lab, removed at the end (with any namespace added to it), also when
+    the test fails."""
     the_lab = builder(n_links)
     try:
         yield the_lab
     finally:
-        destroy_lab(the_lab.router, the_lab.peers)
+        the_lab.net.destroy()
 
 
 @pytest.fixture
@@ -124,8 +113,8 @@ def lab() -> Iterator[Lab]:
         yield the_lab
 
 
-def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), **kw: object) -> Desired:
-    group = GroupRoute("internet", 254, "default", 10, active, **kw)  # type: ignore[arg-type]
+def desired(lab: Lab, active: tuple[str, ...] = ("link-0",), takeover: bool = False) -> Desired:
+    group = GroupRoute("internet", 254, "default", 10, active, takeover=takeover)
     return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
 
 
@@ -295,12 +284,9 @@ async def test_unreachable_gateway_is_reported_not_raised(lab: Lab) -> None:
 # -- IPv6 and dual stack ---------------------------------------------------------------------
 
 
-def _v6_link(router: str, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
-    run("ip", "-n", router, "addr", "add", f"198.51.100.{4 * i + 2}/30", "dev", dev)
-    run("ip", "-n", router, "addr", "add", f"2001:db8:{i}::2/64", "dev", dev, "nodad")
-    run("ip", "-n", peer, "addr", "add", f"198.51.100.{4 * i + 1}/30", "dev", pdev)
-    run("ip", "-n", peer, "addr", "add", f"2001:db8:{i}::1/64", "dev", pdev, "nodad")
-    run("ip", "-n", peer, "addr", "add", "fe80::1/64", "dev", pdev, "nodad")
+def _v6_link(net: NetBuilder, peer: str, i: int, dev: str, pdev: str) -> LinkRoute:
+    net.iface("site", dev, f"198.51.100.{4 * i + 2}/30", f"2001:db8:{i}::2/64")
+    net.iface(peer, pdev, f"198.51.100.{4 * i + 1}/30", f"2001:db8:{i}::1/64", "fe80::1/64")
     gw = f"2001:db8:{i}::1" if i == 0 else "fe80::1"
     return LinkRoute(f"v6-{i}", dev, gw, f"2001:db8:{i}::2", 201 + i, 3 - 2 * i)
 
@@ -310,7 +296,7 @@ def build_lab6(n_links: int = 2) -> Lab:
     2001:db8:i::1/64, the router 2001:db8:i::2/64. Link 1's IPv6 gateway is the peer's
     link-local fe80::1, as many ISPs hand out. `links` holds the IPv6 links only (v6-0,
     v6-1); the IPv4 ones are `v4_links(lab)`. Addresses are `nodad`, so usable at once."""
-    return _build("6", n_links, _v6_link)
+    return _build(n_links, _v6_link)
 
 
 def v4_links(lab: Lab) -> tuple[LinkRoute, ...]:
@@ -329,9 +315,9 @@ def lab6() -> Iterator[Lab]:
 
 
 def desired6(
-    lab: Lab, active: tuple[str, ...] = ("v6-0",), metric: int = 0, **kw: object
+    lab: Lab, active: tuple[str, ...] = ("v6-0",), metric: int = 0, takeover: bool = False
 ) -> Desired:
-    group = GroupRoute("internet6", 254, "default", metric, active, family=6, **kw)  # type: ignore[arg-type]
+    group = GroupRoute("internet6", 254, "default", metric, active, takeover=takeover, family=6)
     return Desired(links=lab.links, groups=(group,), protocol=PROTO, rule_priority=1000)
 
 

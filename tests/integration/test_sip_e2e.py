@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,15 @@ import pytest
 
 from controller.runtime.journal import read_events
 from tests.lab.lifelined import LifelineProcess
-from tests.lab.sipsite import DID_RANGES, SipSite, header_values, sip_site_skip_reason
+from tests.lab.sipsite import (
+    DID_RANGES,
+    SipSite,
+    header_values,
+    sip_site_skip_reason,
+    site_ready,
+)
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 pytestmark = [
     pytest.mark.lab,
@@ -83,23 +90,6 @@ def trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(next(t for t in st["trunks"] if t["name"] == name))
 
 
-def all_ready(st: dict[str, Any]) -> bool:
-    return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
-            and all(t["state"] == "up" for t in st["trunks"])
-            and all(e["in_sync"] and e["error"] is None for e in st["edges"])
-            and next(d for d in st["destinations"] if d["name"] == "pbx")["state"] == "up")
-
-
-def until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.5) -> float:
-    """Retry ``check`` (bounded) until it holds; seconds it took."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(every)
-    return time.monotonic() - started
-
-
 Site = tuple[Lab, SipSite, LifelineProcess, dict[str, Any]]
 
 
@@ -108,10 +98,7 @@ def site(lab: Lab, tmp_path: Path) -> Iterator[Site]:
     """A ready site: telephony up, daemon running, all trunks up, plan pushed, baseline calls
     checked; yields the plan snapshot taken then. The lab kills every process by PID."""
     sip = SipSite(lab, tmp_path / "sip").start()
-    daemon = LifelineProcess.with_config(lab, tmp_path / "state",
-                                         sip.config_dict(tmp_path / "state"))
-    daemon.start()
-    daemon.wait_for(all_ready, 20, "trunks up, plan routable and pushed")
+    daemon = sip.start_daemon(tmp_path / "state")  # and waited for until site_ready
     before = plan_snapshot(daemon)
     assert before["ranges"] == 2 and before["numbers"] == 150
     pbx = sip.peers["pbx"]
@@ -166,15 +153,15 @@ def test_sbc_failover_and_recovery(site: Site) -> None:
     # (e) recovery: back on sbc1 only after its hold-down (2 s).
     sip.start_sbc("carrier-a-sbc1")
     restarted = time.monotonic()
-    until("DIDs back on carrier-a-sbc1",
-          lambda: dids_lookup(daemon, A_DID)[1]["trunk"] == "carrier-a-sbc1", 15, 0.1)
+    until(lambda: dids_lookup(daemon, A_DID)[1]["trunk"] == "carrier-a-sbc1", 15, 0.1,
+          "DIDs back on carrier-a-sbc1")
     back_after = time.monotonic() - restarted
     assert back_after >= 1.5, f"DIDs returned after {back_after:.2f} s: hold-down ignored?"
     print(f"(e) sbc1 restarted -> DIDs back on it after {back_after:.2f} s")
     n1 = sbc1.invites_from(A_DID)
-    until("a call from A_DID via sbc1",
-          lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10)
-    daemon.wait_for(all_ready, 10, "everything ready again")
+    until(lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10, 0.5,
+          "a call from A_DID via sbc1")
+    daemon.wait_for(site_ready, 10, "everything ready again")
 
 
 def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
@@ -199,8 +186,8 @@ def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
 
     sip.stop_peer("carrier-a-sbc1")
     sip.start_sbc("carrier-a-sbc1", "uas_503.xml")
-    daemon.wait_for(all_ready, 15, "sbc1 answering OPTIONS again")
-    until("DIDs on carrier-a-sbc1", lambda: on("carrier-a-sbc1"), 15, 0.2)
+    daemon.wait_for(site_ready, 15, "sbc1 answering OPTIONS again")
+    until(lambda: on("carrier-a-sbc1"), 15, 0.2, "DIDs on carrier-a-sbc1")
 
     placed = calls_until_moved()
     st = daemon.status()
@@ -213,7 +200,9 @@ def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
     assert sbc1.invites_from(A_DID) >= 3
 
     # No flap: back on sbc1 only when the 6 s hold ends, not as soon as nothing fails.
-    held = until("DIDs tried on carrier-a-sbc1 again", lambda: on("carrier-a-sbc1"), 15, 0.2)
+    started = time.monotonic()
+    until(lambda: on("carrier-a-sbc1"), 15, 0.2, "DIDs tried on carrier-a-sbc1 again")
+    held = time.monotonic() - started
     assert held >= 4.0, f"DIDs came back after {held:.1f} s: the trip did not hold"
     placed_again = calls_until_moved()
     st = daemon.status()
@@ -230,11 +219,11 @@ def test_sbc_that_answers_options_but_fails_calls(site: Site) -> None:
     # else when the 12 s trip ends) and calls go through it again.
     sip.stop_peer("carrier-a-sbc1")
     sip.start_sbc("carrier-a-sbc1")
-    until("DIDs back on the repaired carrier-a-sbc1", lambda: on("carrier-a-sbc1"), 20, 0.2)
+    until(lambda: on("carrier-a-sbc1"), 20, 0.2, "DIDs back on the repaired carrier-a-sbc1")
     n1 = sbc1.invites_from(A_DID)
-    until("a call via the repaired sbc1",
-          lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10)
-    daemon.wait_for(all_ready, 10, "everything ready again")
+    until(lambda: sip.outbound(A_DID) == 0 and sbc1.invites_from(A_DID) > n1, 10, 0.5,
+          "a call via the repaired sbc1")
+    daemon.wait_for(site_ready, 10, "everything ready again")
 
 
 def test_fibre_failover_keeps_dids(site: Site) -> None:
@@ -249,10 +238,12 @@ def test_fibre_failover_keeps_dids(site: Site) -> None:
     started = time.monotonic()
     lab.faults.blackhole("fibre-a")
     daemon.wait_active(["fibre-b"], timeout=15)
-    daemon.wait_for(all_ready, 20, "trunks up over fibre-b")
+    daemon.wait_for(site_ready, 20, "trunks up over fibre-b")
     ready = time.monotonic() - started
-    took = until("calls through fibre-b",
-                 lambda: sip.outbound(A_DID) == 0 and sip.outbound(B_DID) == 0, 15)
+    started = time.monotonic()
+    until(lambda: sip.outbound(A_DID) == 0 and sip.outbound(B_DID) == 0, 15, 0.5,
+          "calls through fibre-b")
+    took = time.monotonic() - started
     assert edge_hops(sbc1.last_invite()) == (fibre_b, fibre_b)
     for number in samples():
         assert sip.inbound(number, link="fibre-b") == 0, f"inbound {number} via fibre-b"
@@ -283,8 +274,8 @@ def test_all_trunks_of_a_range_fail(site: Site) -> None:
     assert sip.outbound(A_DID) == 0
     # Recovery, so the fixture's comparison sees the same plan.
     sip.start_sbc("carrier-b-sbc1")
-    daemon.wait_for(all_ready, 15, "carrier B back")
-    until("a call from B_DID", lambda: sip.outbound(B_DID) == 0, 10)
+    daemon.wait_for(site_ready, 15, "carrier B back")
+    until(lambda: sip.outbound(B_DID) == 0, 10, 0.5, "a call from B_DID")
 
 
 def test_kamailio_restart_gets_plan_again(site: Site) -> None:
@@ -294,9 +285,11 @@ def test_kamailio_restart_gets_plan_again(site: Site) -> None:
     daemon.wait_for(lambda s: s["edges"][0]["error"] is not None, 10, "the push failing")
     sip.start_kamailio()
     restarted = time.monotonic()
-    daemon.wait_for(all_ready, 15, "plan pushed again")
-    took = until("calls after the restart",
-                 lambda: sip.outbound(A_DID) == 0 and sip.inbound(B_DID) == 0, 10)
+    daemon.wait_for(site_ready, 15, "plan pushed again")
+    started = time.monotonic()
+    until(lambda: sip.outbound(A_DID) == 0 and sip.inbound(B_DID) == 0, 10, 0.5,
+          "calls after the restart")
+    took = time.monotonic() - started
     print(f"\n(d) Kamailio restarted -> in sync after {time.monotonic() - restarted - took:.2f}"
           f" s, calls good {took:.2f} s later")
     for number in samples():

@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 from controller.actuators.sipedge.kamailio import REG_FLAG_REGISTERED, REG_UUID_PREFIX
-from tests.integration.test_sip_e2e import all_ready, until
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import (
     REGISTRAR_TRUNK,
@@ -35,8 +34,10 @@ from tests.lab.sipsite import (
     SipPeer,
     SipSite,
     sip_site_skip_reason,
+    site_ready,
 )
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 pytestmark = [
     pytest.mark.lab,
@@ -91,11 +92,13 @@ def site(lab: Lab, tmp_path: Path) -> Iterator[tuple[Lab, SipSite, LifelineProce
     the edge registered over fibre-a. The lab kills every process by PID."""
     sip = SipSite(lab, tmp_path / "sip").start()
     sip.start_registrar()
-    config = sip.config_dict(tmp_path / "state", registration=True)
-    assert REGISTRAR_USER in json.dumps(config)
-    daemon = LifelineProcess.with_config(lab, tmp_path / "state", config)
-    daemon.start()
-    daemon.wait_for(all_ready, 20, "trunks up (the registration trunk too), plan pushed")
+
+    def has_registration_trunk(config: dict[str, Any]) -> None:
+        assert REGISTRAR_USER in json.dumps(config)
+
+    daemon = sip.start_daemon(tmp_path / "state", registration=True,
+                              edit=has_registration_trunk,
+                              what="trunks up (the registration trunk too), plan pushed")
     yield lab, sip, daemon
 
 
@@ -104,8 +107,8 @@ def fail_over(site: tuple[Lab, SipSite, LifelineProcess]) -> tuple[list[str], fl
     authorized REGISTER from the fibre-b address; (those new REGISTERs, seconds it took)."""
     lab, sip, daemon = site
     registrar = sip.peers[REGISTRAR_TRUNK]
-    until("the edge registered over fibre-a",
-          lambda: bool(edge_registers(registrar)) and registered(lab, sip), 20)
+    until(lambda: bool(edge_registers(registrar)) and registered(lab, sip), 20, 0.5,
+          "the edge registered over fibre-a")
     assert sip.registrar_packets_from("fibre-a") > 0
     assert sip.registrar_packets_from("fibre-b") == 0
     seen = {call_id(m) for m in edge_registers(registrar)}
@@ -128,8 +131,7 @@ def fail_over(site: tuple[Lab, SipSite, LifelineProcess]) -> tuple[list[str], fl
         fresh[:] = [m for m in edge_registers(registrar) if call_id(m) not in seen]
         return bool(fresh) and sip.registrar_packets_from("fibre-b") > 0
 
-    until("a new authorized REGISTER from the site's fibre-b address",
-          new_register_via_b, 30, 0.2)
+    until(new_register_via_b, 30, 0.2, "a new authorized REGISTER from the site's fibre-b address")
     return fresh, time.monotonic() - fault_at
 
 
@@ -139,10 +141,10 @@ def test_fibre_failover_registers_again_over_fibre_b(
     lab, sip, daemon = site
     fresh, via_b = fail_over(site)
     assert fresh
-    until("Kamailio holds the record registered again", lambda: registered(lab, sip), 15)
+    until(lambda: registered(lab, sip), 15, 0.5, "Kamailio holds the record registered again")
     assert "lab-registrar-secret" not in daemon.log_path.read_text(errors="replace")
     print(f"\nfibre-a blackholed -> new REGISTER via fibre-b after {via_b:.2f} s")
-    daemon.wait_for(all_ready, 20, "everything ready on fibre-b")
+    daemon.wait_for(site_ready, 20, "everything ready on fibre-b")
 
 
 def test_new_register_advertises_fibre_b_contact(
@@ -166,7 +168,7 @@ def test_every_documented_metric_is_served_after_a_failover(
 
     _, _, daemon = site
     fail_over(site)
-    daemon.wait_for(all_ready, 20, "everything ready on fibre-b")
+    daemon.wait_for(site_ready, 20, "everything ready on fibre-b")
     documented = re.findall(r"^\| `(lifeline_[a-z_]+)` \|", (
         Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(), re.M)
     assert sorted(documented) == sorted(m.name for m in CATALOG)

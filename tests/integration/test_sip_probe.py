@@ -26,6 +26,7 @@ from probes import registry
 from probes.sample import ErrorKind, ProbeSpec
 from probes.sip import SipTarget, options, register_check
 from tests.integration.conftest import TlsRelay
+from tests.lab.wait import until, until_async
 
 SCENARIOS = Path(__file__).parent / "sipp"
 LOOPBACK = "127.0.0.1"
@@ -67,14 +68,14 @@ def sipp(tmp_path: Path) -> Iterator[SippFactory]:
         proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(proc)
-        deadline = time.monotonic() + 10
-        while not _listening(port, tcp):
+
+        def bound() -> bool:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 pytest.fail(f"sipp exited with {proc.returncode}: {err[-500:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("sipp did not bind its port within 10 s")
-            time.sleep(0.02)
+            return _listening(port, tcp)
+
+        until(bound, 10, 0.02, "sipp to bind its port")
         return port
 
     yield start
@@ -283,12 +284,11 @@ trunks:
     peer = tel.trunks["b1"]
     task = asyncio.create_task(tel._register_loop(peer))
     try:
-        for _ in range(100):
-            if peer.registered is not None:
-                break
-            await asyncio.sleep(0.05)
+        await until_async(lambda: peer.registered is not None, 5.0, 0.05,
+                          "the trunk's REGISTER to be answered")
     finally:
         task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert peer.registered is not None and peer.registered.reachable, peer.registered
     trunks, _, _ = tel.snapshot(0.0)
     assert trunks[0].registered is True

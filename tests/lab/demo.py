@@ -13,6 +13,7 @@ a summary table and removes every namespace and process it made.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from tests.lab.lifelined import LifelineProcess, route_devices
 from tests.lab.sipsite import sip_site_skip_reason
 from tests.lab.stream import Stream
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 
 @dataclass
@@ -105,16 +107,18 @@ def _play(lab: Lab, daemon: LifelineProcess, step: Step, timeline: Timeline) -> 
     injected = time.monotonic()
     if step.action is not None:
         step.action(lab)
-    switched: float | None = None
-    deadline = injected + step.timeout
-    while time.monotonic() < deadline:
+
+    def expected() -> bool:
         st = daemon.status()
-        if st is not None:
-            timeline.update(st)
-            if daemon.active(st) == step.expect:
-                switched = time.monotonic()
-                break
-        time.sleep(0.02)
+        if st is None:
+            return False
+        timeline.update(st)
+        return daemon.active(st) == step.expect
+
+    switched: float | None = None
+    with contextlib.suppress(TimeoutError):  # a step that does not play out is an outcome
+        until(expected, injected + step.timeout - time.monotonic(), 0.02, step.title)
+        switched = time.monotonic()
     time.sleep(1.0)  # let the stream show the traffic flowing again
     result = stream.stop()
     route = route_devices(lab)

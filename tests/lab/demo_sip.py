@@ -27,8 +27,9 @@ from typing import Any
 import aiohttp
 
 from tests.lab.lifelined import LifelineProcess
-from tests.lab.sipsite import DID_RANGES, SipSite
+from tests.lab.sipsite import DID_RANGES, SipSite, plan_ready
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 __all__ = [
     "A_DID",
@@ -153,11 +154,8 @@ def _trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _ready(v: View) -> bool:
-    st = v.status
-    return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
-            and all(t["state"] == "up" for t in st["trunks"])
-            and all(e["in_sync"] and e["error"] is None for e in st["edges"])
-            and v.ranges == {A_RANGE: "carrier-a-sbc1", B_RANGE: "carrier-b-sbc1"})
+    return plan_ready(v.status) and v.ranges == {A_RANGE: "carrier-a-sbc1",
+                                                 B_RANGE: "carrier-b-sbc1"}
 
 
 def sip_scenario(hold_down: float) -> list[SipStep]:
@@ -313,30 +311,37 @@ def _play(site: SipSite, daemon: LifelineProcess, load: CallLoad, step: SipStep,
     begun = time.monotonic()
     if step.action is not None:
         step.action(site, load)
-    switched: float | None = None
-    deadline = begun + step.timeout
-    while time.monotonic() < deadline:
+
+    def done() -> bool:
         v = observe(daemon)
-        if v is not None:
-            timeline.update(v)
-            if step.done(v):
-                switched = time.monotonic()
-                break
-        time.sleep(0.1)
+        if v is None:
+            return False
+        timeline.update(v)
+        return step.done(v)
+
+    switched: float | None = None
+    with contextlib.suppress(TimeoutError):  # a step that does not play out is an outcome
+        until(done, begun + step.timeout - time.monotonic(), 0.1, step.expect)
+        switched = time.monotonic()
     # Watch on: carrier-A calls placed after the switch must succeed, both ways.
     after_ok = {"out": False, "in": False}
     if switched is not None:
-        until = switched + settle + 6.0
-        while time.monotonic() < until:
+        at = switched
+
+        def good_calls_both_ways() -> bool:
             for c in load.calls():
-                if c.started >= switched and c.ok:
+                if c.started >= at and c.ok:
                     after_ok[c.direction] = True
-            if all(after_ok.values()) and time.monotonic() >= switched + settle:
-                break
+            if all(after_ok.values()) and time.monotonic() >= at + settle:
+                return True
             v = observe(daemon)
             if v is not None:
                 timeline.update(v)
-            time.sleep(0.1)
+            return False
+
+        with contextlib.suppress(TimeoutError):  # judged below, from after_ok
+            until(good_calls_both_ways, at + settle + 6.0 - time.monotonic(), 0.1,
+                  "good calls both ways after the switch")
     ended = time.monotonic()
     calls = load.calls()
     out_calls = tally(calls, begun, ended, "out")
@@ -382,14 +387,15 @@ def run_sip_act(quick: bool = False, keep_going: bool = False) -> list[SipOutcom
     try:
         with Lab() as lab:
             t0 = time.monotonic()
-            try:
-                site = SipSite(lab, workdir / "sip").start()
-                state_dir = workdir / "state"
-                config = site.config_dict(state_dir)
+            def trunk_hold_down(config: dict[str, Any]) -> None:
                 for trunk in config["trunks"]:
                     trunk["thresholds"]["hold_down"] = f"{hold_down:g}s"
-                daemon = LifelineProcess.with_config(lab, state_dir, config)
-                daemon.start()
+
+            try:
+                site = SipSite(lab, workdir / "sip").start()
+                # Ready is judged below, with the DID lookups too.
+                daemon = site.start_daemon(workdir / "state", edit=trunk_hold_down,
+                                           ready_timeout=None)
             except (OSError, RuntimeError) as exc:  # TimeoutError is an OSError
                 print(f"telephony did not start: {exc}", flush=True)
                 return outcomes
@@ -400,14 +406,13 @@ def run_sip_act(quick: bool = False, keep_going: bool = False) -> list[SipOutcom
                   f"lifeline pid {daemon.proc.pid}", flush=True)
             # The daemon's start-up (trunks found, then up after their first hold-down)
             # is not the scenario: wait for it quietly, then show the plan it settled on.
-            ready: View | None = None
-            deadline = time.monotonic() + 20
-            while ready is None and time.monotonic() < deadline:
+            def ready_view() -> View | None:
                 v = observe(daemon)
-                if v is not None and _ready(v):
-                    ready = v
-                time.sleep(0.1)
-            if ready is None:
+                return v if v is not None and _ready(v) else None
+
+            try:
+                ready = until(ready_view, 20, 0.1, "trunks up, plan routable and pushed")
+            except TimeoutError:
                 print("telephony not ready within 20 s (trunks up, plan routable and pushed)"
                       f"; last status: {daemon.status()}", flush=True)
                 return outcomes

@@ -15,9 +15,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.lab.wait import until
 
 __all__ = ["REFERENCE_CFG", "REFERENCE_DB", "LabKamailio", "free_port", "render_cfg"]
 
@@ -135,17 +136,19 @@ class LabKamailio:
             self.proc = subprocess.Popen(
                 self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"kamailio exited with {self.proc.returncode}: {self.log_tail()}"
-                )
-            if self._rpc_port_open():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"kamailio RPC not up within {timeout} s: {self.log_tail()}")
+        proc = self.proc
+
+        def rpc_up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"kamailio exited with {proc.returncode}: {self.log_tail()}")
+            return self._rpc_port_open()
+
+        try:
+            until(rpc_up, timeout, 0.05, "kamailio's RPC port")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"kamailio RPC not up within {timeout} s: {self.log_tail()}"
+                               ) from None
 
     def _rpc_port_open(self) -> bool:
         if self.netns is not None:

@@ -23,6 +23,7 @@ import yaml
 from exporters.statusview import fetch_status
 from tests.lab.config import lifeline_config
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +95,27 @@ class LifelineProcess:
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                  what: str = "a condition") -> dict[str, Any]:
-        """Poll the status API until predicate(status) holds; bounded by timeout."""
-        deadline = time.monotonic() + timeout
+        """Poll the status API until predicate(status) holds (that status is returned);
+        bounded by timeout, and ended at once if the daemon exits."""
         last: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"lifeline exited with {self.proc.returncode}:\n{self.log()}")
+
+        def holds() -> dict[str, Any] | None:
+            nonlocal last
+            self._check_running()
             last = self.status()
-            if last is not None and predicate(last):
-                return last
-            time.sleep(0.05)
-        raise TimeoutError(f"waited {timeout:.0f} s for {what}; last status: "
-                           f"{json.dumps(last, indent=1)[:3000]}\nlog:\n{self.log()[-3000:]}")
+            return last if last is not None and predicate(last) else None
+
+        return until(holds, timeout, 0.05, what, detail=lambda: self._story(last))
+
+    def _check_running(self) -> None:
+        """A daemon that exited will not answer: say so with its log instead of waiting."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"lifeline exited with {self.proc.returncode}:\n{self.log()}")
+
+    def _story(self, last: dict[str, Any] | None) -> str:
+        """What a timed-out wait saw last, and the log's tail: the first things to read."""
+        return (f"last status: {json.dumps(last, indent=1)[:3000]}\n"
+                f"log:\n{self.log()[-3000:]}")
 
     @property
     def pid(self) -> int | None:
@@ -155,11 +165,11 @@ class LifelineProcess:
         """Wait until ``group`` uses ``links``; return when it switched, as
         ``time.monotonic()`` (the daemon's loop clock is the same CLOCK_MONOTONIC), to a few
         ms: the status says how long ago the change was, the request's midpoint says when."""
-        deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"lifeline exited with {self.proc.returncode}:\n{self.log()}")
+
+        def switched_at() -> float | None:
+            nonlocal last
+            self._check_running()
             before = time.monotonic()
             last = self.status()
             after = time.monotonic()
@@ -167,10 +177,10 @@ class LifelineProcess:
                 g = next(g for g in last["groups"] if g["name"] == group)
                 if g["since_change"] is not None:
                     return (before + after) / 2 - float(g["since_change"])
-            time.sleep(0.05)
-        raise TimeoutError(f"waited {timeout:.0f} s for group {group} to use {links}; last "
-                           f"status: {json.dumps(last, indent=1)[:3000]}\n"
-                           f"log:\n{self.log()[-3000:]}")
+            return None
+
+        return until(switched_at, timeout, 0.05, f"group {group} to use {links}",
+                     detail=lambda: self._story(last))
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -11,6 +11,7 @@ itself (what goes in which namespace) lives in ``lab.topology``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import secrets
@@ -18,8 +19,10 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+
+from tests.lab.wait import until
 
 __all__ = [
     "DEFAULT_PREFIX_PATTERN",
@@ -29,6 +32,8 @@ __all__ = [
     "add_namespaces",
     "cleanup_stale",
     "delete_namespaces",
+    "inside",
+    "ip_batch",
     "kill_pids",
     "list_namespaces",
     "namespace_pids",
@@ -98,6 +103,39 @@ def run_cmd(
     return proc
 
 
+def ip_batch(ns: str, commands: Sequence[str]) -> None:
+    """Run many ``ip`` commands in ``ns`` with one fork (``ip -n NS -batch -``)."""
+    if commands:
+        run_cmd(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(commands) + "\n")
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run this thread in namespace ``ns`` for the block, then come back; sockets made in the
+    block stay in ``ns``. Staying behind would poison whatever runs next in this thread, so
+    failing to come back aborts the process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns {ns}: {os.strerror(err)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(home, _CLONE_NEWNET) != 0:
+                os.abort()
+    finally:
+        os.close(home)
+
+
 def list_namespaces() -> list[str]:
     """Names of all named network namespaces on the machine."""
     out = run_cmd(["ip", "netns", "list"]).stdout
@@ -139,13 +177,15 @@ def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pending.discard(pid)
-    deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
+
+    def all_gone() -> bool:
         for pid in list(pending):
             if not _alive(pid):
                 pending.discard(pid)
-        if pending:
-            time.sleep(0.02)
+        return not pending
+
+    with contextlib.suppress(TimeoutError):
+        until(all_gone, grace, 0.02, "the processes to exit")
     for pid in pending:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

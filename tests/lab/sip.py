@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.lab.topology import CARRIER_SBCS, Lab
+from tests.lab.wait import until
 
 SIP_PORT = 5060
 
@@ -75,13 +75,11 @@ def call(lab: Lab, ns: str, src: str, dst: str, did: str, *, src_port: int = 507
 
 def _wait_listening(lab: Lab, ns: str, port: int, proc: subprocess.Popen[str], name: str,
                     timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             err = proc.stderr.read() if proc.stderr else ""
             raise RuntimeError(f"sipp {name} exited with {proc.returncode}: {err[-500:]}")
         out = lab.run(ns, ["ss", "-H", "-uln", f"sport = :{port}"], check=False).stdout
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"sipp {name} is not listening on port {port} after {timeout:g} s")
+        return bool(out.strip())
+
+    until(listening, timeout, 0.05, f"sipp {name} to listen on port {port}")

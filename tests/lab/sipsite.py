@@ -9,10 +9,11 @@ the LAN host. ``config_dict()`` gives the lifeline config that describes all of 
 destinations, DID plan, the Kamailio RPC URL); with ``registration=True`` it adds a
 registration-based trunk to a digest registrar (``start_registrar()``, a sipp in ``inet`` at
 ``CARRIER_REGISTRAR`` whose arrivals from each link's site address are counted by iptables
-there, so a test can tell which link the edge's REGISTERs took). Calls are bounded sipp
-UAC runs. Every process is started with ``lab.popen`` and so is killed by PID at
-``lab.destroy()``, also when a test fails; this module only starts, stops and observes
-peers, it decides nothing.
+there, so a test can tell which link the edge's REGISTERs took). ``start_daemon()`` runs
+lifeline with that config and waits until ``site_ready``: the SIP site lab that the e2e
+tests, the demo and the trunk benchmark share. Calls are bounded sipp UAC runs. Every
+process is started with ``lab.popen`` and so is killed by PID at ``lab.destroy()``, also
+when a test fails; this module only starts, stops and observes peers, it decides nothing.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.lab.config import lifeline_config_dict
 from tests.lab.kamailio import LabKamailio
+from tests.lab.lifelined import LifelineProcess
 from tests.lab.topology import CARRIER_REGISTRAR, CARRIER_SBCS, Lab
+from tests.lab.wait import until
 
 __all__ = [
     "DID_RANGES",
@@ -38,7 +41,9 @@ __all__ = [
     "SipPeer",
     "SipSite",
     "header_values",
+    "plan_ready",
     "sip_site_skip_reason",
+    "site_ready",
 ]
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "integration" / "sipp"
@@ -71,6 +76,20 @@ def sip_site_skip_reason() -> str | None:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"needs `{tool}` (Debian package {package})"
     return None
+
+
+def plan_ready(st: dict[str, Any]) -> bool:
+    """A daemon status whose DID plan is whole: every trunk up, no DID unroutable, the plan
+    in every edge (in sync, no error)."""
+    return (st.get("dids") is not None and st["dids"]["unroutable_numbers"] == 0
+            and all(t["state"] == "up" for t in st["trunks"])
+            and all(e["in_sync"] and e["error"] is None for e in st["edges"]))
+
+
+def site_ready(st: dict[str, Any]) -> bool:
+    """A daemon status of a site at work: ``plan_ready`` and the PBX up."""
+    return plan_ready(st) and all(d["state"] == "up" for d in st["destinations"]
+                                  if d["name"] == "pbx")
 
 
 def header_values(message: str, name: str) -> list[str]:
@@ -197,17 +216,17 @@ class SipSite:
             raise RuntimeError("kamailio is already running")
         argv = self.edge.argv()[4:]  # without "ip netns exec NS": lab.popen adds it
         with self.edge.log_path.open("a") as log:
-            self.kamailio = self.lab.popen(self.lab.site, argv, stdout=log,
-                                           stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.kamailio.poll() is not None:
-                raise RuntimeError(f"kamailio exited with {self.kamailio.returncode}: "
+            proc = self.kamailio = self.lab.popen(self.lab.site, argv, stdout=log,
+                                                  stderr=subprocess.STDOUT)
+
+        def rpc_listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"kamailio exited with {proc.returncode}: "
                                    f"{self.edge.log_tail()}")
-            if self._listening(self.lab.site, self.rpc_port, "-tln"):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"kamailio RPC not up within {timeout:g} s: {self.edge.log_tail()}")
+            return self._listening(self.lab.site, self.rpc_port, "-tln")
+
+        until(rpc_listening, timeout, 0.05, "kamailio's RPC to listen",
+              detail=self.edge.log_tail)
 
     def stop_kamailio(self) -> None:
         proc, self.kamailio = self.kamailio, None
@@ -223,25 +242,36 @@ class SipSite:
     def start_uas(self, name: str, ns: str, addr: str, port: int,
                   scenario: str = "kam_uas.xml") -> SipPeer:
         """A sipp UAS answering OPTIONS (``-aa``) and calls, logging every message."""
+        # kam_uas.xml, not sipp's built-in uas: that one drops the Record-Route from its
+        # answers, so the edge would drop every ACK and BYE of the call.
+        return self._start_sipp(name, ns, addr, port,
+                                ["-sf", str(SCENARIO_DIR / scenario), "-aa"])
+
+    def _start_sipp(self, name: str, ns: str, addr: str, port: int,
+                    scenario_args: list[str]) -> SipPeer:
+        """sipp as peer ``name`` on ``addr:port`` in ``ns``, logging every message (and
+        appending to the log of an earlier run of that peer); back once it listens."""
         if name in self.peers and self.peers[name].proc is not None:
             raise RuntimeError(f"{name} is already running")
         peer = self.peers.get(name) or SipPeer(name, ns, addr, port,
                                                self.workdir / f"{name}_messages.log")
-        # kam_uas.xml, not sipp's built-in uas: that one drops the Record-Route from its
-        # answers, so the edge would drop every ACK and BYE of the call.
-        argv = ["sipp", "-sf", str(SCENARIO_DIR / scenario), "-aa", "-i", addr,
-                "-p", str(port), "-nostdin", "-nd",
+        argv = ["sipp", *scenario_args, "-i", addr, "-p", str(port), "-nostdin", "-nd",
                 "-trace_msg", "-message_file", str(peer.message_log),
                 "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
-        peer.proc = self.lab.popen(ns, argv, cwd=str(self.workdir),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = peer.proc = self.lab.popen(ns, argv, cwd=str(self.workdir),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.peers[name] = peer
-        deadline = time.monotonic() + 5.0
-        while not self._listening(ns, port, "-uln", addr):
-            if peer.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop_peer(name)
-                raise RuntimeError(f"sipp {name} is not listening on {addr}:{port}")
-            time.sleep(0.05)
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode}")
+            return self._listening(ns, port, "-uln", addr)
+
+        try:
+            until(listening, 5.0, 0.05, f"sipp {name} to listen")
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop_peer(name)
+            raise RuntimeError(f"sipp {name} is not listening on {addr}:{port}: {exc}") from None
         return peer
 
     def stop_peer(self, name: str) -> None:
@@ -262,30 +292,15 @@ class SipSite:
         per link of UDP from that link's site address, port 5060 (the edge's carrier socket:
         lifeline's own probes use other ports), to the registrar."""
         name, addr = REGISTRAR_TRUNK, str(CARRIER_REGISTRAR)
-        if name in self.peers and self.peers[name].proc is not None:
-            raise RuntimeError(f"{name} is already running")
-        peer = self.peers.get(name) or SipPeer(name, self.lab.inet, addr, REGISTRAR_PORT,
-                                               self.workdir / f"{name}_messages.log")
         if name not in self.peers:
             for lk in self.lab.links.values():
                 self.lab.iptables(self.lab.inet, "-A", "INPUT", "-p", "udp",
                                   "-s", str(lk.site_addr), "--sport", str(self.carrier_port),
                                   "-d", addr, "--dport", str(REGISTRAR_PORT),
                                   "-m", "comment", "--comment", f"reg-{lk.name}")
-        argv = ["sipp", "-sf", str(SCENARIO_DIR / "register-digest.xml"),
-                "-key", "algorithm", "MD5", "-aa", "-i", addr, "-p", str(REGISTRAR_PORT),
-                "-nostdin", "-nd", "-trace_msg", "-message_file", str(peer.message_log),
-                "-trace_err", "-error_file", str(self.workdir / f"{name}_errors.log")]
-        peer.proc = self.lab.popen(self.lab.inet, argv, cwd=str(self.workdir),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.peers[name] = peer
-        deadline = time.monotonic() + 5.0
-        while not self._listening(self.lab.inet, REGISTRAR_PORT, "-uln", addr):
-            if peer.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop_peer(name)
-                raise RuntimeError(f"sipp {name} is not listening on {addr}:{REGISTRAR_PORT}")
-            time.sleep(0.05)
-        return peer
+        return self._start_sipp(name, self.lab.inet, addr, REGISTRAR_PORT,
+                                ["-sf", str(SCENARIO_DIR / "register-digest.xml"),
+                                 "-key", "algorithm", "MD5", "-aa"])
 
     def registrar_packets_from(self, link: str) -> int:
         """UDP packets the registrar got from the edge's carrier socket via ``link``'s
@@ -332,7 +347,23 @@ class SipSite:
         return self._uac(self.lab.lan, str(self.lab.lan_host_addr), dst, called, caller_did,
                          timeout)
 
-    # -- the lifeline config ---------------------------------------------------------------
+    # -- lifeline -------------------------------------------------------------------------
+    def start_daemon(self, state_dir: Path, *, registration: bool = False,
+                     edit: Callable[[dict[str, Any]], None] | None = None,
+                     ready_timeout: float | None = 20.0,
+                     what: str = "trunks up, plan routable and pushed") -> LifelineProcess:
+        """lifeline in the site with ``config_dict(state_dir, registration)`` (changed in
+        place by ``edit`` first, if given), waited for until ``site_ready`` (unless
+        ``ready_timeout`` is None: the caller has its own idea of ready)."""
+        config = self.config_dict(state_dir, registration=registration)
+        if edit is not None:
+            edit(config)
+        daemon = LifelineProcess.with_config(self.lab, state_dir, config)
+        daemon.start()
+        if ready_timeout is not None:
+            daemon.wait_for(site_ready, ready_timeout, what)
+        return daemon
+
     def config_dict(self, state_dir: Path, registration: bool = False,
                     **overrides: Any) -> dict[str, Any]:
         """The lab's lifeline config plus this site's trunks, destinations, DIDs and edge;

@@ -3,13 +3,17 @@
 ``Lab`` builds, in network namespaces named with a per-run prefix, a ``site`` router (where
 lifeline runs) with uplinks ``wan-a``/``wan-b``/``lte0`` to three ISP namespaces and a LAN
 port to a ``lan`` host; the ISPs route to an ``inet`` namespace that holds the far probe
-targets and a packet sink. Every address is from a documentation range and lives inside a
-lab namespace: nothing is ever created, addressed or routed in the machine's own namespace
-(veth pairs are made directly between two lab namespaces). ``Lab`` also runs commands in its
-namespaces and tracks the processes it starts, so ``destroy()`` removes every namespace and
-process it made. Faults live in ``lab.faults``, the data-plane stream in ``lab.stream``.
+targets and a packet sink. Its options are the lab's variants: the site's NAT (SNAT or
+masquerade), extra far targets for scale runs, and ``ipv6=True`` for a dual-stack lab (each
+uplink and ISP also carries IPv6, routed back by inet without NAT; the LAN stays IPv4).
+Every address is from a documentation range and lives inside a lab namespace: nothing is
+ever created, addressed or routed in the machine's own namespace (namespaces and veth pairs
+come from ``lab.builder``). ``Lab`` also runs commands in its namespaces and tracks the
+processes it starts, so ``destroy()`` removes every namespace and process it made. Faults
+live in ``lab.faults``, the data-plane stream in ``lab.stream``.
 
-Layout (addresses: ISP gateway .1 and site .2 of each /30)::
+Layout (addresses: ISP gateway .1 and site .2 of each /30; with IPv6, ::1 and ::2 of
+2001:db8:a::/64, b, c)::
 
     lan(eth0 .130) -- lan0 [site] wan-a -- site-side [isp-a] uplink -- isp-a [inet]
                               wan-b -- site-side [isp-b] uplink -- isp-b [inet]
@@ -29,18 +33,20 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from tests.lab import netns
+from tests.lab.builder import NetBuilder
 from tests.lab.faults import Faults
 
 __all__ = [
     "CARRIER_REGISTRAR",
     "CARRIER_SBCS",
     "INET_TARGETS",
+    "INET_TARGETS6",
     "ISP_SITE_IFNAME",
     "ISP_UPLINK_IFNAME",
     "LAN_HOST_ADDR",
@@ -71,15 +77,20 @@ class LinkPlan:
     subnet: IPv4Network  # site <-> ISP /30: .1 gateway (ISP), .2 site
     uplink: IPv4Network  # ISP <-> inet /30: .1 inet, .2 ISP
     queue_num: int  # NFQUEUE number of this link's delayer
+    subnet6: IPv6Network  # dual-stack lab only: site <-> ISP, ::1 gateway (ISP), ::2 site
+    uplink6: IPv6Network  # dual-stack lab only: ISP <-> inet, ::1 inet, ::2 ISP
 
 
 LINK_PLANS: tuple[LinkPlan, ...] = (
     LinkPlan("fibre-a", "isp-a", "wan-a", IPv4Network("198.51.100.0/30"),
-             IPv4Network("203.0.113.0/30"), 11),
+             IPv4Network("203.0.113.0/30"), 11,
+             IPv6Network("2001:db8:a::/64"), IPv6Network("2001:db8:fa::/64")),
     LinkPlan("fibre-b", "isp-b", "wan-b", IPv4Network("198.51.100.4/30"),
-             IPv4Network("203.0.113.4/30"), 12),
+             IPv4Network("203.0.113.4/30"), 12,
+             IPv6Network("2001:db8:b::/64"), IPv6Network("2001:db8:fb::/64")),
     LinkPlan("lte", "isp-c", "lte0", IPv4Network("198.51.100.8/30"),
-             IPv4Network("203.0.113.8/30"), 13),
+             IPv4Network("203.0.113.8/30"), 13,
+             IPv6Network("2001:db8:c::/64"), IPv6Network("2001:db8:fc::/64")),
 )
 
 ISP_SITE_IFNAME = "site-side"  # the ISP end of the site link, where faults are injected
@@ -95,6 +106,11 @@ INET_TARGETS: tuple[IPv4Address, ...] = (
     IPv4Address("192.0.2.1"),
     IPv4Address("192.0.2.2"),
     IPv4Address("192.0.2.3"),
+)
+# The far targets of a dual-stack lab, on inet's loopback like the IPv4 ones.
+INET_TARGETS6: tuple[IPv6Address, ...] = (
+    IPv6Address("2001:db8:f::1"),
+    IPv6Address("2001:db8:f::2"),
 )
 SINK_ADDR = IPv4Address("192.0.2.10")
 # The carriers' SIP border controllers, on the internet side (lab.sip runs sipp there).
@@ -144,10 +160,19 @@ class LabLink:
     inet_addr: IPv4Address  # inet end of the ISP <-> inet link
     inet_ifname: str  # name of this link's interface in inet ("isp-a")
     queue_num: int
+    # IPv6 of the same link, configured in a dual-stack lab only (Lab(ipv6=True)).
+    site_addr6: IPv6Address  # 2001:db8:a::2
+    gateway6: IPv6Address  # 2001:db8:a::1
+    isp_uplink_addr6: IPv6Address
+    inet_addr6: IPv6Address
 
     @property
     def site_cidr(self) -> str:
         return f"{self.site_addr}/{self.prefixlen}"
+
+    @property
+    def site_cidr6(self) -> str:
+        return f"{self.site_addr6}/64"
 
 
 # --- teardown on exit -----------------------------------------------------------------------
@@ -225,16 +250,20 @@ class Lab:
         prefix: str | None = None,
         nat: Literal["snat", "masquerade"] = "snat",
         scale_targets: int = 0,
+        ipv6: bool = False,
     ) -> None:
         if nat not in ("snat", "masquerade"):
             raise ValueError(f"nat must be 'snat' or 'masquerade', got {nat!r}")
-        self.prefix = prefix if prefix is not None else netns.new_prefix()
+        roles = ["site", *(plan.role for plan in LINK_PLANS), "inet", "lan"]
+        self.net = NetBuilder(roles, prefix, ipv6=ipv6)
+        self.prefix = self.net.prefix
+        self.ipv6 = ipv6
         self.nat: Literal["snat", "masquerade"] = nat
         self.scale_targets = scale_targets
         self.scale_addresses = scale_target_addresses(scale_targets)
-        self.site = f"{self.prefix}site"
-        self.lan = f"{self.prefix}lan"
-        self.inet = f"{self.prefix}inet"
+        self.site = self.net.ns("site")
+        self.lan = self.net.ns("lan")
+        self.inet = self.net.ns("inet")
         self.links: dict[str, LabLink] = {
             plan.name: LabLink(
                 name=plan.name,
@@ -242,24 +271,28 @@ class Lab:
                 site_addr=plan.subnet.network_address + 2,
                 gateway=plan.subnet.network_address + 1,
                 prefixlen=plan.subnet.prefixlen,
-                isp_ns=f"{self.prefix}{plan.role}",
+                isp_ns=self.net.ns(plan.role),
                 isp_ifname=ISP_SITE_IFNAME,
                 isp_uplink_addr=plan.uplink.network_address + 2,
                 inet_addr=plan.uplink.network_address + 1,
                 inet_ifname=plan.role,
                 queue_num=plan.queue_num,
+                site_addr6=plan.subnet6.network_address + 2,
+                gateway6=plan.subnet6.network_address + 1,
+                isp_uplink_addr6=plan.uplink6.network_address + 2,
+                inet_addr6=plan.uplink6.network_address + 1,
             )
             for plan in LINK_PLANS
         }
         self.lan_host_addr = LAN_HOST_ADDR
         self.lan_site_addr = LAN_SITE_ADDR
         self.targets = INET_TARGETS
+        self.targets6 = INET_TARGETS6
         self.sink = SINK_ADDR
         self.faults = Faults(self)
         self.built = False
         self.build_seconds: float | None = None
         self.destroy_seconds: float | None = None
-        self._created: list[str] = []
         self._procs: list[subprocess.Popen[str]] = []
 
     # -- names ------------------------------------------------------------------------------
@@ -267,7 +300,7 @@ class Lab:
     @property
     def namespaces(self) -> list[str]:
         """All namespace names of this lab, in build order."""
-        return [self.site, *(lk.isp_ns for lk in self.links.values()), self.inet, self.lan]
+        return self.net.namespaces
 
     def link(self, name: str) -> LabLink:
         try:
@@ -301,12 +334,7 @@ class Lab:
         _live_labs.add(self)
         started = time.monotonic()
         try:
-            netns.write_owner(self.prefix)
-            existing = set(netns.list_namespaces()) & set(self.namespaces)
-            if existing:
-                raise netns.LabError(f"namespaces already exist: {sorted(existing)}")
-            self._created = list(self.namespaces)
-            netns.add_namespaces(self._created)
+            self.net.create()
             self._build_links()
             self._build_site()
             self._build_isps()
@@ -332,10 +360,8 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=1)
             _close_pipes(p)
-        created, self._created = self._created, []
-        if created:
-            netns.delete_namespaces(created)
-        netns.remove_owner(self.prefix)
+        created = self.net.created
+        self.net.destroy()
         _live_labs.discard(self)
         if self.built or created:
             self.destroy_seconds = time.monotonic() - started
@@ -385,8 +411,7 @@ class Lab:
 
     def ip_batch(self, ns: str, commands: Sequence[str]) -> None:
         """Run many ``ip`` commands in ``ns`` with one fork (``ip -n NS -batch -``)."""
-        if commands:
-            netns.run_cmd(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(commands) + "\n")
+        netns.ip_batch(ns, commands)
 
     def sysctl(self, ns: str, *settings: str) -> None:
         self.run(ns, ["sysctl", "-q", "-w", *settings])
@@ -398,34 +423,26 @@ class Lab:
     # -- building steps ------------------------------------------------------------------------
 
     def _build_links(self) -> None:
-        # Each veth is created from one lab namespace with its peer placed straight into the
-        # other, so no interface ever exists in the machine's own namespace.
-        # Distinct ifindexes on the two ends: the kernel reports a carrier change at once
-        # only for "urgent" devices, and a veth whose index equals its peer's is not one
-        # (its event may come up to 1 s late, as on most physical NICs; README says so).
+        # Distinct ifindexes on the two ends of each uplink, so carrier changes are reported
+        # at once (see NetBuilder.veth; README says physical NICs may be up to 1 s late).
+        net = self.net
         site_cmds = [
-            f"link add {lk.site_ifname} index {11 + i} type veth peer name {lk.isp_ifname} "
-            f"index {21 + i} netns {lk.isp_ns}"
-            for i, lk in enumerate(self.links.values())
+            net.veth_cmd(lk.site_ifname, plan.role, lk.isp_ifname, a_index=11 + i,
+                         b_index=21 + i)
+            for i, (plan, lk) in enumerate(zip(LINK_PLANS, self.links.values(), strict=True))
         ]
-        site_cmds.append(
-            f"link add {LAN_SITE_IFNAME} type veth peer name {LAN_HOST_IFNAME} netns {self.lan}"
-        )
-        self.ip_batch(self.site, site_cmds)
-        for lk in self.links.values():
-            self.ip_batch(
-                lk.isp_ns,
-                [f"link add {ISP_UPLINK_IFNAME} type veth peer name {lk.inet_ifname} "
-                 f"netns {self.inet}"],
-            )
+        site_cmds.append(net.veth_cmd(LAN_SITE_IFNAME, "lan", LAN_HOST_IFNAME))
+        net.ip("site", *site_cmds)
+        for plan, lk in zip(LINK_PLANS, self.links.values(), strict=True):
+            net.veth(plan.role, ISP_UPLINK_IFNAME, "inet", lk.inet_ifname)
 
     def _build_site(self) -> None:
-        cmds = ["link set lo up"]
+        cmds = []
         for lk in self.links.values():
-            cmds += [
-                f"address add {lk.site_cidr} dev {lk.site_ifname}",
-                f"link set {lk.site_ifname} up",
-            ]
+            cmds.append(f"address add {lk.site_cidr} dev {lk.site_ifname}")
+            if self.ipv6:
+                cmds.append(f"address add {lk.site_cidr6} dev {lk.site_ifname} nodad")
+            cmds.append(f"link set {lk.site_ifname} up")
         cmds += [
             f"address add {LAN_SITE_ADDR}/{LAN_NET.prefixlen} dev {LAN_SITE_IFNAME}",
             f"link set {LAN_SITE_IFNAME} up",
@@ -453,22 +470,31 @@ class Lab:
 
     def _build_isps(self) -> None:
         for lk in self.links.values():
-            self.ip_batch(lk.isp_ns, [
-                "link set lo up",
+            cmds = [
                 f"address add {lk.gateway}/{lk.prefixlen} dev {lk.isp_ifname}",
                 f"link set {lk.isp_ifname} up",
                 f"address add {lk.isp_uplink_addr}/30 dev {ISP_UPLINK_IFNAME}",
                 f"link set {ISP_UPLINK_IFNAME} up",
                 f"route add default via {lk.inet_addr} dev {ISP_UPLINK_IFNAME}",
-            ])
-            self.sysctl(lk.isp_ns, "net.ipv4.ip_forward=1")
+            ]
+            forwarding = ["net.ipv4.ip_forward=1"]
+            if self.ipv6:
+                cmds += [
+                    f"address add {lk.gateway6}/64 dev {lk.isp_ifname} nodad",
+                    f"address add {lk.isp_uplink_addr6}/64 dev {ISP_UPLINK_IFNAME} nodad",
+                    f"route add ::/0 via {lk.inet_addr6} dev {ISP_UPLINK_IFNAME}",
+                ]
+                forwarding.append("net.ipv6.conf.all.forwarding=1")
+            self.ip_batch(lk.isp_ns, cmds)
+            self.sysctl(lk.isp_ns, *forwarding)
 
     def _build_inet(self) -> None:
-        cmds = ["link set lo up"]
-        cmds += [f"address add {addr}/32 dev lo"
-                 for addr in (*INET_TARGETS, SINK_ADDR, *CARRIER_SBCS.values(),
-                              CARRIER_REGISTRAR)]
-        for lk in self.links.values():
+        cmds = [f"address add {addr}/32 dev lo"
+                for addr in (*INET_TARGETS, SINK_ADDR, *CARRIER_SBCS.values(),
+                             CARRIER_REGISTRAR)]
+        if self.ipv6:
+            cmds += [f"address add {addr}/128 dev lo" for addr in INET_TARGETS6]
+        for plan, lk in zip(LINK_PLANS, self.links.values(), strict=True):
             cmds += [
                 f"address add {lk.inet_addr}/30 dev {lk.inet_ifname}",
                 f"link set {lk.inet_ifname} up",
@@ -476,12 +502,16 @@ class Lab:
                 # flow leaving by one link returns by the same one, as on the internet.
                 f"route add {lk.site_addr}/32 via {lk.isp_uplink_addr} dev {lk.inet_ifname}",
             ]
+            if self.ipv6:  # no NAT66: the site's prefix of this link, back the same way
+                cmds += [
+                    f"address add {lk.inet_addr6}/64 dev {lk.inet_ifname} nodad",
+                    f"route add {plan.subnet6} via {lk.isp_uplink_addr6} dev {lk.inet_ifname}",
+                ]
         cmds += [f"address add {addr}/32 dev lo" for addr in self.scale_addresses]
         self.ip_batch(self.inet, cmds)
 
     def _build_lan(self) -> None:
         self.ip_batch(self.lan, [
-            "link set lo up",
             f"address add {LAN_HOST_ADDR}/{LAN_NET.prefixlen} dev {LAN_HOST_IFNAME}",
             f"link set {LAN_HOST_IFNAME} up",
             f"route add default via {LAN_SITE_ADDR} dev {LAN_HOST_IFNAME}",
@@ -499,6 +529,10 @@ def _check_plan() -> None:
         assert any(net.subnet_of(d) for d in doc), net
     for addr in (*INET_TARGETS, SINK_ADDR):
         assert any(addr in d for d in doc), addr
+    doc6 = IPv6Network("2001:db8::/32")
+    for plan in LINK_PLANS:
+        assert plan.subnet6.subnet_of(doc6) and plan.uplink6.subnet_of(doc6), plan
+    assert all(addr in doc6 for addr in INET_TARGETS6)
 
 
 _check_plan()

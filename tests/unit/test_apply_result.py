@@ -3,7 +3,7 @@ results that adapt to it (a conntrack flush) or stand beside it (a document push
 
 from __future__ import annotations
 
-from controller.actuators.base import ApplyResult, StepError
+from controller.actuators.base import ApplyResult, StepError, StepLike
 from controller.actuators.conntrack import FlushFlows, FlushResult
 from controller.actuators.sipedge.document import PushResult
 from controller.actuators.sipedge.kamailio import EdgeSteps, RemoveTrunk, SetDid
@@ -12,7 +12,7 @@ STEPS = EdgeSteps((SetDid("+3902123456xx", "1|sip:pbx"), RemoveTrunk(2, "sip:sbc
 
 
 def test_nothing_to_do_says_nothing() -> None:
-    result = ApplyResult(EdgeSteps())
+    result: ApplyResult[EdgeSteps, StepLike] = ApplyResult(EdgeSteps())
     assert result.ok and result.describe() == ""
 
 

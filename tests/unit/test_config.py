@@ -776,11 +776,12 @@ def test_probe_specs_pin_each_target_to_the_link() -> None:
     cfg = parse_config(build(mutate))
     pin = {"device": "wan-a", "source": "198.51.100.2"}
     assert cfg.links[0].probe_specs() == [
-        ProbeSpec("icmp", "198.51.100.1", None, **pin),
-        ProbeSpec("icmp", "192.0.2.1", None, **pin),
-        ProbeSpec("tcp", "192.0.2.2", 443, **pin),
+        ProbeSpec("icmp", "198.51.100.1", None, device=pin["device"], source=pin["source"]),
+        ProbeSpec("icmp", "192.0.2.1", None, device=pin["device"], source=pin["source"]),
+        ProbeSpec("tcp", "192.0.2.2", 443, device=pin["device"], source=pin["source"]),
     ]
-    assert cfg.links[0].arp_spec() == ProbeSpec("arp", "198.51.100.1", None, **pin)
+    assert cfg.links[0].arp_spec() == ProbeSpec("arp", "198.51.100.1", None,
+                                                device=pin["device"], source=pin["source"])
     assert cfg.links[1].arp_spec() is None
     assert cfg.links[1].probe_specs()[0].source is None
 

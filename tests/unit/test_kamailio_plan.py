@@ -343,18 +343,20 @@ def _edge_plans(draw: st.DrawFn) -> EdgePlan:
     """Plans with registering trunks and trunks leaving from either uplink, or from an
     address the edge does not listen on."""
     names = draw(st.lists(_names, unique=True, max_size=4))
-    trunks = tuple(
-        TrunkState(
+
+    def trunk(i: int, name: str) -> TrunkState:
+        registers = draw(st.booleans())
+        return TrunkState(
             name, f"sip:198.51.100.{50 + i}:5060" + draw(st.sampled_from(["", ";transport=tcp"])),
             draw(st.integers(1, 2)), draw(st.booleans()),
             source=draw(st.sampled_from([None, CARRIER_ADDR, SECOND_UPLINK, "203.0.113.9"])),
-            **draw(st.sampled_from([{}, {"register_user": f"site-{name}",
-                                         "register_domain": "carrier.test",
-                                         "register_password": draw(st.sampled_from(["a", "b"])),
-                                         "register_expires": draw(st.sampled_from([300, 600]))}])),
+            register_user=f"site-{name}" if registers else None,
+            register_domain="carrier.test" if registers else None,
+            register_password=draw(st.sampled_from(["a", "b"])) if registers else None,
+            register_expires=draw(st.sampled_from([300, 600])) if registers else 600,
         )
-        for i, name in enumerate(names)
-    )
+
+    trunks = tuple(trunk(i, name) for i, name in enumerate(names))
     routes = tuple(draw(st.lists(_routes(), max_size=4)))
     refresh = tuple(draw(st.lists(st.sampled_from(names), max_size=2))) if names else ()
     return EdgePlan(trunks, routes, refresh)

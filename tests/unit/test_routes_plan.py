@@ -35,8 +35,8 @@ FIBRE_A6 = LinkRoute("fibre-a6", "wan0", "2001:db8:a::1", "2001:db8:a::2", 201, 
 FIBRE_B6 = LinkRoute("fibre-b6", "wan1", "fe80::1", "2001:db8:b::2", 202)
 
 
-def desired(active: tuple[str, ...] = ("fibre-a",), **group_kw: object) -> Desired:
-    group = GroupRoute("internet", 254, "default", 10, active, **group_kw)  # type: ignore[arg-type]
+def desired(active: tuple[str, ...] = ("fibre-a",), takeover: bool = False) -> Desired:
+    group = GroupRoute("internet", 254, "default", 10, active, takeover=takeover)
     return Desired(links=(FIBRE_A, FIBRE_B, LTE), groups=(group,), protocol=P, rule_priority=1000)
 
 
@@ -191,8 +191,9 @@ def test_group_on_a_link_table_key_is_a_conflict() -> None:
 # -- IPv6 and dual stack ---------------------------------------------------------------------
 
 
-def desired6(active: tuple[str, ...] = ("fibre-a6",), metric: int = 0, **kw: object) -> Desired:
-    group = GroupRoute("internet6", 254, "default", metric, active, family=6, **kw)  # type: ignore[arg-type]
+def desired6(active: tuple[str, ...] = ("fibre-a6",), metric: int = 0,
+             takeover: bool = False) -> Desired:
+    group = GroupRoute("internet6", 254, "default", metric, active, takeover=takeover, family=6)
     return Desired(links=(FIBRE_A6, FIBRE_B6), groups=(group,), protocol=P, rule_priority=1000)
 
 

@@ -16,11 +16,11 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import looptime
 
-from controller.actuators.netlink import Nexthop, RouteEntry
+from controller.actuators.netlink import Netlink, Nexthop, RouteEntry
 from controller.config import parse_config
 from controller.core.health import HealthState
 from controller.core.snapshot import Snapshot
@@ -120,7 +120,9 @@ async def running(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Site]:
     stopped (and awaited) whatever happens."""
     path = tmp_path / "lifeline.yaml"
     path.write_text(_config(tmp_path / "state"))
-    daemon = Daemon(parse_config(path.read_text()), netlink=kernel.adapter,
+    # The fake kernel answers every call the daemon makes of Netlink (tests/unit/fakenetlink).
+    adapter = cast(Callable[[str | None], Netlink], kernel.adapter)
+    daemon = Daemon(parse_config(path.read_text()), netlink=adapter,
                     start_probes=False, config_path=path)
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
