@@ -5,8 +5,9 @@ probe spec, run by a ``probes.scheduler.RecheckScheduler`` on its own interval (
 while it looks dead); the samples feed the same pure health machine links use
 (hysteresis, hold-down, flap damping). Every control cycle the pure DID policy turns trunk,
 link and destination health into a plan per DID range, the plan goes to the SIP edge
-drivers (Kamailio's JSON-RPC, a webhook, a command), and the metrics, journal and status
-API tell what changed. The daemon owns the loop; this module owns the telephony state.
+drivers (Kamailio's JSON-RPC, a webhook, a command), the journal says what changed, and
+``snapshot`` gives the daemon's snapshot its telephony part. The daemon owns the loop;
+this module owns the telephony state.
 """
 
 from __future__ import annotations
@@ -127,10 +128,6 @@ class Telephony:
                    *((e.name, r) for e in self.edges for r in ("ok", "error")))
         tally.histogram("lifeline_plan_push_duration_seconds", PUSH_BUCKETS,
                         *((e.name,) for e in self.edges))
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.trunks or self.entries)
 
     # -- set-up ----------------------------------------------------------------------------
     def _trunk_peer(self, t: Trunk) -> Peer:
