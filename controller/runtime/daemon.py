@@ -37,7 +37,6 @@ from controller.version import VERSION as VERSION  # importable from here, as be
 from exporters.http import HttpServer, make_app
 from exporters.status import status_document
 from probes.icmp import close_all
-from probes.sample import Sample
 
 log = logging.getLogger("lifeline")
 
@@ -61,8 +60,8 @@ class Daemon:
         config_path: Path | None = None,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
-        ``start_probes`` no probe is sent and samples come from whoever calls ``on_round``
-        and the trunk runtime's ``on_result`` (tests, with a fast clock)."""
+        ``start_probes`` no probe is sent and samples come from whoever calls the runtimes'
+        ``on_round`` and ``on_result`` (tests, with a fast clock)."""
         self.cfg = cfg
         self.config_path = config_path  # what SIGHUP re-reads
         self.dry_run = dry_run
@@ -79,7 +78,7 @@ class Daemon:
                                    now=self.now, on_change=self._wake.set)
         self.tally.init("lifeline_journal_write_errors_total", ())
         self.edges = drivers_from_config(cfg)
-        self.telephony = (Telephony(cfg, self.journal, self.tally, list(self.edges))
+        self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges)
                           if cfg.trunks or cfg.dids else None)
         self._edge_read_at = -1e9
         self._pending_refresh: set[str] = set()
@@ -94,10 +93,6 @@ class Daemon:
         """The daemon's clock: the event loop's monotonic time, handed to every core."""
         assert self._loop is not None
         return self._loop.time()
-
-    def on_round(self, link: str, sent_at: float, samples: list[Sample]) -> None:
-        """One probe round of ``link`` (the link scheduler's callback)."""
-        self.routing.on_round(link, sent_at, samples)
 
     # -- reload ----------------------------------------------------------------------------
     def request_reload(self) -> None:

@@ -94,7 +94,7 @@ class Site:
             for key, sample in samples.items():
                 name = key.replace("_", "-")
                 rt = self.daemon.routing.links[name]
-                self.daemon.on_round(name, loop.time(), [sample] * len(rt.specs))
+                self.daemon.routing.on_round(name, loop.time(), [sample] * len(rt.specs))
             await asyncio.sleep(interval)
 
     async def until(self, what: str, check: Callable[[], bool], timeout: float = 5.0,
