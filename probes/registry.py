@@ -42,7 +42,7 @@ async def run_probe(spec: ProbeSpec, timeout: float) -> Sample:
     if fn is None:
         return Sample.failure(ErrorKind.INTERNAL, f"unknown probe kind {spec.kind!r}")
     try:
-        target = await resolved(spec)
+        target = await resolved(spec, timeout)
         if isinstance(target, Sample):
             return target
         return await fn(target, timeout=timeout)

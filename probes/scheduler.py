@@ -216,7 +216,6 @@ class RecheckScheduler:
         self.on_sample = on_sample
         self.is_down = is_down
         self.name = name or spec.label()
-        self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -254,7 +253,6 @@ class RecheckScheduler:
                 now = loop.time()
                 if now >= due and len(inflight) < self.limit:
                     planned, last_sent = due, now
-                    self.sent += 1
                     inflight.append((now, loop.create_task(
                         run_probe(self.spec, self.timeout), name=f"probe-{self.name}-once")))
                     continue

@@ -34,10 +34,6 @@ class Histo:
     counts: tuple[int, ...]  # len(bounds) + 1: the last is above every bound
     total: float  # sum of observed values
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
 
 class Tally:
     """Monotonic counters and histograms the runtime keeps between snapshots.

@@ -139,7 +139,13 @@ class Daemon:
             await self._watch.stop()
             self._watch = LinkWatch(list(routing.by_ifname), routing.on_carrier,
                                     netlink=self._netlink)
-            await self._watch.start()
+            await self._watch.start()  # reports every interface's carrier, as at start
+        elif self._watch is not None:
+            # A runtime made anew starts with carrier; the watch only reports changes.
+            for rt in start:
+                if self._watch.carrier(rt.cfg.interface) is False:
+                    routing.on_carrier(rt.cfg.interface, False,
+                                       f"{rt.cfg.interface}: no carrier (kept across reload)")
         tel = self.telephony
         if new.trunks or new.dids:
             if tel is None:
@@ -220,7 +226,7 @@ class Daemon:
             trunks=trunks, destinations=destinations, edges=edges,
             plan=tel.plan if tel is not None else None,
             destination_uris=tel.destination_uris if tel is not None else {},
-            problems=tuple(self.routing.problems.seen),
+            problems=self.routing.problems.standing,
             config_path=None if self.config_path is None else str(self.config_path),
             reload_error=self.reload_error,
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
@@ -297,7 +303,11 @@ class Daemon:
                 try:
                     if self._reload_requested:
                         self._reload_requested = False
-                        await self.reload()
+                        try:
+                            await self.reload()
+                        except Exception as exc:  # protecting the site comes first
+                            log.exception("config reload failed")
+                            self._refuse(f"reload failed: {exc!r}", repr(exc))
                     await self.cycle()
                 finally:
                     self._cycle_started = None

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from controller.actuators import routes
 from controller.actuators.conntrack import flush_after_switch, stale_sources
@@ -68,10 +68,17 @@ class GroupRuntime:
 
 @dataclass
 class Problems:
-    """Standing problems (a foreign route in our place, a step the kernel refused), each
-    logged and journaled once when it first shows; the newest 20 are kept for the status."""
+    """Problems that stand now (a foreign route in our place, a step the kernel refused):
+    what the last reconcile found. Each is logged and journaled when it appears, not every
+    cycle, and again if it comes back after it had gone."""
 
-    seen: list[str] = field(default_factory=list)
+    standing: tuple[str, ...] = ()
+
+    def found(self, now_standing: list[str]) -> list[str]:
+        """Take this reconcile's problems; the ones that were not standing before."""
+        new = [p for p in dict.fromkeys(now_standing) if p not in self.standing]
+        self.standing = tuple(dict.fromkeys(now_standing))[-20:]
+        return new
 
 
 def _link_runtime(link: Link) -> LinkRuntime:
@@ -199,7 +206,7 @@ class LinkRouting:
                 rt.specs,
                 interval=rt.cfg.effective_interval,
                 timeout=rt.cfg.effective_timeout,
-                on_round=functools.partial(self.on_round, rt.cfg.name),
+                on_round=functools.partial(self._round, rt),
                 name=rt.cfg.name,
             )
             rt.scheduler.start()
@@ -240,7 +247,15 @@ class LinkRouting:
 
 
     def on_round(self, link: str, sent_at: float, samples: list[Sample]) -> None:
-        rt = self.links[link]
+        """One probe round of ``link``."""
+        self._round(self.links[link], sent_at, samples)
+
+    def _round(self, rt: LinkRuntime, sent_at: float, samples: list[Sample]) -> None:
+        """A round of ``rt``'s scheduler. After a reload replaced the runtime, a round the
+        old scheduler still delivers is dropped: it belongs to probes that no longer run."""
+        link = rt.cfg.name
+        if self.links.get(link) is not rt:
+            return
         tally = self.tally
         for spec, sample in zip(rt.specs, samples, strict=True):
             result = "ok" if sample.ok else (sample.error.value if sample.error else "error")
@@ -367,8 +382,7 @@ class LinkRouting:
                 result = await self._reconciler.reconcile(desired, dry_run=self.dry_run)
             except Exception as exc:  # an actuator error must not kill the control loop
                 self.tally.add("lifeline_reconcile_total", ("error",))
-                log.error("reconcile failed: %s", exc)
-                self.journal.record("error", "routes", f"reconcile failed: {exc}")
+                self._standing([f"reconcile failed: {exc}"])
                 return
             finally:
                 self.tally.observe("lifeline_reconcile_duration_seconds",
@@ -379,17 +393,15 @@ class LinkRouting:
                 if not plan.empty and text != self._last_plan:
                     print(f"[dry-run] would change:\n{text}", flush=True)
                     self._last_plan = text
-                    missing = sorted({s.rule.table for s in plan.steps
-                                      if isinstance(s, routes.AddRule)})
-                    if missing:
-                        # A dry run creates nothing, not even the per-link tables that let
-                        # a probe bound to a link leave through it: such links read down.
-                        self._report_once(
-                            f"dry run: per-link tables/rules {missing} do not exist yet, so "
-                            "probes through links other than the current route cannot reach "
-                            "far targets and those links will read down; run once without "
-                            "--dry-run to create them"
-                        )
+                missing = sorted({s.rule.table for s in plan.steps
+                                  if isinstance(s, routes.AddRule)})
+                # A dry run creates nothing, not even the per-link tables that let a probe
+                # bound to a link leave through it: such links read down.
+                self._standing([
+                    f"dry run: per-link tables/rules {missing} do not exist yet, so probes "
+                    "through links other than the current route cannot reach far targets "
+                    "and those links will read down; run once without --dry-run to create "
+                    "them"] if missing else [])
                 self.tally.add("lifeline_reconcile_total", ("dry_run",))
                 return
             self._note_applied(desired, result)
@@ -400,11 +412,10 @@ class LinkRouting:
                                     "\n".join(step.describe() for step in result.done))
             elif result.ok:
                 self.tally.add("lifeline_reconcile_total", ("noop",))
-            for err in result.errors:
+            for _ in result.errors:
                 self.tally.add("lifeline_reconcile_total", ("error",))
-                self._report_once(err.describe())
-            for conflict in plan.conflicts:
-                self._report_once(conflict.describe())
+            self._standing([e.describe() for e in result.errors]
+                           + [c.describe() for c in plan.conflicts])
             for group, old_links in left.items():
                 await self._flush(group, old_links)
 
@@ -427,20 +438,16 @@ class LinkRouting:
                 g.applied = group.active
 
 
-    def _report_once(self, problem: str) -> None:
-        """Log and journal a standing problem when it first shows, not every cycle."""
-        if problem in self.problems.seen:
-            return
-        self.problems.seen.append(problem)
-        del self.problems.seen[:-20]
-        log.error("routes: %s", problem)
-        self.journal.record("error", "routes", problem)
+    def _standing(self, problems: list[str]) -> None:
+        """This reconcile's problems; each newly standing one is logged and journaled."""
+        for problem in self.problems.found(problems):
+            log.error("routes: %s", problem)
+            self.journal.record("error", "routes", problem)
 
 
     async def _flush(self, group: str, old_links: tuple[str, ...]) -> None:
         g = self.groups[group]
-        sources = {name: rt.source for name, rt in self.links.items()}
-        old_sources = stale_sources(old_links, g.decided, sources)
+        old_sources = stale_sources(old_links, g.decided, self.sources())
         if not old_sources:
             return
         res = await flush_after_switch(old_sources, g.flush_rules)

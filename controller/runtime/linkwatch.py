@@ -59,6 +59,10 @@ class LinkWatch:
         self._task = asyncio.create_task(self._run(ready), name="lifeline-linkwatch")
         await ready
 
+    def carrier(self, ifname: str) -> bool | None:
+        """The last carrier state reported for ``ifname`` (None before the first report)."""
+        return self._state.get(ifname)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

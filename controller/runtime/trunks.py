@@ -13,7 +13,6 @@ this module owns the telephony state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -30,6 +29,7 @@ from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
+from probes.resolve import resolved
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RecheckScheduler
 from probes.sip import SipResult, SipTarget, register_check
@@ -187,8 +187,7 @@ class Telephony:
             await peer.scheduler.stop()
         if peer.reg_task is not None:
             peer.reg_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await peer.reg_task
+            await asyncio.gather(peer.reg_task, return_exceptions=True)
         peer.scheduler = peer.reg_task = None
 
     async def stop(self) -> None:
@@ -219,7 +218,9 @@ class Telephony:
                     continue
                 was.health.retune(new.health.params)
                 timing = (new.interval, new.timeout, new.recheck)
-                if timing != (was.interval, was.timeout, was.recheck):
+                limit = new.health.params.down_after  # the scheduler's in-flight limit
+                if (timing != (was.interval, was.timeout, was.recheck)
+                        or (was.scheduler is not None and was.scheduler.limit != limit)):
                     was.interval, was.timeout, was.recheck = timing
                     stop.append(was)
                     restart.append((kind, was))
@@ -259,8 +260,11 @@ class Telephony:
         while True:
             try:
                 password = read_password(reg)
-                result = await register_check(peer.target, reg.user, reg.domain, password,
-                                              timeout=max(peer.timeout, 2.0))
+                spec = await resolved(peer.spec, max(peer.timeout, 2.0))
+                result = (SipResult(reachable=False, error=spec.error, detail=spec.detail)
+                          if isinstance(spec, Sample) else
+                          await register_check(SipTarget.from_spec(spec), reg.user, reg.domain,
+                                               password, timeout=max(peer.timeout, 2.0)))
             except (OSError, ValueError) as exc:  # the secret file or variable is missing
                 result = SipResult(reachable=False, error=ErrorKind.INTERNAL,
                                    detail=f"no password: {exc}")
@@ -276,7 +280,11 @@ class Telephony:
             await asyncio.sleep(REGISTER_EVERY if result.reachable else REGISTER_RETRY)
 
     def on_result(self, kind: str, peer: Peer, sent_at: float, sample: Sample) -> None:
-        """One OPTIONS outcome, in send order (the scheduler's callback)."""
+        """One OPTIONS outcome, in send order (the scheduler's callback); an outcome of a
+        peer a reload replaced is dropped."""
+        peers = self.trunks if kind == "trunk" else self.destinations
+        if peers.get(peer.name) is not peer:
+            return
         peer.last = sample
         code = str(sample.code) if sample.code is not None else (
             sample.error.value if sample.error else "error")

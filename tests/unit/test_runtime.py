@@ -210,6 +210,11 @@ async def test_a_foreign_route_in_our_place_is_a_standing_problem_not_replaced(
         assert kernel.routes[foreign.key] == foreign  # never replaced without takeover
         assert any("internet" in p for p in s.snap.problems)
         assert s.daemon.status()["problems"] == list(s.snap.problems)
+        del kernel.routes[foreign.key]  # the operator removes it: the problem is gone
+        await s.until("the problem no longer standing", lambda: not s.snap.problems,
+                      fibre_a=ALIVE, fibre_b=ALIVE)
+        assert kernel.default_via() == [GW["fibre-a"]]
+        assert s.snap.problems == () and s.daemon.status()["problems"] == []
 
 
 @fast_clock
@@ -321,3 +326,30 @@ async def test_a_reload_that_adds_a_link_probes_it_and_restart_only_settings_wai
         assert site.kernel.default_via() == [GW["fibre-a"]]  # nothing moved
         await site.until("lte up", lambda: site.state("lte") is HealthState.UP,
                          fibre_a=ALIVE, fibre_b=ALIVE, lte=ALIVE)
+
+
+@fast_clock
+async def test_rounds_of_a_replaced_link_are_dropped_and_a_failing_reload_is_refused(
+        tmp_path: Path) -> None:
+    async with up_site(tmp_path) as site:
+        routing = site.daemon.routing
+        old_b = routing.links["fibre-b"]
+        good = site.daemon.config_path.read_text()  # type: ignore[union-attr]
+        await _reload(site, good.replace("{icmp: 192.0.2.2}]}}\nroute",
+                                         "{icmp: 192.0.2.3}]}}\nroute"))
+        assert routing.links["fibre-b"] is not old_b  # its probes changed: a new runtime
+        # a round the old scheduler still delivers (two targets) is not the new link's news
+        loop = asyncio.get_running_loop()
+        new_b = routing.links["fibre-b"].health
+        before = new_b.metrics().rounds
+        routing._round(old_b, loop.time(), [LOST, LOST])
+        assert new_b.metrics().rounds == before and new_b.metrics().loss_ratio == 0.0
+
+        def broken(cfg: object) -> None:
+            raise RuntimeError("netlink went away")
+
+        routing.reconfigure = broken  # type: ignore[assignment,method-assign]
+        await _reload(site, good)
+        assert site.snap.reload_error is not None and "netlink went away" in site.snap.reload_error
+        await site.until("still protecting: failover", lambda: site.kernel.default_via() == [
+            GW["fibre-b"]], fibre_a=LOST, fibre_b=ALIVE)

@@ -250,6 +250,18 @@ async def test_names_are_resolved_and_kept_as_tls_server_name() -> None:
         loop.getaddrinfo = original  # type: ignore[method-assign]
     assert isinstance(failed, Sample) and failed.error is ErrorKind.NETWORK
     assert "cannot resolve sbc1.carrier.example" in failed.detail
+    # A resolver that never answers costs the timeout, not the verdict.
+
+    async def hang(*_: object, **__: object) -> list[Any]:
+        await asyncio.sleep(3600)
+        return []
+
+    loop.getaddrinfo = hang  # type: ignore[method-assign]
+    try:
+        slow = await resolved(ProbeSpec("sip", "sbc1.carrier.example", 5060), timeout=0.05)
+    finally:
+        loop.getaddrinfo = original  # type: ignore[method-assign]
+    assert isinstance(slow, Sample) and slow.error is ErrorKind.TIMEOUT
 
 
 def test_edge_plan_carries_registrations_with_the_password_from_its_file(
