@@ -350,9 +350,10 @@ def _run_send(args: argparse.Namespace) -> int:
     deadline = start + args.max_seconds
     print("ready", flush=True)
 
-    def drain(until: float) -> None:
-        """Collect echoes (two-way) or just sleep until ``until``."""
-        while not _stopping():
+    def drain(until: float, *, stoppable: bool = True) -> None:
+        """Collect echoes (two-way) or just sleep until ``until`` (or a stop, if
+        ``stoppable``)."""
+        while not (stoppable and _stopping()):
             wait = until - time.monotonic()
             if wait <= 0:
                 return
@@ -390,6 +391,11 @@ def _run_send(args: argparse.Namespace) -> int:
             sent += 1
         if args.two_way and not _stopping():
             drain(time.monotonic() + args.linger)
+        elif args.two_way:
+            # Stopped: the echoes of the last packets may still be on their way (the sink
+            # answers within a millisecond); a short drain the stop does not cut keeps them,
+            # so a reply is never counted lost only because SIGTERM came first.
+            drain(time.monotonic() + 0.05, stoppable=False)
     finally:
         _write_json(Path(args.out), {
             "start": start, "end": last_send, "sent": sent, "send_errors": errors,
