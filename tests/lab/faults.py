@@ -108,6 +108,25 @@ class Faults:
         self._rule(lk, name, "INPUT", "-i", lk.isp_ifname, *stat)
         self._rule(lk, name, "OUTPUT", "-o", lk.isp_ifname, *stat)
 
+    def loss_each_way(self, link: str, ratio: float) -> None:
+        """Random loss of ``ratio`` in each direction (what a one-way RTP stream suffers):
+        a round trip is then lost with 1 - (1 - ratio)^2, e.g. 1.99 % for 1 % each way."""
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"loss ratio must be in [0, 1], got {ratio}")
+        self.loss(link, 1.0 - (1.0 - ratio) ** 2)
+
+    def silent_target(self, addr: str) -> None:
+        """A far target stops answering ICMP echo (on every link: it is dropped where it
+        lives, in inet), as a host that starts filtering ping does; undone by
+        ``clear("inet")``."""
+        spec = ("INPUT", "-d", addr, "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP")
+        self._lab.iptables(self._lab.inet, "-I", *spec)
+
+        def undo() -> None:
+            self._lab.iptables(self._lab.inet, "-D", *spec)
+
+        self._st("inet").undo.append((f"silent {addr}", undo))
+
     def delay(self, link: str, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """Delay every packet on the link, each direction, by ``delay_ms`` + U(0, jitter_ms).
 
