@@ -121,8 +121,17 @@ CATALOG: tuple[MetricDef, ...] = (
               ("link",), read=lambda s: (((k.name,), float(k.carrier)) for k in s.links)),
     MetricDef("lifeline_link_tier", "gauge", "Configured tier (lower wins).", ("link",),
               read=_link("tier")),
-    MetricDef("lifeline_link_loss_ratio", "gauge", "Probe loss over the health window.",
+    MetricDef("lifeline_link_loss_ratio", "gauge", "Probe loss over the health window "
+              "(round trip: a probe is lost if its request or its reply is).",
               ("link",), read=_link("loss_ratio")),
+    MetricDef("lifeline_link_loss_one_way_ratio", "gauge", "One direction's loss estimated "
+              "from the round-trip loss of the targets that see the same path, assuming "
+              "both directions lose alike: what a call suffers, what degraded_loss and the "
+              "MOS judge.", ("link",), read=_link("loss_one_way")),
+    MetricDef("lifeline_link_loss_evidence", "gauge", "Accumulated evidence (CUSUM "
+              "log-odds) that the link loses more than degraded_loss one way; the link is "
+              "degraded for loss at 5, and it decays towards 0 on a line under the "
+              "threshold.", ("link",), read=_link("loss_evidence")),
     MetricDef("lifeline_link_latency_seconds", "gauge", "Mean probe RTT over the health "
               "window.", ("link",), "the link has answered probes in the window",
               _link("latency")),

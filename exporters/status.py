@@ -22,7 +22,9 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         {"name": k.name, "interface": k.interface, "gateway": k.gateway, "source": k.source,
          "tier": k.tier, "state": k.state.value,
          "since": None if k.since is None else round(k.since, 3), "reason": k.reason,
-         "carrier": k.carrier, "loss_ratio": k.loss_ratio, "latency": k.latency,
+         "carrier": k.carrier, "loss_ratio": k.loss_ratio,
+         "loss_one_way": k.loss_one_way, "loss_evidence": round(k.loss_evidence, 2),
+         "latency": k.latency,
          "jitter": k.jitter, "mos": k.mos, "rounds": k.rounds,
          "hold_down_remaining": k.hold_down_remaining, "flap_penalty": k.flap_penalty}
         for k in s.links

@@ -34,12 +34,13 @@ def render_status(doc: dict[str, Any]) -> str:
     lines = [f"site {doc.get('site', '?')}" + ("  (dry run: no changes made)"
                                                if doc.get("dry_run") else "")]
     lines.append("")
-    lines.append(f"{'LINK':<12} {'TIER':>4} {'STATE':<9} {'LOSS':>6} {'RTT':>8} {'JITTER':>8} "
-                 f"{'MOS':>4} {'HOLD':>6}  REASON")
+    lines.append(f"{'LINK':<12} {'TIER':>4} {'STATE':<9} {'LOSS':>6} {'1-WAY':>6} {'RTT':>8} "
+                 f"{'JITTER':>8} {'MOS':>4} {'HOLD':>6}  REASON")
     for link in doc.get("links", []):
         lines.append(
             f"{link['name']:<12} {link['tier']:>4} {link['state']:<9} "
             f"{_fmt(link.get('loss_ratio'), 100, 1, '%'):>6} "
+            f"{_fmt(link.get('loss_one_way'), 100, 1, '%'):>6} "
             f"{_fmt(link.get('latency'), 1000, 1, 'ms'):>8} "
             f"{_fmt(link.get('jitter'), 1000, 1, 'ms'):>8} "
             f"{_fmt(link.get('mos'), 1, 2):>4} "

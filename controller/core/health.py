@@ -17,9 +17,19 @@ States and what moves them (``N`` = ``down_after``, ``H`` = effective hold-down)
     UNKNOWN --rise alive rounds--> UP or DEGRADED
     any     --N dead rounds | window loss > down_loss | carrier lost--> DOWN
     DOWN    --alive rounds for H seconds (carrier up)--> UP or DEGRADED
-    UP      --window over a degraded threshold--> DEGRADED           (at once)
+    UP      --window over a degraded threshold, or loss proven--> DEGRADED  (at once)
     DEGRADED --every metric under the stricter bound for hold_down--> UP
     UP/DEGRADED --no rounds for stale_rounds intervals (tick)--> UNKNOWN
+
+Loss is judged as a call suffers it, one way, and on evidence rather than on one window's
+ratio (controller.core.lossmodel). Probes measure round-trip loss; the one-way estimate
+feeds the E-model and the ``degraded_loss`` threshold, and loss makes a link degraded only
+once the accumulated evidence (a CUSUM over every probe of the targets that see the same
+path) reaches ``loss_evidence_level`` (e^5: about 150 to 1). A lost probe is evidence
+only outside a run of dead rounds (a run is an outage, the down rule's business, not a
+loss rate; a lone dead round counts, as every loss of a single-target link is one) and
+only if its target answers again within ``silent_rounds`` (a target that went silent on
+its own is not the path losing packets), so the verdict lags that many rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from enum import StrEnum
 
 from controller.core.damping import Penalty, damped
 from controller.core.emodel import mos_from
+from controller.core.lossmodel import LossEvidence, one_way_loss
 
 # Float sums of interval steps land a hair short (50 x 0.2 = 9.999999999999998):
 # a hold-down met on the round that completes it must count as met.
@@ -48,7 +59,7 @@ class HealthState(StrEnum):
 class HealthParams:
     """Thresholds of one link; defaults aim at sub-second detection of a dead link."""
 
-    interval: float = 0.2  # seconds between probe rounds
+    interval: float = 0.1  # seconds between probe rounds
     window: float = 10.0  # seconds of rounds behind loss/latency/jitter/MOS
     down_after: int = 3  # consecutive failed rounds -> down
     down_loss: float = 0.5  # loss ratio over the window -> down
@@ -63,12 +74,19 @@ class HealthParams:
     # Rounds the window must hold before loss (and the MOS, which includes loss) may call a
     # link degraded or down: 1 lost probe out of 3 is noise, not 33 % loss.
     min_rounds: int = 10
-    # A loss verdict also needs this many lost probes on the target that sets the loss
-    # figure: with 50 rounds a window cannot tell 1 % from 2 % loss, and a link at 1 %
-    # random loss must not bounce between up and degraded.
+    # The MOS takes loss into account only with this many lost probes on the target that
+    # sets the loss figure: before that the loss estimate is noise.
     degraded_min_lost: int = 3
-    # Stricter bounds to leave DEGRADED (hysteresis): loss <= degraded_loss * this ...
-    recover_loss_factor: float = 0.5
+    # Loss evidence (lossmodel.LossEvidence): the CUSUM weighs "the line loses
+    # degraded_loss one way" against "it loses loss_bad_factor times that", and loss is
+    # proven when the score reaches loss_evidence_level (log-odds).
+    loss_bad_factor: float = 2.0
+    loss_evidence_level: float = 5.0
+    # A lost probe is evidence only if its target answers within this many later rounds.
+    silent_rounds: int = 5
+    # Stricter bounds to leave DEGRADED (hysteresis): loss evidence <= level * this and
+    # one-way loss <= degraded_loss ...
+    recover_evidence_factor: float = 0.5
     # ... latency and jitter <= threshold * this ...
     recover_delay_factor: float = 0.8
     # ... and MOS >= degraded_mos + this.
@@ -88,6 +106,7 @@ class HealthParams:
             ("rise", self.rise),
             ("min_rounds", self.min_rounds),
             ("stale_rounds", self.stale_rounds),
+            ("silent_rounds", self.silent_rounds),
         ):
             if count < 1:
                 problems.append(f"{label} must be >= 1, got {count}")
@@ -95,6 +114,10 @@ class HealthParams:
             problems.append(f"down_loss must be a ratio 0..1, got {self.down_loss}")
         if not self.hold_down >= 0:
             problems.append(f"hold_down must be >= 0, got {self.hold_down}")
+        if not self.loss_bad_factor > 1:
+            problems.append(f"loss_bad_factor must be > 1, got {self.loss_bad_factor}")
+        if not self.loss_evidence_level > 0:
+            problems.append(f"loss_evidence_level must be > 0, got {self.loss_evidence_level}")
         if not self.flap_half_life > 0:
             problems.append(f"flap_half_life must be > 0, got {self.flap_half_life}")
         if problems:
@@ -103,6 +126,13 @@ class HealthParams:
     def window_rounds(self) -> int:
         """How many rounds the window keeps (at least one)."""
         return max(1, round(self.window / self.interval))
+
+    def loss_evidence(self) -> LossEvidence:
+        """A fresh CUSUM for these thresholds. degraded_loss is kept inside the range the
+        model can weigh (a threshold of 0 would make every single loss conclusive)."""
+        acceptable = min(max(self.degraded_loss, 1e-4), 0.45)
+        bad = min(acceptable * self.loss_bad_factor, 0.9)
+        return LossEvidence(acceptable, bad, self.loss_evidence_level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +153,11 @@ class HealthMetrics:
     # Lost probes of the target that sets loss_ratio (the evidence behind the ratio).
     lost: int = 0
     span: float = 0.0  # seconds the window covers
+    # One-way loss estimated from the round-trip loss of the targets that see the same
+    # path (pooled over the window): what the E-model and degraded_loss judge.
+    loss_one_way: float = 0.0
+    # The loss CUSUM's score; loss is proven at HealthParams.loss_evidence_level.
+    loss_evidence: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +220,10 @@ class Health:
         self._jitter_n = [0] * targets
         self._last_rtt: list[float | None] = [None] * targets
         self._metrics: HealthMetrics | None = None
+        self._evidence = params.loss_evidence()
+        # Rounds whose losses wait for silent_rounds later rounds (are their targets alive?)
+        self._lookahead: deque[tuple[ProbeRound, bool]] = deque()
+        self._prev_dead = False  # the last round weighed was dead
 
         self._dead_run = 0
         self._dead_since: float | None = None  # first round of the current dead run
@@ -206,6 +245,11 @@ class Health:
             self._drop_oldest()
         self._metrics = None
         self._penalty.half_life = params.flap_half_life
+        score = self._evidence.score
+        self._evidence = params.loss_evidence()
+        self._evidence.score = score
+        while len(self._lookahead) > params.silent_rounds:
+            self._weigh(*self._lookahead.popleft())
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -233,6 +277,9 @@ class Health:
             # window loss would hold it down for up to a window after it came back).
             self._clear_window()
         self._push(rnd)
+        self._lookahead.append((rnd, alive))
+        if len(self._lookahead) > self.params.silent_rounds:
+            self._weigh(*self._lookahead.popleft())
         if alive:
             self._alive_run += 1
             self._dead_run = 0
@@ -329,12 +376,41 @@ class Health:
         latency = total / count if count else None
         jitters = [self._jitter[i] for i in counted if self._jitter_n[i] > 0]
         jitter = sum(jitters) / len(jitters) if jitters else None
+        pool = self._pool()
+        one_way = one_way_loss(sum(lost[i] for i in pool) / (n * len(pool)))
         mos = None
         if latency is not None:
-            mos = mos_from(latency, jitter or 0.0, loss, self.params.codec)
+            mos = mos_from(latency, jitter or 0.0, one_way, self.params.codec)
         span = self._window[-1].sent_at - self._window[0].sent_at + self.params.interval
-        self._metrics = HealthMetrics(loss, latency, jitter, mos, n, worst_lost, span)
+        self._metrics = HealthMetrics(loss, latency, jitter, mos, n, worst_lost, span,
+                                      one_way, self._evidence.score)
         return self._metrics
+
+    def _pool(self) -> list[int]:
+        """The targets that see the same path: the ``reliability`` best ones and every other
+        whose losses in the window are within chance of theirs (three Poisson standard
+        deviations). A target that went silent or drops ICMP on its own is left out, so it
+        neither dilutes nor inflates the link's loss."""
+        lost = self._lost
+        ranked = sorted(range(self.targets), key=lambda i: (lost[i], i))
+        ref = lost[ranked[self.reliability - 1]]
+        bound = ref + 3.0 * math.sqrt(ref + 1.0)
+        return [i for i in ranked if lost[i] <= bound]
+
+    def _weigh(self, rnd: ProbeRound, alive: bool) -> None:
+        """Add one round, ``silent_rounds`` behind, to the loss evidence."""
+        later = self._lookahead
+        prev_dead, self._prev_dead = self._prev_dead, not alive
+        if not alive and (prev_dead or (later and not later[0][1])):
+            return  # part of an outage: the down rule's evidence, not a loss rate
+        lost = answered = 0
+        for i in self._pool():
+            if rnd.rtts[i] is not None:
+                answered += 1
+            elif any(r.rtts[i] is not None for r, _ in later):
+                lost += 1
+        self._evidence.add(lost, answered)
+        self._metrics = None
 
     def penalty(self, now: float) -> float:
         """Flap penalty at ``now``: +1 per transition into DOWN, halving every half-life."""
@@ -394,6 +470,9 @@ class Health:
     def _clear_window(self) -> None:
         self._metrics = None
         self._window.clear()
+        self._lookahead.clear()
+        self._prev_dead = False
+        self._evidence.reset()
         t = self.targets
         self._lost = [0] * t
         self._rtt_sum = [0.0] * t
@@ -426,10 +505,12 @@ class Health:
     def _degraded_reason(self, m: HealthMetrics) -> str | None:
         """What makes the link bad for voice, with figures; None if nothing does."""
         p = self.params
-        enough = m.rounds >= p.min_rounds
         parts = []
-        if enough and m.loss_ratio > p.degraded_loss and m.lost >= p.degraded_min_lost:
-            parts.append(f"loss {_pct(m.loss_ratio)} > {_pct(p.degraded_loss)}")
+        if self._evidence.proven:
+            parts.append(
+                f"loss {_pct(m.loss_one_way)} one way > {_pct(p.degraded_loss)} (evidence "
+                f"{self._evidence.score:.1f} >= {p.loss_evidence_level:g})"
+            )
         if m.latency is not None and m.latency > p.degraded_latency:
             parts.append(f"latency {_ms(m.latency)} > {_ms(p.degraded_latency)}")
         if m.jitter is not None and m.jitter > p.degraded_jitter:
@@ -454,7 +535,9 @@ class Health:
         p = self.params
         if m.rounds < p.min_rounds:
             return False
-        if m.loss_ratio > p.degraded_loss * p.recover_loss_factor:
+        if self._evidence.score > p.loss_evidence_level * p.recover_evidence_factor:
+            return False
+        if m.loss_one_way > p.degraded_loss:
             return False
         if m.latency is not None and m.latency > p.degraded_latency * p.recover_delay_factor:
             return False
@@ -463,7 +546,7 @@ class Health:
         return m.mos is None or m.mos >= p.degraded_mos + p.recover_mos_margin
 
     def _summary(self, m: HealthMetrics) -> str:
-        parts = [f"loss {_pct(m.loss_ratio)}"]
+        parts = [f"loss {_pct(m.loss_ratio)} ({_pct(m.loss_one_way)} one way)"]
         if m.latency is not None:
             parts.append(f"latency {_ms(m.latency)}")
         if m.jitter is not None:

@@ -106,6 +106,8 @@ class LinkSnap:
     rounds: int
     hold_down_remaining: float
     flap_penalty: float
+    loss_one_way: float = 0.0  # estimated from loss_ratio (controller.core.lossmodel)
+    loss_evidence: float = 0.0  # the loss CUSUM's score; degraded at its level
 
 
 @dataclass(frozen=True, slots=True)

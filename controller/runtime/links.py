@@ -546,7 +546,8 @@ class LinkRouting:
                 since=None if h.since is None else now - h.since, reason=h.reason,
                 carrier=rt.carrier, loss_ratio=m.loss_ratio, latency=m.latency,
                 jitter=m.jitter, mos=m.mos, rounds=m.rounds,
-                hold_down_remaining=h.hold_down_remaining(now), flap_penalty=h.penalty(now)))
+                hold_down_remaining=h.hold_down_remaining(now), flap_penalty=h.penalty(now),
+                loss_one_way=m.loss_one_way, loss_evidence=m.loss_evidence))
         groups = tuple(
             GroupSnap(name, g.table, g.destination, g.spec.links, g.applied, g.decided,
                       g.reason, None if g.last_change is None else now - g.last_change)

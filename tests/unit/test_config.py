@@ -297,7 +297,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str | list[str]]] = [
     (
         "timeout > interval",
         _set("links[0].probes.timeout", "300ms"),
-        "links[0].probes.timeout: 300ms is longer than the interval 200ms (a round must end "
+        "links[0].probes.timeout: 300ms is longer than the interval 100ms (a round must end "
         "before the next one starts)",
     ),
     (
@@ -511,7 +511,7 @@ def test_invalid_link_is_not_reported_as_unknown_in_groups() -> None:
 def test_bad_defaults_are_reported_once_not_per_link() -> None:
     errors = errors_of(build(_set("defaults.timeout", "1s")))
     assert errors == [
-        "defaults.timeout: 1s is longer than the interval 200ms "
+        "defaults.timeout: 1s is longer than the interval 100ms "
         "(a round must end before the next one starts)"
     ]
     errors = errors_of(build(_set("defaults.thresholds.rise", 0)))

@@ -131,8 +131,8 @@ def test_sub_second_detection_three_dead_rounds() -> None:
     assert d.round(None) is None
     tr = d.round(None)
     assert tr is not None and (tr.old, tr.new) == (UP, DOWN)
-    assert tr.at - first_lost == pytest.approx(0.4)  # decided on the 3rd round, 0.4 s in
-    assert tr.reason == "fibre-a: 3 rounds lost in a row (0.6 s)"
+    assert tr.at - first_lost == pytest.approx(0.2)  # decided on the 3rd round, 0.2 s in
+    assert tr.reason == "fibre-a: 3 rounds lost in a row (0.3 s)"
     assert d.h.reason == tr.reason
 
 
@@ -148,7 +148,7 @@ def test_loss_over_the_window_takes_a_link_down_without_a_dead_run() -> None:
     # Two of three rounds lost, never three in a row: 67 % loss > 50 %.
     d = up_link()
     seen: list[Transition] = []
-    for _ in range(20):
+    for _ in range(40):
         seen += d.rounds(2, None)
         seen += d.rounds(1, OK)
     downs = [t for t in seen if t.new is DOWN]
@@ -187,12 +187,12 @@ def test_reliability_one_needs_every_target_silent() -> None:
 def test_loss_is_the_reliability_th_best_target() -> None:
     d = up_link(HealthParams(degraded_loss=1.0, down_loss=1.0), targets=3, reliability=2)
     # Target 0 loses every 5th probe, target 1 every 2nd, target 2 nothing.
-    for i in range(50):
+    for i in range(100):
         d.round(None if i % 5 == 0 else OK, None if i % 2 == 0 else OK, OK)
     m = d.h.metrics()
-    assert m.rounds == 50
-    assert m.loss_ratio == pytest.approx(10 / 50)  # second best: target 0
-    assert m.lost == 10
+    assert m.rounds == 100
+    assert m.loss_ratio == pytest.approx(20 / 100)  # second best: target 0
+    assert m.lost == 20
 
 
 # -- window metrics -----------------------------------------------------------------------
@@ -200,22 +200,22 @@ def test_loss_is_the_reliability_th_best_target() -> None:
 
 def test_window_is_counted_in_rounds_and_forgets_old_rounds() -> None:
     params = HealthParams(degraded_loss=1.0, down_loss=1.0)
-    assert params.window_rounds() == 50
+    assert params.window_rounds() == 100
     assert HealthParams(window=0.05).window_rounds() == 1
     d = up_link(params)
-    for i in range(50):
+    for i in range(100):
         d.round(None if i % 10 == 0 else OK)
     assert d.h.metrics().loss_ratio == pytest.approx(0.1)
-    assert d.h.metrics().rounds == 50
+    assert d.h.metrics().rounds == 100
     assert d.h.metrics().span == pytest.approx(10.0)
-    d.rounds(50, OK)
+    d.rounds(100, OK)
     assert d.h.metrics().loss_ratio == 0.0
 
 
 def test_latency_is_the_mean_rtt_of_the_window() -> None:
     d = up_link()
-    d.rounds(25, 0.020)
-    d.rounds(25, 0.040)
+    d.rounds(50, 0.020)
+    d.rounds(50, 0.040)
     assert d.h.metrics().latency == pytest.approx(0.030)
 
 
@@ -238,14 +238,34 @@ def test_mos_comes_from_the_window_figures() -> None:
 # -- degraded -----------------------------------------------------------------------------
 
 
-def test_loss_over_threshold_makes_a_link_degraded_at_once() -> None:
-    d = up_link()
+def test_proven_loss_makes_a_link_degraded() -> None:
+    d = up_link(HealthParams(degraded_mos=1.0))  # the loss rule alone, not the MOS
     seen: list[Transition] = []
-    for _ in range(5):
+    for _ in range(20):  # 1 probe in 5 lost: 20 % round trip, about 10.6 % one way
         seen += d.rounds(1, None)
-        seen += d.rounds(9, OK)
+        seen += d.rounds(4, OK)
     assert [t.new for t in seen] == [DEGRADED]
-    assert seen[0].reason == "fibre-a: loss 6.0% > 2.0% over 10 s"
+    reason = seen[0].reason
+    assert reason.startswith("fibre-a: loss ") and " one way > 2.0% (evidence " in reason
+    assert ">= 5)" in reason
+    m = d.h.metrics()
+    assert m.loss_one_way == pytest.approx(1 - math.sqrt(1 - m.loss_ratio))
+    assert m.loss_evidence >= 5.0
+
+
+def test_the_loss_that_proves_a_link_bad_is_counted_in_log_odds() -> None:
+    # Each loss adds ln(p1/p0) = 0.68 and each answer takes 0.04 away: 7 losses with an
+    # answer after each are 4.5, short of the level 5; the 8th reaches it. A loss is
+    # weighed once its target has answered again within silent_rounds (here 1).
+    d = up_link(HealthParams(silent_rounds=1, degraded_mos=1.0))
+    for _ in range(7):
+        d.round(None)
+        d.round(OK)
+    assert d.h.state is UP
+    assert 4.0 < d.h.metrics().loss_evidence < 5.0
+    d.round(None)
+    tr = d.round(OK)
+    assert tr is not None and tr.new is DEGRADED
 
 
 def test_latency_over_threshold_is_degraded_from_the_start() -> None:
@@ -276,25 +296,43 @@ def test_low_mos_is_degraded() -> None:
 
 
 def test_one_lost_probe_in_a_short_window_is_not_degradation() -> None:
-    # Even with a single lost probe as enough evidence, fewer than min_rounds say nothing.
-    d = link(HealthParams(degraded_min_lost=1))
+    d = link()
     d.rounds(5, OK)
     assert d.h.state is UP
     d.round(None)
-    assert d.rounds(3, OK) == []  # 1 of 9 rounds lost: not yet judged
-    tr = d.round(OK)  # 10 rounds: 10 % loss now counts
-    assert tr is not None and tr.new is DEGRADED
+    assert d.rounds(20, OK) == []  # 1 of 26 lost (4 %): one probe proves nothing
+    assert d.h.metrics().loss_evidence < 1.0
 
 
-def test_loss_needs_enough_lost_probes_as_evidence() -> None:
+def test_a_target_that_goes_silent_on_its_own_is_no_loss_evidence() -> None:
+    # Far target 2 stops answering ping; the others see a clean path. Its losses are
+    # never weighed (it does not answer again), and it leaves the pool once its window
+    # count is out of line with the others'.
+    d = up_link(targets=3)
+    assert d.seconds(60, OK, OK, None) == []
+    m = d.h.metrics()
+    assert m.loss_evidence == 0.0 and m.loss_one_way == 0.0
+
+
+def test_an_outage_is_no_loss_evidence() -> None:
+    # Two whole rounds lost (a 200-400 ms glitch) are the down rule's business: short of
+    # down_after they change nothing, and they are not a loss rate.
+    d = up_link(targets=2)
+    d.rounds(2, None, None)
+    assert d.rounds(20, OK, OK) == []
+    assert d.h.metrics().loss_evidence == 0.0
+
+
+def test_a_link_that_improves_leaves_degraded_after_the_hold_down() -> None:
     d = up_link()
-    d.round(None)
-    d.rounds(10, OK)
-    d.round(None)
-    d.rounds(10, OK)
-    assert d.h.state is UP  # 2 of 50 lost (4 %): could be noise on a 1 % link
-    tr = d.round(None)
-    assert tr is not None and tr.new is DEGRADED
+    for _ in range(20):
+        d.round(None)
+        d.rounds(4, OK)
+    assert d.h.state is DEGRADED
+    start = d.t
+    tr = d.seconds(40, OK)
+    assert [t.new for t in tr] == [UP]
+    assert tr[0].at - start >= 10.0  # the window must clear, then the hold-down runs
 
 
 def test_degraded_recovers_only_under_stricter_bounds_after_hold_down() -> None:
@@ -327,10 +365,10 @@ def test_hold_down_of_degraded_restarts_when_quality_slips() -> None:
 
 def test_up_to_degraded_is_immediate_once_the_window_says_so() -> None:
     d = up_link()
-    d.rounds(31, 0.400)  # mean = (19 * 10 + 31 * 400) / 50 ms = 252 ms
-    # Mean crosses 150 ms at the 18th slow round: (32*10 + 18*400)/50 = 150.4 ms.
+    d.rounds(61, 0.400)  # mean = (39 * 10 + 61 * 400) / 100 ms = 248 ms
+    # Mean crosses 150 ms at the 36th slow round: (64*10 + 36*400)/100 = 150.4 ms.
     assert [t.new for t in d.transitions] == [DEGRADED]
-    assert d.transitions[0].at == pytest.approx(100.0 + 10.0 + 17 * 0.2)
+    assert d.transitions[0].at == pytest.approx(100.0 + 10.0 + 35 * 0.1)
 
 
 # -- hold-down ----------------------------------------------------------------------------
@@ -339,8 +377,8 @@ def test_up_to_degraded_is_immediate_once_the_window_says_so() -> None:
 def test_recovery_only_after_the_hold_down() -> None:
     d = down_link()
     first_good = d.t
-    assert d.rounds(50, OK) == []  # 0 .. 9.8 s of good rounds
-    assert d.h.hold_down_remaining(d.t - 0.2) == pytest.approx(0.2)
+    assert d.rounds(100, OK) == []  # 0 .. 9.9 s of good rounds
+    assert d.h.hold_down_remaining(d.t - 0.1) == pytest.approx(0.1)
     tr = d.round(OK)  # the round at 10.0 s
     assert tr is not None and (tr.old, tr.new) == (DOWN, UP)
     assert tr.at - first_good == pytest.approx(10.0)
@@ -400,7 +438,7 @@ def _flap_once(d: Driver) -> tuple[float, float]:
 def test_one_failure_uses_the_plain_hold_down() -> None:
     d = up_link()
     took, penalty = _flap_once(d)
-    assert took == pytest.approx(10.2)
+    assert took == pytest.approx(10.1)
     assert 0.8 < penalty <= 1.0
 
 
@@ -494,47 +532,87 @@ def test_carrier_up_on_a_healthy_link_changes_nothing() -> None:
     assert d.h.state is UP
 
 
-# -- 1 % random loss: calm ----------------------------------------------------------------
+# -- random loss: calm under noise, quick on a bad line ---------------------------------------
 
 
-def _run_random_loss(seed: int, loss: float, targets: int, reliability: int) -> list[Transition]:
+def _run_loss_each_way(
+    seed: int,
+    one_way: float,
+    *,
+    targets: int = 3,
+    reliability: int = 1,
+    silent: Sequence[int] = (),
+    seconds: float = 600.0,
+    onset: float = 0.0,
+) -> Driver:
+    """A link whose probes cross a line that drops ``one_way`` of the packets in each
+    direction (a probe is lost if its request or its reply is), from ``onset`` seconds on;
+    targets in ``silent`` never answer (they filter ping on their own)."""
     rng = random.Random(seed)
     d = link(targets=targets, reliability=reliability)
-    for _ in range(3000):
-        d.round(
-            *(None if rng.random() < loss else 0.010 + rng.random() * 0.002 for _ in range(targets))
-        )
-    return d.transitions
+    end = d.t + seconds
+    bad_from = d.t + onset
+    while d.t < end:
+        p = one_way if d.t >= bad_from else 0.0
+        d.round(*(
+            None if i in silent or rng.random() < p or rng.random() < p
+            else 0.010 + rng.random() * 0.002
+            for i in range(targets)
+        ))
+    return d
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1))
-def test_one_percent_random_loss_does_not_flap(seed: int) -> None:
-    trs = _run_random_loss(seed, 0.01, targets=3, reliability=2)
-    assert trs[0].new is UP
-    assert not any(t.new is DOWN for t in trs)
-    assert len(trs) <= 5  # up, and at worst two excursions to degraded and back
+def test_loss_under_the_threshold_is_never_degraded(seed: int) -> None:
+    # The issue's line: 1 % each way (2 % of probes), one far target dead, 10 minutes.
+    d = _run_loss_each_way(seed, 0.01, silent=(2,))
+    assert [t.new for t in d.transitions] == [UP]
 
 
-def test_one_percent_random_loss_is_calm_on_average() -> None:
-    # 40 fixed seeds x 10 minutes at 5 rounds/s: most runs never leave UP at all.
-    runs = [_run_random_loss(seed, 0.01, targets=3, reliability=2) for seed in range(40)]
-    calm = sum(len(trs) == 1 for trs in runs)
-    assert calm >= 30
-    assert not any(t.new is DOWN for trs in runs for t in trs)
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_loss_under_the_threshold_with_reliability_two_is_calm(seed: int) -> None:
+    d = _run_loss_each_way(seed, 0.01, reliability=2)
+    assert [t.new for t in d.transitions] == [UP]
+
+
+def test_loss_near_the_threshold_is_rarely_degraded() -> None:
+    # 1.5 % each way: under the 2 % threshold, 3 % of probes lost. 10 fixed seeds x
+    # 10 minutes: most never leave UP, none goes down.
+    runs = [_run_loss_each_way(seed, 0.015) for seed in range(10)]
+    assert sum([t.new for t in d.transitions] == [UP] for d in runs) >= 8
+    assert not any(t.new is DOWN for d in runs for t in d.transitions)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_loss_twice_the_threshold_is_degraded_within_two_minutes(seed: int) -> None:
+    # 4 % each way, one far target dead: median 14 s, p99 about 50 s over 150 seeds.
+    d = _run_loss_each_way(seed, 0.04, silent=(2,), seconds=160.0, onset=30.0)
+    bad = [t for t in d.transitions if t.new is DEGRADED]
+    assert bad, "4 % each way never called degraded"
+    assert bad[0].at - (100.0 + 30.0) <= 120.0
+    assert not any(t.new is DOWN for t in d.transitions)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_voice_bad_line_is_degraded_within_a_minute(seed: int) -> None:
+    # 5 % each way on three targets: median 6 s, p90 12 s over 150 seeds (the benchmark
+    # measures it on the lab); the bound here is what no seed may exceed.
+    d = _run_loss_each_way(seed, 0.05, seconds=90.0, onset=30.0)
+    bad = [t for t in d.transitions if t.new is DEGRADED]
+    assert bad and bad[0].at - (100.0 + 30.0) <= 60.0
+    # and it stays degraded while the line is bad: no flapping back
+    assert [t.new for t in d.transitions] == [UP, DEGRADED]
 
 
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_one_percent_random_loss_on_a_single_target_never_goes_down(seed: int) -> None:
-    trs = _run_random_loss(seed, 0.01, targets=1, reliability=1)
-    assert sum(t.new is DOWN for t in trs) <= 1  # needs 3 losses in a row: ~1e-6 a round
-
-
-def test_five_percent_random_loss_is_seen_as_degraded() -> None:
-    trs = _run_random_loss(7, 0.05, targets=3, reliability=2)
-    assert any(t.new is DEGRADED for t in trs)
-    assert not any(t.new is DOWN for t in trs)
+    d = _run_loss_each_way(seed, 0.01, targets=1, seconds=300.0)
+    assert sum(t.new is DOWN for t in d.transitions) <= 1  # 3 lost in a row: ~8e-6 a round
 
 
 # -- stale rounds -------------------------------------------------------------------------
