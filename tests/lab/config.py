@@ -34,8 +34,8 @@ OVERRIDES = {
     "interval": "probe interval, e.g. '100ms' (default '200ms')",
     "timeout": "probe timeout (default: the interval)",
     "reliability": "targets that must answer per round (default 1)",
-    "probe_defaults": "True: write no interval, timeout or reliability, so the daemon's own "
-                      "defaults decide them (refused together with any of the three)",
+    "probe_defaults": "True: write no interval or timeout (nor reliability unless given), so "
+                      "the daemon's own defaults decide them (refused with interval/timeout)",
     "gateway_target": "probe each link's gateway too (default True)",
     "far_targets": "far ICMP targets per link (default 192.0.2.1, 192.0.2.2)",
     "tcp_targets": "extra 'host:port' TCP targets per link (default none)",
@@ -59,7 +59,7 @@ def lifeline_config_dict(lab: Lab, state_dir: Path, **overrides: Any) -> dict[st
     tiers.update(overrides.get("tiers", {}))
     names: list[str] = list(overrides.get("links", lab.links))
     probe_defaults = bool(overrides.get("probe_defaults", False))
-    forced = sorted({"interval", "timeout", "reliability"} & set(overrides))
+    forced = sorted({"interval", "timeout"} & set(overrides))
     if probe_defaults and forced:
         raise TypeError(f"probe_defaults leaves timing to the daemon; drop {forced}")
     interval = str(overrides.get("interval", "200ms"))
@@ -81,6 +81,8 @@ def lifeline_config_dict(lab: Lab, state_dir: Path, **overrides: Any) -> dict[st
             "timeout": str(overrides.get("timeout", interval)),
             "reliability": int(overrides.get("reliability", 1)),
         }
+        if probe_defaults and "reliability" in overrides:
+            probes["reliability"] = int(overrides["reliability"])
         probes["targets"] = targets
         links.append({
             "name": lk.name,

@@ -88,3 +88,7 @@ def test_probe_defaults_leave_interval_timeout_and_reliability_to_the_daemon(
     assert probes["targets"][0] == {"icmp": str(lab.link("fibre-a").gateway)}
     with pytest.raises(TypeError, match="interval"):
         lifeline_config_dict(lab, tmp_path, probe_defaults=True, interval="1s")
+    # A reliability the run needs is still written (the README bench asks 2 of 3).
+    kept = lifeline_config_dict(lab, tmp_path, probe_defaults=True, reliability=2)
+    assert kept["links"][0]["probes"]["reliability"] == 2
+    assert "interval" not in kept["links"][0]["probes"]
