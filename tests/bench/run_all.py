@@ -2,7 +2,9 @@
 
 Run as root from the repository: ``python -m tests.bench.run_all [--trials 10] [--json PATH]``.
 It runs the failover benchmarks (blackhole and carrier-loss gaps, failback with hold-down:
-``bench_failover``), the daemon's RSS and CPU at 2,000 targets (``bench_daemon_rss``) and
+``bench_failover``), what the default probing costs in packets and CPU next to the previous
+default (``bench_probe_cost``), the daemon's RSS and CPU at 2,000 targets
+(``bench_daemon_rss``) and
 the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
 is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
 with the DID plan's compute and Kamailio push cost (``bench_trunks``), and prints what
@@ -25,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_daemon_rss, bench_failover, bench_trunks
+from tests.bench import bench_daemon_rss, bench_failover, bench_probe_cost, bench_trunks
 from tests.bench.bench_failover import (
     Figure,
     add_failover_args,
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--trunk-trials", type=int, default=3,
                         help="trials per trunk-failover mode (default 3)")
-    parser.add_argument("--skip", choices=("failover", "daemon", "probes", "trunks"),
+    parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -130,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             errors.extend(report.errors())
             return bench_failover.figures(report)
         rows += _part("failover", failover, errors)
+
+    if "cost" not in args.skip:
+        def cost() -> list[Figure]:
+            results = [bench_probe_cost.run(setting, float(args.seconds))
+                       for setting in bench_probe_cost.SETTINGS]
+            data["probe_cost"] = [r.to_json() for r in results]
+            return bench_probe_cost.figures(results)
+        rows += _part("probe cost at the defaults", cost, errors)
 
     if "daemon" not in args.skip:
         def daemon() -> list[Figure]:
