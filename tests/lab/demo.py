@@ -3,7 +3,7 @@
 Builds the lab (site router, three ISPs, internet, LAN host), starts the real daemon in the
 site namespace, and plays: all good -> fibre-a blackholed -> fibre-b takes over -> fibre-b
 blackholed too -> LTE -> both fibres back -> failback after the hold-down -> fibre-a
-degraded (5 % loss, 40 ms jitter) while fibre-b is up -> traffic leaves the degraded link.
+degraded (5 % loss each way, 40 ms jitter) while fibre-b is up -> traffic leaves the degraded link.
 For every step a packet stream from the LAN host through the site's NAT measures the
 data-plane gap; the daemon's own timeline (state changes with their reasons) is printed as
 it happens. Then, unless skipped or Kamailio/sipp are missing, the telephony act
@@ -85,7 +85,7 @@ def _scenario(hold_down: float) -> list[Step]:
         lab.faults.clear("fibre-b")
 
     def degrade(lab: Lab) -> None:
-        lab.faults.loss("fibre-a", 0.05)
+        lab.faults.loss_each_way("fibre-a", 0.05)
         lab.faults.delay("fibre-a", 10, 40)
 
     return [
@@ -95,7 +95,7 @@ def _scenario(hold_down: float) -> list[Step]:
         Step("fibre-b blackholed too", blackhole("fibre-b"), ["lte"], 10),
         Step(f"both fibres back: failback after the {hold_down:g} s hold-down", fibres_back,
              ["fibre-a"], hold_down + 20, min_wait=hold_down * 0.9),
-        Step("fibre-a degraded: 5% loss, 40 ms jitter", degrade, ["fibre-b"], 60),
+        Step("fibre-a degraded: 5% loss each way, 40 ms jitter", degrade, ["fibre-b"], 60),
     ]
 
 
@@ -187,8 +187,9 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True) ->
                   f"site {lab.site}, ISPs "
                   + ", ".join(f"{n} ({lk.isp_ns})" for n, lk in lab.links.items()),
                   flush=True)
+            # The shipped probe timing (probe_defaults), as an operator's config has it.
             daemon = LifelineProcess(lab, state_dir, hold_down=f"{hold_down:g}s",
-                                     reliability=2, listen=listen)
+                                     probe_defaults=True, reliability=2, listen=listen)
             daemon.start()
             print(f"lifeline runs in {lab.site} (pid {daemon.proc.pid}); metrics: "
                   f"ip netns exec {lab.site} curl -s http://{listen}/metrics ; "
