@@ -24,8 +24,9 @@ these tests prove behaviour (a flow comes back within seconds instead of never),
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,11 @@ class Entry:
     state: str  # TCP's state, "" for others
 
 
-def entries(lab: Lab, family: str = "ipv4") -> list[Entry]:
-    out = lab.run(lab.site, ["conntrack", "-L", "-f", family, "-o", "id"]).stdout
+def parse_entries(text: str) -> list[Entry]:
+    """Entries as ``conntrack -L`` (and ``-E``, after its ``[DESTROY]``) prints them."""
     found = []
-    for line in out.splitlines():
-        words = line.split()
+    for line in text.splitlines():
+        words = [w for w in line.split() if not w.startswith("[")]
         if len(words) < 3:
             continue
         tuples: list[dict[str, str]] = [{}, {}]
@@ -101,7 +102,7 @@ def entries(lab: Lab, family: str = "ipv4") -> list[Entry]:
         orig, reply = tuples
         if "src" not in orig or "dst" not in reply:
             continue
-        state = words[3] if words[0] == "tcp" and len(words) > 3 else ""
+        state = next((w for w in words[1:] if w.isalpha() and w.isupper()), "")
         found.append(Entry(
             words[0], orig["src"], orig["dst"],
             int(orig["sport"]) if "sport" in orig else None,
@@ -109,6 +110,31 @@ def entries(lab: Lab, family: str = "ipv4") -> list[Entry]:
             reply["dst"], int(extra.get("mark", "0")), extra.get("id", ""), state,
         ))
     return found
+
+
+def entries(lab: Lab, family: str = "ipv4") -> list[Entry]:
+    return parse_entries(
+        lab.run(lab.site, ["conntrack", "-L", "-f", family, "-o", "id"]).stdout)
+
+
+@contextlib.contextmanager
+def destroyed(lab: Lab, tmp: Path) -> Iterator[list[Entry]]:
+    """The entries the kernel destroys while in the block (``conntrack -E``, a tracked lab
+    process), filled in at its end: proof that an entry was kept, which an id cannot give
+    (a deleted entry re-made with the same tuple may get the same id). Enter it before the
+    flows start: with ``nf_conntrack_events=2`` (the default) only entries made while a
+    listener exists report events."""
+    out = tmp / "destroyed.txt"
+    found: list[Entry] = []
+    with out.open("w") as sink:
+        proc = lab.popen(lab.site, ["conntrack", "-E", "-e", "DESTROY"], stdout=sink,
+                         stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # subscribed
+        yield found
+    finally:
+        lab.stop(proc)
+        found += parse_entries(out.read_text())
 
 
 def entry_of(found: list[Entry], proto: str, src: str, sport: int | None, dst: str,
@@ -127,17 +153,30 @@ def flow_entry(found: list[Entry], flow: UdpFlow) -> list[Entry]:
 
 
 @dataclass
+class Phase:
+    """One switch of the internet group, from ``left`` to ``to``: when the fault (or its
+    end) came, when the route moved, the window the flows are judged in, conntrack before
+    and after, and the flush lifeline journaled."""
+
+    left: str
+    to: str
+    cause_at: float
+    switched_at: float
+    window_end: float
+    before: list[Entry]
+    after: list[Entry]
+    flush: Event | None
+
+
+@dataclass
 class Failover:
-    """What one failover recorded, for the tests to read."""
+    """A failover (fibre-a blackholed) and the failback after it, for the tests to read."""
 
     lab: Lab
     nat: str
     result: FlowsResult
-    fault_at: float
-    switched_at: float
-    before: list[Entry]
-    after: list[Entry]
-    flushes: list[Event]
+    phases: dict[str, Phase]
+    destroyed: list[Entry]  # every entry destroyed from just before the fault to the end
     log: str
 
     def addr(self, link: str) -> str:
@@ -145,9 +184,12 @@ class Failover:
 
     def story(self) -> str:
         """What to read first when an assertion fails."""
-        return (f"nat={self.nat} fault_at={self.fault_at:.3f} switched_at={self.switched_at:.3f}"
-                f"\nflushes: {[e.message for e in self.flushes]}\nafter: {self.after}"
-                f"\nlifeline log tail:\n{self.log[-3000:]}")
+        lines = [f"nat={self.nat}"]
+        for name, p in self.phases.items():
+            lines += [f"{name}: cause {p.cause_at:.3f} switched {p.switched_at:.3f} "
+                      f"until {p.window_end:.3f}; flush: {p.flush.message if p.flush else None}",
+                      f"  after: {p.after}"]
+        return "\n".join(lines) + f"\nlifeline log tail:\n{self.log[-3000:]}"
 
 
 def _config(lab: Lab, state: Path) -> dict[str, Any]:
@@ -177,15 +219,37 @@ def _pin(lab: Lab, cfg: dict[str, Any]) -> None:
                        "priority", "900"])
 
 
-def _recovered(lab: Lab) -> bool:
-    """Every flow that must come back is NAT'ed to fibre-b and TCP is connected anew."""
-    b = str(lab.link("fibre-b").site_addr)
+def _recovered(lab: Lab, link: str) -> bool:
+    """Every flow that must come back is NAT'ed to ``link`` and TCP is connected anew."""
+    addr = str(lab.link(link).site_addr)
     found = entries(lab)
-    udp_back = all(any(e.reply_dst == b for e in flow_entry(found, f))
+    udp_back = all(any(e.reply_dst == addr for e in flow_entry(found, f))
                    for f in UDP_FLOWS if f.name in RECOVERED)
-    tcp_back = any(e.reply_dst == b and e.state == "ESTABLISHED"
+    tcp_back = any(e.reply_dst == addr and e.state == "ESTABLISHED"
                    for e in entry_of(found, "tcp", LAN, None, FAR, 8443))
     return udp_back and tcp_back
+
+
+def _switch(lab: Lab, d: LifelineProcess, cause: Callable[[], None], left: str, to: str,
+            journal: Path) -> Phase:
+    """Cause a switch, wait for it and for the flows to come back through ``to`` (bounded;
+    the tests then say which one did not), and a second of traffic after."""
+    before = entries(lab)
+    flushed = len(_flushes(journal))
+    cause_at = time.monotonic()
+    cause()
+    switched_at = d.wait_active_at([to], 20.0)
+    with contextlib.suppress(TimeoutError):
+        until(lambda: _recovered(lab, to), 12.0, 0.2, f"the flows to come back through {to}")
+    time.sleep(1.0)
+    after = entries(lab)
+    new = _flushes(journal)[flushed:]
+    return Phase(left, to, cause_at, switched_at, time.monotonic(), before, after,
+                 new[-1] if new else None)
+
+
+def _flushes(journal: Path) -> list[Event]:
+    return [e for e in read_events(journal, 500, "action") if e.subject == "internet"]
 
 
 @pytest.fixture(scope="module", params=["snat", "masquerade"])
@@ -196,6 +260,7 @@ def failover(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         pytest.skip(reason)
     nat = str(request.param)
     state = tmp_path_factory.mktemp(f"ct-{nat}") / "state"
+    journal = state / "journal.sqlite3"
     lab = Lab(nat=nat)  # type: ignore[arg-type]
     daemon: LifelineProcess | None = None
     try:
@@ -209,33 +274,31 @@ def failover(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                    == ["fibre-a"] and all(d.link_state(st, n) == "up"
                                           for n in ("fibre-b", "lte")),
                    30.0, "both groups on fibre-a, fibre-b and lte up")
-        with Flows(lab, udp=UDP_FLOWS, tcp=TCP_FLOWS, interval=0.02, max_seconds=60) as flows:
-            time.sleep(1.5)
-            before = entries(lab)
-            fault_at = time.monotonic()
-            lab.faults.blackhole("fibre-a")
-            switched_at = d.wait_active_at(["fibre-b"], 15.0)
-            # until every flow is back (bounded; the tests then say which one is not)
-            with contextlib.suppress(TimeoutError):
-                until(lambda: _recovered(lab), 12.0, 0.2, "the flows to come back")
-            time.sleep(1.0)  # a second of traffic after recovery, for the tests to count
-            after = entries(lab)
+        with destroyed(lab, state.parent) as gone, \
+                Flows(lab, udp=UDP_FLOWS, tcp=TCP_FLOWS, interval=0.02, max_seconds=90) as flows:
+            time.sleep(1.2)
+            over = _switch(lab, d, lambda: lab.faults.blackhole("fibre-a"), "fibre-a",
+                           "fibre-b", journal)
+            back = _switch(lab, d, lambda: lab.faults.clear("fibre-a"), "fibre-b", "fibre-a",
+                           journal)
             result = flows.stop()
-        flushes = [e for e in read_events(state / "journal.sqlite3", 500, "action")
-                   if e.subject == "internet"]
-        yield Failover(lab, nat, result, fault_at, switched_at, before, after, flushes,
-                       d.log())
+        over.window_end = back.cause_at
+        yield Failover(lab, nat, result, {"failover": over, "failback": back}, gone, d.log())
     finally:
         if daemon is not None:
             daemon.stop()
         lab.destroy()
 
 
-def _back_in_time(f: Failover, end: EndResult, what: str) -> float:
+def _udp(name: str) -> UdpFlow:
+    return next(u for u in UDP_FLOWS if u.name == name)
+
+
+def _back_in_time(f: Failover, p: Phase, end: EndResult, what: str) -> float:
     """The first packet after the switch, asserted within the bound; when it came."""
-    back = end.first_after(f.switched_at)
-    assert back is not None, f"{what} never came back\n{f.story()}"
-    assert back - f.switched_at < RECOVERY_BOUND, f"{what} back after {back - f.switched_at:.1f} s"
+    back = end.first_after(p.switched_at)
+    assert back is not None and back < p.window_end, f"{what} never came back\n{f.story()}"
+    assert back - p.switched_at < RECOVERY_BOUND, f"{what} back after {back - p.switched_at:.1f} s"
     return back
 
 
@@ -246,93 +309,114 @@ def _steady(end: EndResult, since: float, until_t: float, interval: float = 0.02
     assert got >= 0.5 * expected, f"{got} packets in {until_t - since:.1f} s after recovery"
 
 
+PHASES = ["failover", "failback"]
+
+
+@pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("name", ["vpn", "rtp"])
-def test_a_fixed_port_udp_flow_recovers_through_the_new_link(failover: Failover,
-                                                             name: str) -> None:
+def test_a_fixed_port_udp_flow_recovers_through_the_new_link(
+        failover: Failover, name: str, phase: str) -> None:
     """A tunnel (udp/51820) or RTP flow whose own packets kept its entry alive: both ends
-    hear each other again within seconds, and the far end now sees fibre-b's address."""
-    f = failover
+    hear each other again within seconds, and the far end now sees the new link's address
+    (on failback the flow through fibre-b still worked in the lab, but its fibre-b source
+    would leave by fibre-a, where an ISP filtering sources drops it)."""
+    f, p = failover, failover.phases[phase]
     lan, far = f.result.lan[name], f.result.far[name]
-    assert len([t for t, _ in lan.arrivals if t < f.fault_at]) >= 20, "dead before the fault"
-    back = _back_in_time(f, lan, f"{name}'s replies")
-    _steady(lan, back + 0.2, max(t for t, _ in lan.arrivals))
-    port = int(UDP_FLOWS[[u.name for u in UDP_FLOWS].index(name)].lan.rsplit(":", 1)[1])
-    assert far.senders_after(back + 0.2) == {f"{f.addr('fibre-b')}:{port}"}, f.story()
-    assert all(e.reply_dst == f.addr("fibre-b")
-               for e in flow_entry(f.after, next(u for u in UDP_FLOWS if u.name == name)))
+    assert len([t for t, _ in lan.arrivals if p.cause_at - 1.0 < t < p.cause_at]) >= 10, \
+        f"{name} was not flowing before the {phase}"
+    back = _back_in_time(f, p, lan, f"{name}'s replies")
+    _steady(lan, back + 0.2, p.window_end - 0.3)
+    port = int(_udp(name).lan.rsplit(":", 1)[1])
+    assert far.senders_between(back + 0.2, p.window_end) == {f"{f.addr(p.to)}:{port}"}, \
+        f.story()
+    assert all(e.reply_dst == f.addr(p.to) for e in flow_entry(p.after, _udp(name)))
 
 
+@pytest.mark.parametrize("phase", PHASES)
 def test_a_tcp_flow_is_reset_and_its_client_reconnects_through_the_new_link(
-        failover: Failover) -> None:
-    """The old connection does not hang for minutes: a mid-stream segment through fibre-b
-    (no entry, so NAT'ed afresh) meets a server that knows no such connection and resets it;
-    the client connects again and the new connection carries data."""
-    f = failover
+        failover: Failover, phase: str) -> None:
+    """The old connection does not hang for minutes: a mid-stream segment through the new
+    link (no entry, so NAT'ed afresh) meets a server that knows no such connection and
+    resets it; the client connects again and the new connection carries data."""
+    f, p = failover, failover.phases[phase]
     lan, far = f.result.lan["tcp"], f.result.far["tcp"]
     events = lan.events
-    first = events[0]
-    assert first[1] == "connected" and first[0] < f.fault_at, events
-    ended = [e for e in events if e[0] > f.fault_at and e[1] != "connected"]
+    up = [e for e in events if e[1] == "connected" and e[0] < p.cause_at]
+    assert up, events
+    ended = [e for e in events if p.cause_at < e[0] < p.window_end and e[1] != "connected"]
     assert ended and ended[0][1] == "reset", f"{events}\n{f.story()}"
-    assert ended[0][2] == first[2], "another connection than the first one broke"
-    assert ended[0][0] - f.switched_at < 10.0, ended
-    again = [e for e in events if e[0] >= ended[0][0] and e[1] == "connected"]
+    assert ended[0][2] == up[-1][2], "another connection than the one up before broke"
+    assert ended[0][0] - p.switched_at < 10.0, ended
+    again = [e for e in events if ended[0][0] <= e[0] < p.window_end and e[1] == "connected"]
     assert again, events
-    new_port = again[0][2]
-    assert len([t for t, p in lan.arrivals if p == new_port]) >= 10, "the new one is silent"
-    accepted = [who for t, kind, who in far.events if kind == "accepted" and t > f.fault_at]
-    assert any(who.startswith(f"{f.addr('fibre-b')}:") for who in accepted), far.events
+    assert len([t for t, port in lan.arrivals if port == again[0][2]]) >= 10, "new one silent"
+    accepted = [who for t, kind, who in far.events
+                if kind == "accepted" and p.cause_at < t < p.window_end]
+    assert any(who.startswith(f"{f.addr(p.to)}:") for who in accepted), far.events
 
 
+@pytest.mark.parametrize("phase", PHASES)
 def test_a_connmark_pinned_flow_is_flushed_and_pinned_anew_to_the_new_link(
-        failover: Failover) -> None:
-    """Pinned to fibre-a by the site's CONNMARK rules, the flow would stay on the dead link
-    even with MASQUERADE; its entry, NAT'ed to fibre-a, goes, and the site's rules pin the
-    next packet's new connection to fibre-b."""
-    f = failover
-    sticky = next(u for u in UDP_FLOWS if u.name == "sticky")
-    old = flow_entry(f.before, sticky)
-    assert old and old[0].reply_dst == f.addr("fibre-a") and old[0].mark == MARKS["fibre-a"]
-    back = _back_in_time(f, f.result.lan["sticky"], "the pinned flow's replies")
-    _steady(f.result.lan["sticky"], back + 0.2, max(t for t, _ in f.result.lan["sticky"].arrivals))
-    new = flow_entry(f.after, sticky)
-    assert new and new[0].reply_dst == f.addr("fibre-b"), f.story()
-    assert new[0].mark == MARKS["fibre-b"] and new[0].id != old[0].id
+        failover: Failover, phase: str) -> None:
+    """Pinned by the site's CONNMARK rules to the link it started on, the flow would stay on
+    the old link even with MASQUERADE (no output interface changes); its entry, NAT'ed to
+    that link, goes, and the site's rules pin the next packet's new connection to the new
+    link."""
+    f, p = failover, failover.phases[phase]
+    old = flow_entry(p.before, _udp("sticky"))
+    assert old and old[0].reply_dst == f.addr(p.left) and old[0].mark == MARKS[p.left], old
+    end = f.result.lan["sticky"]
+    back = _back_in_time(f, p, end, "the pinned flow's replies")
+    _steady(end, back + 0.2, p.window_end - 0.3)
+    new = flow_entry(p.after, _udp("sticky"))
+    # a NAT mapping never changes in place: another address is another entry
+    assert new and new[0].reply_dst == f.addr(p.to), f.story()
+    assert new[0].mark == MARKS[p.to]
 
 
 def test_a_flow_pinned_to_a_link_outside_the_switch_keeps_its_entry(failover: Failover) -> None:
-    """lte carries LTE_HOST's flows all along: the same entry before and after, never a gap."""
+    """lte carries LTE_HOST's flows all along: the same entry through failover and
+    failback, and never a gap."""
     f = failover
-    lte = next(u for u in UDP_FLOWS if u.name == "lte")
-    old, new = flow_entry(f.before, lte), flow_entry(f.after, lte)
-    assert len(old) == 1 and old[0].reply_dst == f.addr("lte"), f.before
-    assert new == old or (len(new) == 1 and new[0].id == old[0].id), (old, new)
+    start = flow_entry(f.phases["failover"].before, _udp("lte"))
+    assert len(start) == 1 and start[0].reply_dst == f.addr("lte"), start
+    for p in f.phases.values():
+        now = flow_entry(p.after, _udp("lte"))
+        assert len(now) == 1 and now[0].id == start[0].id, (start, now)
+    assert not flow_entry(f.destroyed, _udp("lte")), f.destroyed
+    assert flow_entry(f.destroyed, _udp("sticky")), "the watch saw nothing destroyed"
     lan = f.result.lan["lte"]
     gaps = [b - a for (a, _), (b, _) in zip(lan.arrivals, lan.arrivals[1:], strict=False)
-            if a > f.fault_at - 1]
+            if a > f.phases["failover"].cause_at - 1]
     assert gaps and max(gaps) < 1.0, max(gaps)
 
 
 def test_a_flow_another_group_still_routes_through_the_left_link_keeps_its_entry(
         failover: Failover) -> None:
-    """The carrier group still routes its prefix through fibre-a (its only link): that flow
-    is not internet's to flush, and a fresh NAT would map it to fibre-a again."""
+    """The carrier group still routes its prefix through fibre-a (its only link) when the
+    internet group leaves it: that flow is not internet's to flush, and a fresh NAT would
+    map it to fibre-a again."""
     f = failover
-    carrier = next(u for u in UDP_FLOWS if u.name == "carrier")
-    old, new = flow_entry(f.before, carrier), flow_entry(f.after, carrier)
-    assert len(old) == 1 and old[0].reply_dst == f.addr("fibre-a"), f.before
+    p = f.phases["failover"]
+    old, new = flow_entry(p.before, _udp("carrier")), flow_entry(p.after, _udp("carrier"))
+    assert len(old) == 1 and old[0].reply_dst == f.addr("fibre-a"), p.before
     assert len(new) == 1 and new[0].id == old[0].id, (old, new, f.story())
+    assert not flow_entry(f.destroyed, _udp("carrier")), f.destroyed
+    assert flow_entry(f.destroyed, _udp("vpn")), "the watch saw nothing destroyed"
 
 
-def test_the_flush_is_journaled_with_what_it_kept(failover: Failover) -> None:
-    f = failover
-    assert f.flushes, f.story()
-    last = f.flushes[-1]
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_flush_is_journaled_with_what_it_kept(failover: Failover, phase: str) -> None:
+    f, p = failover, failover.phases[phase]
+    assert p.flush is not None, f.story()
     # SNAT: vpn, rtp, tcp and the pinned flow; MASQUERADE re-mapped all but the pinned one
-    assert int(last.data["deleted"]) >= (4 if f.nat == "snat" else 1), last.message
-    assert int(last.data["errors"]) == 0, last.message
-    assert f"NAT'ed to {f.addr('fibre-a')} (fibre-a, still used by carrier: only to any " \
-           f"destination except {CARRIER_NET})" in last.message, last.message
+    assert int(p.flush.data["deleted"]) >= (4 if f.nat == "snat" else 1), p.flush.message
+    assert int(p.flush.data["errors"]) == 0, p.flush.message
+    if phase == "failover":  # the carrier group still uses fibre-a
+        assert (f"NAT'ed to {f.addr('fibre-a')} (fibre-a, still used by carrier: only to any "
+                f"destination except {CARRIER_NET})") in p.flush.message, p.flush.message
+    else:  # nobody else uses fibre-b: all of it
+        assert f"NAT'ed to {f.addr('fibre-b')} (fibre-b) in" in p.flush.message, p.flush.message
 
 
 # -- IPv6: NAT66 ---------------------------------------------------------------------------------
@@ -350,6 +434,7 @@ class Failover6:
     before4: list[Entry]
     after4: list[Entry]
     after6: list[Entry]
+    destroyed: list[Entry]
     flushes: list[Event]
     log: str
 
@@ -395,8 +480,9 @@ def failover6(tmp_path_factory: pytest.TempPathFactory,
                     and any(e.reply_dst == b6 and e.state == "ESTABLISHED"
                             for e in entry_of(found, "tcp", LAN6, None, FAR6, 8443)))
 
-        with Flows(lab, udp=udp, tcp=tcp, interval=0.02, max_seconds=60) as flows:
-            time.sleep(1.5)
+        with destroyed(lab, state.parent) as gone, \
+                Flows(lab, udp=udp, tcp=tcp, interval=0.02, max_seconds=60) as flows:
+            time.sleep(1.2)
             before4 = entries(lab)
             fault_at = time.monotonic()
             # ISP A drops IPv6 only: fibre-a6 goes down, fibre-a (IPv4) stays up
@@ -410,8 +496,8 @@ def failover6(tmp_path_factory: pytest.TempPathFactory,
             result = flows.stop()
         flushes = [e for e in read_events(state / "journal.sqlite3", 500, "action")
                    if e.subject in ("internet", "internet6")]
-        yield Failover6(lab, result, switched_at, fault_at, before4, after4, after6, flushes,
-                        d.log())
+        yield Failover6(lab, result, switched_at, fault_at, before4, after4, after6, gone,
+                        flushes, d.log())
     finally:
         if daemon is not None:
             daemon.stop()
@@ -427,7 +513,7 @@ def test_nat66_flows_recover_and_the_ipv4_flow_on_the_same_interface_keeps_its_e
     assert len([t for t, _ in vpn6.arrivals if t < f.fault_at]) >= 20, "dead before the fault"
     back = vpn6.first_after(f.switched_at)
     assert back is not None and back - f.switched_at < RECOVERY_BOUND, story
-    assert f.result.far["vpn6"].senders_after(back + 0.2) == {f"[{b6}]:51820"}, story
+    assert f.result.far["vpn6"].senders_between(back + 0.2) == {f"[{b6}]:51820"}, story
     tcp6 = f.result.lan["tcp6"].events
     ended = [e for e in tcp6 if e[0] > f.fault_at and e[1] != "connected"]
     assert ended and ended[0][1] == "reset", f"{tcp6}\n{story}"
@@ -439,6 +525,8 @@ def test_nat66_flows_recover_and_the_ipv4_flow_on_the_same_interface_keeps_its_e
     vpn4 = UdpFlow("vpn4", f"{LAN}:51820", f"{FAR}:51820")
     old, new = flow_entry(f.before4, vpn4), flow_entry(f.after4, vpn4)
     assert len(old) == 1 and len(new) == 1 and new[0].id == old[0].id, (old, new)
+    assert not flow_entry(f.destroyed, vpn4), f.destroyed
+    assert flow_entry(f.destroyed, UdpFlow("vpn6", f"[{LAN6}]:51820", f"[{FAR6}]:51820"))
     assert new[0].reply_dst == str(f.lab.link("fibre-a").site_addr)
     gaps = [b - a for (a, _), (b, _) in zip(f.result.lan["vpn4"].arrivals,
                                             f.result.lan["vpn4"].arrivals[1:], strict=False)]

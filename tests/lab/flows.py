@@ -105,9 +105,9 @@ class EndResult:
     def first_after(self, t: float) -> float | None:
         return next((when for when, _ in sorted(self.arrivals) if when > t), None)
 
-    def senders_after(self, t: float) -> set[str]:
-        """Where the arrivals after ``t`` came from (the far end sees the NAT address)."""
-        return {who for when, who in self.arrivals if when > t}
+    def senders_between(self, t0: float, t1: float = float("inf")) -> set[str]:
+        """Where the arrivals in (t0, t1] came from (the far end sees the NAT address)."""
+        return {who for when, who in self.arrivals if t0 < when <= t1}
 
 
 @dataclass(frozen=True)
