@@ -17,11 +17,13 @@ their addresses goes, whatever its protocol and ports, and nothing else:
   an SNAT rule may name a secondary one); not IPv6 link-local ones, not another link's
   source, and none of an interface that two links of one family share (only the sources).
 - A left link that another group still uses carries that group's traffic: then only flows
-  to the switching group's own destination go, less the destinations a group still on the
-  link routes at least as specifically (the more specific route wins; two groups with the
-  same prefix, in different tables, cannot be told apart from conntrack, so those flows
-  stay). A link no group uses any more loses all its NAT'ed flows, pinned ones too: a site's
-  CONNMARK/fwmark pin to it is re-made on the new link by the site's own rules.
+  to the switching group's own destination go, less what the other group's route takes.
+  In one table the kernel's choice is known (the longer prefix, then the lower metric);
+  across tables it is not (policy rules pick the table, and conntrack does not say which),
+  so there any overlap stays: a group in another table whose destination holds the whole
+  of this one's keeps every flow of the link. A link no group uses any more loses all its
+  NAT'ed flows, pinned ones too: a site's CONNMARK/fwmark pin to it is re-made on the new
+  link by the site's own rules.
 - A route group's ``conntrack_flush`` narrows: rules keep only the flows they cover; an
   empty list flushes nothing; absent (None) means every protocol.
 """
@@ -175,10 +177,13 @@ class StaleFlows:
 
 @dataclass(frozen=True, slots=True)
 class GroupUse:
-    """What a route group routes (``default`` or a CIDR) and the links it uses now."""
+    """What a route group routes (``default`` or a CIDR, in ``table`` at ``metric``) and the
+    links it uses now."""
 
     destination: str
     links: tuple[str, ...]
+    table: int = 254
+    metric: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,23 @@ def _overlaps(a: Network | None, b: Network | None) -> bool:
     return a.version == b.version and a.overlaps(b)
 
 
+def _takes(mine: GroupUse, theirs: GroupUse) -> str:
+    """What ``theirs`` (still on the link) takes of the flows to ``mine``'s destination:
+    "none", "some" (its destination, inside mine) or "all"."""
+    me, them = _network(mine.destination), _network(theirs.destination)
+    if not _overlaps(me, them):
+        return "none"
+    longer = _prefixlen(them) > _prefixlen(me)
+    if mine.table == theirs.table:
+        if _prefixlen(them) < _prefixlen(me):
+            return "none"  # my longer prefix wins the lookup
+        if not longer:  # the same prefix: the lower metric wins
+            return "none" if theirs.metric > mine.metric else "all"
+        return "some"
+    # Another table: which one routed a flow is not known, so the overlap stays.
+    return "some" if longer else "all"
+
+
 def stale_flows(
     group: str,
     left: Iterable[str],
@@ -243,33 +265,21 @@ def stale_flows(
 ) -> StaleFlows:
     """The flows ``group`` left stale by leaving the links ``left``; ``uses`` holds every
     group (this one too) with the links it uses now, ``addresses`` each link's addresses."""
-    mine = _network(uses[group].destination)
+    mine = uses[group]
     scopes: list[Scope] = []
     kept: list[str] = []
-    for link in sorted(set(left) - set(uses[group].links)):
+    for link in sorted(set(left) - set(mine.links)):
         addrs = _sorted(addresses.get(link, ()))
         if not addrs:
             continue
         holders = sorted(name for name, use in uses.items()
                          if name != group and link in use.links)
-        if not holders:
-            scopes.append(Scope(link, addrs))
+        takes = {name: _takes(mine, uses[name]) for name in holders}
+        if whole := [name for name, what in takes.items() if what == "all"]:
+            kept.append(f"{link} (still used by {', '.join(whole)} for {mine.destination})")
             continue
-        # Only flows this group routed: to its destination, less what a group still on the
-        # link routes at least as specifically (its route wins for those).
-        except_to: list[Network] = []
-        covered = False
-        for name in holders:
-            theirs = _network(uses[name].destination)
-            if _prefixlen(theirs) < _prefixlen(mine) or not _overlaps(theirs, mine):
-                continue
-            if theirs is None or theirs == mine:  # nested, at least as long: the same
-                covered = True
-                break
-            except_to.append(theirs)
-        if covered:
-            kept.append(f"{link} (still used by {', '.join(holders)} for "
-                        f"{uses[group].destination})")
-            continue
-        scopes.append(Scope(link, addrs, mine, tuple(except_to), tuple(holders)))
+        except_to = tuple(net for name, what in takes.items() if what == "some"
+                          and (net := _network(uses[name].destination)) is not None)
+        scopes.append(Scope(link, addrs, _network(mine.destination) if holders else None,
+                            except_to, tuple(holders)))
     return StaleFlows(group, tuple(scopes), rules, tuple(kept))

@@ -453,9 +453,11 @@ class LinkRouting:
         g = self.groups[group]
         if g.flush_rules == () or not set(old_links) - set(g.decided):
             return
+        # another group's route may still be on a link it is leaving (a failed apply)
         uses = {name: GroupUse(other.destination,
                                other.decided if name == group
-                               else tuple(dict.fromkeys((*other.decided, *other.applied))))
+                               else tuple(dict.fromkeys((*other.decided, *other.applied))),
+                               other.table, other.metric)
                 for name, other in self.groups.items()}
         stale = stale_flows(group, old_links, uses, await self._link_addresses(), g.flush_rules)
         if stale.empty and not stale.kept:

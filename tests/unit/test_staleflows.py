@@ -190,17 +190,47 @@ def test_a_specific_group_leaving_a_link_a_default_group_keeps() -> None:
     assert not stale.matches(flow(UDP, 5060, 5060, C, dst=CARRIER))
 
 
-def test_two_groups_with_the_same_destination_cannot_be_told_apart() -> None:
-    """Two default routes (two tables, e.g. a voice VLAN's): conntrack does not say which
-    table routed a flow, so while one of them still uses the link, none of its flows go,
-    and the journal says why."""
+def test_a_group_in_another_table_keeps_what_its_destination_holds() -> None:
+    """A second default route in table 300 (a voice VLAN's, picked by a policy rule):
+    conntrack does not say which table routed a flow, so while that group still uses the
+    link none of its flows go, and the journal says why; a more specific group in another
+    table keeps its prefix only."""
     uses = {
         "internet": GroupUse("default", ("fibre-b",)),
-        "voice": GroupUse("default", ("fibre-a",)),
+        "voice": GroupUse("default", ("fibre-a",), table=300),
     }
     stale = stale_flows("internet", ("fibre-a",), uses, ADDRS)
     assert stale.empty and stale.kept == ("fibre-a (still used by voice for default)",)
     assert not stale.matches(flow(UDP, 51820, 51820, A))
+    carrier = {
+        "carrier": GroupUse("192.0.2.20/30", ("lte",)),
+        "voice": GroupUse("default", ("fibre-a",), table=300),
+    }
+    assert stale_flows("carrier", ("fibre-a",), carrier, ADDRS).empty
+    sbcs = {
+        "internet": GroupUse("default", ("fibre-b",)),
+        "sbcs": GroupUse("192.0.2.20/30", ("fibre-a",), table=300),
+    }
+    stale = stale_flows("internet", ("fibre-a",), sbcs, ADDRS)
+    assert stale.matches(flow(UDP, 51820, 51820, A))
+    assert not stale.matches(flow(UDP, 5060, 5060, A, dst=CARRIER))
+
+
+def test_in_one_table_the_lower_metric_routes_a_shared_destination() -> None:
+    """A backup default at metric 100 in main that still points at fibre-a routes nothing
+    while internet's metric-0 default exists: every flow of fibre-a was internet's."""
+    uses = {
+        "internet": GroupUse("default", ("fibre-b",)),
+        "backup": GroupUse("default", ("fibre-a",), metric=100),
+    }
+    stale = stale_flows("internet", ("fibre-a",), uses, ADDRS)
+    assert stale.matches(flow(UDP, 51820, 51820, A)) and not stale.kept
+    # the other way round: the backup leaving fibre-a takes nothing from internet's flows
+    uses = {
+        "internet": GroupUse("default", ("fibre-a",)),
+        "backup": GroupUse("default", ("lte",), metric=100),
+    }
+    assert stale_flows("backup", ("fibre-a",), uses, ADDRS).empty
 
 
 def test_groups_of_another_destination_or_link_do_not_narrow() -> None:
