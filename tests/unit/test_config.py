@@ -882,7 +882,7 @@ def test_summary_mentions_what_an_operator_checks() -> None:
         "down after 4 lost rounds (2s)",
         "internet: default in table main metric 0",
         "prefers fibre-a (tier 1) > fibre-b (tier 2) > lte (tier 3)",
-        "udp/10000-20000",
+        "on a switch flushes conntrack: every flow NAT'ed to the link it leaves",
     ]:
         assert needle in text, needle
     assert "warnings" not in text
