@@ -25,6 +25,7 @@ from typing import Any
 
 from pyroute2 import AsyncIPRoute, Conntrack
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 __all__ = [
@@ -200,7 +201,7 @@ class ConntrackFlow:
     proto: int  # IPPROTO_UDP, IPPROTO_TCP, ...
     orig_src: str
     orig_dst: str
-    orig_sport: int | None
+    orig_sport: int | None  # None for a protocol without ports (ICMP, GRE, ESP, ...)
     orig_dport: int | None
     reply_src: str
     reply_dst: str  # after SNAT: the address of the link the flow left through
@@ -525,14 +526,52 @@ def _link_info(msg: Any) -> LinkInfo:
 
 
 def _dump_until(ct: Any, deadline: float | None) -> list[tuple[Any, bool]]:
-    """The dump as (entry, False) pairs; a final (None, True) if the deadline cut it short."""
+    """The raw dump as (message, False) pairs; a final (None, True) if the deadline cut it
+    short."""
     out: list[tuple[Any, bool]] = []
-    for e in ct.dump_entries():
-        out.append((e, False))
+    for msg in ct.dump():
+        out.append((msg, False))
         if deadline is not None and time.monotonic() > deadline:
             out.append((None, True))
             break
     return out
+
+
+# Protocols whose tuple has ports: TCP, UDP, DCCP (33), SCTP (132), UDP-Lite (136). GRE
+# carries its keys in the same attributes, but they are no ports to match a rule on.
+_PORTED = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP, 33, 132, 136})
+
+
+def _entry(msg: Any, af: int, fam: int) -> tuple[ConntrackFlow, Any, int | None]:
+    """One dumped entry: the flow it shows, its original tuple as a delete must name it, and
+    its zone.
+
+    pyroute2 reads ports for TCP and UDP only, and the kernel refuses (EINVAL) a delete
+    of an SCTP, DCCP, UDP-Lite or GRE entry whose tuple lacks its ports or keys; and an entry
+    outside zone 0 is found only when the delete names its zone. So both come from the raw
+    message."""
+    raw_o, raw_r = msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY")
+    o = NFCTAttrTuple.from_netlink(af, raw_o)
+    r = NFCTAttrTuple.from_netlink(af, raw_r)
+    proto_attrs = raw_o.get_attr("CTA_TUPLE_PROTO")
+    sport = proto_attrs.get_attr("CTA_PROTO_SRC_PORT")
+    dport = proto_attrs.get_attr("CTA_PROTO_DST_PORT")
+    if sport is not None and dport is not None:
+        o.sport, o.dport = sport, dport
+    proto = int(o.proto or 0)
+    ported = proto in _PORTED
+    flow = ConntrackFlow(
+        proto=proto,
+        orig_src=_addr(o.saddr),
+        orig_dst=_addr(o.daddr),
+        orig_sport=sport if ported else None,
+        orig_dport=dport if ported else None,
+        reply_src=_addr(r.saddr),
+        reply_dst=_addr(r.daddr),
+        family=fam,
+    )
+    zone = msg.get_attr("CTA_ZONE")
+    return flow, o, None if zone is None else int(zone)
 
 
 def conntrack_delete_matching(
@@ -547,8 +586,10 @@ def conntrack_delete_matching(
 
     ctnetlink dumps one family per request, so each family is its own dump. Dumps first,
     then deletes one by one (a netlink socket cannot take requests in the middle of a
-    dump). `deadline` (time.monotonic()) bounds the whole sweep, all families together:
-    past it, the sweep stops where it is and says so, rather than holding up a failover.
+    dump), each by its full original tuple: a delete without a tuple would flush the whole
+    table, so there is none. `deadline` (time.monotonic()) bounds the whole sweep, all
+    families together: past it, the sweep stops where it is and says so, rather than
+    holding up a failover.
     """
     total = ConntrackSweep(0, 0, 0, 0, False)
     for fam in families:
@@ -575,34 +616,31 @@ def _sweep_family(
     ct: Any = Conntrack(nfgen_family=af, netns=netns) if netns else Conntrack(nfgen_family=af)
     scanned = errors = deleted = 0
     timed_out = False
-    victims: list[Any] = []
+    victims: list[tuple[Any, int | None]] = []
     try:
         with _kernel_errors("conntrack dump"):
             entries = _dump_until(ct, deadline)
-        for e, late in entries:
+        for msg, late in entries:
             if late:
                 timed_out = True
                 break
             scanned += 1
-            o, r = e.tuple_orig, e.tuple_reply
-            flow = ConntrackFlow(
-                proto=int(o.proto or 0),
-                orig_src=_addr(o.saddr),
-                orig_dst=_addr(o.daddr),
-                orig_sport=o.sport,
-                orig_dport=o.dport,
-                reply_src=_addr(r.saddr),
-                reply_dst=_addr(r.daddr),
-                family=fam,
-            )
+            try:
+                flow, tuple_orig, zone = _entry(msg, af, fam)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                errors += 1  # an entry we cannot read is one we must not delete
+                continue
             if want(flow):
-                victims.append(o)
-        for tuple_orig in victims:
+                victims.append((tuple_orig, zone))
+        for tuple_orig, zone in victims:
             if deadline is not None and time.monotonic() > deadline:
                 timed_out = True
                 break
             try:
-                ct.entry("del", tuple_orig=tuple_orig)
+                if zone is None:
+                    ct.entry("del", tuple_orig=tuple_orig)
+                else:
+                    ct.entry("del", tuple_orig=tuple_orig, zone=zone)
                 deleted += 1
             except NetlinkError as exc:
                 if exc.code != 2:  # ENOENT: it expired meanwhile, which is what we wanted

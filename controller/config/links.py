@@ -25,7 +25,7 @@ from controller.config.fields import (
     split_host_port,
 )
 from controller.config.thresholds import Thresholds, health_params
-from controller.core.flushrules import DEFAULT_FLUSH_RULES, FlushRule, parse_flush_rule
+from controller.core.flushrules import FlushRule, parse_flush_rule
 from controller.core.health import HealthParams
 from probes.sample import ProbeSpec
 
@@ -234,9 +234,10 @@ class RouteGroup(ConfigModel):
     # Replace a route lifeline did not create at this group's (table, destination, metric),
     # e.g. a DHCP or router-advertisement default; off: such a route is a reported conflict.
     takeover: Annotated[bool, Strict()] = False
-    conntrack_flush: list[FlushRuleField] = Field(
-        default_factory=lambda: list(DEFAULT_FLUSH_RULES)
-    )
+    # After a switch, the conntrack entries NAT'ed to the links left are deleted. Absent:
+    # all of them, any protocol (controller.core.staleflows); a list narrows to the flows
+    # its rules cover (udp/5060, esp, ...); [] turns the flush off.
+    conntrack_flush: list[FlushRuleField] | None = None
 
     @property
     def table_id(self) -> int:
@@ -248,5 +249,6 @@ class RouteGroup(ConfigModel):
         return names.get(self.table, str(self.table))
 
     @property
-    def flush_rules(self) -> list[FlushRule]:
-        return list(self.conntrack_flush)
+    def flush_rules(self) -> tuple[FlushRule, ...] | None:
+        """None: every protocol and port; empty: no flush."""
+        return None if self.conntrack_flush is None else tuple(self.conntrack_flush)

@@ -44,12 +44,18 @@ def summary(cfg: Config) -> str:
     out.append("route groups:" if cfg.route_groups else "route groups: none")
     for group in cfg.route_groups:
         order = " > ".join(f"{name} (tier {cfg.link(name).tier})" for name in group.links)
-        flush = ", ".join(str(r) for r in group.flush_rules) or "nothing"
+        rules = group.flush_rules
+        if rules is None:
+            flush = "every flow NAT'ed to the link it leaves"
+        elif rules:
+            flush = f"flows NAT'ed to the link it leaves, only {', '.join(map(str, rules))}"
+        else:
+            flush = "nothing (conntrack_flush: [])"
         out += [
             f"  {group.name}: {group.destination} in table {group.table_name} metric "
             f"{group.metric}{', multipath' if group.multipath else ''}",
             f"    prefers {order}",
-            f"    on failover flushes conntrack for {flush}",
+            f"    on a switch flushes conntrack: {flush}",
         ]
     out += _telephony_summary(cfg)
     if cfg.warnings:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.actuators import routes
-from controller.actuators.conntrack import flush_after_switch, stale_sources
+from controller.actuators.conntrack import flush_after_switch
 from controller.actuators.netlink import Netlink
 from controller.config import Config, Link, RouteGroup
 from controller.core.flushrules import FlushRule
@@ -34,6 +34,7 @@ from controller.core.snapshot import (
     Tally,
     pairs,
 )
+from controller.core.staleflows import GroupUse, LinkAddressing, link_addresses, stale_flows
 from controller.runtime.journal import Journal
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RoundScheduler
@@ -58,7 +59,7 @@ class GroupRuntime:
     table: int
     destination: str
     metric: int
-    flush_rules: tuple[FlushRule, ...]
+    flush_rules: tuple[FlushRule, ...] | None  # None: every protocol; (): no flush
     takeover: bool = False
     decided: tuple[str, ...] = ()  # what the policy chose
     applied: tuple[str, ...] = ()  # what the kernel route has: the status shows this
@@ -115,7 +116,7 @@ def _group_runtime(g: RouteGroup) -> GroupRuntime:
         table=g.table_id,
         destination=g.destination,
         metric=g.metric,
-        flush_rules=tuple(g.flush_rules),
+        flush_rules=g.flush_rules,
         takeover=g.takeover,
     )
 
@@ -446,15 +447,41 @@ class LinkRouting:
 
 
     async def _flush(self, group: str, old_links: tuple[str, ...]) -> None:
+        """Delete the conntrack entries NAT'ed to the links ``group`` just left (see
+        controller.core.staleflows for which: every protocol unless the group narrows it,
+        and not the flows another group still routes through a left link)."""
         g = self.groups[group]
-        old_sources = stale_sources(old_links, g.decided, self.sources())
-        if not old_sources:
+        if g.flush_rules == () or not set(old_links) - set(g.decided):
             return
-        res = await flush_after_switch(old_sources, g.flush_rules)
+        # another group's route may still be on a link it is leaving (a failed apply)
+        uses = {name: GroupUse(other.destination,
+                               other.decided if name == group
+                               else tuple(dict.fromkeys((*other.decided, *other.applied))),
+                               other.table, other.metric)
+                for name, other in self.groups.items()}
+        stale = stale_flows(group, old_links, uses, await self._link_addresses(), g.flush_rules)
+        if stale.empty and not stale.kept:
+            return
+        res = await flush_after_switch(stale)
         self.tally.add("lifeline_conntrack_flushed_total", (group,), res.deleted)
         log.info("%s: %s", group, res.describe())
         self.journal.record("action", group, res.describe(), deleted=res.deleted,
                             errors=res.errors, timed_out=res.timed_out)
+
+    async def _link_addresses(self) -> dict[str, tuple[str, ...]]:
+        """Each link's addresses now: its source and its interface's other addresses (a
+        DHCP lease or an added alias shows here); the sources alone if they cannot be read."""
+        found: dict[str, list[str]] = {}
+        if self._nl is not None:
+            try:
+                found = await self._nl.addresses()
+            except Exception as exc:  # a flush with the sources alone beats none
+                log.warning("cannot read interface addresses for the conntrack flush: %s", exc)
+        return link_addresses(
+            (LinkAddressing(name, rt.cfg.interface, rt.cfg.family, rt.source)
+             for name, rt in self.links.items()),
+            found,
+        )
 
 
     def resume_from_journal(self) -> None:

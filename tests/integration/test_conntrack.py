@@ -1,22 +1,23 @@
-"""Selective conntrack flush after a switch: only flows NAT'ed through the old link and covered
-by a flush rule go; other ports, other links and un-NAT'ed flows stay. Entries are made both by
-`conntrack -I` and by real UDP packets from a LAN namespace SNAT'ed by the router, for IPv4
-and for IPv6 (NAT66)."""
+"""Conntrack flush after a switch against a real kernel: every flow NAT'ed to the old link goes,
+whatever its protocol (ports or none, zones too); flows through other links and flows not
+NAT'ed stay; a group's rules narrow it. Entries are made both by `conntrack -I` and by real
+packets from a LAN namespace SNAT'ed by the router, for IPv4 and for IPv6 (NAT66). What is
+stale is decided in controller.core.staleflows (tests/unit/test_staleflows.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from typing import TypeVar, cast
 
 import pytest
 
-from controller.actuators.conntrack import flow_matches, flush_after_switch, stale_sources
-from controller.actuators.netlink import ConntrackFlow, Netlink
+from controller.actuators.conntrack import flush_after_switch
+from controller.actuators.netlink import Netlink
 from controller.actuators.routes import RouteReconciler
-from controller.core.flushrules import DEFAULT_FLUSH_RULES, FlushRule
+from controller.core.flushrules import parse_flush_rule
+from controller.core.staleflows import StaleFlows
 from tests.integration.test_routes import (
     Lab,
     build_lab6,
@@ -46,31 +47,11 @@ PEER = "203.0.113.10"
 LAN_HOST = "192.0.2.10"
 
 
-def flow(proto: int, sport: int, dport: int, reply_dst: str) -> ConntrackFlow:
-    return ConntrackFlow(proto, LAN_HOST, PEER, sport, dport, PEER, reply_dst)
+VOICE = tuple(parse_flush_rule(r) for r in ("udp/5060", "tcp/5060-5061", "udp/10000-20000"))
 
 
-def test_flow_matching_rules() -> None:
-    udp, tcp = socket.IPPROTO_UDP, socket.IPPROTO_TCP
-    rules = DEFAULT_FLUSH_RULES
-    assert flow_matches(flow(udp, 40000, 5060, A), [A], rules)  # SIP by destination port
-    assert flow_matches(flow(udp, 5060, 40000, A), [A], rules)  # SIP by source port
-    assert flow_matches(flow(udp, 12000, 30000, A), [A], rules)  # RTP
-    assert flow_matches(flow(tcp, 40000, 5061, A), [A], rules)  # SIP over TLS
-    assert not flow_matches(flow(udp, 40000, 5060, B), [A], rules)  # through another link
-    assert not flow_matches(flow(udp, 40000, 7000, A), [A], rules)  # unrelated port
-    assert not flow_matches(flow(tcp, 40000, 12000, A), [A], rules)  # RTP rule is UDP only
-    assert not flow_matches(flow(udp, 40000, 5060, LAN_HOST), [A], rules)  # not NAT'ed
-    assert not flow_matches(flow(udp, 40000, 5060, A), [A], [FlushRule("udp", 5061, 5061)])
-
-
-def test_stale_sources() -> None:
-    sources = {"fibre-a": A, "fibre-b": B, "lte": None}
-    assert stale_sources(["fibre-a"], ["fibre-b"], sources) == (A,)
-    assert stale_sources(["fibre-a", "fibre-b"], ["fibre-b"], sources) == (A,)
-    assert stale_sources(["fibre-b"], ["fibre-a"], sources) == (B,)  # failback
-    assert stale_sources(["fibre-a"], ["fibre-a", "fibre-b"], sources) == ()
-    assert stale_sources(["lte"], ["fibre-a"], sources) == ()
+def nat_to(*addresses: str, rules: tuple[str, ...] | None = None) -> StaleFlows:
+    return StaleFlows.nat_to(addresses, None if rules is None else map(parse_flush_rule, rules))
 
 
 @pytest.fixture
@@ -83,15 +64,30 @@ def ct_list(lab: Lab) -> str:
     return lab.in_router("conntrack", "-L", "-f", "ipv4")
 
 
-def inject(lab: Lab, proto: str, sport: int, dport: int, reply_dst: str) -> None:
+def inject(lab: Lab, proto: str, sport: int, dport: int, reply_dst: str, *,
+           src: str = LAN_HOST, zone: int | None = None) -> None:
     argv = [
-        "conntrack", "-I", "-p", proto, "-s", LAN_HOST, "-d", PEER,
+        "conntrack", "-I", "-p", proto, "-s", src, "-d", PEER,
         "--sport", str(sport), "--dport", str(dport),
         "-r", PEER, "-q", reply_dst, "--reply-port-src", str(dport),
         "--reply-port-dst", str(sport), "-t", "120",
     ]  # fmt: skip
-    argv += ["--state", "ESTABLISHED"] if proto == "tcp" else ["-u", "SEEN_REPLY"]
+    if proto == "tcp":
+        argv += ["--state", "ESTABLISHED"]
+    elif proto == "sctp":
+        argv += ["--state", "ESTABLISHED", "--orig-vtag", "1", "--reply-vtag", "2"]
+    else:
+        argv += ["-u", "SEEN_REPLY"]
+    argv += ["-w", str(zone)] if zone is not None else []
     lab.in_router(*argv)
+
+
+def inject_portless(lab: Lab, proto: str, reply_dst: str) -> None:
+    """A GRE (keys 5/6) or generic (ESP, by number) entry from the LAN host to the peer."""
+    keys = (["--srckey", "5", "--dstkey", "6", "--reply-key-src", "6", "--reply-key-dst", "5"]
+            if proto == "gre" else [])
+    lab.in_router("conntrack", "-I", "-p", proto, "-s", LAN_HOST, "-d", PEER, "-r", PEER,
+                  "-q", reply_dst, "-t", "120", *keys)  # fmt: skip
 
 
 def has(listing: str, proto: str, sport: int, dport: int, reply_dst: str) -> bool:
@@ -103,40 +99,60 @@ def has(listing: str, proto: str, sport: int, dport: int, reply_dst: str) -> boo
     )
 
 
+def has_proto(listing: str, proto: str, reply_dst: str) -> bool:
+    """An entry of ``proto`` (as conntrack -L prints it: gre, unknown for ESP) NAT'ed to
+    ``reply_dst``: the reply tuple's dst is the last dst= on the line."""
+    return any(line.startswith(proto) and line.rsplit("dst=", 1)[-1].split()[0] == reply_dst
+               for line in listing.splitlines())
+
+
 @lab_test
-async def test_flush_injected_entries_only_old_link_and_voice_ports(lab: Lab) -> None:
+async def test_flush_injected_entries_of_every_protocol_nat_ed_to_the_old_link(lab: Lab) -> None:
+    inject(lab, "udp", 51820, 51820, A)  # a WireGuard tunnel through A: goes
     inject(lab, "udp", 5060, 5060, A)  # SIP through A: goes
-    inject(lab, "udp", 12000, 30000, A)  # RTP through A: goes
-    inject(lab, "tcp", 40000, 5061, A)  # SIP-TLS through A: goes
-    inject(lab, "udp", 7000, 7000, A)  # unrelated port through A: stays
-    inject(lab, "udp", 5062, 5060, B)  # SIP through B: stays
+    inject(lab, "tcp", 40000, 443, A)  # TCP through A: goes
+    inject(lab, "sctp", 100, 200, A)  # SCTP (a delete must name its ports): goes
+    inject_portless(lab, "gre", A)  # GRE (a delete must name its keys): goes
+    inject_portless(lab, "50", A)  # ESP, tracked by addresses only: goes
+    inject(lab, "udp", 7000, 7000, A, zone=7)  # in conntrack zone 7: goes
+    inject(lab, "udp", 5062, 5060, B)  # through B: stays
     inject(lab, "udp", 5064, 5060, LAN_HOST)  # not NAT'ed: stays
+    inject(lab, "udp", 5066, 5060, A, src=A)  # the router's own flow from A: stays
     before = ct_list(lab)
-    assert has(before, "udp", 5060, 5060, A) and has(before, "tcp", 40000, 5061, A)
+    assert has(before, "udp", 51820, 51820, A) and has_proto(before, "gre", A), before
+    assert has_proto(before, "unknown", A) and "zone=7" in before, before
 
     # a sweep past its deadline stops and says so (bounded time), deleting nothing here
-    partial = await flush_after_switch([A], netns=lab.router, timeout=0.0)
+    partial = await flush_after_switch(nat_to(A), netns=lab.router, timeout=0.0)
     assert partial.timed_out and partial.deleted == 0
     assert "TIMED OUT" in partial.describe()
 
-    result = await flush_after_switch(stale_sources(["a"], ["b"], {"a": A, "b": B}),
-                                      netns=lab.router)  # fmt: skip
+    # narrowed to the voice ports: only SIP goes
+    voice = await flush_after_switch(nat_to(A, rules=("udp/5060", "udp/10000-20000")),
+                                     netns=lab.router)
+    assert voice.deleted == 1 and voice.errors == 0, voice
+    assert not has(ct_list(lab), "udp", 5060, 5060, A)
+    assert has(ct_list(lab), "udp", 51820, 51820, A)
+
+    result = await flush_after_switch(nat_to(A), netns=lab.router)
     after = ct_list(lab)
-    assert result.deleted == 3 and result.errors == 0 and not result.timed_out, result
-    assert result.scanned >= 6
-    assert not has(after, "udp", 5060, 5060, A)
-    assert not has(after, "udp", 12000, 30000, A)
-    assert not has(after, "tcp", 40000, 5061, A)
-    assert has(after, "udp", 7000, 7000, A)
+    assert result.deleted == 6 and result.errors == 0 and not result.timed_out, (result, after)
+    assert result.scanned >= 9
+    assert not has(after, "udp", 51820, 51820, A)
+    assert not has(after, "tcp", 40000, 443, A)
+    assert not has(after, "sctp", 100, 200, A)
+    assert not has_proto(after, "gre", A) and not has_proto(after, "unknown", A)
+    assert not has(after, "udp", 7000, 7000, A)
     assert has(after, "udp", 5062, 5060, B)
     assert has(after, "udp", 5064, 5060, LAN_HOST)
-    assert "deleted 3" in result.describe()
+    assert has(after, "udp", 5066, 5060, A)
+    assert f"deleted 6 of {result.scanned} entries NAT'ed to {A}" in result.describe()
 
     # failback: the same rule now removes what went out through B
-    back = await flush_after_switch([B], netns=lab.router)
+    back = await flush_after_switch(nat_to(B), netns=lab.router)
     assert back.deleted == 1
     assert not has(ct_list(lab), "udp", 5062, 5060, B)
-    assert has(ct_list(lab), "udp", 7000, 7000, A)
+    assert has(ct_list(lab), "udp", 5066, 5060, A)
 
 
 def send_udp_from_lan(lab: Lab, lan: str, sport: int, dport: int) -> None:
@@ -173,6 +189,11 @@ def add_lan(lab: Lab, family: int) -> str:
     return net.ns("lan")
 
 
+def ping_from_lan(lan: str, peer: str) -> None:
+    """One echo request through the router: an ICMP entry (no ports) NAT'ed to its link."""
+    run("ip", "netns", "exec", lan, "ping", "-c", "1", "-W", "1", peer, check=False)
+
+
 @lab_test
 async def test_flush_real_snat_flows_after_switch(lab: Lab) -> None:
     lan = add_lan(lab, 4)
@@ -180,28 +201,37 @@ async def test_flush_real_snat_flows_after_switch(lab: Lab) -> None:
         rec = RouteReconciler(nl)
         assert (await rec.reconcile(desired(lab, ("link-0",)))).ok
         send_udp_from_lan(lab, lan, 5060, 5060)  # SIP via A
-        send_udp_from_lan(lab, lan, 7000, 7000)  # unrelated via A
+        send_udp_from_lan(lab, lan, 51820, 51820)  # a WireGuard-like tunnel via A
+        ping_from_lan(lan, PEER)  # ICMP via A
         assert (await rec.reconcile(desired(lab, ("link-1",)))).ok
         send_udp_from_lan(lab, lan, 5070, 5060)  # SIP via B, after the switch
-        send_udp_from_lan(lab, lan, 5060, 5060)  # the old flow: still NAT'ed to A
+        send_udp_from_lan(lab, lan, 5060, 5060)  # the old flows: still NAT'ed to A
+        send_udp_from_lan(lab, lan, 51820, 51820)
         before = ct_list(lab)
         assert has(before, "udp", 5060, 5060, A), before
+        assert has(before, "udp", 51820, 51820, A), before
+        assert has_proto(before, "icmp", A), before
         assert has(before, "udp", 5070, 5060, B), before
 
-        result = await flush_after_switch([A], netns=lab.router)
+        result = await flush_after_switch(nat_to(A), netns=lab.router)
     after = ct_list(lab)
-    assert result.deleted == 1, (result, before)
+    assert result.deleted == 3, (result, before)
     assert not has(after, "udp", 5060, 5060, A)
-    assert has(after, "udp", 7000, 7000, A)
+    assert not has(after, "udp", 51820, 51820, A)
+    assert not has_proto(after, "icmp", A)
     assert has(after, "udp", 5070, 5060, B)
-    # the next packet of the SIP flow is NAT'ed afresh, to B's address
+    # the next packets of the old flows are NAT'ed afresh, to B's address
     send_udp_from_lan(lab, lan, 5060, 5060)
+    send_udp_from_lan(lab, lan, 51820, 51820)
     assert has(ct_list(lab), "udp", 5060, 5060, B)
+    assert has(ct_list(lab), "udp", 51820, 51820, B)
 
 
 async def test_nothing_to_flush_is_a_no_op() -> None:
-    result = await flush_after_switch([], netns="never-used")
+    result = await flush_after_switch(nat_to(), netns="never-used")
     assert result.deleted == 0 and result.scanned == 0 and not result.timed_out
+    off = await flush_after_switch(nat_to(A, rules=()), netns="never-used")
+    assert off.deleted == 0 and off.scanned == 0 and "flush off" in off.describe()
 
 
 # -- IPv6 (NAT66) ----------------------------------------------------------------------------
@@ -209,13 +239,6 @@ async def test_nothing_to_flush_is_a_no_op() -> None:
 A6, B6 = "2001:db8::2", "2001:db8:1::2"  # sources of v6-0 and v6-1 (build_lab6)
 PEER6 = "2001:db8:f::10"
 LAN6 = "2001:db8:100::10"
-
-
-def test_flow_matching_ipv6_in_canonical_form() -> None:
-    udp = socket.IPPROTO_UDP
-    f6 = ConntrackFlow(udp, LAN6, PEER6, 40000, 5060, PEER6, A6, family=6)
-    assert flow_matches(f6, [A6], DEFAULT_FLUSH_RULES)
-    assert not flow_matches(f6, [B6], DEFAULT_FLUSH_RULES)
 
 
 @pytest.fixture
@@ -240,22 +263,22 @@ def inject6(lab: Lab, sport: int, dport: int, reply_dst: str) -> None:
 @lab_test
 async def test_flush_ipv6_entries_and_both_families_in_one_sweep(lab6: Lab) -> None:
     inject6(lab6, 5060, 5060, A6)  # SIP NAT66'ed to A6: goes
-    inject6(lab6, 7000, 7000, A6)  # unrelated port: stays
+    inject6(lab6, 51820, 51820, A6)  # a tunnel NAT66'ed to A6: goes
     inject6(lab6, 5062, 5060, B6)  # through the other link: stays
     inject(lab6, "udp", 5060, 5060, A)  # IPv4 SIP through A: only the dual sweep takes it
     assert has(ct_list6(lab6), "udp", 5060, 5060, A6)
 
     # "2001:db8:0::2" is A6 written long-hand: sources are compared as addresses
-    result = await flush_after_switch(["2001:db8:0::2"], netns=lab6.router)
-    assert result.deleted == 1 and result.errors == 0 and not result.timed_out, result
+    result = await flush_after_switch(nat_to("2001:db8:0::2"), netns=lab6.router)
+    assert result.deleted == 2 and result.errors == 0 and not result.timed_out, result
     assert result.old_sources == (A6,)
     after = ct_list6(lab6)
-    assert not has(after, "udp", 5060, 5060, A6)
-    assert has(after, "udp", 7000, 7000, A6) and has(after, "udp", 5062, 5060, B6)
+    assert not has(after, "udp", 5060, 5060, A6) and not has(after, "udp", 51820, 51820, A6)
+    assert has(after, "udp", 5062, 5060, B6)
     assert has(ct_list(lab6), "udp", 5060, 5060, A)  # an IPv6 sweep never reads IPv4
 
     inject6(lab6, 5060, 5060, A6)
-    both = await flush_after_switch([A, A6], netns=lab6.router)
+    both = await flush_after_switch(nat_to(A, A6), netns=lab6.router)
     assert both.deleted == 2, both
     assert not has(ct_list(lab6), "udp", 5060, 5060, A)
     assert not has(ct_list6(lab6), "udp", 5060, 5060, A6)
@@ -280,19 +303,22 @@ async def test_flush_real_nat66_flows_after_switch(lab6: Lab) -> None:
         rec = RouteReconciler(nl)
         assert (await rec.reconcile(desired6(lab6, ("v6-0",)))).ok
         send_udp6_from_lan(lan, 5060, 5060)  # SIP via A6
-        send_udp6_from_lan(lan, 7000, 7000)  # unrelated via A6
+        send_udp6_from_lan(lan, 51820, 51820)  # a tunnel via A6
+        ping_from_lan(lan, PEER6)  # ICMPv6 via A6
         assert (await rec.reconcile(desired6(lab6, ("v6-1",)))).ok
         send_udp6_from_lan(lan, 5070, 5060)  # SIP via B6, after the switch
         send_udp6_from_lan(lan, 5060, 5060)  # the old flow: still NAT'ed to A6
         before = ct_list6(lab6)
         assert has(before, "udp", 5060, 5060, A6), before
         assert has(before, "udp", 5070, 5060, B6), before
+        assert has_proto(before, "icmpv6", A6), before
 
-        result = await flush_after_switch([A6], netns=lab6.router)
+        result = await flush_after_switch(nat_to(A6), netns=lab6.router)
     after = ct_list6(lab6)
-    assert result.deleted == 1, (result, before)
+    assert result.deleted == 3, (result, before)
     assert not has(after, "udp", 5060, 5060, A6)
-    assert has(after, "udp", 7000, 7000, A6)
+    assert not has(after, "udp", 51820, 51820, A6)
+    assert not has_proto(after, "icmpv6", A6)
     assert has(after, "udp", 5070, 5060, B6)
     # the next packet of the SIP flow is NAT'ed afresh, to B6
     send_udp6_from_lan(lan, 5060, 5060)

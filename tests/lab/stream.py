@@ -1,7 +1,7 @@
 """Data-plane stream: measures what a failover costs a call, not what the probes see.
 
 A sender in the lab's ``lan`` namespace sends sequence-numbered UDP packets (RTP-sized, to
-port 16384, an RTP port, so lifeline's RTP conntrack flush covers the flow) to the sink in
+port 16384, an RTP port, so a flush narrowed to voice ports covers it too) to the sink in
 ``inet`` at a fixed interval; a receiver there records the monotonic arrival time of each
 one. CLOCK_MONOTONIC is one clock for the whole machine, in every namespace, so a test can
 set the time it injected a fault against the gaps the receiver saw. With ``two_way`` the sink

@@ -122,7 +122,7 @@ CARRIER_SBCS: dict[str, IPv4Address] = {
 # A carrier that wants the site registered (digest REGISTER): its registrar, also in inet,
 # kept apart from CARRIER_SBCS so the plain SBC helpers do not start a UAS on it.
 CARRIER_REGISTRAR = IPv4Address("192.0.2.24")
-# An RTP port, so the conntrack flush lifeline does for RTP on failover covers the stream.
+# An RTP port, so even a conntrack flush narrowed to voice ports covers the stream.
 STREAM_PORT = 16384
 
 SCALE_NET = IPv4Network("198.18.0.0/15")

@@ -119,7 +119,7 @@ def test_ipv6_sample_normalizes_addresses_and_tables() -> None:
     )
     assert cfg.links[1].table == 102  # positional default, unaffected by link 0's explicit table
     group = cfg.route_groups[0]
-    assert group.table_id == 300 and group.multipath and group.flush_rules == []
+    assert group.table_id == 300 and group.multipath and group.flush_rules == ()
 
 
 # ------------------------------------------------------------------- samples with expectations
@@ -438,8 +438,20 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str | list[str]]] = [
     (
         "flush proto",
         _set("route_groups[0].conntrack_flush", ["icmp/1"]),
-        "route_groups[0].conntrack_flush[0]: must be proto/port or proto/lo-hi with proto udp or "
-        "tcp, e.g. udp/5060",
+        "route_groups[0].conntrack_flush[0]: icmp has no ports: write icmp alone",
+    ),
+    (
+        "flush unknown proto",
+        _set("route_groups[0].conntrack_flush", ["xtp/1"]),
+        "route_groups[0].conntrack_flush[0]: unknown protocol 'xtp'; known: icmp, tcp, udp, "
+        "dccp, gre, esp, ah, icmpv6, sctp, udplite",
+    ),
+    (
+        "flush shape",
+        _set("route_groups[0].conntrack_flush", ["udp:5060"]),
+        "route_groups[0].conntrack_flush[0]: must be a protocol (icmp, tcp, udp, dccp, gre, "
+        "esp, ah, icmpv6, sctp, udplite), with /port or /lo-hi for dccp, sctp, tcp, udp, "
+        "udplite; e.g. udp/5060, tcp/5060-5061, esp",
     ),
     (
         "flush port",
@@ -811,14 +823,23 @@ def test_route_group_defaults_and_flush_rules() -> None:
         0,
         False,
     )
-    assert group.flush_rules == [
+    assert group.flush_rules is None  # every flow NAT'ed to the link left, any protocol
+
+
+def test_flush_rules_narrow_by_protocol_and_ports() -> None:
+    cfg = parse_config(build(_set("route_groups[0].conntrack_flush",
+                                  ["udp/5060", "TCP/5060-5061", "esp", "udp", "icmpv6"])))
+    rules = cfg.route_groups[0].flush_rules
+    assert rules == (
         FlushRule("udp", 5060, 5060),
         FlushRule("tcp", 5060, 5061),
-        FlushRule("udp", 5061, 5061),
-        FlushRule("tcp", 5061, 5061),
-        FlushRule("udp", 10000, 20000),
-    ]
-    assert [str(rule) for rule in group.flush_rules][:2] == ["udp/5060", "tcp/5060-5061"]
+        FlushRule("esp"),
+        FlushRule("udp"),
+        FlushRule("icmpv6"),
+    )
+    assert [str(rule) for rule in rules] == ["udp/5060", "tcp/5060-5061", "esp", "udp", "icmpv6"]
+    assert parse_config(build(_set("route_groups[0].conntrack_flush", None))).route_groups[
+        0].flush_rules is None
 
 
 @pytest.mark.parametrize(("table", "table_id"), [("main", 254), ("default", 253), (300, 300)])
@@ -829,7 +850,7 @@ def test_route_group_tables_resolve(table: str | int, table_id: int) -> None:
 
 def test_empty_flush_list_is_allowed() -> None:
     cfg = parse_config(build(_set("route_groups[0].conntrack_flush", [])))
-    assert cfg.route_groups[0].flush_rules == []
+    assert cfg.route_groups[0].flush_rules == ()  # the flush is off
 
 
 def test_top_level_defaults() -> None:
@@ -861,7 +882,7 @@ def test_summary_mentions_what_an_operator_checks() -> None:
         "down after 4 lost rounds (2s)",
         "internet: default in table main metric 0",
         "prefers fibre-a (tier 1) > fibre-b (tier 2) > lte (tier 3)",
-        "udp/10000-20000",
+        "on a switch flushes conntrack: every flow NAT'ed to the link it leaves",
     ]:
         assert needle in text, needle
     assert "warnings" not in text

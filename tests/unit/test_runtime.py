@@ -17,13 +17,16 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from unittest import mock
 
 import looptime
 
+from controller.actuators.conntrack import FlushResult
 from controller.actuators.netlink import Netlink, Nexthop, RouteEntry
 from controller.config import parse_config
 from controller.core.health import HealthState
 from controller.core.snapshot import Snapshot
+from controller.core.staleflows import StaleFlows
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import read_events
 from probes.sample import ErrorKind, Sample
@@ -240,6 +243,32 @@ async def test_a_kernel_that_refuses_a_route_is_retried_and_the_loop_lives(tmp_p
         await site.until("the route applied once the kernel takes it",
                          lambda: site.kernel.default_via() == [GW["fibre-b"]],
                          fibre_a=LOST, fibre_b=ALIVE)
+
+
+@fast_clock
+async def test_a_failover_flushes_what_is_nat_ed_to_every_address_of_the_link_left(
+        tmp_path: Path) -> None:
+    """The sweep itself is the kernel's (tests/integration/test_conntrack.py); here, what the
+    daemon asks it for: fibre-a's found source and the alias an SNAT rule may use, read off
+    the interface at the switch, not fibre-b's; counted, journaled."""
+    asked: list[StaleFlows] = []
+
+    async def sweep(stale: StaleFlows) -> FlushResult:
+        asked.append(stale)
+        return FlushResult(4, 4, 9, 0, False, 0.001, stale.addresses, stale.describe())
+
+    with mock.patch("controller.runtime.links.flush_after_switch", sweep):
+        async with up_site(tmp_path) as site:
+            site.kernel.addresses["wan-a"].append("198.51.100.9/24")  # an alias added later
+            await site.until("failover", lambda: bool(asked), fibre_a=LOST, fibre_b=ALIVE)
+            await site.rounds(1.0, fibre_a=LOST, fibre_b=ALIVE)
+    assert len(asked) == 1, asked
+    stale = asked[0]
+    assert stale.addresses == ("198.51.100.2", "198.51.100.9") and stale.rules is None
+    assert site.snap.count("lifeline_conntrack_flushed_total", ("internet",)) == 4
+    flushes = read_events(site.daemon.journal.path, kind="action", subject="internet")
+    assert flushes and flushes[0].data["deleted"] == 4
+    assert "NAT'ed to 198.51.100.2, 198.51.100.9 (fibre-a)" in flushes[0].message
 
 
 # -- SIGHUP: reload the config ---------------------------------------------------------------
