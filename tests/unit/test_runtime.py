@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
 import looptime
+import pytest
 
 from controller.actuators.conntrack import FlushResult
 from controller.actuators.netlink import Netlink, Nexthop, RouteEntry
@@ -35,6 +36,18 @@ from tests.unit.fakenetlink import FakeKernel
 GW = {"fibre-a": "198.51.100.1", "fibre-b": "203.0.113.1"}
 ALIVE = Sample.success(0.012)
 LOST = Sample.failure(ErrorKind.TIMEOUT)
+
+
+@pytest.fixture(autouse=True)
+def _no_host_conntrack() -> Iterator[None]:
+    """The daemon here runs in the machine's own namespace with a kernel in memory; its
+    conntrack sweep must not read (let alone delete from) the host's real table, so every
+    test gets a sweep that finds nothing. A test about the flush patches its own over it."""
+    async def nothing(stale: StaleFlows) -> FlushResult:
+        return FlushResult(0, 0, 0, 0, False, 0.0, stale.addresses, stale.describe())
+
+    with mock.patch("controller.runtime.links.flush_after_switch", nothing):
+        yield
 
 
 def fast_clock(test: Callable[[Path], Coroutine[Any, Any, None]]) -> Callable[[Path], None]:
