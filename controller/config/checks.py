@@ -166,6 +166,12 @@ def _link_checks(
                     f"{p}.source: {link.source} is also the source of "
                     f"links[{first}] (each link needs its own source rule)"
                 )
+        for j, addr in enumerate(link.nat_addresses):
+            if _fam(addr) != fam:
+                errors.append(
+                    f"{p}.nat_addresses[{j}]: {addr} is IPv{_fam(addr)} but the gateway "
+                    f"{link.gateway} is IPv{fam}"
+                )
         for j, target in enumerate(link.probes.targets):
             if _fam(target.host) != fam:
                 errors.append(

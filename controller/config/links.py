@@ -181,6 +181,9 @@ class Link(ConfigModel):
     table: LinkTable
     probes: Probes
     thresholds: Thresholds = Thresholds()
+    # Addresses the site SNATs this link's traffic to that are on no interface of the link
+    # (a routed public block): the conntrack flush after a switch counts them as the link's.
+    nat_addresses: list[IPAddr] = []
 
     @property
     def family(self) -> int:

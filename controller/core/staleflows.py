@@ -194,6 +194,7 @@ class LinkAddressing:
     interface: str
     family: int
     source: str | None
+    nat: tuple[str, ...] = ()  # configured SNAT addresses kept on no interface
 
 
 def link_addresses(
@@ -209,6 +210,7 @@ def link_addresses(
     out: dict[str, tuple[str, ...]] = {}
     for lk in links:
         own = {canonical(lk.source)} if lk.source else set()
+        own.update(canonical(a) for a in lk.nat)
         if seats[(lk.interface, lk.family)] == 1:
             for cidr in found.get(lk.interface, ()):
                 try:

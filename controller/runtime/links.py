@@ -478,7 +478,8 @@ class LinkRouting:
             except Exception as exc:  # a flush with the sources alone beats none
                 log.warning("cannot read interface addresses for the conntrack flush: %s", exc)
         return link_addresses(
-            (LinkAddressing(name, rt.cfg.interface, rt.cfg.family, rt.source)
+            (LinkAddressing(name, rt.cfg.interface, rt.cfg.family, rt.source,
+                            tuple(rt.cfg.nat_addresses))
              for name, rt in self.links.items()),
             found,
         )

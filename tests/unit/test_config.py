@@ -295,6 +295,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str | list[str]]] = [
         "links[1].probes.reliability: must be >= 1",
     ),
     (
+        "NAT address of the other family",
+        _set("links[0].nat_addresses", ["2001:db8::7"]),
+        "links[0].nat_addresses[0]: 2001:db8::7 is IPv6 but the gateway 198.51.100.1 is IPv4",
+    ),
+    (
         "timeout > interval",
         _set("links[0].probes.timeout", "300ms"),
         "links[0].probes.timeout: 300ms is longer than the interval 100ms (a round must end "

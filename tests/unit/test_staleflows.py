@@ -137,6 +137,16 @@ def test_an_interface_two_links_share_lends_neither_its_other_addresses() -> Non
     assert got == {"isp-1": (A,), "isp-2": (B,), "lte": (C,)}
 
 
+def test_configured_nat_addresses_count_as_the_link_s_wherever_they_live() -> None:
+    """A routed public block the site SNATs to is on no interface: nat_addresses names it
+    (written long-hand or not), also when the interface cannot be read."""
+    nat = ("203.0.113.200", "2001:db8:0:0::7")
+    links = [LinkAddressing("fibre-a", "wan-a", 4, A, nat[:1]),
+             LinkAddressing("fibre-a6", "wan-a", 6, A6, nat[1:])]
+    assert link_addresses(links, {})["fibre-a"] == (A, "203.0.113.200")
+    assert link_addresses(links, {})["fibre-a6"] == ("2001:db8::7", A6)
+
+
 # -- what a switch leaves stale ------------------------------------------------------------------
 
 
