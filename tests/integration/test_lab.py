@@ -315,6 +315,21 @@ def test_snat_flow_stays_on_the_dead_link_until_conntrack_flush(lab: Lab) -> Non
     assert len(after) >= 20, "the flow did not recover after the conntrack flush"
 
 
+def test_a_fixed_port_flow_keeps_its_port_through_snat(lab: Lab) -> None:
+    """The VPN-like flow of the peers benchmark: 51820 <-> 51820, port kept by SNAT."""
+    require_tools(conntrack="conntrack")
+    default_via(lab, "fibre-a")
+    with Stream(lab, two_way=True, max_seconds=5, interval=0.02, port=51820,
+                source_port=51820) as stream:
+        time.sleep(0.5)
+        entries = lab.run(lab.site, ["conntrack", "-L", "-p", "udp", "--dport", "51820"],
+                          check=False).stdout
+        result = stream.stop()
+    assert "sport=51820 dport=51820" in entries
+    assert f"dst={lab.links['fibre-a'].site_addr} sport=51820 dport=51820" in entries
+    assert result.replied >= 10
+
+
 def test_gaps_in_counts_leading_inner_and_trailing_gaps() -> None:
     arrivals = [(1.0, 0), (1.01, 1), (1.5, 50), (1.51, 51)]
     gaps = gaps_in(arrivals, start=0.8, end=2.0, sent=100, min_gap=0.1)

@@ -34,6 +34,9 @@ OVERRIDES = {
     "interval": "probe interval, e.g. '100ms' (default '200ms')",
     "timeout": "probe timeout (default: the interval)",
     "reliability": "targets that must answer per round (default 1)",
+    "probe_defaults": "True: write no interval, timeout or reliability, so the daemon's own "
+                      "defaults decide them (refused together with any of the three)",
+    "gateway_target": "probe each link's gateway too (default True)",
     "far_targets": "far ICMP targets per link (default 192.0.2.1, 192.0.2.2)",
     "tcp_targets": "extra 'host:port' TCP targets per link (default none)",
     "hold_down": "failback hold-down, e.g. '2s'",
@@ -55,6 +58,10 @@ def lifeline_config_dict(lab: Lab, state_dir: Path, **overrides: Any) -> dict[st
         tiers["fibre-b"] = tiers["fibre-a"]
     tiers.update(overrides.get("tiers", {}))
     names: list[str] = list(overrides.get("links", lab.links))
+    probe_defaults = bool(overrides.get("probe_defaults", False))
+    forced = sorted({"interval", "timeout", "reliability"} & set(overrides))
+    if probe_defaults and forced:
+        raise TypeError(f"probe_defaults leaves timing to the daemon; drop {forced}")
     interval = str(overrides.get("interval", "200ms"))
     far = [str(t) for t in overrides.get("far_targets", lab.targets[:2])]
     tcp = [str(t) for t in overrides.get("tcp_targets", [])]
@@ -62,21 +69,26 @@ def lifeline_config_dict(lab: Lab, state_dir: Path, **overrides: Any) -> dict[st
     links: list[dict[str, Any]] = []
     for name in names:
         lk = lab.link(name)
-        targets: list[dict[str, str]] = [{"icmp": str(lk.gateway)}]
+        targets: list[dict[str, str]] = []
+        if overrides.get("gateway_target", True):
+            targets.append({"icmp": str(lk.gateway)})
         targets += [{"icmp": addr} for addr in far]
         targets += [{"tcp": hp} for hp in tcp]
+        # The lab has always written its own timing; probe_defaults is for a run that must
+        # show the daemon as shipped (the peers benchmark), whatever its defaults are today.
+        probes: dict[str, Any] = {} if probe_defaults else {
+            "interval": interval,
+            "timeout": str(overrides.get("timeout", interval)),
+            "reliability": int(overrides.get("reliability", 1)),
+        }
+        probes["targets"] = targets
         links.append({
             "name": lk.name,
             "interface": lk.site_ifname,
             "gateway": str(lk.gateway),
             "source": str(lk.site_addr),
             "tier": int(tiers[name]),
-            "probes": {
-                "interval": interval,
-                "timeout": str(overrides.get("timeout", interval)),
-                "reliability": int(overrides.get("reliability", 1)),
-                "targets": targets,
-            },
+            "probes": probes,
         })
 
     thresholds: dict[str, Any] = dict(overrides.get("thresholds", {}))

@@ -6,7 +6,9 @@ port 16384, an RTP port, so lifeline's RTP conntrack flush covers the flow) to t
 one. CLOCK_MONOTONIC is one clock for the whole machine, in every namespace, so a test can
 set the time it injected a fault against the gaps the receiver saw. With ``two_way`` the sink
 echoes each packet to its source and the sender records the replies: a NAT'ed flow whose
-replies return by a dead link (the SNAT/conntrack trap) shows up there.
+replies return by a dead link (the SNAT/conntrack trap) shows up there. ``source_port``
+pins the sender's port (a VPN-like flow, e.g. 51820 <-> 51820: one 5-tuple for its whole
+life, which a stale conntrack entry keeps on the dead link); by default it is ephemeral.
 
 The module is both the library (``Stream``, ``StreamResult``, ``Gap``) and the helper
 processes (``python -m tests.lab.stream send|recv``), which the library runs as tracked lab
@@ -159,15 +161,19 @@ class Stream:
         two_way: bool = False,
         port: int = DEFAULT_PORT,
         size: int = DEFAULT_SIZE,
+        source_port: int | None = None,
     ) -> None:
         if interval <= 0 or max_seconds <= 0:
             raise ValueError("interval and max_seconds must be > 0")
+        if source_port is not None and not 1 <= source_port <= 65535:
+            raise ValueError(f"source_port must be in 1..65535, got {source_port}")
         self._lab = lab
         self.interval = interval
         self.max_seconds = max_seconds
         self.count = count if count is not None else int(max_seconds / interval) + 1
         self.two_way = two_way
         self.port = port
+        self.source_port = source_port
         self.size = max(size, _HEADER.size)
         self._dir: Path | None = None
         self._sender: subprocess.Popen[str] | None = None
@@ -215,6 +221,8 @@ class Stream:
                      "--out", str(self._dir / "send.json")]
         if self.two_way:
             send_args.append("--two-way")
+        if self.source_port is not None:
+            send_args += ["--source-port", str(self.source_port)]
         self._sender = self._lab.popen(
             self._lab.lan, self._lab.python_argv("tests.lab.stream", *send_args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -338,6 +346,8 @@ def _run_recv(args: argparse.Namespace) -> int:
 
 def _run_send(args: argparse.Namespace) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if args.source_port:
+        sock.bind(("", args.source_port))
     # Unconnected on purpose: ICMP errors (no route during a failover) are then not
     # reported on later sends, so the sender keeps its pace whatever the network does.
     sock.setblocking(False)
@@ -445,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--max-seconds", type=float, default=60.0)
     send.add_argument("--size", type=int, default=DEFAULT_SIZE)
     send.add_argument("--two-way", action="store_true")
+    send.add_argument("--source-port", type=int, default=0,
+                      help="send from this fixed port (default: an ephemeral one)")
     send.add_argument("--linger", type=float, default=0.3,
                       help="two-way: wait this long for the last echoes")
     tcp = sub.add_parser("tcp-listen", help="accept and close TCP connections")

@@ -1,14 +1,19 @@
-"""The lab's shared helpers that need no namespace: the one wait (``lab.wait``) and the
-builder's refusal of names ``cleanup_stale`` would not recognise (``lab.builder``)."""
+"""The lab's shared helpers that need no namespace: the one wait (``lab.wait``), the
+builder's refusal of names ``cleanup_stale`` would not recognise (``lab.builder``) and the
+config generator's way of leaving probe timing to the daemon (``lab.config``)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from controller.config import parse_config
 from tests.lab.builder import NetBuilder
+from tests.lab.config import lifeline_config, lifeline_config_dict
 from tests.lab.netns import LAB_ROLES
+from tests.lab.topology import Lab
 from tests.lab.wait import until, until_async
 
 
@@ -66,3 +71,20 @@ def test_the_builder_refuses_a_role_cleanup_stale_would_not_know() -> None:
     assert net.namespaces == ["ll-000000-site", "ll-000000-isp-a"]
     assert set(net.roles) <= set(LAB_ROLES)
     assert net.created == []  # nothing exists before create()
+
+
+def test_probe_defaults_leave_interval_timeout_and_reliability_to_the_daemon(
+        tmp_path: Path) -> None:
+    lab = Lab(prefix="ll-000000-")  # never built: the generator only reads names
+    text = lifeline_config(lab, tmp_path, probe_defaults=True, gateway_target=False,
+                           far_targets=[str(t) for t in lab.targets])
+    link = parse_config(text).links[0]  # valid as it stands: the daemon fills in the rest
+    assert [t.host for t in link.probes.targets] == [str(t) for t in lab.targets]
+    written = lifeline_config_dict(lab, tmp_path, probe_defaults=True)["links"][0]["probes"]
+    assert set(written) == {"targets"}
+    # Existing callers keep the lab's own timing and the gateway target.
+    probes = lifeline_config_dict(lab, tmp_path)["links"][0]["probes"]
+    assert probes["interval"] == "200ms" and probes["reliability"] == 1
+    assert probes["targets"][0] == {"icmp": str(lab.link("fibre-a").gateway)}
+    with pytest.raises(TypeError, match="interval"):
+        lifeline_config_dict(lab, tmp_path, probe_defaults=True, interval="1s")
