@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,12 +170,14 @@ class _Running:
 History = list[tuple[float, str | None]]
 
 
-def moves_between(history: History, start: float, end: float) -> History:
+def moves_between(history: Sequence[tuple[float, str | None]], start: float,
+                  end: float) -> History:
     """The route's changes within (start, end], timed in seconds since ``start``."""
     return [(round(t - start, 3), link) for t, link in history if start < t <= end]
 
 
-def time_away(history: History, start: float, end: float) -> tuple[int, float]:
+def time_away(history: Sequence[tuple[float, str | None]], start: float,
+              end: float) -> tuple[int, float]:
     """(moves away from fibre-a, seconds not on fibre-a) within [start, end]."""
     state = next((v for t, v in reversed(history) if t <= start), None)
     away_since = None if state == PRIMARY else start
@@ -300,7 +302,7 @@ def voice_run(kind: PeerKind, seconds: float, workdir: Path) -> VoiceRun:
     return out
 
 
-def classify_voice(moves: History) -> tuple[str, float | None]:
+def classify_voice(moves: Sequence[tuple[float, str | None]]) -> tuple[str, float | None]:
     """The verdict on a voice-bad run from the route's moves (seconds since the fault)."""
     away = [t for t, link in moves if link != PRIMARY]
     if not away:
