@@ -5,8 +5,8 @@ tracker's loop, ``mwan3track``, rewritten in Python with mwan3's shipped numbers
 defaults ``mwan3track`` falls back to (count 1, timeout 4 s, interval 10 s, down 5, up 5,
 size 56, max_ttl 60; failure and recovery interval = interval; check_quality off) and the
 shipped ``/etc/config/mwan3`` ``wan`` interface (reliability 2 of its track IPs; here the
-lab's three far targets; initial state online). Source: openwrt/packages, ``net/mwan3``
-(``files/usr/sbin/mwan3track``, ``files/etc/config/mwan3``); BENCHMARKS.md names the commit.
+lab's three far targets; initial state online). Source: openwrt/packages ``net/mwan3``
+2.12.2 at commit 0521bb5679 (``files/usr/sbin/mwan3track``, ``files/etc/config/mwan3``).
 
 The loop, as mwan3track runs it: each round pings the targets one after another until
 ``reliability`` have answered; a round with fewer answers takes one from the score (which

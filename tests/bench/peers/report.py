@@ -258,8 +258,9 @@ _HOW = """\
   (UDP 51820 -> 51820, 50 packets a second); "back" means at least 10 echoes returned
   within 15 s of the route's move.
 - **False failovers**: fibre-a gets 1 % random loss each way and the first far target
-  (192.0.2.1) stops answering ping, for the whole run; every move of the route away from
-  fibre-a counts. All peers' runs go at once, each in its own lab.
+  (192.0.2.1, the one target of every single-target peer) stops answering ping, for the
+  whole run; every move of the route away from fibre-a counts, and "time off fibre-a" says
+  how long the route stayed away. All peers' runs go at once, each in its own lab.
 - **Voice-bad link**: fibre-a gets 5 % random loss each way plus 20 ms + U(0, 30 ms) delay
   each way (NFQUEUE delayer, or netem where the kernel has it) and keeps it. *moved*: left
   within 10 s and stayed away; *moved late*: left later and stayed away; *flapping*:
@@ -288,7 +289,8 @@ _SOURCES = """\
   control sockets in a temporary directory.
 - **mwan3 (re-creation)**: not mwan3 itself (it needs OpenWrt's netifd, ubus and uci) but
   its tracking loop as `mwan3track` runs it, in Python, with the defaults of
-  openwrt/packages `net/mwan3` (`mwan3track`: count 1, timeout 4 s, interval 10 s, down 5,
+  openwrt/packages `net/mwan3` 2.12.2 (commit 0521bb5679 of openwrt/packages; mwan3track
+  last changed in 1e721190f9) (`mwan3track`: count 1, timeout 4 s, interval 10 s, down 5,
   up 5, size 56, max_ttl 60, failure and recovery interval = interval, check_quality off)
   and the shipped `/etc/config/mwan3` `wan` interface (reliability 2 of its track IPs:
   here the lab's three far targets), `initial_state` online; `flush_conntrack` is unset
@@ -302,6 +304,9 @@ _SOURCES = """\
   link, as mwan3 and lifeline make) so a probe of fibre-a leaves by fibre-a even when the
   main default route points elsewhere. None of them flushes conntrack: they are run as
   they come.
+- Older mwan3 releases shipped these numbers in `/etc/config/mwan3` itself (count 1,
+  timeout 2, interval 5, down 3, up 8, reliability 1 with two track IPs); the current
+  package leaves them to `mwan3track`'s defaults, which this re-creation follows.
 """
 
 
@@ -336,7 +341,10 @@ Generated from one run of `make bench-peers`; refresh the text from a stored run
 ## Outages
 
 The fault hits fibre-a; the figures are gaps in the LAN host's stream through the site's
-SNAT (see "How it is measured"). "vs lifeline" divides medians.
+SNAT (see "How it is measured"). "vs lifeline" divides medians (above 1: slower than
+lifeline). A finite forward gap with a two-way gap "never back" means the peer moved the
+route but left the flow's SNAT entry on fibre-a's address: it flushes no conntrack, or not
+for that flow's ports (the stream uses UDP port 16384, an RTP port).
 
 {markdown_table(outages)}
 
