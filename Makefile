@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: deps test lint typecheck layers unit demo bench clean
+.PHONY: deps test lint typecheck layers unit demo bench bench-peers clean
 
 deps:
 	@scripts/install-deps
@@ -30,6 +30,12 @@ demo: deps
 
 bench: deps
 	$(PYTHON) -m tests.bench.run_all
+
+# lifeline next to keepalived, FRR bfdd, an mwan3 re-creation and a naive ping loop (as root;
+# about 35 minutes); writes BENCHMARKS.md and the raw results it is made from
+# (docs/bench-peers.json: `python -m tests.bench.peers --from-json` rebuilds the text).
+bench-peers: deps
+	$(PYTHON) -m tests.bench.peers --json docs/bench-peers.json --write-benchmarks BENCHMARKS.md
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .deps-installed
