@@ -37,6 +37,7 @@ __all__ = [
     "Aborted",
     "Peer",
     "PeerKind",
+    "ProcessPeer",
     "RouteWatch",
     "add_probe_paths",
     "effective_link",
@@ -242,3 +243,23 @@ class RouteWatch:
             with contextlib.suppress(Exception):
                 if proc.poll() is None:
                     self.error = repr(exc)
+
+
+class ProcessPeer:
+    """What the peers that run as one process in the site have in common: the process, its
+    log, and stopping it (SIGTERM, then ``stop_grace`` s before SIGKILL)."""
+
+    stop_grace = 2.0
+
+    def __init__(self) -> None:
+        self._lab: Lab | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._log: Path | None = None
+
+    def stop(self) -> None:
+        if self._lab is not None and self._proc is not None:
+            self._lab.stop(self._proc, grace=self.stop_grace)
+            self._proc = None
+
+    def log_tail(self) -> str:
+        return self._log.read_text()[-3000:] if self._log and self._log.exists() else ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.bench.peers.base import BACKUP, PRIMARY, PeerKind, add_probe_paths
+from tests.bench.peers.base import BACKUP, PRIMARY, PeerKind, ProcessPeer, add_probe_paths
 from tests.lab.netns import LabError
 from tests.lab.topology import LAN_SITE_IFNAME, Lab
 
@@ -67,14 +67,14 @@ vrrp_instance fibre_a {{
 """
 
 
-class KeepalivedPeer:
+class KeepalivedPeer(ProcessPeer):
     """keepalived in the site namespace; stopping it (SIGTERM) stops its VRRP child."""
 
+    stop_grace = 5.0
+
     def __init__(self, fast: bool) -> None:
+        super().__init__()
         self.fast = fast
-        self._lab: Lab | None = None
-        self._proc: subprocess.Popen[str] | None = None
-        self._log: Path | None = None
 
     def start(self, lab: Lab, workdir: Path) -> None:
         self._lab = lab
@@ -94,14 +94,6 @@ class KeepalivedPeer:
                 KEEPALIVED, "-n", "-l", "-D", "-G", "-P", "-f", str(conf),
                 "-p", str(workdir / "keepalived.pid"), "-r", str(workdir / "vrrp.pid"),
             ], stdout=log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self._lab is not None and self._proc is not None:
-            self._lab.stop(self._proc, grace=5.0)
-            self._proc = None
-
-    def log_tail(self) -> str:
-        return self._log.read_text()[-3000:] if self._log and self._log.exists() else ""
 
 
 _COMMON = ("single-node VRRP on lan0, track_interface wan-a, vrrp_script "

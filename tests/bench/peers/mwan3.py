@@ -28,7 +28,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench.peers.base import BACKUP, PRIMARY, PeerKind, add_probe_paths, route_arg
+from tests.bench.peers.base import (
+    BACKUP,
+    PRIMARY,
+    PeerKind,
+    ProcessPeer,
+    add_probe_paths,
+    route_arg,
+)
 from tests.bench.peers.helper import Helper, add_common_args
 from tests.lab.netns import wait_ready
 from tests.lab.topology import Lab
@@ -61,13 +68,10 @@ class Mwan3Settings:
 MWAN3 = Mwan3Settings()
 
 
-class Mwan3Peer:
+class Mwan3Peer(ProcessPeer):
     """The re-created tracker as a helper process in the site namespace."""
 
-    def __init__(self) -> None:
-        self._lab: Lab | None = None
-        self._proc: subprocess.Popen[str] | None = None
-        self._log: Path | None = None
+    stop_grace = 5.0
 
     def start(self, lab: Lab, workdir: Path) -> None:
         self._lab = lab
@@ -82,14 +86,6 @@ class Mwan3Peer:
             self._proc = lab.popen(lab.site, lab.python_argv("tests.bench.peers.mwan3", *argv),
                                    stdout=subprocess.PIPE, stderr=log)
         wait_ready(self._proc, "mwan3 re-creation")
-
-    def stop(self) -> None:
-        if self._lab is not None and self._proc is not None:
-            self._lab.stop(self._proc, grace=5.0)
-            self._proc = None
-
-    def log_tail(self) -> str:
-        return self._log.read_text()[-3000:] if self._log and self._log.exists() else ""
 
 
 KIND = PeerKind(

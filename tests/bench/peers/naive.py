@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench.peers.base import PRIMARY, PeerKind, add_probe_paths, route_arg
+from tests.bench.peers.base import PRIMARY, PeerKind, ProcessPeer, add_probe_paths, route_arg
 from tests.bench.peers.helper import Helper, add_common_args
 from tests.lab.netns import wait_ready
 from tests.lab.topology import Lab
@@ -26,13 +26,8 @@ INTERVAL = 1.0  # a ping starts every second
 TIMEOUT = 1  # ping -W1
 
 
-class NaivePing:
+class NaivePing(ProcessPeer):
     """The loop as a ``Peer``: probe paths on the site, the route on fibre-a, the loop."""
-
-    def __init__(self) -> None:
-        self._lab: Lab | None = None
-        self._proc: subprocess.Popen[str] | None = None
-        self._log: Path | None = None
 
     def start(self, lab: Lab, workdir: Path) -> None:
         self._lab = lab
@@ -47,14 +42,6 @@ class NaivePing:
                 "--device", lab.link(PRIMARY).site_ifname),
                 stdout=subprocess.PIPE, stderr=log)
         wait_ready(self._proc, "naive ping loop")
-
-    def stop(self) -> None:
-        if self._lab is not None and self._proc is not None:
-            self._lab.stop(self._proc)
-            self._proc = None
-
-    def log_tail(self) -> str:
-        return self._log.read_text()[-3000:] if self._log and self._log.exists() else ""
 
 
 KIND = PeerKind(
