@@ -365,16 +365,21 @@ class Telephony:
     def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = (),
                      sources: Mapping[str, str | None] | None = None,
                      active: str | None = None) -> EdgePlan:
+        # A trunk may carry calls only where the plan names it (a range's trunk, or its
+        # in-call fallback): down, tripped, in maintenance or never first, it gets none.
+        named = {n for d in plan.decisions if d.trunk is not None
+                 for n in (d.trunk, *d.fallback)}
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
-                       peer.health.state is not HealthState.DOWN,
+                       name in named,
                        source=self.trunk_source(name, sources or {}, active),
                        **_registration_fields(self.cfg.trunk(name).registration))
-            for name, peer in self.trunks.items()
+            for name in self.trunks
         )
         uris = self.destination_uris
         routes = tuple(
-            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
+            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination),
+                     d.fallback)
             for d in plan.decisions
         )
         return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
