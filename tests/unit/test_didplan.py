@@ -305,9 +305,9 @@ def test_invariants_hold_for_any_health(
             assert ranks == sorted(ranks)
         else:
             assert all(s is DOWN for s in capable) and decision.fallback == ()
-        for name in (decision.trunk, *decision.fallback):
-            view = trunks.get(name or "")
-            assert view is None or view.maintenance is None  # never a trunk in maintenance
+        for used in (decision.trunk, *decision.fallback):
+            seen = trunks.get(used or "")
+            assert seen is None or seen.maintenance is None  # never a trunk in maintenance
         assert decision.destination in {entry.destination, entry.dr_destination}
         if dests["pbx"] is not DOWN:
             assert decision.destination == "pbx"
