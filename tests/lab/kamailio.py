@@ -80,6 +80,8 @@ class LabKamailio:
     # socket on every uplink address at tls_port.
     tls_cfg: Path | None = None
     tls_port: int = 0
+    # EDGE_TRUNK_FAILOVER: False makes a call that fails on its trunk fail back to the PBX.
+    trunk_failover: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -108,6 +110,7 @@ class LabKamailio:
                     "EDGE_REG_DB_URL": f"text://{reg_db}",
                     "EDGE_CARRIER_TLS_PORT": str(self.tls_port or 5061),
                     "EDGE_TLS_CFG": str(self.tls_cfg or "/etc/kamailio/tls.cfg"),
+                    "EDGE_TRUNK_FAILOVER": "1" if self.trunk_failover else "0",
                 }
             )
         )

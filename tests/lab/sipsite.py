@@ -170,6 +170,7 @@ class SipSite:
     carrier_port: int = 5060
     pbx_port: int = 5070
     rpc_port: int = 5071
+    trunk_failover: bool = True  # the edge's in-call failover (EDGE_TRUNK_FAILOVER)
     kamailio: subprocess.Popen[str] | None = None
     peers: dict[str, SipPeer] = field(default_factory=dict)
     _uac_seq: int = 0
@@ -187,6 +188,7 @@ class SipSite:
             pbx_port=self.pbx_port,
             rpc_port=self.rpc_port,
             netns=self.lab.site,
+            trunk_failover=self.trunk_failover,
         )
 
     @property
