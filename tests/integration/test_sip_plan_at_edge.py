@@ -10,6 +10,7 @@ only those before the trip).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,7 @@ pytestmark = [
 ]
 
 SBC1, SBC2 = "carrier-a-sbc1", "carrier-a-sbc2"
+A_BLOCK = "+3902123456xx"  # A's range (...600-...699) is this one block at the edge
 CALLS_AFTER = 15  # calls placed while the plan has left sbc1 (bounded, ~0.3 s each)
 
 
@@ -126,6 +128,36 @@ def lifeline_cli(daemon: LifelineProcess, *args: str) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=20, check=False)
 
 
+def edge_rpc(lab: Lab, sip: SipSite, method: str, *params: str | int) -> Any:
+    """A JSON-RPC to the edge by hand, from inside the site (where its RPC port listens),
+    as an operator with kamcmd would; the answer's result."""
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1})
+    code = ("import sys, urllib.request as u; "
+            f"r = u.urlopen(u.Request({sip.rpc_url!r}, data=sys.argv[1].encode(), "
+            "headers={'Content-Type': 'application/json'}), timeout=3); "
+            "sys.stdout.write(r.read().decode())")
+    out = lab.run(lab.site, [sys.executable, "-c", code, body]).stdout
+    return json.loads(out).get("result")
+
+
+def did_value(lab: Lab, sip: SipSite, key: str) -> str | None:
+    """The edge's `did` htable value for one block key, or None."""
+    for entry in edge_rpc(lab, sip, "htable.dump", "did") or []:
+        for slot in entry.get("slot", []):
+            if slot.get("name") == key:
+                return str(slot.get("value"))
+    return None
+
+
+def sbc1_target(lab: Lab, sip: SipSite) -> tuple[int, str, str]:
+    """sbc1 at the edge: (dispatcher set, URI, flags: "A..." active, "D..." disabled)."""
+    (found,) = [(int(rec["SET"]["ID"]), str(t["DEST"]["URI"]), str(t["DEST"]["FLAGS"]))
+                for rec in edge_rpc(lab, sip, "dispatcher.list")["RECORDS"]
+                for t in rec["SET"]["TARGETS"]
+                if f"name={SBC1};" in t["DEST"]["ATTRS"]["BODY"]]
+    return found
+
+
 def calls_reaching(sip: SipSite, count: int) -> dict[str, int]:
     """Place ``count`` calls from A_DID; INVITEs each SBC of carrier A got for them."""
     before = {n: sip.peers[n].invites_from(A_DID) for n in (SBC1, SBC2)}
@@ -152,6 +184,19 @@ def test_maintenance_and_second_in_order_get_no_call(lab: Lab, tmp_path: Path) -
     assert calls_reaching(sip, 5) == {SBC1: 0, SBC2: 5}
     shown = lifeline_cli(daemon, "status")
     assert "IN MAINTENANCE, gets no calls" in shown.stdout, shown.stdout
+
+    # A hand change at the edge (the range pointed back at sbc1's set, sbc1 enabled) is put
+    # back by the next cycle (reconcile_interval 1 s): the edge holds what the plan says.
+    block = A_BLOCK
+    planned = did_value(lab, sip, block)
+    assert planned is not None and planned.startswith("2|"), planned  # sbc2's set alone
+    edge_rpc(lab, sip, "htable.sets", "did", block, "1|" + planned.split("|", 1)[1])
+    set1, uri1, flags1 = sbc1_target(lab, sip)
+    assert set1 == 1 and flags1.startswith("D")  # its own set, disabled: no range names it
+    edge_rpc(lab, sip, "dispatcher.set_state", "a", set1, uri1)  # raises if refused
+    until(lambda: did_value(lab, sip, block) == planned
+          and sbc1_target(lab, sip)[2].startswith("D"), 5, 0.1, "the hand change put back")
+    assert calls_reaching(sip, 3) == {SBC1: 0, SBC2: 3}
 
     off = lifeline_cli(daemon, "maintenance", SBC1, "--off")
     assert off.returncode == 0 and "in service" in off.stdout, off
