@@ -1,4 +1,4 @@
-"""PURE: a probed peer's path, and whether a failed probe is evidence against the peer.
+"""PURE: a probed peer's path, whether a failed probe is evidence, and the start-up hold.
 
 A trunk's OPTIONS leave through one link: its pinned link, or the one the site's route uses
 (a destination's too: a disaster-recovery platform is across the internet, and a PBX on
@@ -9,36 +9,45 @@ start and journal, export and page its DIDs as unroutable until the hold-down pa
 
 The rules, in the operator's words:
 
-1. A peer's path exists while the link its probes leave through is known to work: the
-   link of the route lifeline applied (or adopted at a restart), or a pinned trunk's own
-   link, with that link's health up or degraded. A link not proven up yet, or down, is no
-   path (a trunk behind a down link is down by didplan's rule 1 anyway).
+1. A path exists while the link it leaves through is known to work: the link of the route
+   lifeline applied (or adopted at a restart), or a pinned trunk's own link, with that
+   link's health up or degraded. A link not proven up yet, or down, is no path (a trunk
+   behind a down link is down by didplan's rule 1 anyway).
 2. A peer never judged (its health has never left unknown) counts a failed probe only if
    the probe was sent while its path existed; until then it stays unknown, which the DID
-   plan treats as usable in the configured order. An answered probe always counts: it
-   proves the path and the peer.
+   plan treats as usable. An answered probe always counts: it proves the path and the peer.
 3. Once judged up or down, every probe counts, path or not, exactly as before.
+4. Patience has an end: PATIENCE after lifeline began noting paths, every probe counts. A
+   path that has not come by then is not coming from lifeline (a foreign route it may not
+   replace, a dry run), and no path at all is worth a page by then.
+5. At start the plan keeps the configured order: while a trunk is *pending* (never judged,
+   and its path missing or younger than the time a healthy trunk takes to be judged, within
+   PATIENCE), the trunks after it in any DID range count as unknown to the plan, so a
+   range does not move to its second trunk because that one happened to be judged first,
+   and move back a moment later. Down trunks are not held: a dead trunk is left at once.
 
 No I/O and no clock: the daemon passes the time in, once a cycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.core.health import HealthState
 
-__all__ = ["PeerPath", "counts", "follow"]
+__all__ = ["PATIENCE", "PeerPath", "counts", "follow", "held_back", "judge_time", "pending"]
+
+PATIENCE = 30.0  # seconds after the first noted paths: then every probe counts (rule 4)
 
 _WORKING = (HealthState.UP, HealthState.DEGRADED)
 
 
 @dataclass(frozen=True, slots=True)
 class PeerPath:
-    """Where a peer's probes leave now, and since when that has worked."""
+    """Where probes leave now, and since when that has worked."""
 
-    link: str | None  # the link its probes leave through; None: no route applied yet
+    link: str | None  # the link they leave through; None: no route applied yet
     since: float | None  # when the path came to exist; None: it does not exist now
     why: str = ""  # while it does not exist: why, in the operator's words
 
@@ -49,10 +58,10 @@ class PeerPath:
 
 def follow(previous: PeerPath | None, now: float, link: str | None,
            links: Mapping[str, HealthState]) -> PeerPath:
-    """The path at ``now`` of a peer whose probes leave through ``link`` (rule 1), given
-    each link's health; ``previous`` is what the last call said, so a path that went on
-    existing keeps its start (a failover from one working link to another keeps it too:
-    the probes never lacked a way out)."""
+    """The path at ``now`` through ``link`` (rule 1), given each link's health;
+    ``previous`` is what the last call said, so a path that went on existing keeps its
+    start (a failover from one working link to another keeps it too: the probes never
+    lacked a way out)."""
     if link is None:
         return PeerPath(None, None, "no route applied yet")
     state = links.get(link, HealthState.UNKNOWN)
@@ -64,9 +73,43 @@ def follow(previous: PeerPath | None, now: float, link: str | None,
     return PeerPath(link, now)
 
 
-def counts(ok: bool, judged: bool, sent_at: float, path: PeerPath | None) -> bool:
+def counts(ok: bool, judged: bool, sent_at: float, path: PeerPath | None,
+           patience_end: float | None) -> bool:
     """Whether a probe sent at ``sent_at`` (answered: ``ok``) is evidence about a peer
-    (``judged``: its health has left unknown at least once): rules 2 and 3."""
+    (``judged``: its health has left unknown at least once): rules 2 to 4.
+    ``patience_end``: PATIENCE after the first noted paths (None: none noted yet)."""
     if ok or judged:
         return True
-    return path is not None and path.since is not None and sent_at >= path.since
+    if path is not None and path.since is not None and sent_at >= path.since:
+        return True
+    return patience_end is not None and sent_at >= patience_end
+
+
+def judge_time(rise: int, interval: float, timeout: float) -> float:
+    """How long a healthy peer may take to be judged up once its path exists: ``rise``
+    answers in a row, the wait for the first of them and its timeout, doubled for the
+    phase of its schedule and the cycle that notices."""
+    return 2.0 * ((rise + 1) * interval + timeout)
+
+
+def pending(judged: bool, path: PeerPath | None, now: float, judging: float,
+            patience_end: float | None) -> bool:
+    """Whether a peer still waits for its first verdict at start (rule 5): never judged,
+    its path missing or younger than ``judging`` (``judge_time``), and within patience."""
+    if judged or patience_end is None or now >= patience_end:
+        return False
+    return path is None or path.since is None or now < path.since + judging
+
+
+def held_back(orders: Iterable[Sequence[str]], waiting: set[str]) -> set[str]:
+    """Trunks that come after a ``waiting`` (pending) trunk in some DID range's order:
+    those the plan must not prefer yet (rule 5)."""
+    held: set[str] = set()
+    if not waiting:
+        return held
+    for order in orders:
+        for k, name in enumerate(order):
+            if name in waiting:
+                held.update(order[k + 1:])
+                break
+    return held

@@ -4,8 +4,9 @@ Each trunk (a carrier SBC) and each destination (the PBX, the DR platform) is a 
 probe spec, run by a ``probes.scheduler.RecheckScheduler`` on its own interval (sooner
 while it looks dead); the samples feed the same pure health machine links use
 (hysteresis, hold-down, flap damping). A peer never judged ignores its failed probes sent
-before its path existed (controller.core.peerpath: at start there is no route yet, and that
-is no evidence against a carrier). Every control cycle the pure DID policy turns trunk,
+before its path existed, and at start the plan keeps each range's configured order until
+the trunks before it are judged (controller.core.peerpath: before the first route, a lost
+OPTIONS is no evidence against a carrier). Every control cycle the pure DID policy turns trunk,
 link and destination health into a plan per DID range, the plan goes to the SIP edge
 drivers (Kamailio's JSON-RPC, a webhook, a command), the journal says what changed, and
 ``snapshot`` gives the daemon's snapshot its telephony part. The daemon owns the loop;
@@ -29,7 +30,15 @@ from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
-from controller.core.peerpath import PeerPath, counts, follow
+from controller.core.peerpath import (
+    PATIENCE,
+    PeerPath,
+    counts,
+    follow,
+    held_back,
+    judge_time,
+    pending,
+)
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
 from probes.resolve import resolved
@@ -121,8 +130,9 @@ class Telephony:
         self.pushed: dict[str, EdgePlan] = {}
         self.push_errors: dict[str, str] = {}
         self._unroutable: set[str] = set()
-        # Each peer's path, keyed (kind, name): see note_paths and controller.core.peerpath.
-        self._paths: dict[tuple[str, str], PeerPath] = {}
+        # Paths by the link they leave through, None for the route's (note_paths).
+        self._paths: dict[str | None, PeerPath] = {}
+        self._patience_end: float | None = None  # PATIENCE after the first noted paths
         self._groups = self._trunk_groups(cfg.trunks)
         self._wake: asyncio.Event | None = None
         self._probing = False
@@ -270,27 +280,47 @@ class Telephony:
         daemon calls this every cycle (until the first, no path exists); a failed probe of
         a peer never judged counts only if sent while its path existed
         (controller.core.peerpath)."""
-        paths: dict[tuple[str, str], PeerPath] = {}
-        for kind, peer in self._peers():
-            key = (kind, peer.name)
-            paths[key] = follow(self._paths.get(key), now,
-                                self._path_link(kind, peer.name, route), links)
+        if self._patience_end is None:
+            self._patience_end = now + PATIENCE
+        paths: dict[str | None, PeerPath] = {
+            None: follow(self._paths.get(None), now, route, links)}
+        for link in links:
+            paths[link] = follow(self._paths.get(link), now, link, links)
         self._paths = paths
 
-    def _path_link(self, kind: str, name: str, route: str | None) -> str | None:
-        """The link a peer's probes leave through: a pinned trunk's own, else the route's."""
+    def _path(self, kind: str, name: str) -> PeerPath | None:
+        """A peer's path: its pinned link's, else the route's (None: nothing noted yet)."""
         if kind == "trunk":
             t = self.cfg.trunk(name)
             if t.pinned and t.links:
-                return t.links[0]
-        return route
+                return self._paths.get(t.links[0])
+        return self._paths.get(None)
 
     def _counts(self, kind: str, peer: Peer, sent_at: float, ok: bool) -> bool:
-        return counts(ok, _judged(peer.health), sent_at, self._paths.get((kind, peer.name)))
+        return counts(ok, _judged(peer.health), sent_at, self._path(kind, peer.name),
+                      self._patience_end)
+
+    def _held_back(self, now: float) -> set[str]:
+        """Trunks the plan must not prefer yet: after a pending one in some range."""
+        waiting = {
+            name for name, peer in self.trunks.items()
+            if pending(_judged(peer.health), self._path("trunk", name), now,
+                       judge_time(peer.health.params.rise, peer.interval, peer.timeout),
+                       self._patience_end)}
+        return held_back((e.trunks for e in self.entries), waiting)
+
+    @staticmethod
+    def _as_planned(peer: Peer, held: set[str]) -> tuple[HealthState, str]:
+        """A trunk's state and reason as the DID plan sees them (held: unknown)."""
+        state = peer.health.state
+        if peer.name in held and state in (HealthState.UP, HealthState.DEGRADED):
+            return HealthState.UNKNOWN, (f"{peer.name}: {state.value}, kept in the configured "
+                                         "order until the trunks before it are judged (start)")
+        return state, peer.health.reason
 
     def _uncounted_reason(self, kind: str, peer: Peer) -> str:
         """Why a peer is still unknown though its probes fail (status and debug log)."""
-        path = self._paths.get((kind, peer.name))
+        path = self._path(kind, peer.name)
         why = "no route applied yet" if path is None else (path.why or "path just came up")
         return (f"{peer.name}: {peer.uncounted} failed probe(s) not counted, sent before "
                 f"its path existed ({why})")
@@ -389,11 +419,12 @@ class Telephony:
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
+        held = self._held_back(now)
         views = {}
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
             failing, why = peer.edge_signal.verdict(now)
-            views[name] = TrunkView(name, peer.health.state, peer.health.reason,
+            views[name] = TrunkView(name, *self._as_planned(peer, held),
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_tripped=failing, edge_reason=why)
         dests = {name: p.health.state for name, p in self.destinations.items()}

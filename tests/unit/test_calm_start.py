@@ -19,7 +19,7 @@ import pytest
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
 from controller.core.health import HealthState
-from controller.core.peerpath import PeerPath, counts, follow
+from controller.core.peerpath import PeerPath, counts, follow, held_back, judge_time, pending
 from controller.core.snapshot import Tally
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import Journal, read_events
@@ -64,10 +64,36 @@ def test_a_path_keeps_its_start_while_it_exists_and_across_a_failover() -> None:
     (False, False, 3.0, PeerPath(None, None, "no route applied yet"), False),
     (False, False, 1.9, PeerPath("fibre-a", 2.0), False),  # sent before the path existed
     (False, False, 2.0, PeerPath("fibre-a", 2.0), True),
+    (False, False, 30.0, PeerPath(None, None, "no route applied yet"), True),  # patience out
 ])
 def test_which_probes_count(ok: bool, judged: bool, sent_at: float, path: PeerPath | None,
                             expected: bool) -> None:
-    assert counts(ok, judged, sent_at, path) is expected
+    assert counts(ok, judged, sent_at, path, patience_end=30.0) is expected
+
+
+def test_nothing_counts_against_a_peer_before_any_path_is_noted() -> None:
+    assert not counts(False, False, 1e9, None, patience_end=None)
+
+
+def test_a_peer_is_pending_until_judged_or_given_the_time_to_be() -> None:
+    judging = judge_time(rise=5, interval=0.2, timeout=0.2)
+    assert judging == pytest.approx(2.8)
+    path = PeerPath("fibre-a", 10.0)
+    assert pending(False, None, 1.0, judging, 30.0)  # no path noted yet
+    assert pending(False, PeerPath(None, None, "no route applied yet"), 29.0, judging, 30.0)
+    assert pending(False, path, 12.7, judging, 30.0)
+    assert not pending(False, path, 12.9, judging, 30.0)  # had its chance: a flaky one
+    assert not pending(True, path, 10.1, judging, 30.0)  # judged
+    assert not pending(False, None, 30.0, judging, 30.0)  # patience out
+    assert not pending(False, None, 1.0, judging, None)  # nothing noted: no start-up hold
+
+
+def test_trunks_after_a_pending_one_are_held_back_in_every_range() -> None:
+    orders = [("a1", "a2", "a3"), ("b1",), ("a2", "b1")]
+    assert held_back(orders, {"a1"}) == {"a2", "a3"}
+    assert held_back(orders, {"a2"}) == {"a3", "b1"}
+    assert held_back(orders, {"a3", "b1"}) == set()
+    assert held_back(orders, set()) == set()
 
 
 # -- the telephony runtime, fed by hand ---------------------------------------------------------
@@ -190,6 +216,67 @@ def test_a_destination_waits_for_the_route_too(tel: Telephony) -> None:
     tel.note_paths(now, "fibre-a", LINKS_UP)
     feed(tel, "destination", "dr", LOST, now, 3)
     assert state(tel, "destination", "dr") is DOWN
+
+
+def trunk_of(tel: Telephony, number: str) -> str | None:
+    found = lookup(tel, number)
+    assert found is not None
+    return cast(str | None, found["trunk"])
+
+
+def test_at_start_a_range_keeps_its_first_trunk_until_that_one_is_judged(
+        tel: Telephony, tmp_path: Path) -> None:
+    """a2 happens to be judged up before a1: the range stays on a1 (no move and back)."""
+    tel.note_paths(0.0, "fibre-a", LINKS_UP)
+    now = feed(tel, "trunk", "a2", OK, 0.0, 6)
+    tel.decide(now, LINKS_UP)
+    assert state(tel, "trunk", "a2") is UP and state(tel, "trunk", "a1") is UNKNOWN
+    assert trunk_of(tel, "+390212345601") == "a1"
+    found = lookup(tel, "+390212345601")
+    assert found is not None and "first capable trunk" in found["reason"]
+    now = feed(tel, "trunk", "a1", OK, now, 6)
+    tel.decide(now, LINKS_UP)
+    assert trunk_of(tel, "+390212345601") == "a1"
+    decisions = read_events(tmp_path / "j.sqlite3", 100, "decision")
+    assert [e.data["trunk"] for e in decisions] == ["a1", "b1"]  # the first plan only
+
+
+def test_at_start_a_dead_first_trunk_is_left_at_once(tel: Telephony) -> None:
+    tel.note_paths(0.0, "fibre-a", LINKS_UP)
+    now = feed(tel, "trunk", "a2", OK, 0.0, 6)
+    feed(tel, "trunk", "a1", LOST, 0.0, 3)
+    tel.decide(now, LINKS_UP)
+    assert trunk_of(tel, "+390212345601") == "a2"
+
+
+def test_a_first_trunk_that_stays_unknown_holds_its_range_only_for_a_while(
+        tel: Telephony) -> None:
+    """A flaky a1 (one OPTIONS in three lost: never 5 answers in a row, never 3 losses,
+    under 50 % loss) is not waited for forever."""
+    tel.note_paths(0.0, "fibre-a", LINKS_UP)
+    now = feed(tel, "trunk", "a2", OK, 0.0, 6)
+    flaky = tel.trunks["a1"]
+    for k in range(15):
+        tel.on_result("trunk", flaky, k * 0.2, LOST if k % 3 == 2 else OK)
+    tel.decide(now, LINKS_UP)
+    assert trunk_of(tel, "+390212345601") == "a1"
+    tel.decide(3.0, LINKS_UP)  # past a1's judge time (2.8 s after its path came)
+    assert state(tel, "trunk", "a1") is UNKNOWN
+    assert trunk_of(tel, "+390212345601") == "a2"
+
+
+def test_patience_ends_and_no_path_at_all_is_then_worth_a_page(
+        tel: Telephony, tmp_path: Path) -> None:
+    """A route lifeline never applies (a foreign one it may not replace, a dry run): 30 s
+    after the first noted paths, failures count again."""
+    tel.note_paths(0.0, None, {"fibre-a": UP})
+    feed(tel, "trunk", "b1", LOST, 0.0, 150)
+    assert state(tel, "trunk", "b1") is UNKNOWN
+    now = feed(tel, "trunk", "b1", LOST, 30.0, 3)
+    assert state(tel, "trunk", "b1") is DOWN
+    tel.decide(now, {"fibre-a": UP})
+    errors = read_events(tmp_path / "j.sqlite3", kind="error")
+    assert [e.message for e in errors] == [f"{B_RANGE} unroutable: no capable trunk healthy"]
 
 
 def registration(peer: Peer) -> SipResult | None:
