@@ -21,10 +21,11 @@ The rules, in the operator's words:
    path that has not come by then is not coming from lifeline (a foreign route it may not
    replace, a dry run), and no path at all is worth a page by then.
 5. At start the plan keeps the configured order: while a trunk is *pending* (never judged,
-   and its path missing or younger than the time a healthy trunk takes to be judged, within
-   PATIENCE), the trunks after it in any DID range count as unknown to the plan, so a
-   range does not move to its second trunk because that one happened to be judged first,
-   and move back a moment later. Down trunks are not held: a dead trunk is left at once.
+   and its path not there yet or younger than the time a healthy trunk takes to be judged,
+   within PATIENCE), the trunks after it in any DID range count as unknown to the plan, so
+   a range does not move to its second trunk because that one happened to be judged first,
+   and move back a moment later. Nothing waits for a trunk that is down, or whose link is
+   down (no path is coming soon; didplan counts it down): such a trunk is left at once.
 
 No I/O and no clock: the daemon passes the time in, once a cycle.
 """
@@ -50,6 +51,7 @@ class PeerPath:
     link: str | None  # the link they leave through; None: no route applied yet
     since: float | None  # when the path came to exist; None: it does not exist now
     why: str = ""  # while it does not exist: why, in the operator's words
+    link_down: bool = False  # it does not exist because its link is known down
 
     @property
     def exists(self) -> bool:
@@ -67,7 +69,8 @@ def follow(previous: PeerPath | None, now: float, link: str | None,
     state = links.get(link, HealthState.UNKNOWN)
     if state not in _WORKING:
         word = "not proven up yet" if state is HealthState.UNKNOWN else state.value
-        return PeerPath(link, None, f"its link {link} is {word}")
+        return PeerPath(link, None, f"its link {link} is {word}",
+                        link_down=state is HealthState.DOWN)
     if previous is not None and previous.since is not None:
         return PeerPath(link, previous.since)
     return PeerPath(link, now)
@@ -95,8 +98,11 @@ def judge_time(rise: int, interval: float, timeout: float) -> float:
 def pending(judged: bool, path: PeerPath | None, now: float, judging: float,
             patience_end: float | None) -> bool:
     """Whether a peer still waits for its first verdict at start (rule 5): never judged,
-    its path missing or younger than ``judging`` (``judge_time``), and within patience."""
+    its path not there yet (its link not down) or younger than ``judging``
+    (``judge_time``), and within patience."""
     if judged or patience_end is None or now >= patience_end:
+        return False
+    if path is not None and path.link_down:
         return False
     return path is None or path.since is None or now < path.since + judging
 

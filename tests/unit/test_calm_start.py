@@ -41,7 +41,8 @@ def test_no_route_or_a_link_not_proven_up_is_no_path() -> None:
     assert follow(None, 1.0, None, {}) == PeerPath(None, None, "no route applied yet")
     unknown = follow(None, 1.0, "fibre-a", {"fibre-a": UNKNOWN})
     assert not unknown.exists and unknown.why == "its link fibre-a is not proven up yet"
-    assert follow(None, 1.0, "fibre-a", {"fibre-a": DOWN}).why == "its link fibre-a is down"
+    down = follow(None, 1.0, "fibre-a", {"fibre-a": DOWN})
+    assert down.why == "its link fibre-a is down" and down.link_down and not unknown.link_down
     assert not follow(None, 1.0, "fibre-a", {}).exists  # a link nobody reported
 
 
@@ -86,6 +87,8 @@ def test_a_peer_is_pending_until_judged_or_given_the_time_to_be() -> None:
     assert not pending(True, path, 10.1, judging, 30.0)  # judged
     assert not pending(False, None, 30.0, judging, 30.0)  # patience out
     assert not pending(False, None, 1.0, judging, None)  # nothing noted: no start-up hold
+    gone = PeerPath("lte", None, "its link lte is down", link_down=True)
+    assert not pending(False, gone, 1.0, judging, 30.0)  # no path is coming soon
 
 
 def test_trunks_after_a_pending_one_are_held_back_in_every_range() -> None:
@@ -207,6 +210,23 @@ def test_a_pinned_trunk_waits_for_its_own_link(tmp_path: Path) -> None:
     tel.note_paths(now, "fibre-a", {**links, "lte": UP})
     feed(tel, "trunk", "b1", LOST, now, 3)
     assert state(tel, "trunk", "b1") is DOWN
+
+
+def test_nothing_waits_for_a_first_trunk_whose_link_is_down(tmp_path: Path) -> None:
+    """a1 is pinned to lte, which is down: a2, up, takes the range at once."""
+    text = CONFIG.replace(
+        "route_groups: [{name: internet, links: [fibre-a]}]",
+        "  - {name: lte, interface: wwan0, gateway: 100.64.0.1,\n"
+        "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
+        "route_groups: [{name: internet, links: [fibre-a, lte]}]",
+    ).replace('uri: "sip:192.0.2.21",', 'uri: "sip:192.0.2.21", links: [lte], pinned: true,')
+    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
+    links = {"fibre-a": UP, "lte": DOWN}
+    tel.note_paths(0.0, "fibre-a", links)
+    now = feed(tel, "trunk", "a2", OK, 0.0, 6)
+    tel.decide(now, links)
+    assert state(tel, "trunk", "a1") is UNKNOWN
+    assert trunk_of(tel, "+390212345601") == "a2"
 
 
 def test_a_destination_waits_for_the_route_too(tel: Telephony) -> None:
