@@ -17,9 +17,12 @@ The rules, in the operator's words:
    the probe was sent while its path existed; until then it stays unknown, which the DID
    plan treats as usable. An answered probe always counts: it proves the path and the peer.
 3. Once judged up or down, every probe counts, path or not, exactly as before.
-4. Patience has an end: PATIENCE after lifeline began noting paths, every probe counts. A
-   path that has not come by then is not coming from lifeline (a foreign route it may not
-   replace, a dry run), and no path at all is worth a page by then.
+4. Patience has an end: PATIENCE after lifeline began noting paths, every probe counts,
+   unless the path is missing because its link (for the route: every link) is known down.
+   A path missing for another reason by then is not coming from lifeline (a foreign route
+   it may not replace, a dry run), and is worth a page; a link that is down is paged for
+   already, and its trunks count as down in the plan (didplan's rule 1), so they wait
+   for their first verdict until it is back (slow PPPoE at boot is no carrier outage).
 5. At start the plan keeps the configured order: while a trunk is *pending* (never judged,
    and its path not there yet or younger than the time a healthy trunk takes to be judged,
    within PATIENCE), the trunks after it in any DID range count as unknown to the plan, so
@@ -51,7 +54,7 @@ class PeerPath:
     link: str | None  # the link they leave through; None: no route applied yet
     since: float | None  # when the path came to exist; None: it does not exist now
     why: str = ""  # while it does not exist: why, in the operator's words
-    link_down: bool = False  # it does not exist because its link is known down
+    link_down: bool = False  # it does not exist because its link (every link) is down
 
     @property
     def exists(self) -> bool:
@@ -65,7 +68,9 @@ def follow(previous: PeerPath | None, now: float, link: str | None,
     start (a failover from one working link to another keeps it too: the probes never
     lacked a way out)."""
     if link is None:
-        return PeerPath(None, None, "no route applied yet")
+        dark = bool(links) and all(s is HealthState.DOWN for s in links.values())
+        return PeerPath(None, None, "every link is down" if dark else "no route applied yet",
+                        link_down=dark)
     state = links.get(link, HealthState.UNKNOWN)
     if state not in _WORKING:
         word = "not proven up yet" if state is HealthState.UNKNOWN else state.value
@@ -85,6 +90,8 @@ def counts(ok: bool, judged: bool, sent_at: float, path: PeerPath | None,
         return True
     if path is not None and path.since is not None and sent_at >= path.since:
         return True
+    if path is not None and path.link_down:
+        return False
     return patience_end is not None and sent_at >= patience_end
 
 

@@ -44,6 +44,9 @@ def test_no_route_or_a_link_not_proven_up_is_no_path() -> None:
     down = follow(None, 1.0, "fibre-a", {"fibre-a": DOWN})
     assert down.why == "its link fibre-a is down" and down.link_down and not unknown.link_down
     assert not follow(None, 1.0, "fibre-a", {}).exists  # a link nobody reported
+    dark = follow(None, 1.0, None, {"fibre-a": DOWN, "fibre-b": DOWN})
+    assert dark == PeerPath(None, None, "every link is down", link_down=True)
+    assert not follow(None, 1.0, None, {"fibre-a": DOWN, "fibre-b": UNKNOWN}).link_down
 
 
 def test_a_path_keeps_its_start_while_it_exists_and_across_a_failover() -> None:
@@ -66,6 +69,7 @@ def test_a_path_keeps_its_start_while_it_exists_and_across_a_failover() -> None:
     (False, False, 1.9, PeerPath("fibre-a", 2.0), False),  # sent before the path existed
     (False, False, 2.0, PeerPath("fibre-a", 2.0), True),
     (False, False, 30.0, PeerPath(None, None, "no route applied yet"), True),  # patience out
+    (False, False, 99.0, PeerPath("lte", None, "its link lte is down", link_down=True), False),
 ])
 def test_which_probes_count(ok: bool, judged: bool, sent_at: float, path: PeerPath | None,
                             expected: bool) -> None:
@@ -297,6 +301,26 @@ def test_patience_ends_and_no_path_at_all_is_then_worth_a_page(
     tel.decide(now, {"fibre-a": UP})
     errors = read_events(tmp_path / "j.sqlite3", kind="error")
     assert [e.message for e in errors] == [f"{B_RANGE} unroutable: no capable trunk healthy"]
+
+
+def test_links_slow_to_come_up_at_boot_do_not_run_out_the_trunks_patience(
+        tel: Telephony, tmp_path: Path) -> None:
+    """fibre-a is down for 40 s after boot (a slow PPPoE): its DIDs are rightly unroutable
+    meanwhile (the link's fault, paged for as such), but the trunks are not judged by
+    OPTIONS that could not leave, so they are up as soon as the route is."""
+    dark = {"fibre-a": DOWN}
+    t = 0.0
+    while t < 40.0:
+        tel.note_paths(t, None, dark)
+        feed(tel, "trunk", "a1", LOST, t, 5)
+        t += 1.0
+    plan = tel.decide(t, dark)
+    assert state(tel, "trunk", "a1") is UNKNOWN and len(plan.unroutable) == 2
+    tel.note_paths(t, "fibre-a", LINKS_UP)
+    now = feed(tel, "trunk", "a1", OK, t, 6)
+    assert state(tel, "trunk", "a1") is UP
+    tel.decide(now, LINKS_UP)
+    assert trunk_of(tel, "+390212345601") == "a1"
 
 
 def registration(peer: Peer) -> SipResult | None:
