@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
@@ -74,6 +76,38 @@ def test_a_path_keeps_its_start_while_it_exists_and_across_a_failover() -> None:
 def test_which_probes_count(ok: bool, judged: bool, sent_at: float, path: PeerPath | None,
                             expected: bool) -> None:
     assert counts(ok, judged, sent_at, path, patience_end=30.0) is expected
+
+
+paths = st.one_of(
+    st.none(),
+    st.builds(PeerPath, st.sampled_from([None, "fibre-a"]),
+              st.one_of(st.none(), st.floats(0, 100)), st.just(""), st.booleans()))
+times = st.floats(0, 100)
+
+
+@given(ok=st.booleans(), judged=st.booleans(), sent_at=times, later=times, path=paths,
+       patience=st.one_of(st.none(), times))
+def test_a_counted_probe_is_followed_by_counted_ones_and_a_verdict_counts_all(
+        ok: bool, judged: bool, sent_at: float, later: float, path: PeerPath | None,
+        patience: float | None) -> None:
+    assert counts(ok, True, sent_at, path, patience) and counts(True, judged, sent_at, path,
+                                                                 patience)
+    if counts(ok, judged, sent_at, path, patience):
+        assert counts(ok, judged, max(sent_at, later), path, patience)
+
+
+@given(orders=st.lists(st.lists(st.sampled_from("abcdef"), unique=True, min_size=1,
+                                max_size=4), max_size=4),
+       waiting=st.sets(st.sampled_from("abcdef")))
+def test_only_trunks_behind_a_waiting_one_are_held(orders: list[list[str]],
+                                                   waiting: set[str]) -> None:
+    held = held_back(orders, waiting)
+    for order in orders:
+        first = next((k for k, n in enumerate(order) if n in waiting), len(order))
+        assert set(order[first + 1:]) <= held
+    behind = {n for order in orders for k, n in enumerate(order)
+              if any(w in waiting for w in order[:k])}
+    assert held == behind
 
 
 def test_nothing_counts_against_a_peer_before_any_path_is_noted() -> None:
