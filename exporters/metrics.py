@@ -183,7 +183,8 @@ CATALOG: tuple[MetricDef, ...] = (
               lambda s: (((t.name,), t.last_rtt) for t in s.trunks
                          if t.last_rtt is not None and t.last_code is not None)),
     MetricDef("lifeline_trunk_responses_total", "counter",
-              "SIP OPTIONS outcomes by status code, or the error kind when nothing answered.",
+              "SIP OPTIONS outcomes by status code, or the error kind when nothing answered "
+              "(also failures health ignored at start: sent before the trunk's path existed).",
               ("trunk", "code"), TELEPHONY),
     MetricDef("lifeline_trunk_edge_tripped", "gauge",
               "1 while the SIP edge's failed calls hold the trunk degraded (OPTIONS answered).",

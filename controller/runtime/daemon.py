@@ -207,8 +207,10 @@ class Daemon:
         if now - self._edge_read_at >= 2.0:
             self._edge_read_at = now
             await tel.read_edge_failures(now)
-        plan = tel.decide(now, {name: rt.health.state
-                                for name, rt in self.routing.links.items()})
+        links = {name: rt.health.state for name, rt in self.routing.links.items()}
+        # Before deciding: a trunk's failures count only from when its path exists.
+        tel.note_paths(now, self.routing.applied_link(), links)
+        plan = tel.decide(now, links)
         if self.dry_run:
             return
         # After the site's route moved, registrations must leave over the new link; the
@@ -303,6 +305,7 @@ class Daemon:
         if self._start_probes:
             routing.start_probes()
         if self.telephony is not None:
+            # No trunk's path exists yet (no link is proven up): the first cycles tell.
             self.telephony.start(self._wake, probes=self._start_probes)
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))

@@ -3,7 +3,10 @@
 Each trunk (a carrier SBC) and each destination (the PBX, the DR platform) is a ``sip``
 probe spec, run by a ``probes.scheduler.RecheckScheduler`` on its own interval (sooner
 while it looks dead); the samples feed the same pure health machine links use
-(hysteresis, hold-down, flap damping). Every control cycle the pure DID policy turns trunk,
+(hysteresis, hold-down, flap damping). A peer never judged ignores its failed probes sent
+before its path existed, and at start the plan keeps each range's configured order until
+the trunks before it are judged (controller.core.peerpath: before the first route, a lost
+OPTIONS is no evidence against a carrier). Every control cycle the pure DID policy turns trunk,
 link and destination health into a plan per DID range, the plan goes to the SIP edge
 drivers (Kamailio's JSON-RPC, a webhook, a command), the journal says what changed, and
 ``snapshot`` gives the daemon's snapshot its telephony part. The daemon owns the loop;
@@ -27,6 +30,15 @@ from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
+from controller.core.peerpath import (
+    PATIENCE,
+    PeerPath,
+    counts,
+    follow,
+    held_back,
+    judge_time,
+    pending,
+)
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
 from controller.runtime.maintenance import MaintenanceBook
@@ -83,6 +95,8 @@ class Peer:
     registered: SipResult | None = None
     reg_task: asyncio.Task[None] | None = None
     recheck: float = 0.2
+    # Failed probes not counted: sent before its path existed, while never judged.
+    uncounted: int = 0
 
     @property
     def target(self) -> SipTarget:
@@ -91,6 +105,11 @@ class Peer:
 
 def _is_down(health: Health) -> bool:
     return health.state is HealthState.DOWN
+
+
+def _judged(health: Health) -> bool:
+    """Whether health has ever left unknown (every move sets ``since``)."""
+    return health.since is not None
 
 
 class Telephony:
@@ -114,6 +133,9 @@ class Telephony:
         self.pushed: dict[str, EdgePlan] = {}
         self.push_errors: dict[str, str] = {}
         self._unroutable: set[str] = set()
+        # Paths by the link they leave through, None for the route's (note_paths).
+        self._paths: dict[str | None, PeerPath] = {}
+        self._patience_end: float | None = None  # PATIENCE after the first noted paths
         self._groups = self._trunk_groups(cfg.trunks)
         self._wake: asyncio.Event | None = None
         self._probing = False
@@ -254,13 +276,67 @@ class Telephony:
         return changes
 
     # -- sense -----------------------------------------------------------------------------
+    def note_paths(self, now: float, route: str | None,
+                   links: Mapping[str, HealthState]) -> None:
+        """Where every peer's probes leave at ``now``: ``route`` is the link the site's
+        kernel route uses (None before one is applied), ``links`` each link's health. The
+        daemon calls this every cycle (until the first, no path exists); a failed probe of
+        a peer never judged counts only if sent while its path existed
+        (controller.core.peerpath)."""
+        if self._patience_end is None:
+            self._patience_end = now + PATIENCE
+        paths: dict[str | None, PeerPath] = {
+            None: follow(self._paths.get(None), now, route, links)}
+        for link in links:
+            paths[link] = follow(self._paths.get(link), now, link, links)
+        self._paths = paths
+
+    def _path(self, kind: str, name: str) -> PeerPath | None:
+        """A peer's path: its pinned link's, else the route's (None: nothing noted yet)."""
+        if kind == "trunk":
+            t = self.cfg.trunk(name)
+            if t.pinned and t.links:
+                return self._paths.get(t.links[0])
+        return self._paths.get(None)
+
+    def _counts(self, kind: str, peer: Peer, sent_at: float, ok: bool) -> bool:
+        return counts(ok, _judged(peer.health), sent_at, self._path(kind, peer.name),
+                      self._patience_end)
+
+    def _held_back(self, now: float) -> set[str]:
+        """Trunks the plan must not prefer yet: after a pending one in some range."""
+        waiting = {
+            name for name, peer in self.trunks.items()
+            if pending(_judged(peer.health), self._path("trunk", name), now,
+                       judge_time(peer.health.params.rise, peer.interval, peer.timeout),
+                       self._patience_end)}
+        return held_back((e.trunks for e in self.entries), waiting)
+
+    @staticmethod
+    def _as_planned(peer: Peer, held: set[str]) -> tuple[HealthState, str]:
+        """A trunk's state and reason as the DID plan sees them (held: unknown)."""
+        state = peer.health.state
+        if peer.name in held and state in (HealthState.UP, HealthState.DEGRADED):
+            return HealthState.UNKNOWN, (f"{peer.name}: {state.value}, kept in the configured "
+                                         "order until the trunks before it are judged (start)")
+        return state, peer.health.reason
+
+    def _uncounted_reason(self, kind: str, peer: Peer) -> str:
+        """Why a peer is still unknown though its probes fail (status and debug log)."""
+        path = self._path(kind, peer.name)
+        why = "no route applied yet" if path is None else (path.why or "path just came up")
+        return (f"{peer.name}: {peer.uncounted} failed probe(s) not counted, sent before "
+                f"its path existed ({why})")
+
     async def _register_loop(self, peer: Peer) -> None:
         """A registration-based trunk: check that REGISTER with digest succeeds, every
         REGISTER_EVERY seconds (not at the OPTIONS pace: registrars rate-limit). The result is
         reported (status, metric), OPTIONS stays the health signal."""
         reg = peer.register
         assert reg is not None
+        loop = asyncio.get_running_loop()
         while True:
+            sent_at = loop.time()
             try:
                 password = read_password(reg)
                 spec = await resolved(peer.spec, max(peer.timeout, 2.0))
@@ -272,6 +348,12 @@ class Telephony:
                 result = SipResult(reachable=False, error=ErrorKind.INTERNAL,
                                    detail=f"no password: {exc}")
             was = peer.registered
+            if was is None and not self._counts("trunk", peer, sent_at, result.reachable):
+                # No path yet (first start): unknown, not "not registered"; retried soon.
+                log.debug("trunk %s: REGISTER check before its path existed, not counted: %s",
+                          peer.name, result.detail)
+                await asyncio.sleep(REGISTER_RETRY)
+                continue
             peer.registered = result
             if was is None or was.reachable != result.reachable:
                 what = "registered" if result.reachable else f"not registered: {result.detail}"
@@ -284,7 +366,9 @@ class Telephony:
 
     def on_result(self, kind: str, peer: Peer, sent_at: float, sample: Sample) -> None:
         """One OPTIONS outcome, in send order (the scheduler's callback); an outcome of a
-        peer a reload replaced is dropped."""
+        peer a reload replaced is dropped. A failure sent before the path of a peer never
+        judged existed is counted as a response and shown as the last answer, but is no
+        evidence for its health (controller.core.peerpath)."""
         peers = self.trunks if kind == "trunk" else self.destinations
         if peers.get(peer.name) is not peer:
             return
@@ -293,6 +377,11 @@ class Telephony:
             sample.error.value if sample.error else "error")
         if kind == "trunk":
             self.tally.add("lifeline_trunk_responses_total", (peer.name, code))
+        if not self._counts(kind, peer, sent_at, sample.ok):
+            peer.uncounted += 1
+            log.debug("%s %s: %s not counted: %s", kind, peer.name, code,
+                      self._uncounted_reason(kind, peer))
+            return
         rtt = sample.rtt if sample.ok and sample.rtt is not None else None
         if sample.ok and rtt is None:
             rtt = 0.0
@@ -368,11 +457,12 @@ class Telephony:
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
+        held = self._held_back(now)
         views = {}
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
             failing, why = peer.edge_signal.verdict(now)
-            views[name] = TrunkView(name, peer.health.state, peer.health.reason,
+            views[name] = TrunkView(name, *self._as_planned(peer, held),
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_tripped=failing, edge_reason=why,
                                     maintenance=self.maintenance(name))
@@ -457,20 +547,23 @@ class Telephony:
     def snapshot(self, now: float) -> tuple[tuple[PeerSnap, ...], tuple[PeerSnap, ...],
                                             tuple[EdgeSnap, ...]]:
         """Trunks, destinations and edges as the snapshot tells them."""
-        def peer(p: Peer, **extra: Any) -> PeerSnap:
+        def peer(kind: str, p: Peer, **extra: Any) -> PeerSnap:
             last = p.last
-            return PeerSnap(p.name, p.target.request_uri(), p.health.state, p.health.reason,
+            reason = p.health.reason
+            if p.uncounted and not _judged(p.health):
+                reason = self._uncounted_reason(kind, p)
+            return PeerSnap(p.name, p.target.request_uri(), p.health.state, reason,
                             None if last is None else last.code,
                             None if last is None else last.rtt,
                             p.health.hold_down_remaining(now), **extra)
 
         per_trunk = self.plan.numbers_per_trunk if self.plan is not None else {}
         trunks = tuple(
-            peer(p, registered=None if p.registered is None else p.registered.reachable,
+            peer("trunk", p, registered=None if p.registered is None else p.registered.reachable,
                  edge_tripped=p.edge_signal.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0),
                  maintenance=self.maintenance(p.name))
             for p in self.trunks.values())
-        destinations = tuple(peer(p) for p in self.destinations.values())
+        destinations = tuple(peer("destination", p) for p in self.destinations.values())
         edges = tuple(EdgeSnap(e.name, self.edge_plan is not None
                                and self.pushed.get(e.name) == self.edge_plan,
                                self.push_errors.get(e.name))

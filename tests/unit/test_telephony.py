@@ -359,6 +359,7 @@ async def test_rechecks_overlap_an_unanswered_options_and_stop_once_down(
     tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Tally(), [])
     peer = tel.trunks["a1"]
     peer.interval, peer.timeout, peer.recheck = interval, timeout, recheck
+    tel.note_paths(loop.time(), "fibre-a", LINKS)  # the route is there from the start
     tel.start(asyncio.Event())
     try:
         async with asyncio.timeout(8):
