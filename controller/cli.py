@@ -219,6 +219,9 @@ def cmd_edge_config(args: argparse.Namespace) -> int:
     except SiteError as exc:
         print(f"lifeline edge-config: {exc}", file=sys.stderr)
         return 2
+    except sitefiles.SiteIOError as exc:
+        print(f"lifeline edge-config: {exc}", file=sys.stderr)
+        return 1
     print(_edge_report(args, site, actions))
     return 0
 

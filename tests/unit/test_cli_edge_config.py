@@ -8,6 +8,7 @@ for /etc/kamailio.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,15 @@ def test_the_interfaces_of_this_machine_are_read_for_real() -> None:
     # Read-only netlink dumps: loopback is always there, with its address.
     found = cli._interface_addresses()
     assert "127.0.0.1/8" in found["lo"]
+
+
+def test_a_directory_it_may_not_write_is_a_runtime_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)  # what a non-root user meets in /etc
+    assert main(["edge-config", "-c", str(EXAMPLE), "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'lifeline-site.cfg'}: Permission denied" in err

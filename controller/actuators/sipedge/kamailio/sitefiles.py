@@ -20,9 +20,14 @@ from typing import Literal
 
 from controller.actuators.sipedge.kamailio.sitecfg import MARKER, SiteError, SiteFile
 
-__all__ = ["FileAction", "install", "preview"]
+__all__ = ["FileAction", "SiteIOError", "install", "preview"]
 
 Action = Literal["create", "update", "unchanged", "keep"]
+
+
+class SiteIOError(OSError):
+    """A file of the edge's directory could not be read or written (permissions, a full
+    disk): the machine's problem, not the config's; the message names the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,7 @@ def _action(target: Path, file: SiteFile) -> Action:
     except FileNotFoundError:
         return "create"
     except (OSError, UnicodeDecodeError) as exc:
-        raise SiteError(f"cannot read {target}: {exc}") from None
+        raise SiteIOError(f"cannot read {target}: {exc}") from None
     if not file.replace:
         return "keep"
     if not text.startswith(MARKER):
@@ -85,5 +90,5 @@ def install(confdir: Path, files: Sequence[SiteFile]) -> list[FileAction]:
             try:
                 _write(act.path, act.file.text)
             except OSError as exc:
-                raise SiteError(f"cannot write {act.path}: {exc.strerror or exc}") from None
+                raise SiteIOError(f"cannot write {act.path}: {exc.strerror or exc}") from None
     return actions
