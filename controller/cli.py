@@ -222,15 +222,15 @@ def cmd_edge_config(args: argparse.Namespace) -> int:
     except sitefiles.SiteIOError as exc:
         print(f"lifeline edge-config: {exc}", file=sys.stderr)
         return 1
-    print(_edge_report(args, site, actions))
+    print(_edge_report(args, confdir, site, actions))
     return 0
 
 
-def _edge_report(args: argparse.Namespace, site: EdgeSite, actions: list[FileAction]) -> str:
+def _edge_report(args: argparse.Namespace, confdir: Path, site: EdgeSite,
+                 actions: list[FileAction]) -> str:
     """What was (or would be) written and what the operator does next."""
     from controller.actuators.sipedge.kamailio import sitecfg
 
-    confdir = Path(str(site.confdir))
     cfg_file = confdir / sitecfg.CFG_FILE
     done = ({"create": "would create", "update": "would update"} if args.dry_run
             else {"create": "created", "update": "updated"})
@@ -262,7 +262,9 @@ def _edge_report(args: argparse.Namespace, site: EdgeSite, actions: list[FileAct
               "start it: systemctl restart kamailio (Debian's unit runs "
               "/etc/kamailio/kamailio.cfg)" if confdir == Path(DEFAULT_EDGE_DIR)
               else f"start it: kamailio -f {cfg_file}",
-              f"see lifeline reach it: lifeline status -c {args.config} shows "
+              "let lifeline push to it: systemctl reload lifeline (it reads sip_edge at "
+              "start and on reload)",
+              f"see it in sync: lifeline status -c {args.config} shows "
               "\"edge kamailio: in sync\""]
     out += ["next:", *(f"  {i}. {step}" for i, step in enumerate(steps, 1))]
     return "\n".join(out)
