@@ -8,6 +8,7 @@ nothing that ends a ``#!substdef`` early. Writing them never clobbers an operato
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
@@ -266,7 +267,12 @@ def _site(tmp: Path, **kw: Any) -> EdgeSite:
 
 
 def test_install_writes_everything_readable_by_kamailios_user(tmp_path: Path) -> None:
-    done = install(tmp_path, site_files(_site(tmp_path)))
+    old_umask = os.umask(0o077)  # a root shell's strict umask must not lock Kamailio out
+    try:
+        done = install(tmp_path, site_files(_site(tmp_path)))
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "db").stat().st_mode) == 0o755
     assert [a.action for a in done] == ["create"] * 4
     for rel in ("lifeline-site.cfg", "dispatcher.list", "db/version", "db/uacreg"):
         mode = stat.S_IMODE((tmp_path / rel).stat().st_mode)

@@ -68,7 +68,10 @@ def preview(confdir: Path, files: Sequence[SiteFile]) -> list[FileAction]:
 
 
 def _write(target: Path, text: str) -> None:
-    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True)
+        # Whatever the umask: Kamailio reads the directory as its own user.
+        os.chmod(target.parent, 0o755)  # noqa: S103 - a directory of no secrets
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w") as out:
