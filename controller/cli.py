@@ -60,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    maint = sub.add_parser(
+        "maintenance", help="take a trunk out of service (no calls) or put it back",
+        description="Marks a trunk in maintenance in the running daemon: no range uses it, "
+                    "not even as an in-call fallback, until the mark is lifted (--off). "
+                    "The mark survives restarts (state_dir/maintenance.json). A trunk the "
+                    "config puts in maintenance stays so until the config changes.")
+    maint.add_argument("trunk")
+    maint.add_argument("--off", action="store_true", help="lift the mark: back in service")
+    maint.add_argument("--reason", default="", help="why, for status, journal and alerts")
+    maint.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    maint.add_argument("--socket", help="API unix socket (default: from the config)")
+    maint.set_defaults(func=cmd_maintenance)
+
     events = sub.add_parser("events", help="recent journal events")
     events.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     events.add_argument("--state-dir", help="read this state dir instead of the config's")
@@ -146,6 +159,31 @@ def cmd_status(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(json.dumps(doc, indent=2) if args.json else render_status(doc))
+    return 0
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    from exporters.statusview import request_maintenance
+
+    sock = _socket_path(args)
+    if sock is None:
+        return 2
+    try:
+        code, doc = asyncio.run(request_maintenance(sock, args.trunk, not args.off,
+                                                    args.reason))
+    except OSError as exc:
+        print(f"lifeline maintenance: no daemon answers on {sock}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    if code != 200:
+        print(f"lifeline maintenance: {doc.get('error', doc)}", file=sys.stderr)
+        return 1
+    why = doc.get("maintenance")
+    print(f"trunk {doc['trunk']}: " + (f"in maintenance, gets no calls ({why})" if why
+                                       else "in service"))
+    if not doc.get("kept_on_disk", True):
+        print("warning: the daemon could not write the mark to its state dir; it holds until "
+              "the daemon stops", file=sys.stderr)
     return 0
 
 

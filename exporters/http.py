@@ -2,8 +2,11 @@
 
 Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
 ``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
-a daemon that runs inside a router namespace. Handlers only read the snapshot
-the daemon publishes each cycle (``controller.core.snapshot``); they never change state.
+a daemon that runs inside a router namespace. Read handlers only read the snapshot
+the daemon publishes each cycle (``controller.core.snapshot``). The one write, a trunk's
+maintenance mark, goes to the daemon's ``Control`` and is served on the unix socket only:
+its file mode (0660) is the access control, while the TCP port is for Prometheus and may
+be reachable from the LAN.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,8 +30,24 @@ log = logging.getLogger(__name__)
 LatestFn = Callable[[], Snapshot | None]
 
 
-def make_app(latest: LatestFn, registry: CollectorRegistry | None = None) -> web.Application:
-    """The app; every handler reads ``latest()``, the snapshot of the last control cycle."""
+class Control(Protocol):
+    """What the API may ask of the daemon."""
+
+    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> dict[str, Any]:
+        """KeyError for an unknown trunk."""
+        ...
+
+
+def _on_unix_socket(request: web.Request) -> bool:
+    """A unix socket's local name is a path (str or bytes); a TCP one is a tuple."""
+    transport = request.transport
+    return transport is not None and isinstance(transport.get_extra_info("sockname"),
+                                                str | bytes)
+
+
+def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
+             control: Control | None = None) -> web.Application:
+    """The app; every read handler reads ``latest()``, the snapshot of the last cycle."""
     registry = registry if registry is not None else registry_for(latest)
 
     async def handle_metrics(_: web.Request) -> web.Response:
@@ -56,7 +75,31 @@ def make_app(latest: LatestFn, registry: CollectorRegistry | None = None) -> web
             return _json({"error": f"{number} is not in the DID plan", "number": number}, 404)
         return _json(found, 200)
 
+    async def handle_maintenance(request: web.Request) -> web.Response:
+        if control is None:
+            return _json({"error": "this daemon takes no requests"}, 501)
+        if not _on_unix_socket(request):
+            return _json({"error": "maintenance is set over the daemon's unix socket "
+                                   "(`lifeline maintenance`), not over TCP"}, 403)
+        reason = ""
+        if request.method == "PUT" and request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                return _json({"error": "the body must be JSON: {\"reason\": \"...\"}"}, 400)
+            raw = body.get("reason", "") if isinstance(body, dict) else None
+            if not isinstance(raw, str):
+                return _json({"error": "reason must be a string"}, 400)
+            reason = raw
+        trunk = request.match_info["trunk"]
+        try:
+            return _json(control.set_maintenance(trunk, request.method == "PUT", reason), 200)
+        except KeyError:
+            return _json({"error": f"no trunk named {trunk!r}"}, 404)
+
     app = web.Application()
+    app.router.add_put("/api/v1/trunks/{trunk}/maintenance", handle_maintenance)
+    app.router.add_delete("/api/v1/trunks/{trunk}/maintenance", handle_maintenance)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/api/v1/status", handle_status)
     app.router.add_get("/healthz", handle_healthz)

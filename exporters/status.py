@@ -47,7 +47,8 @@ def status_document(s: Snapshot) -> dict[str, Any]:
     if not s.telephony:
         return doc
     plan = s.plan
-    doc["trunks"] = [_peer(t) | {"dids": t.dids, "edge_tripped": t.edge_tripped}
+    doc["trunks"] = [_peer(t) | {"dids": t.dids, "edge_tripped": t.edge_tripped,
+                                 "maintenance": t.maintenance}
                      for t in s.trunks]
     doc["destinations"] = [_peer(d) for d in s.destinations]
     doc["dids"] = None if plan is None else {

@@ -1,10 +1,12 @@
-"""Client side of ``lifeline status``: fetch the daemon's status over its unix socket and
-render it as a table an engineer reads at a glance."""
+"""Client side of ``lifeline status`` and ``lifeline maintenance``: fetch the daemon's
+status over its unix socket and render it as a table an engineer reads at a glance; ask it
+to take a trunk out of service or back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -21,6 +23,24 @@ async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any
                 doc: dict[str, Any] = await resp.json()
                 return doc
         except aiohttp.ClientError as exc:
+            raise OSError(str(exc)) from exc
+
+
+async def request_maintenance(socket_path: Path, trunk: str, on: bool, reason: str = "",
+                              timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
+    """PUT (on) or DELETE (off) a trunk's maintenance mark: (HTTP status, answer)."""
+    if not socket_path.exists():
+        raise FileNotFoundError(2, "socket does not exist", str(socket_path))
+    conn = aiohttp.UnixConnector(path=str(socket_path))
+    url = f"http://lifeline/api/v1/trunks/{quote(trunk, safe='')}/maintenance"
+    async with aiohttp.ClientSession(connector=conn,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        try:
+            async with session.request("PUT" if on else "DELETE", url,
+                                       json={"reason": reason} if on else None) as resp:
+                doc: dict[str, Any] = await resp.json(content_type=None)
+                return resp.status, doc
+        except (aiohttp.ClientError, ValueError) as exc:
             raise OSError(str(exc)) from exc
 
 
@@ -63,6 +83,8 @@ def render_status(doc: dict[str, Any]) -> str:
             why = t.get("reason", "")
             if t.get("edge_tripped"):
                 why = f"fails calls at the edge: {t['edge_tripped']}"
+            if t.get("maintenance") is not None:
+                why = f"IN MAINTENANCE, gets no calls: {t['maintenance']}"
             lines.append(f"{t['name']:<18} {t['state']:<9} {code:>4} "
                          f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
                          f"{why}")

@@ -131,10 +131,18 @@ def _listen(value: object) -> str:
 Listen = Annotated[str, BeforeValidator(_listen)]
 
 
+# No setting of lifeline needs more than a week; beyond, a value is a typo (and a huge
+# float would overflow where durations are rendered or slept on).
+MAX_DURATION = 7 * 24 * 3600.0
+
+
 def _duration(value: object) -> float:
     if not isinstance(value, str | int | float):
         raise ValueError("not a duration (expected e.g. 200ms, 5s, 1m)")
-    return parse_duration(value)
+    seconds = parse_duration(value)
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than a week: a typo?")
+    return seconds
 
 
 def _positive(value: float) -> float:

@@ -49,6 +49,20 @@ def _quoted_text(value: object) -> str:
 QuotedText = Annotated[str, PlainValidator(_quoted_text)]
 
 
+def _maintenance(value: object) -> str | None:
+    """`maintenance: true`, or the reason as text: None (in service) or the reason ("")."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ""
+    if not isinstance(value, str) or "\n" in value.strip() or len(value) > 200:
+        raise ValueError("must be true, false or a one-line reason (at most 200 characters)")
+    return value.strip()
+
+
+MaintenanceReason = Annotated[str | None, PlainValidator(_maintenance)]
+
+
 def _no_inline_password(value: object) -> None:
     raise ValueError(
         "inline passwords are not accepted: use password_file (a root-only file) or "
@@ -148,6 +162,8 @@ class Trunk(ConfigModel):
     edge_signal: EdgeSignalSettings = EdgeSignalSettings()
     # "register" is ABCMeta's method on every model class, so the field is named apart.
     registration: Register | None = Field(default=None, alias="register")
+    # Out of service: no call goes to it, whatever its health (it is still probed).
+    maintenance: MaintenanceReason = None
 
     @property
     def sip_uri(self) -> SipUri:

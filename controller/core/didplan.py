@@ -9,12 +9,18 @@ finds a single number's decision by binary search. ``diff`` gives what changed b
 plans: the part an actuator pushes to the SIP edge. No I/O, no clock, no config parsing:
 the daemon feeds it, actuators consume it. The rules:
 
-1. A trunk whose every allowed link is down is down (a pinned trunk: its one link), and an
-   up trunk whose calls fail at the SIP edge (``edge_tripped``: OPTIONS 200, INVITE 503)
-   counts as degraded, so OPTIONS alone cannot keep a broken trunk in use.
+1. A trunk in maintenance (config or API) is never used. A trunk whose every allowed link is
+   down is down (a pinned trunk: its one link), and an up trunk whose calls fail at the
+   SIP edge (``edge_tripped``: OPTIONS 200, INVITE 503) counts as degraded, so OPTIONS
+   alone cannot keep a broken trunk in use.
 2. Per range: the first up capable trunk; else the first degraded one; else the first
    whose health is not known yet (start-up: sending calls to an untested trunk beats
-   refusing them); a down trunk is never chosen. No such trunk: the range is unroutable.
+   refusing them); else a tripped one; a down trunk is never chosen. No such trunk: the
+   range is unroutable.
+   The chosen trunk gets every new call of the range; ``fallback`` lists the other capable
+   trunks a call that fails on it (408, 5xx, no answer) may try within the call, best
+   first, never one that is down, tripped or in maintenance: the edge's in-call failover
+   is a safety net that cannot undo the plan.
 3. Destination: the primary unless it is down; then the DR destination unless that is
    down too; with both down the primary (the edge then fails the call towards the carrier,
    whose own failover may still deliver it).
@@ -29,6 +35,7 @@ from controller.core.e164 import Number, NumberRange, RangeIndex
 from controller.core.health import HealthState
 
 __all__ = [
+    "MAINTENANCE",
     "DidDecision",
     "DidEntry",
     "DidPlan",
@@ -38,6 +45,10 @@ __all__ = [
     "diff",
     "effective_trunk_state",
 ]
+
+
+# The why of a trunk in maintenance starts with this; the reasons then say it, not "down".
+MAINTENANCE = "in maintenance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,8 @@ class TrunkView:
     # The edge signal: the SIP edge sees INVITEs fail (5xx) while OPTIONS answer.
     edge_tripped: bool = False
     edge_reason: str = ""  # e.g. "12 of 12 calls failed with 503 in 30 s"
+    # Taken out of service by the operator (config ``maintenance`` or the API): no calls.
+    maintenance: str | None = None  # None: in service; else why ("" if no reason given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +87,16 @@ class DidDecision:
     destination: str
     on_dr: bool  # the destination is the disaster-recovery one
     reason: str
+    # Trunks a call that fails on ``trunk`` may try next within the call, in order.
+    fallback: tuple[str, ...] = ()
 
     @property
     def unroutable(self) -> bool:
         return self.trunk is None
 
-    def target(self) -> tuple[str | None, str]:
-        """What an actuator holds for this range: (trunk, destination)."""
-        return (self.trunk, self.destination)
+    def target(self) -> tuple[str | None, tuple[str, ...], str]:
+        """What an actuator holds for this range: (trunk, fallback, destination)."""
+        return (self.trunk, self.fallback, self.destination)
 
 
 def _why(name: str, reason: str) -> str:
@@ -96,7 +111,11 @@ def effective_trunk_state(view: TrunkView,
 
     A link missing from ``links`` is unknown, never down: only links known to be down can
     take a trunk down. A trunk that follows the active route may use every known link.
+    A trunk in maintenance counts as down, whatever its health: it must get no call.
     """
+    if view.maintenance is not None:
+        return HealthState.DOWN, MAINTENANCE + (f": {view.maintenance}"
+                                                if view.maintenance else "")
     allowed: Sequence[str]
     if view.pinned and view.links:
         allowed = view.links[:1]
@@ -115,11 +134,16 @@ def effective_trunk_state(view: TrunkView,
 
 
 def _detail(name: str, state: HealthState, why: str) -> str:
+    if why.startswith(MAINTENANCE):
+        return f"{name} {why}"
     return f"{name} {state.value}" + (f" ({why})" if why else "")
 
 
-# Preference of states; DOWN is absent: never chosen.
+# Preference of states; DOWN is absent: never chosen. A tripped trunk (degraded because
+# its calls fail) ranks after all of them: it is proven to fail calls, which a lossy or
+# not yet probed trunk is not; it is still used when nothing else is left.
 _RANK = {HealthState.UP: 0, HealthState.DEGRADED: 1, HealthState.UNKNOWN: 2}
+_TRIPPED_RANK = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +151,31 @@ class _TrunkChoice:
     trunk: str | None
     state: HealthState | None
     reason: str
+    fallback: tuple[str, ...] = ()
+
+
+def _fallback(trunks: tuple[str, ...], chosen: str,
+              states: Mapping[str, tuple[HealthState, str]],
+              tripped: frozenset[str]) -> tuple[str, ...]:
+    """The other trunks a failed call may try: best state first, then the operator's order;
+    never down (maintenance included) nor tripped, since a retry there only adds a round
+    trip to a call that will fail again."""
+    usable = [(k, n) for k, n in enumerate(trunks)
+              if n != chosen and n not in tripped and states[n][0] in _RANK]
+    usable.sort(key=lambda kn: (_RANK[states[kn[1]][0]], kn[0]))
+    return tuple(n for _, n in usable)
 
 
 def _choose_trunk(
-    trunks: tuple[str, ...], states: Mapping[str, tuple[HealthState, str]]
+    trunks: tuple[str, ...], states: Mapping[str, tuple[HealthState, str]],
+    tripped: frozenset[str] = frozenset(),
 ) -> _TrunkChoice:
     best: int | None = None
     best_rank = 99
     for k, name in enumerate(trunks):
         rank = _RANK.get(states[name][0], 99)
+        if name in tripped and rank < 99:
+            rank = _TRIPPED_RANK
         if rank < best_rank:
             best, best_rank = k, rank
             if rank == 0:
@@ -145,14 +185,15 @@ def _choose_trunk(
         return _TrunkChoice(None, None, f"unroutable: {skipped or 'no capable trunk'}")
     name = trunks[best]
     state, why = states[name]
+    fallback = _fallback(trunks, name, states, tripped)
     passed = [_detail(n, *states[n]) for n in trunks[:best]]
     if not passed:
         head = _detail(name, state, why)
         if state is HealthState.UNKNOWN:
             head += "; health not known yet, first capable trunk"
-        return _TrunkChoice(name, state, head)
+        return _TrunkChoice(name, state, head, fallback)
     using = f"using {name}" if state is HealthState.UP else f"using {_detail(name, state, why)}"
-    return _TrunkChoice(name, state, "; ".join(passed) + f"; {using}")
+    return _TrunkChoice(name, state, "; ".join(passed) + f"; {using}", fallback)
 
 
 def _choose_destination(
@@ -225,6 +266,7 @@ def compute_plan(
                     if view is not None
                     else (HealthState.UNKNOWN, "no health reported")
                 )
+    tripped = frozenset(name for name, view in trunks.items() if view.edge_tripped)
     per_trunk: dict[str, int] = dict.fromkeys(states, 0)
     cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}
     decisions: list[DidDecision] = []
@@ -232,13 +274,13 @@ def compute_plan(
         key = (entry.trunks, entry.destination, entry.dr_destination)
         hit = cache.get(key)
         if hit is None:
-            hit = (_choose_trunk(entry.trunks, states), _choose_destination(entry, destinations))
+            hit = (_choose_trunk(entry.trunks, states, tripped),
+                   _choose_destination(entry, destinations))
             cache[key] = hit
         choice, (dest, on_dr, dest_why) = hit
         reason = f"{choice.reason}; {dest_why}" if dest_why else choice.reason
-        decisions.append(
-            DidDecision(entry.numbers, choice.trunk, choice.state, dest, on_dr, reason)
-        )
+        decisions.append(DidDecision(entry.numbers, choice.trunk, choice.state, dest, on_dr,
+                                     reason, choice.fallback))
         if choice.trunk is not None:
             per_trunk[choice.trunk] += entry.numbers.size
     return DidPlan(tuple(decisions), per_trunk, index)
@@ -258,7 +300,8 @@ class PlanDiff:
 def diff(old: DidPlan | None, new: DidPlan) -> PlanDiff:
     """Changes from ``old`` to ``new``; ``old`` None (nothing pushed yet) means everything.
 
-    A changed reason alone is no change: the edge holds trunks and destinations, not prose.
+    A changed reason alone is no change: the edge holds trunks, fallbacks and destinations,
+    not prose.
     """
     if old is None:
         return PlanDiff(new.decisions, ())
@@ -269,4 +312,4 @@ def diff(old: DidPlan | None, new: DidPlan) -> PlanDiff:
     return PlanDiff(changed, removed)
 
 
-_ABSENT: tuple[str | None, str] = (None, "\0absent")
+_ABSENT: tuple[str | None, tuple[str, ...], str] = (None, (), "\0absent")

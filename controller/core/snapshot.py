@@ -136,6 +136,7 @@ class PeerSnap:
     registered: bool | None = None  # trunks with a registration only
     edge_tripped: str | None = None  # why the edge's failed calls hold it (trunks)
     dids: int = 0  # numbers whose calls use it now (trunks)
+    maintenance: str | None = None  # why the trunk is out of service (trunks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from controller.core.snapshot import (
 from controller.runtime.journal import Journal
 from controller.runtime.links import LinkRouting
 from controller.runtime.linkwatch import LinkWatch
+from controller.runtime.maintenance import MAINTENANCE_FILE, MaintenanceBook
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
@@ -78,7 +79,10 @@ class Daemon:
                                    now=self.now, on_change=self._wake.set)
         self.tally.init("lifeline_journal_write_errors_total", ())
         self.edges = drivers_from_config(cfg)
-        self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges)
+        # The operator's maintenance marks outlive a restart (state_dir is restart-only).
+        self.maintenance = MaintenanceBook(Path(cfg.state_dir) / MAINTENANCE_FILE)
+        self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges,
+                                    self.maintenance)
                           if cfg.trunks or cfg.dids else None)
         self._edge_read_at = -1e9
         self._pending_refresh: set[str] = set()
@@ -149,7 +153,8 @@ class Daemon:
         tel = self.telephony
         if new.trunks or new.dids:
             if tel is None:
-                tel = self.telephony = Telephony(new, self.journal, self.tally, edges)
+                tel = self.telephony = Telephony(new, self.journal, self.tally, edges,
+                                                 self.maintenance)
                 tel.start(self._wake, probes=self._start_probes)
                 changes.append("telephony: on")
             else:
@@ -168,6 +173,16 @@ class Daemon:
         log.info("config reloaded from %s: %s", self.config_path, what)
         self.journal.record("action", "config", f"config reloaded: {what}")
         return True
+
+    # -- operator requests (the API on the unix socket) -----------------------------------
+    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> dict[str, Any]:
+        """Take a trunk out of service or back; the next cycle pushes the new plan at once.
+        KeyError: no such trunk."""
+        if self.telephony is None:
+            raise KeyError(trunk)
+        result = self.telephony.set_maintenance(trunk, on, reason)
+        self._wake.set()
+        return result
 
     # -- the cycle -----------------------------------------------------------------------
     async def cycle(self) -> None:
@@ -267,7 +282,7 @@ class Daemon:
             site=cfg.site,
         )
         self.publish()
-        server = HttpServer(make_app(lambda: self.latest), cfg.listen,
+        server = HttpServer(make_app(lambda: self.latest, control=self), cfg.listen,
                             Path(cfg.api_socket_path))
         try:
             await server.start()

@@ -29,6 +29,7 @@ from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
+from controller.runtime.maintenance import MaintenanceBook
 from probes.resolve import resolved
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RecheckScheduler
@@ -96,9 +97,11 @@ class Telephony:
     """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
 
     def __init__(self, cfg: Config, journal: Journal, tally: Tally,
-                 edges: list[SipEdge]) -> None:
+                 edges: list[SipEdge], book: MaintenanceBook | None = None) -> None:
         self.cfg = cfg
         self.journal = journal
+        # The operator's maintenance marks (API, CLI); the config's are read from cfg.
+        self.book = book if book is not None else MaintenanceBook(None)
         self.tally = tally
         self.edges = edges
         self.entries = cfg.did_entries()
@@ -325,6 +328,41 @@ class Telephony:
                     self.journal.record("transition", name, f"{name}: {why}", peer="edge",
                                         edge=edge.name)
 
+    # -- maintenance ---------------------------------------------------------------------
+    def maintenance(self, name: str) -> str | None:
+        """Why trunk ``name`` is out of service, or None when it is in service. The
+        operator's mark wins over the config's, so lifting it shows the config's again."""
+        mark = self.book.marks.get(name)
+        if mark is not None:
+            return f"{mark.reason} (set by the operator)" if mark.reason else \
+                "set by the operator"
+        reason = self.cfg.trunk(name).maintenance
+        if reason is None:
+            return None
+        return f"{reason} (set in the config)" if reason else "set in the config"
+
+    def set_maintenance(self, name: str, on: bool, reason: str = "") -> dict[str, Any]:
+        """Put trunk ``name`` in maintenance or take it out (the operator's mark only: one
+        the config sets stays until the config changes). KeyError for an unknown trunk."""
+        if name not in self.trunks:
+            raise KeyError(name)
+        if on:
+            self.book.set(name, reason)
+            what = f"trunk {name} put in maintenance: {self.maintenance(name)}"
+        elif self.book.clear(name):
+            still = self.maintenance(name)
+            what = f"trunk {name} back in service" + (
+                f" for the operator, still in maintenance: {still}" if still else "")
+        else:
+            what = ""
+        if what:
+            log.warning("%s", what)
+            self.journal.record("action", name, what, peer="maintenance")
+        if self._wake is not None:
+            self._wake.set()
+        return {"trunk": name, "maintenance": self.maintenance(name),
+                "operator": name in self.book.marks, "kept_on_disk": self.book.problem is None}
+
     # -- decide ----------------------------------------------------------------------------
     def decide(self, now: float, links: Mapping[str, HealthState]) -> DidPlan:
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
@@ -336,7 +374,8 @@ class Telephony:
             failing, why = peer.edge_signal.verdict(now)
             views[name] = TrunkView(name, peer.health.state, peer.health.reason,
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
-                                    edge_tripped=failing, edge_reason=why)
+                                    edge_tripped=failing, edge_reason=why,
+                                    maintenance=self.maintenance(name))
         dests = {name: p.health.state for name, p in self.destinations.items()}
         plan = compute_plan(self.entries, views, links, dests)
         changes = diff(self.plan, plan)
@@ -365,16 +404,21 @@ class Telephony:
     def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = (),
                      sources: Mapping[str, str | None] | None = None,
                      active: str | None = None) -> EdgePlan:
+        # A trunk may carry calls only where the plan names it (a range's trunk, or its
+        # in-call fallback): down, tripped, in maintenance or never first, it gets none.
+        named = {n for d in plan.decisions if d.trunk is not None
+                 for n in (d.trunk, *d.fallback)}
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
-                       peer.health.state is not HealthState.DOWN,
+                       name in named,
                        source=self.trunk_source(name, sources or {}, active),
                        **_registration_fields(self.cfg.trunk(name).registration))
-            for name, peer in self.trunks.items()
+            for name in self.trunks
         )
         uris = self.destination_uris
         routes = tuple(
-            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination))
+            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination),
+                     d.fallback)
             for d in plan.decisions
         )
         return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
@@ -423,7 +467,8 @@ class Telephony:
         per_trunk = self.plan.numbers_per_trunk if self.plan is not None else {}
         trunks = tuple(
             peer(p, registered=None if p.registered is None else p.registered.reachable,
-                 edge_tripped=p.edge_signal.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0))
+                 edge_tripped=p.edge_signal.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0),
+                 maintenance=self.maintenance(p.name))
             for p in self.trunks.values())
         destinations = tuple(peer(p) for p in self.destinations.values())
         edges = tuple(EdgeSnap(e.name, self.edge_plan is not None

@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     fail_med, fail_max = timed(plan_failed, args.repeat)
     before, after = plan_up(), plan_failed()
     changes = diff(before, after)
+    was = before.by_range()
+    moved = [d for d in changes.changed if was[d.numbers].trunk != d.trunk]
     diff_med, diff_max = timed(lambda: diff(before, after), args.repeat)
 
     rng = random.Random(4)
@@ -102,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         "compute_two_down_worst_ms": round(fail_max * 1000, 3),
         "diff_ms": round(diff_med * 1000, 3),
         "diff_worst_ms": round(diff_max * 1000, 3),
-        "ranges_changed": len(changes.changed),
-        "numbers_moved": sum(d.numbers.size for d in changes.changed),
+        "ranges_changed": len(changes.changed),  # new trunk or new in-call fallback
+        "ranges_moved": len(moved),
+        "numbers_moved": sum(d.numbers.size for d in moved),
         "unroutable_numbers": after.unroutable_numbers,
         "lookup_us": round(lookup_each * 1e6, 3),
         "lookup_hit_ratio": round(hits / len(numbers), 3),
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  compute, 2 trunks down:   {fail_med * 1000:7.2f} ms / {fail_max * 1000:.2f} ms")
         print(
             f"  diff (failover):          {diff_med * 1000:7.2f} ms / {diff_max * 1000:.2f} ms"
-            f"  -> {figures['ranges_changed']} ranges, {figures['numbers_moved']:,} numbers moved"
+            f"  -> {figures['ranges_changed']} ranges changed, {figures['ranges_moved']} of them"
+            f" moved ({figures['numbers_moved']:,} numbers)"
         )
         print(
             f"  lookup one number:        {lookup_each * 1e6:7.2f} us  "

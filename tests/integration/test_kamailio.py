@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.actuators.sipedge.kamailio import KamailioActuator
+from controller.actuators.sipedge.kamailio.planner import SetTrunkState
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.integration.conftest import SECOND_UPLINK, SIPP_DIR, Uas
 from tests.lab.kamailio import LabKamailio, free_port
@@ -77,8 +78,10 @@ def _plan(pbx: str, sbc1: str, sbc2: str) -> EdgePlan:
             TrunkState("carrierA-sbc2", sbc2, 1, True),
         ),
         routes=(
-            DidRoute("+390212345600", "+390212345699", "carrierA-sbc1", pbx),
-            DidRoute("+390298765005", "+390298765017", "carrierA-sbc1", pbx),
+            DidRoute("+390212345600", "+390212345699", "carrierA-sbc1", pbx,
+                     ("carrierA-sbc2",)),
+            DidRoute("+390298765005", "+390298765017", "carrierA-sbc1", pbx,
+                     ("carrierA-sbc2",)),
         ),
     )
 
@@ -118,14 +121,30 @@ async def test_calls_follow_the_plan(
     assert "sip:+390212345601@" in sent.split("From:", 1)[1].splitlines()[0]
     assert invites(sbc2_log) == []
 
-    # sbc1 disabled by the actuator: the next outbound call goes to sbc2.
-    sbc1_off = replace(desired.trunks[0], enabled=False)
-    steps, result = await actuator.reconcile(replace(desired, trunks=(sbc1_off,
-                                                                      *desired.trunks[1:])))
-    assert result.ok and len(steps.steps) == 1, steps
+    # The plan leaves sbc1 (tripped, in maintenance...): its ranges name sbc2 alone, sbc1's
+    # set is disabled once no block names it, and the next outbound call goes to sbc2.
+    moved = replace(desired, routes=tuple(replace(r, trunk="carrierA-sbc2", fallback=())
+                                          for r in desired.routes))
+    steps, result = await actuator.reconcile(moved)
+    assert result.ok, result.errors
+    assert steps.steps[-1] == SetTrunkState(1, desired.trunks[0].uri, "d"), steps
+    assert actuator.plan(moved, await actuator.observe()).empty
     code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390298765005")
     assert code == 0, err + edge.log_tail()
     assert len(invites(sbc1_log)) == 1 and len(invites(sbc2_log)) == 1
+
+    # A hand change at the edge (sbc1 enabled again, a block pointed back at it) is seen
+    # by observe and put back by the next reconcile.
+    rpc = actuator.client
+    await rpc.call("dispatcher.set_state", "a", 1, desired.trunks[0].uri)
+    await rpc.call("htable.sets", "did", "+3902123456xx", f"1|{desired.routes[0].destination_uri}")
+    drift = actuator.plan(moved, await actuator.observe())
+    assert len(drift.steps) == 2, drift
+    steps, result = await actuator.reconcile(moved)
+    assert result.ok and actuator.plan(moved, await actuator.observe()).empty
+    code, err = await call(tmp_path, "kam_uac.xml", pbx_side, "+4930999000", "+390212345601")
+    assert code == 0, err + edge.log_tail()
+    assert len(invites(sbc1_log)) == 1 and len(invites(sbc2_log)) == 2
 
     # Kamailio restarted: empty again; one reconcile pushes everything and calls work.
     edge.restart()

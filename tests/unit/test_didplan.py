@@ -115,6 +115,35 @@ def test_edge_failing_makes_an_up_trunk_degraded() -> None:
     assert plan_of(trunks).decisions[0].trunk == "a-sbc1"
 
 
+def test_the_chosen_trunk_gets_the_range_and_the_others_only_a_failed_call() -> None:
+    """Every other usable capable trunk is the in-call fallback, best state first; a
+    tripped one is not (its retry would fail too), nor a down one."""
+    entry = DidEntry(ROME, ("a-sbc1", "a-sbc2", "b-sbc1", "c-sbc1"), "pbx-rome")
+    trunks = views(a_sbc1=UP, a_sbc2=UNK, b_sbc1=DEG, c_sbc1=UP)
+    (d,) = plan_of(trunks, entries=(entry,)).decisions
+    assert d.trunk == "a-sbc1" and d.fallback == ("c-sbc1", "b-sbc1", "a-sbc2")
+    trunks["a-sbc1"] = TrunkView("a-sbc1", UP, edge_tripped=True)
+    trunks["c-sbc1"] = TrunkView("c-sbc1", DOWN)
+    (d,) = plan_of(trunks, entries=(entry,)).decisions
+    assert d.trunk == "b-sbc1" and d.fallback == ("a-sbc2",)
+
+
+def test_a_trunk_in_maintenance_gets_no_call() -> None:
+    trunks = views(a_sbc2=UP, b_sbc1=UP)
+    trunks["a-sbc1"] = TrunkView("a-sbc1", UP, maintenance="SBC swap, ticket 4711")
+    plan = plan_of(trunks)
+    rome, milan, _ = plan.decisions
+    assert rome.trunk == "a-sbc2" and rome.fallback == ()
+    assert rome.reason == "a-sbc1 in maintenance: SBC swap, ticket 4711; using a-sbc2"
+    assert milan.trunk == "b-sbc1" and milan.fallback == ()  # not even as a fallback
+    assert plan.numbers_per_trunk["a-sbc1"] == 0
+    # Its only capable trunk in maintenance: the range is unroutable, and says why.
+    only = DidEntry(SINGLE, ("a-sbc1",), "pbx-rome")
+    trunks["a-sbc1"] = TrunkView("a-sbc1", UP, maintenance="")
+    (d,) = plan_of(trunks, entries=(only,)).decisions
+    assert d.trunk is None and d.reason == "unroutable: a-sbc1 in maintenance"
+
+
 def test_trunk_whose_links_are_all_down_is_down() -> None:
     view = TrunkView("a-sbc1", UP, links=("fibre-a", "fibre-b"))
     assert effective_trunk_state(view, {"fibre-a": DOWN, "fibre-b": UP})[0] is UP
@@ -173,7 +202,10 @@ def test_diff_lists_only_moved_new_and_removed_ranges() -> None:
     assert diff(None, old).changed == old.decisions
     new = plan_of(views(a_sbc1=DOWN, a_sbc2=UP, b_sbc1=UP))
     changed = diff(old, new)
-    assert [d.numbers for d in changed.changed] == [ROME] and changed.removed == ()
+    # ROME moves; MILAN keeps b-sbc1 but loses a-sbc1 as its in-call fallback.
+    assert [d.numbers for d in changed.changed] == [ROME, MILAN] and changed.removed == ()
+    assert [d.fallback for d in changed.changed] == [(), ()]
+    assert old.decisions[1].fallback == ("a-sbc1",)
     # A reason that changes without a move is not a push.
     degraded_a2 = plan_of(views(a_sbc1=UP, a_sbc2=DEG, b_sbc1=UP))
     assert degraded_a2.decisions[2].reason != old.decisions[2].reason
@@ -225,6 +257,7 @@ def scenarios(
             links=tuple(draw(st.lists(st.sampled_from(LINKS), max_size=3, unique=True))),
             pinned=draw(st.booleans()),
             edge_tripped=draw(st.booleans()),
+            maintenance=draw(st.sampled_from([None, None, None, "", "swap"])),
         )
         for name in TRUNKS
         # t5 is sometimes not reported at all: it must then count as unknown.
@@ -259,8 +292,22 @@ def test_invariants_hold_for_any_health(
                 assert chosen is UP
                 # ... and it is the first up one in the operator's order.
                 assert decision.trunk == next(t for t in entry.trunks if effective[t] is UP)
+            # The fallback: other capable trunks only, none down, tripped or in
+            # maintenance, best state first; empty when the range is unroutable.
+            fb = decision.fallback
+            assert decision.trunk not in fb and set(fb) <= set(entry.trunks)
+            assert len(set(fb)) == len(fb)
+            for name in fb:
+                assert effective[name] is not DOWN
+                view = trunks.get(name)
+                assert view is None or (not view.edge_tripped and view.maintenance is None)
+            ranks = [(UP, DEG, UNK).index(effective[n]) for n in fb]
+            assert ranks == sorted(ranks)
         else:
-            assert all(s is DOWN for s in capable)
+            assert all(s is DOWN for s in capable) and decision.fallback == ()
+        for used in (decision.trunk, *decision.fallback):
+            seen = trunks.get(used or "")
+            assert seen is None or seen.maintenance is None  # never a trunk in maintenance
         assert decision.destination in {entry.destination, entry.dr_destination}
         if dests["pbx"] is not DOWN:
             assert decision.destination == "pbx"
@@ -281,4 +328,5 @@ def test_benchmark_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
         bench_didplan.main(["--ranges", "20", "--repeat", "2", "--lookups", "200", "--json"]) == 0
     )
     figures = json.loads(capsys.readouterr().out)
-    assert figures["numbers"] == 2000 and figures["ranges_changed"] == 4
+    assert figures["numbers"] == 2000 and figures["ranges_moved"] == 4
+    assert figures["ranges_changed"] == 8  # 4 moved, 4 more lost a fallback trunk

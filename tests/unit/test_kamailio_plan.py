@@ -3,6 +3,7 @@ against a fake Kamailio answering its RPCs), and the SIP edge's push."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -138,13 +139,57 @@ DESIRED = EdgePlan(
 def test_empty_edge_gets_everything_in_order() -> None:
     steps = plan(DESIRED, EdgeActual()).steps
     kinds = [type(s).__name__ for s in steps]
-    assert kinds == ["AddTrunk"] * 3 + ["SetTrunkState"] + ["SetDid"] * 3
-    assert steps[0] == AddTrunk(1, A.uri, 2, "name=carrierA-sbc1;owner=lifeline")
-    assert steps[1] == AddTrunk(1, B.uri, 1, "name=carrierA-sbc2;owner=lifeline")
-    assert steps[3] == SetTrunkState(2, C.uri, "d")
+    # Disabling comes after the DID blocks: no block may name a trunk while it is off.
+    assert kinds == ["AddTrunk"] * 3 + ["SetDid"] * 3 + ["SetTrunkState"]
+    # One set per trunk, in plan order; every set has one destination, so one priority.
+    assert steps[0] == AddTrunk(1, A.uri, 1, "name=carrierA-sbc1;owner=lifeline")
+    assert steps[1] == AddTrunk(2, B.uri, 1, "name=carrierA-sbc2;owner=lifeline")
+    assert steps[2] == AddTrunk(3, C.uri, 1, "name=carrierB;owner=lifeline")
+    # carrierA-sbc2 is in no route: disabled, though healthy (`enabled` does not decide).
+    assert steps[-1] == SetTrunkState(2, B.uri, "d")
     assert SetDid("+3902123456xx", f"1|{PBX}") in steps
-    assert SetDid("+39029876500x", "2|") in steps
+    assert SetDid("+39029876500x", "3|") in steps
     assert SetDid("+390211110005", f"|{PBX}") in steps
+
+
+def test_a_range_names_its_trunk_then_its_fallback() -> None:
+    with_fallback = EdgePlan(trunks=(A, B, C), routes=(
+        DidRoute("+390212345600", "+390212345699", "carrierA-sbc2", PBX,
+                 fallback=("carrierA-sbc1",)),
+        DidRoute("+390298765000", "+390298765009", "carrierB", None, fallback=("ghost",)),
+    ))
+    table, conflicts = did_table(with_fallback)
+    assert table["+3902123456xx"] == f"2:1|{PBX}"
+    assert table["+39029876500x"] == "3|"  # an unknown fallback trunk is dropped, reported
+    assert conflicts == ("+390298765000-+390298765009: unknown trunk ghost",)
+    actual = simulate(EdgeActual(), plan(with_fallback, EdgeActual()).steps)
+    assert {t.uri: t.state for t in actual.targets} == {A.uri: "a", B.uri: "a", C.uri: "a"}
+    # The range's trunk is tripped: it leaves the range and every set holding only it is off.
+    tripped = EdgePlan(trunks=(A, B, C), routes=(
+        DidRoute("+390212345600", "+390212345699", "carrierA-sbc1", PBX),
+        DidRoute("+390298765000", "+390298765009", "carrierB", None),
+    ))
+    steps = plan(tripped, actual).steps
+    assert steps == (SetDid("+3902123456xx", f"1|{PBX}"), SetTrunkState(2, B.uri, "d"))
+
+
+def test_a_hand_change_at_the_edge_is_put_back() -> None:
+    actual = simulate(EdgeActual(), plan(DESIRED, EdgeActual()).steps)
+    sbc2 = next(t for t in actual.targets if t.uri == B.uri)
+    by_hand = replace(actual, targets=tuple(
+        replace(t, state="a") if t is sbc2 else t for t in actual.targets
+    ), dids={**actual.dids, "+3902123456xx": f"2|{PBX}"})
+    assert set(plan(DESIRED, by_hand).steps) == {
+        SetTrunkState(2, B.uri, "d"), SetDid("+3902123456xx", f"1|{PBX}")}
+
+
+def test_a_stranger_in_a_trunk_set_is_reported() -> None:
+    actual = simulate(EdgeActual(), plan(DESIRED, EdgeActual()).steps)
+    stranger = DsTarget(1, "sip:198.51.100.9:5060", "a", 5, "")
+    out = plan(DESIRED, replace(actual, targets=(*actual.targets, stranger)))
+    assert out.steps == ()  # not ours: never removed
+    assert out.warnings == ("set 1 (trunk carrierA-sbc1) also holds sip:198.51.100.9:5060, "
+                            "which lifeline did not add: calls of that trunk may go there",)
 
 
 def test_in_sync_plans_nothing() -> None:
@@ -161,12 +206,14 @@ def test_only_the_difference() -> None:
             *DESIRED.routes[1:],
         ),
     )
-    assert plan(moved, actual).steps == (SetTrunkState(1, A.uri, "d"),)
+    assert plan(moved, actual).steps == (
+        SetTrunkState(2, B.uri, "a"), SetDid("+3902123456xx", f"2|{PBX}"),
+        SetTrunkState(1, A.uri, "d"))
     fewer = EdgePlan(trunks=(A, B), routes=DESIRED.routes[:1])
     assert set(plan(fewer, actual).steps) == {
         DeleteDid("+39029876500x"),
         DeleteDid("+390211110005"),
-        RemoveTrunk(2, C.uri),
+        RemoveTrunk(3, C.uri),
     }
 
 
@@ -218,6 +265,7 @@ def _routes(draw: st.DrawFn) -> DidRoute:
         "+3902" + str(min(hi, 999999)).zfill(6),
         draw(st.none() | _names),
         draw(st.none() | st.sampled_from([PBX, "sip:dr.example.net;transport=tls"])),
+        tuple(draw(st.lists(_names, max_size=2, unique=True))),
     )
 
 

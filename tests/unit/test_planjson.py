@@ -67,7 +67,8 @@ def test_full_document_lists_everything_in_order_and_validates() -> None:
         "+390212345600", "+390298765400", "+442071234500"
     ]
     assert doc["routes"]["added"][2] == {
-        "first": "+442071234500", "last": "+442071234599", "trunk": None, "destination_uri": None
+        "first": "+442071234500", "last": "+442071234599", "trunk": None, "fallback": [],
+        "destination_uri": None,
     }
     assert doc["totals"] == {"trunks": 3, "routes": 3}
     assert "base_generation" not in doc
@@ -75,12 +76,14 @@ def test_full_document_lists_everything_in_order_and_validates() -> None:
 
 def test_diff_carries_only_added_changed_and_removed() -> None:
     moved = DidRoute(R1.first, R1.last, "carrier-a-sbc2", R1.destination_uri)
+    # R2 keeps its trunk, but gains an in-call fallback: a change a receiver must get.
+    r2_fallback = replace(R2, fallback=("carrier-a-sbc1",))
     new_range = DidRoute("+390255500000", "+390255500099", "carrier-b", "sip:dr@203.0.113.9")
     # A1 fails and the route moved: it is disabled and now leaves from the other link.
     a1_down = TrunkState(A1.name, A1.uri, A1.group, False, source="203.0.113.2")
     c = TrunkState("carrier-c", "sip:203.0.113.30", 3, True)
     new = EdgePlan(
-        trunks=(a1_down, A2, c), routes=(moved, R2, new_range),
+        trunks=(a1_down, A2, c), routes=(moved, r2_fallback, new_range),
         refresh_registrations=("carrier-a-sbc2", "carrier-a-sbc2"),
     )
     doc = plan_document(new, site="s", generation=9, previous=PLAN, base_generation=8)
@@ -95,8 +98,10 @@ def test_diff_carries_only_added_changed_and_removed() -> None:
     }
     assert [r["first"] for r in doc["routes"]["added"]] == ["+390255500000"]
     assert doc["routes"]["changed"] == [
-        {"first": R1.first, "last": R1.last, "trunk": "carrier-a-sbc2",
-         "destination_uri": R1.destination_uri}
+        {"first": R1.first, "last": R1.last, "trunk": "carrier-a-sbc2", "fallback": [],
+         "destination_uri": R1.destination_uri},
+        {"first": R2.first, "last": R2.last, "trunk": R2.trunk, "fallback": ["carrier-a-sbc1"],
+         "destination_uri": R2.destination_uri},
     ]
     assert doc["routes"]["removed"] == [{"first": R3.first, "last": R3.last}]
     assert doc["refresh_registrations"] == ["carrier-a-sbc2"]
@@ -138,8 +143,8 @@ def test_duplicate_identities_are_refused() -> None:
     ("mutate", "why"),
     [
         (lambda d: d.pop("version"), "missing version"),
-        (lambda d: d.__setitem__("version", 1), "older version"),
-        (lambda d: d.__setitem__("version", 3), "unknown version"),
+        (lambda d: d.__setitem__("version", 2), "older version"),
+        (lambda d: d.__setitem__("version", 4), "unknown version"),
         (lambda d: d["trunks"]["added"][0].pop("source"), "trunk without source"),
         (lambda d: d["trunks"]["removed"].append("x"), "full document that removes"),
         (lambda d: d.__setitem__("base_generation", 1), "full document with a base"),
@@ -195,10 +200,12 @@ _trunks = st.builds(
 )
 _range_starts = st.sampled_from(["+3902100", "+3902200", "+3902300", "+4420700"])
 _routes = st.builds(
-    lambda start, trunk, dest: DidRoute(start + "00", start + "99", trunk, dest),
+    lambda start, trunk, dest, fallback: DidRoute(start + "00", start + "99", trunk, dest,
+                                                  tuple(fallback)),
     _range_starts,
     st.none() | _names,
     st.none() | st.sampled_from(["sip:pbx@192.0.2.9", "sip:dr@198.51.100.9"]),
+    st.lists(_names, max_size=2, unique=True),
 )
 
 
@@ -247,7 +254,10 @@ def test_reference_receiver_detects_a_diff_it_cannot_apply() -> None:
     with pytest.raises(DocumentError, match="says 1 and 5"):
         apply_document(_ordered(PLAN), wrong_totals)
     with pytest.raises(DocumentError, match="malformed"):
-        apply_document(_ordered(PLAN), {"kind": "lifeline.edge-plan", "version": 2})
+        apply_document(_ordered(PLAN), {"kind": "lifeline.edge-plan",
+                                        "version": DOCUMENT_VERSION})
+    with pytest.raises(DocumentError, match="not a version 3"):  # v2 receivers picked by group
+        apply_document(_ordered(PLAN), {**diff, "version": 2})
     with pytest.raises(DocumentError, match="version"):
         apply_document(None, {**diff, "version": 99})
 

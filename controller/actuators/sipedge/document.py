@@ -47,7 +47,7 @@ __all__ = [
 
 DOCUMENT_KIND = "lifeline.edge-plan"
 # Bumped on any change a receiver written for the old format could misread.
-DOCUMENT_VERSION = 2
+DOCUMENT_VERSION = 3
 SIGNATURE_PREFIX = "sha256="
 
 
@@ -97,6 +97,7 @@ def _route_obj(r: DidRoute) -> dict[str, Any]:
         "first": r.first,
         "last": r.last,
         "trunk": r.trunk,
+        "fallback": list(r.fallback),
         "destination_uri": r.destination_uri,
     }
 
@@ -270,6 +271,7 @@ def _route_from(obj: Mapping[str, Any]) -> DidRoute:
         first=str(obj["first"]), last=str(obj["last"]),
         trunk=None if trunk is None else str(trunk),
         destination_uri=None if dest is None else str(dest),
+        fallback=tuple(str(n) for n in obj["fallback"]),
     )
 
 

@@ -30,8 +30,11 @@ WILD = "x"
 class TrunkState:
     """One trunk (one carrier SBC URI) as the edge must hold it.
 
-    Trunks sharing a `group` form one dispatcher set; their order in `EdgePlan.trunks` is
-    the preference inside the set (the first is tried first). A registration-based trunk
+    Trunks sharing a `group` belong to one carrier; their order in `EdgePlan.trunks` is the
+    configured preference. Which trunk a call takes is the routes' business, never the
+    group's: `enabled` is True only for a trunk some route names (as its trunk or in its
+    fallback), so a trunk that is down, tripped by the edge's failure signal, in
+    maintenance or simply not chosen gets no new calls. A registration-based trunk
     also names the account the edge registers with the carrier's SBC (`register_user` at
     `register_domain`); the password is kept out of repr so a logged plan never shows it.
     """
@@ -62,13 +65,16 @@ class DidRoute:
 
     `trunk` None: no healthy capable trunk (outbound calls are refused); `destination_uri`
     None: no live destination (inbound calls are refused). The range stays in the plan
-    either way, so the edge still knows the number is ours.
+    either way, so the edge still knows the number is ours. Every new outbound call of the
+    range goes to `trunk` first; only a call that fails there (408, 5xx, no answer) may try
+    `fallback`, in order. No other trunk carries the range's calls, whatever its group.
     """
 
     first: str
     last: str
     trunk: str | None
     destination_uri: str | None
+    fallback: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

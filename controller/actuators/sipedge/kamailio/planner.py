@@ -5,13 +5,20 @@ and the plan, as small frozen steps the actuator turns into RPCs; `simulate` is 
 Kamailio would hold after them, the model the property tests check apply-then-plan against.
 Storage, matching examples/kamailio/kamailio.cfg: a DID range becomes prefix-aligned blocks
 (sipedge.plan.split_range), one key per block in the `did` htable ("+3902123456xx" for
-...00-...99), value "<dispatcher set>|<destination uri>"; the cfg finds a number's block
-with a walk of at most MAX_WILD+1 hash lookups. That keeps a plan of 100,000 DIDs in 1,000
-ranges at about 1,000 keys, where one key per number would need 100,000 writes, and unlike
-dialplan it needs no database and changes single entries at runtime. Trunks are
-dispatcher destinations that lifeline adds itself with attrs "name=<trunk>;owner=lifeline";
-only those are ever removed. States are `a` (active) or `d` (disabled: Kamailio's pings,
-if any are configured, do not undo it, unlike `i`). Registration-based trunks get one uac
+...00-...99), value "<sets>|<destination uri>" where <sets> is the dispatcher set of the
+range's trunk, then those of its in-call fallback, joined by ":" ("3:1"); the cfg finds a
+number's block with a walk of at most MAX_WILD+1 hash lookups, sends the call to the first
+set and, only if it fails there, tries the next. That keeps a plan of 100,000 DIDs in
+1,000 ranges at about 1,000 keys, where one key per number would need 100,000 writes, and
+unlike dialplan it needs no database and changes single entries at runtime.
+Every trunk is a dispatcher set of its own (set = its position in the plan + 1), so the
+range's value alone decides where its calls go: a carrier-wide set chosen by priority
+would send calls to a trunk the plan left (tripped by the edge's failure signal, in
+maintenance, second in a range's order), as it did before. Trunks are dispatcher
+destinations that lifeline adds itself with attrs "name=<trunk>;owner=lifeline"; only
+those are ever removed. States are `a` (active: some range names the trunk) or `d`
+(disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`), a second
+guard behind the ranges' values. Registration-based trunks get one uac
 record each (l_uuid "lifeline-<trunk>", REGISTER to the trunk's SBC from the edge's
 carrier-side socket, which the cfg publishes in the `edgestat` htable); records lifeline
 did not add are left alone.
@@ -64,9 +71,11 @@ __all__ = [
     "desired_registrations",
     "desired_settings",
     "did_table",
+    "named_trunks",
     "plan",
     "refresh_steps",
     "simulate",
+    "trunk_sets",
     "trunk_socket",
 ]
 
@@ -177,8 +186,9 @@ Step = (
 
 @dataclass(frozen=True, slots=True)
 class EdgeSteps:
-    """Ordered so no call finds a gap: trunks exist before DIDs point at them (and have
-    their socket), new blocks are written before stale ones are deleted, and trunks go last."""
+    """Ordered so no call finds a gap: trunks exist and are enabled before DIDs point at
+    them (and have their socket), new blocks are written before stale ones are deleted,
+    trunks are disabled only once no block names them, and removed last."""
 
     steps: tuple[Step, ...] = ()
     conflicts: tuple[str, ...] = ()  # plan problems the edge cannot express; reasons
@@ -202,25 +212,39 @@ class EdgeSteps:
 # ---------------------------------------------------------------- pure plan
 
 
+# Separates the dispatcher sets in a `did` value: neither a digit nor s.select's ",".
+SET_SEPARATOR: Final = ":"
+
+
+def trunk_sets(desired: EdgePlan) -> dict[str, int]:
+    """Each trunk's own dispatcher set: its position in the plan + 1 (config order, so a
+    trunk added at the end of the config renumbers nothing)."""
+    return {t.name: i + 1 for i, t in enumerate(desired.trunks)}
+
+
 def did_table(
     desired: EdgePlan, max_wild: int = DEFAULT_MAX_WILD
 ) -> tuple[dict[str, str], tuple[str, ...]]:
     """The htable content for a plan, and the conflicts found while building it.
 
-    A route naming an unknown trunk is stored without a trunk (outbound refused) and
-    reported; two routes claiming the same block keep the first, also reported.
+    A route naming an unknown trunk is stored without it (outbound calls refused when it
+    was the route's trunk, the fallback shortened otherwise) and reported; two routes
+    claiming the same block keep the first, also reported.
     """
-    groups = {t.name: t.group for t in desired.trunks}
+    sets = trunk_sets(desired)
     table: dict[str, str] = {}
     conflicts: list[str] = []
     for route in desired.routes:
-        group = ""
-        if route.trunk is not None:
-            if route.trunk in groups:
-                group = str(groups[route.trunk])
-            else:
-                conflicts.append(f"{route.first}-{route.last}: unknown trunk {route.trunk}")
-        value = f"{group}|{route.destination_uri or ''}"
+        chain: list[str] = []
+        names = () if route.trunk is None else (route.trunk, *route.fallback)
+        for k, name in enumerate(names):
+            if name not in sets:
+                conflicts.append(f"{route.first}-{route.last}: unknown trunk {name}")
+                if k == 0:
+                    break  # never promote a fallback to the range's trunk
+                continue
+            chain.append(str(sets[name]))
+        value = f"{SET_SEPARATOR.join(chain)}|{route.destination_uri or ''}"
         try:
             keys = split_range(route.first, route.last, max_wild)
         except ValueError as exc:
@@ -234,21 +258,27 @@ def did_table(
     return table, tuple(conflicts)
 
 
+# Each set holds one trunk, so priority orders nothing; one fixed value keeps it in sync.
+TRUNK_PRIORITY: Final = 1
+
+
+def named_trunks(desired: EdgePlan) -> frozenset[str]:
+    """Trunks some route names, as its trunk or in its fallback: the ones that may carry
+    calls. The routes decide, not `TrunkState.enabled`, so the edge stays consistent with
+    its own `did` values whatever a plan's author set there."""
+    return frozenset(n for r in desired.routes if r.trunk is not None
+                     for n in (r.trunk, *r.fallback))
+
+
 def _desired_targets(desired: EdgePlan) -> dict[tuple[int, str], tuple[int, str, str]]:
-    """(group, uri) -> (priority, attrs, state); the first trunk of a set ranks highest."""
-    by_group: dict[int, list[int]] = {}
-    for i, t in enumerate(desired.trunks):
-        by_group.setdefault(t.group, []).append(i)
-    out: dict[tuple[int, str], tuple[int, str, str]] = {}
-    for indices in by_group.values():
-        for rank, i in enumerate(indices):
-            t = desired.trunks[i]
-            out[(t.group, t.uri)] = (
-                len(indices) - rank,
-                f"name={t.name};{OWNER_ATTR}",
-                "a" if t.enabled else "d",
-            )
-    return out
+    """(set, uri) -> (priority, attrs, state): one set per trunk, active iff a route names
+    it."""
+    sets, named = trunk_sets(desired), named_trunks(desired)
+    return {
+        (sets[t.name], t.uri): (TRUNK_PRIORITY, f"name={t.name};{OWNER_ATTR}",
+                                "a" if t.name in named else "d")
+        for t in desired.trunks
+    }
 
 
 def _transport(uri: str) -> str:
@@ -421,7 +451,8 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
     have = {(t.group, t.uri): t for t in actual.targets}
 
     adds: list[Step] = []
-    states: list[Step] = []
+    enables: list[Step] = []
+    disables: list[Step] = []
     removes: list[Step] = []
     for key, (priority, attrs, state) in want.items():
         cur = have.get(key)
@@ -431,14 +462,15 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
         if cur is None:
             adds.append(AddTrunk(key[0], key[1], priority, attrs))
             if state != "a":  # a destination added by RPC starts active
-                states.append(SetTrunkState(key[0], key[1], state))
+                disables.append(SetTrunkState(key[0], key[1], state))
         elif cur.state != state:
-            states.append(SetTrunkState(key[0], key[1], state))
+            (enables if state == "a" else disables).append(SetTrunkState(key[0], key[1], state))
     for key, cur in have.items():
         if key not in want and cur.owned:
             removes.append(RemoveTrunk(*key))
 
     settings, warnings = desired_settings(desired, actual)
+    warnings += _strangers(desired, actual)
     held = actual.settings or {}
     configure: list[Step] = [SetSetting(k, v) for k, v in settings.items() if held.get(k) != v]
     unset: list[Step] = [DeleteSetting(k) for k in held if k not in settings]
@@ -446,9 +478,21 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
     deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
     regs = _registration_steps(desired, actual)
     return EdgeSteps(
-        tuple(adds + states + configure + sets + deletes + regs + unset + removes),
+        tuple(adds + enables + configure + sets + deletes + disables + regs + unset + removes),
         conflicts,
         warnings,
+    )
+
+
+def _strangers(desired: EdgePlan, actual: EdgeActual) -> tuple[str, ...]:
+    """Destinations lifeline did not add, in a set it uses for a trunk: the cfg picks by
+    priority inside a set, so such an entry may take the trunk's calls. Left alone (not
+    ours to remove), and reported."""
+    names = {i + 1: t.name for i, t in enumerate(desired.trunks)}
+    return tuple(
+        f"set {t.group} (trunk {names[t.group]}) also holds {t.uri}, which lifeline did not "
+        "add: calls of that trunk may go there"
+        for t in actual.targets if not t.owned and t.group in names
     )
 
 

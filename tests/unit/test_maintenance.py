@@ -1,0 +1,157 @@
+"""Trunk maintenance: the operator's marks (kept across restarts), the config's, what the
+plan and the edge plan do with a trunk in maintenance, and the API that sets the marks
+(unix socket only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from controller.config import ConfigError, parse_config
+from controller.core.snapshot import Tally
+from controller.runtime.journal import Journal, read_events
+from controller.runtime.maintenance import MaintenanceBook
+from controller.runtime.trunks import Telephony
+from exporters.http import HttpServer, make_app
+from exporters.metrics import registry_for
+from exporters.statusview import request_maintenance
+from tests.unit.test_telephony import CONFIG, LINKS, Recorder, all_up, snap
+
+
+def telephony(tmp_path: Path, config: str = CONFIG) -> Telephony:
+    book = MaintenanceBook(tmp_path / "state" / "maintenance.json")
+    return Telephony(parse_config(config), Journal(tmp_path / "j.sqlite3"), Tally(),
+                     [Recorder()], book)
+
+
+def test_marks_survive_a_restart_and_a_damaged_file_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "maintenance.json"
+    book = MaintenanceBook(path)
+    book.set("a1", "  SBC swap,\n ticket 4711 ", now=100.0)
+    again = MaintenanceBook(path)
+    assert again.marks["a1"].reason == "SBC swap, ticket 4711" and again.problem is None
+    assert again.clear("a1") and not again.clear("a1")
+    assert MaintenanceBook(path).marks == {}
+    path.write_text("{not json")
+    damaged = MaintenanceBook(path)
+    assert damaged.marks == {} and "cannot read" in (damaged.problem or "")
+
+
+def test_a_mark_that_cannot_be_written_holds_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    book = MaintenanceBook(blocker / "maintenance.json")  # its directory is a file
+    book.set("a1", "swap")
+    assert "a1" in book.marks and "cannot write" in (book.problem or "")
+
+
+def test_config_maintenance_values() -> None:
+    with_reason = CONFIG.replace('uri: "sip:192.0.2.21",',
+                                 'uri: "sip:192.0.2.21", maintenance: "carrier works",')
+    assert parse_config(with_reason).trunk("a1").maintenance == "carrier works"
+    assert parse_config(CONFIG.replace('uri: "sip:192.0.2.21",',
+                                       'uri: "sip:192.0.2.21", maintenance: true,')
+                        ).trunk("a1").maintenance == ""
+    assert parse_config(CONFIG).trunk("a1").maintenance is None
+    with pytest.raises(ConfigError, match="maintenance"):
+        parse_config(CONFIG.replace('uri: "sip:192.0.2.21",',
+                                    'uri: "sip:192.0.2.21", maintenance: 3,'))
+
+
+def test_a_trunk_in_maintenance_gets_no_call_and_comes_back(tmp_path: Path) -> None:
+    tel = telephony(tmp_path)
+    now = all_up(tel)
+    plan = tel.decide(now, LINKS)
+    assert plan.lookup("+390212345601").trunk == "a1"  # type: ignore[union-attr]
+    out = tel.set_maintenance("a1", True, "SBC swap")
+    assert out == {"trunk": "a1", "maintenance": "SBC swap (set by the operator)",
+                   "operator": True, "kept_on_disk": True}
+    plan = tel.decide(now, LINKS)
+    rome = plan.lookup("+390212345601")
+    assert rome is not None and rome.trunk == "a2" and rome.fallback == ()
+    assert "a1 in maintenance: SBC swap (set by the operator)" in rome.reason
+    edge = tel.to_edge_plan(plan)
+    assert {t.name: t.enabled for t in edge.trunks} == {"a1": False, "a2": True, "b1": True}
+    (a1,) = [t for t in snap(tel, now).trunks if t.name == "a1"]
+    assert a1.maintenance == "SBC swap (set by the operator)" and a1.dids == 0
+    metrics = registry_for(lambda: snap(tel, now))
+    assert metrics.get_sample_value("lifeline_trunk_maintenance", {"trunk": "a1"}) == 1.0
+    assert metrics.get_sample_value("lifeline_trunk_maintenance", {"trunk": "a2"}) == 0.0
+    # A restarted daemon reads the mark back.
+    assert telephony(tmp_path).maintenance("a1") == "SBC swap (set by the operator)"
+    tel.set_maintenance("a1", False)
+    assert tel.decide(now, LINKS).lookup("+390212345601").trunk == "a1"  # type: ignore[union-attr]
+    events = [e.message for e in read_events(tmp_path / "j.sqlite3", 50, "action")]
+    assert "trunk a1 put in maintenance: SBC swap (set by the operator)" in events
+    assert "trunk a1 back in service" in events
+    with pytest.raises(KeyError):
+        tel.set_maintenance("nope", True)
+
+
+def test_the_configs_mark_outlasts_the_operators(tmp_path: Path) -> None:
+    config = CONFIG.replace('uri: "sip:192.0.2.22",', 'uri: "sip:192.0.2.22", maintenance: true,')
+    tel = telephony(tmp_path, config)
+    now = all_up(tel)
+    assert tel.maintenance("a2") == "set in the config"
+    rome = tel.decide(now, LINKS).lookup("+390212345601")
+    assert rome is not None and rome.trunk == "a1" and rome.fallback == ()
+    tel.set_maintenance("a2", True, "and the operator")
+    out = tel.set_maintenance("a2", False)
+    assert out["maintenance"] == "set in the config" and not out["operator"]
+
+
+class FakeControl:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool, str]] = []
+
+    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> dict[str, Any]:
+        if trunk != "a1":
+            raise KeyError(trunk)
+        self.calls.append((trunk, on, reason))
+        return {"trunk": trunk, "maintenance": reason if on else None, "operator": on,
+                "kept_on_disk": True}
+
+
+async def test_the_api_sets_marks_on_the_unix_socket_only(tmp_path: Path) -> None:
+    control = FakeControl()
+    sock = tmp_path / "lifeline.sock"
+    server = HttpServer(make_app(lambda: None, control=control), None, sock)
+    await server.start()
+    try:
+        assert await request_maintenance(sock, "a1", True, "swap") == (
+            200, {"trunk": "a1", "maintenance": "swap", "operator": True, "kept_on_disk": True})
+        code, doc = await request_maintenance(sock, "a1", False)
+        assert code == 200 and doc["maintenance"] is None
+        code, doc = await request_maintenance(sock, "a 9/x", True)
+        assert code == 404 and "a 9/x" in doc["error"]
+    finally:
+        await server.stop()
+    assert control.calls == [("a1", True, "swap"), ("a1", False, "")]
+    # Over TCP (what Prometheus scrapes) the write is refused, and nothing changes.
+    async with TestClient(TestServer(make_app(lambda: None, control=control))) as client:
+        resp = await client.put("/api/v1/trunks/a1/maintenance", json={"reason": "x"})
+        assert resp.status == 403 and "unix socket" in (await resp.json())["error"]
+    assert len(control.calls) == 2
+
+
+async def test_bad_bodies_are_refused(tmp_path: Path) -> None:
+    control = FakeControl()
+    sock = tmp_path / "lifeline.sock"
+    server = HttpServer(make_app(lambda: None, control=control), None, sock)
+    await server.start()
+    try:
+        conn = aiohttp.UnixConnector(path=str(sock))
+        async with aiohttp.ClientSession(connector=conn) as session:
+            url = "http://lifeline/api/v1/trunks/a1/maintenance"
+            async with session.put(url, data=b"{oops") as resp:
+                assert resp.status == 400
+            async with session.put(url, data=json.dumps({"reason": 5})) as resp:
+                assert resp.status == 400 and "string" in (await resp.json())["error"]
+    finally:
+        await server.stop()
+    assert control.calls == []
