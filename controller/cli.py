@@ -1,4 +1,5 @@
-"""The ``lifeline`` command: run, check-config, status, events, edge-config, demo, ``--version``.
+"""The ``lifeline`` command: run, check-config, status, maintenance, events, edge-config,
+demo (and ``--version``).
 
 Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
 (config errors, bad arguments). Every subcommand prints errors as plain sentences.
