@@ -1,4 +1,5 @@
-"""The ``lifeline`` command: run, check-config, status, events, demo (and ``--version``).
+"""The ``lifeline`` command: run, check-config, status, maintenance, events, edge-config,
+demo (and ``--version``).
 
 Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
 (config errors, bad arguments). Every subcommand prints errors as plain sentences.
@@ -11,13 +12,19 @@ import asyncio
 import json
 import sqlite3
 import sys
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from controller.runtime.journal import KINDS
 from controller.version import VERSION
 
+if TYPE_CHECKING:
+    from controller.actuators.sipedge.kamailio.sitecfg import EdgeSite
+    from controller.actuators.sipedge.kamailio.sitefiles import FileAction
+
 DEFAULT_CONFIG = "/etc/lifeline/lifeline.yaml"
+# Where Debian's kamailio package keeps its config (its systemd unit runs kamailio.cfg there).
+DEFAULT_EDGE_DIR = "/etc/kamailio"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--subject")
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
+
+    edge = sub.add_parser("edge-config",
+                          help="write this site's values for the reference Kamailio edge")
+    edge.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    edge.add_argument("--dir", default=DEFAULT_EDGE_DIR,
+                      help="Kamailio's config directory, where kamailio.cfg runs from "
+                           f"(default {DEFAULT_EDGE_DIR})")
+    edge.add_argument("--dry-run", action="store_true",
+                      help="print the site file and what would be written; write nothing")
+    edge.set_defaults(func=cmd_edge_config)
 
     demo = sub.add_parser("demo", help="build the lab and play the failover scenario")
     demo.add_argument("--quick", action="store_true", help="shorter hold-down and pauses")
@@ -200,6 +217,96 @@ def cmd_events(args: argparse.Namespace) -> int:
     if not events and not args.json:
         print(f"no events in {state_dir}", file=sys.stderr)
     return 0
+
+
+def _interface_addresses() -> dict[str, list[str]]:
+    """Every interface here and its addresses now (read-only netlink dumps)."""
+    from controller.actuators.netlink import Netlink
+
+    async def read() -> dict[str, list[str]]:
+        async with Netlink() as nl:
+            names = [li.ifname for li in await nl.links()]
+            found = await nl.addresses()
+        return {name: found.get(name, []) for name in names}
+
+    return asyncio.run(read())
+
+
+def cmd_edge_config(args: argparse.Namespace) -> int:
+    from controller.actuators.sipedge.kamailio import sitecfg, sitefiles
+    from controller.actuators.sipedge.kamailio.sitecfg import SiteError
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    confdir = Path(args.dir).absolute()
+    try:
+        found = None
+        if any(link.source is None for link in cfg.links):
+            try:
+                found = _interface_addresses()
+            except OSError as exc:
+                print(f"lifeline edge-config: cannot read this machine's interfaces to find "
+                      f"the links' addresses: {exc}", file=sys.stderr)
+                return 1
+        uplinks = sitecfg.link_sources(cfg, found)
+        site = sitecfg.site_from_config(cfg, uplinks, PurePosixPath(confdir),
+                                        str(Path(args.config).absolute()))
+        files = sitecfg.site_files(site)
+        act = sitefiles.preview if args.dry_run else sitefiles.install
+        actions = act(confdir, files)
+    except SiteError as exc:
+        print(f"lifeline edge-config: {exc}", file=sys.stderr)
+        return 2
+    except sitefiles.SiteIOError as exc:
+        print(f"lifeline edge-config: {exc}", file=sys.stderr)
+        return 1
+    print(_edge_report(args, confdir, site, actions))
+    return 0
+
+
+def _edge_report(args: argparse.Namespace, confdir: Path, site: EdgeSite,
+                 actions: list[FileAction]) -> str:
+    """What was (or would be) written and what the operator does next."""
+    from controller.actuators.sipedge.kamailio import sitecfg
+
+    cfg_file = confdir / sitecfg.CFG_FILE
+    done = ({"create": "would create", "update": "would update"} if args.dry_run
+            else {"create": "created", "update": "updated"})
+    done |= {"unchanged": "unchanged", "keep": "kept (exists)"}
+    out: list[str] = []
+    if args.dry_run:
+        out += [f"{confdir / sitecfg.SITE_FILE} would hold:", "", sitecfg.site_file(site)]
+    out.append(f"the reference SIP edge in {confdir}: uplinks "
+               f"{', '.join(site.uplinks)} port {site.carrier_port}, PBX side "
+               f"{site.pbx_address}:{site.pbx_port}, JSON-RPC 127.0.0.1:{site.rpc_port}"
+               + (f", TLS on port {site.carrier_tls_port}" if site.tls else ""))
+    out += [f"  {done[a.action]:<14} {a.path}" for a in actions]
+    steps: list[str] = []
+    try:
+        text = cfg_file.read_text()
+    except OSError:
+        steps.append(f"copy lifeline's reference cfg there: install -m 644 "
+                     f"examples/kamailio/kamailio.cfg {confdir}/")
+    else:
+        if f'include_file "{sitecfg.SITE_FILE}"' not in text:
+            steps.append(f"{cfg_file} does not include {sitecfg.SITE_FILE}: it is not "
+                         "lifeline's reference cfg (or an older one); copy "
+                         "examples/kamailio/kamailio.cfg over it")
+    if site.tls:
+        steps.append(f"a trunk is reached over TLS: install the Debian package "
+                     f"kamailio-tls-modules and put this edge's certificate in "
+                     f"{site.tls_path} (examples/kamailio/tls.cfg shows how)")
+    steps += [f"check it: kamailio -c -f {cfg_file}",
+              "start it: systemctl restart kamailio (Debian's unit runs "
+              "/etc/kamailio/kamailio.cfg)" if confdir == Path(DEFAULT_EDGE_DIR)
+              else f"start it: kamailio -f {cfg_file}",
+              "let lifeline push to it: systemctl reload lifeline (it reads sip_edge at "
+              "start and on reload)",
+              f"see it in sync: lifeline status -c {args.config} shows "
+              "\"edge kamailio: in sync\""]
+    out += ["next:", *(f"  {i}. {step}" for i, step in enumerate(steps, 1))]
+    return "\n".join(out)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

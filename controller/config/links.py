@@ -9,6 +9,7 @@ link, two links on one table) is checks.py's.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, PlainValidator, Strict, model_validator
@@ -206,6 +207,21 @@ class Link(ConfigModel):
     def health_params(self) -> HealthParams:
         """Effective thresholds of this link, in the form controller.core.health consumes."""
         return health_params(self.probes.interval, self.thresholds)
+
+    def source_from(self, addresses: Sequence[str]) -> str | None:
+        """The address to use as this link's source when none is configured, from its
+        interface's addresses (``addr/prefixlen``, primary first): of the gateway's family,
+        never IPv6 link-local (it cannot reach far targets; a link-local gateway is fine),
+        the one in the gateway's subnet, else the primary. None: nothing usable yet."""
+        gateway = ipaddress.ip_address(self.gateway)
+        ifaces = [
+            i
+            for a in addresses
+            if (i := ipaddress.ip_interface(a)).version == gateway.version
+            and not (i.version == 6 and i.ip.is_link_local)
+        ]
+        on_link = [i for i in ifaces if gateway in i.network] or ifaces
+        return str(on_link[0].ip) if on_link else None
 
     def probe_specs(self) -> list[ProbeSpec]:
         """The configured targets in config order, each pinned to this link's device/source.

@@ -7,6 +7,8 @@ Reads a loaded Config only; a long DID plan is cut to its first ranges and a cou
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from controller.config.model import Config
 from controller.core.durations import format_duration
 
@@ -102,4 +104,30 @@ def _telephony_summary(cfg: Config) -> list[str]:
         out.append(f"  {did.numbers}: {' > '.join(did.trunks)} -> {did.destination}{dr}{cli}")
     if len(cfg.dids) > _SUMMARY_RANGES:
         out.append(f"  ... and {len(cfg.dids) - _SUMMARY_RANGES} more ranges")
+    return out + _edge_summary(cfg)
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL as it may be printed: a ``user:password@`` in it is a secret."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _edge_summary(cfg: Config) -> list[str]:
+    edge = cfg.sip_edge
+    if edge.kamailio is None and edge.webhook is None and edge.command is None:
+        return ["sip edge: none (the DID plan is computed and exported, pushed nowhere)"]
+    out = ["sip edge:"]
+    if (k := edge.kamailio) is not None:
+        failover = "on" if k.trunk_failover else "off"
+        out += [
+            f"  kamailio: JSON-RPC {k.rpc_url}",
+            f"    reference edge (lifeline edge-config): carriers on port {k.carrier_port} "
+            f"(TLS {k.carrier_tls_port}) of every link's source, PBX side "
+            f"{k.pbx_address}:{k.pbx_port}, in-call trunk failover {failover}",
+        ]
+    if edge.webhook is not None:
+        out.append(f"  webhook: {_without_userinfo(edge.webhook.url)}")
+    if edge.command is not None:
+        out.append(f"  command: {' '.join(edge.command.argv)}")
     return out

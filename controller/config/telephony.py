@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, PlainValidator, Strict, model_validator
 
@@ -21,6 +22,7 @@ from controller.config.fields import (
     GroupName,
     LinkName,
     PositiveDuration,
+    usable_ip,
 )
 from controller.config.sipuri import HostName, SipUri, SipUriText, parse_sip_uri
 from controller.config.thresholds import Thresholds, health_params
@@ -188,11 +190,78 @@ class Trunk(ConfigModel):
         return tuple(self.links[:1]) if self.pinned else tuple(self.links)
 
 
-class KamailioEdge(ConfigModel):
-    """Kamailio's JSON-RPC (jsonrpcs over xhttp), restricted to localhost in its config."""
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
-    rpc_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:5071/RPC"
+
+def _pbx_address(value: object) -> str:
+    addr = usable_ip(value)
+    if ":" in addr:
+        raise ValueError(
+            "must be an IPv4 address: the reference kamailio.cfg compares it with the address "
+            "a request came in on, which Kamailio writes without the brackets an IPv6 socket "
+            "needs"
+        )
+    return addr
+
+
+def url_port(url: str) -> int | None:
+    """The port of an http(s) URL (80/443 when it names none); None if it is not a port."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        return None
+    if port is None:
+        return 443 if url.lower().startswith("https:") else 80
+    return port if port > 0 else None
+
+
+def _rpc_url(value: str) -> str:
+    if url_port(value) is None:
+        raise ValueError(f"{value!r} has no usable port (1..65535)")
+    return value
+
+
+# The port the reference edge serves JSON-RPC on when the site sets nothing: the defaults
+# of lifeline and of the site file `lifeline edge-config` writes agree by being this one.
+DEFAULT_RPC_URL = "http://127.0.0.1:5071/RPC"
+
+
+class KamailioEdge(ConfigModel):
+    """Kamailio's JSON-RPC (jsonrpcs over xhttp), restricted to localhost in its config, and
+    the sockets of the reference edge (examples/kamailio/kamailio.cfg) that ``lifeline
+    edge-config`` writes into its site file; the daemon itself reads only ``rpc_url`` and
+    ``timeout``. The defaults make a working edge on a site that sets none of them."""
+
+    rpc_url: Annotated[
+        str, Field(pattern=r"^https?://[^\s]+$"), AfterValidator(_rpc_url)
+    ] = DEFAULT_RPC_URL
     timeout: PositiveDuration = 2.0
+    # Where the carriers' SBCs send calls (UDP and TCP), on every link's source address.
+    carrier_port: Port = 5060
+    # The same for TLS; used only when a trunk is reached over TLS.
+    carrier_tls_port: Port = 5061
+    # The socket the PBX sends outbound calls to and inbound calls come from (UDP and TCP).
+    pbx_address: Annotated[str, PlainValidator(_pbx_address)] = "127.0.0.1"
+    pbx_port: Port = 5070
+    # A call that fails on its trunk (408, 5xx, no answer) tries the DID's next trunk at once;
+    # false: it fails back to the PBX and only lifeline's OPTIONS move the DIDs.
+    trunk_failover: Annotated[bool, Strict()] = True
+
+    @property
+    def rpc_port(self) -> int:
+        port = url_port(self.rpc_url)
+        assert port is not None  # _rpc_url refused the rest
+        return port
+
+    @model_validator(mode="after")
+    def _sockets_apart(self) -> KamailioEdge:
+        if self.carrier_tls_port == self.carrier_port:
+            raise ValueError(f"carrier_port and carrier_tls_port are both {self.carrier_port}: "
+                             "TLS needs a TCP port of its own on the uplink addresses")
+        if self.pbx_address == "127.0.0.1" and self.pbx_port == self.rpc_port:
+            raise ValueError(f"pbx_port {self.pbx_port} is the port of rpc_url, and both are "
+                             "on 127.0.0.1: give the PBX side another port")
+        return self
 
 
 class WebhookEdge(ConfigModel):

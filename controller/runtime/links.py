@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -512,23 +511,11 @@ class LinkRouting:
             log.error("cannot read interface addresses: %s", exc)
             return
         for rt in missing:
-            addrs = found.get(rt.cfg.interface, [])
-            gateway = ipaddress.ip_address(rt.cfg.gateway)
-            # Only the gateway's family; no IPv6 link-local address, which cannot reach
-            # far targets (a link-local gateway is fine: the global address is picked).
-            ifaces = [
-                i
-                for a in addrs
-                if (i := ipaddress.ip_interface(a)).version == gateway.version
-                and not (i.version == 6 and i.ip.is_link_local)
-            ]
-            # The address in the gateway's subnet, else the interface's primary one.
-            on_link = [i for i in ifaces if gateway in i.network] or ifaces
-            if not on_link:
+            pick = rt.cfg.source_from(found.get(rt.cfg.interface, []))
+            if pick is None:
                 log.warning("%s: no address on %s yet; probes go out unbound to a source",
                             rt.cfg.name, rt.cfg.interface)
                 continue
-            pick = str(on_link[0].ip)
             rt.source = pick
             rt.specs = [dataclasses.replace(spec, source=pick) for spec in rt.specs]
             log.info("%s: using source %s found on %s", rt.cfg.name, pick, rt.cfg.interface)

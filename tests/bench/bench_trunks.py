@@ -11,13 +11,13 @@ clock start and end (sipp's ``gettimeofday`` action), so the figures are: calls 
 (placed minus completed), the gap between the start of the last good call before the kill
 and the first good call after it, and how many good calls took more than 1 s. Two modes:
 ``in-call`` is the reference cfg as shipped (Kamailio's failure route tries sbc2 within the
-call after ``fr_timer``), ``no-in-call`` renders it with ``EDGE_TRUNK_FAILOVER`` 0, so a
-call on the dead trunk fails and only lifeline's own OPTIONS-driven move helps. ``--timing
-default`` gives the trunks lifeline's default OPTIONS timing (1 s interval, 0.5 s timeout,
-rechecks 200 ms apart, down after 3), ``lab`` the lab's 200 ms. It also reports the DID
-plan compute cost (``bench_didplan``) and the Kamailio push of 1,000 ranges over JSON-RPC
-(loopback). The boundary: it measures; labs and processes are removed after each trial,
-also on failure.
+call after ``fr_timer``), ``no-in-call`` writes its site file with ``EDGE_TRUNK_FAILOVER``
+0 (``sip_edge.kamailio.trunk_failover: false``), so a call on the dead trunk fails and only
+lifeline's own OPTIONS-driven move helps. ``--timing default`` gives the trunks lifeline's
+default OPTIONS timing (1 s interval, 0.5 s timeout, rechecks 200 ms apart, down after 3),
+``lab`` the lab's 200 ms. It also reports the DID plan compute cost (``bench_didplan``)
+and the Kamailio push of 1,000 ranges over JSON-RPC (loopback). The boundary: it measures;
+labs and processes are removed after each trial, also on failure.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClie
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.bench import bench_didplan
 from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
-from tests.lab.kamailio import LabKamailio, render_cfg
+from tests.lab.kamailio import LabKamailio
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
 from tests.lab.topology import Lab
@@ -137,10 +137,7 @@ def trunk_trial(mode: str, trial: int, workdir: Path, timing: str = "default") -
     out = TrunkTrial(mode, trial)
     workdir.mkdir(parents=True, exist_ok=True)
     with Lab() as lab:
-        site = SipSite(lab, workdir / "sip")
-        if mode == "no-in-call":
-            cfg = site.edge.cfg_path
-            cfg.write_text(render_cfg({"EDGE_TRUNK_FAILOVER": "0"}, source=cfg))
+        site = SipSite(lab, workdir / "sip", trunk_failover=mode != "no-in-call")
         site.start()
 
         def default_timing(config: dict[str, Any]) -> None:

@@ -35,8 +35,9 @@ pytestmark = [
 
 @pytest.fixture
 def edge(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[LabKamailio]:
-    """conftest's edge (so also its `actuator`) with WITH_TLS: TLS sockets on both uplink
-    addresses; as a client it trusts only the test CA (the relay's certificate)."""
+    """conftest's edge (so also its `actuator`) with TLS on, as edge-config writes it for a
+    site with a TLS trunk: TLS sockets on both uplink addresses; as a client it trusts only
+    the test CA (the relay's certificate)."""
     cert, key = certificate
     tls_cfg = tmp_path / "tls.cfg"
     text = (Path(__file__).resolve().parents[2] / "examples" / "kamailio" / "tls.cfg").read_text()

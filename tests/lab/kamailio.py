@@ -1,31 +1,33 @@
 """Start a real Kamailio from the reference examples/kamailio/kamailio.cfg, for tests and the lab.
 
-The reference config is used as shipped, with only its `#!substdef` site values rewritten
-(addresses, ports, dispatcher list file), so the tests exercise the file a user starts from.
-Kamailio runs in the foreground (`-DD -E`, logs to a file) with its own runtime dir (`-Y`),
-so its PID is ours and several instances can run side by side; `stop()` kills that PID only.
-Optionally inside a network namespace (`netns`), through `ip netns exec`.
+The reference config is used as shipped, copied byte for byte, and its site values come
+the way an operator's do: ``lifeline-site.cfg`` and the files beside it are made by the
+generator and writer of ``lifeline edge-config`` (controller.actuators.sipedge.kamailio
+sitecfg and sitefiles), from the lab's addresses and free ports. Or, with ``confdir``, from
+a directory a test prepared itself by following the README (test_edge_setup). Kamailio runs
+in the foreground (`-DD -E`, logs to a file) with its own runtime dir (`-Y`), so its PID is
+ours and several instances can run side by side; `stop()` kills that PID only. Optionally
+inside a network namespace (`netns`), through `ip netns exec`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
+from controller.actuators.sipedge.kamailio.sitecfg import CFG_FILE, EdgeSite, site_files
+from controller.actuators.sipedge.kamailio.sitefiles import install
 from tests.lab.wait import until
 
-__all__ = ["REFERENCE_CFG", "REFERENCE_DB", "LabKamailio", "free_port", "render_cfg"]
+__all__ = ["REFERENCE_CFG", "REFERENCE_DIR", "LabKamailio", "free_port"]
 
-REFERENCE_CFG = Path(__file__).resolve().parents[2] / "examples" / "kamailio" / "kamailio.cfg"
-# The empty db_text uacreg table the cfg's uac registrations need (copied per instance:
-# db_text may write its files back).
-REFERENCE_DB = REFERENCE_CFG.parent / "db"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "examples" / "kamailio"
+REFERENCE_CFG = REFERENCE_DIR / CFG_FILE
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -44,44 +46,28 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port found")
 
 
-def render_cfg(values: dict[str, str], source: Path = REFERENCE_CFG) -> str:
-    """The reference config with `#!substdef "!NAME!value!g"` lines set to `values`."""
-    text = source.read_text()
-    for name, value in values.items():
-        pattern = re.compile(rf'^#!substdef "!{re.escape(name)}!.*!g"$', re.MULTILINE)
-        line = f'#!substdef "!{name}!{value}!g"'
-        # re.subn reads backslash escapes in the replacement: double them.
-        text, n = pattern.subn(line.replace("\\", "\\\\"), text)
-        if n != 1:
-            raise ValueError(f"{source}: no #!substdef line for {name}")
-    return text
-
-
-def _addr_list(addrs: tuple[str, ...]) -> str:
-    """Kamailio's listen host part: one address, or "(a, b, ...)" for one socket each."""
-    return addrs[0] if len(addrs) == 1 else "(" + ", ".join(addrs) + ")"
-
-
 @dataclass
 class LabKamailio:
     """One Kamailio process the lab runs (what sip_edge.kamailio points at); `start()` waits
     until its JSON-RPC answers."""
 
     workdir: Path
-    carrier_addr: str = "127.0.0.1"
+    # Every carrier-side (uplink) address, one socket each; calls leave from the first
+    # until lifeline names another.
+    uplink_addrs: tuple[str, ...] = ("127.0.0.1",)
     carrier_port: int = 0
-    # Every carrier-side (uplink) address, one socket each; () is carrier_addr alone.
-    uplink_addrs: tuple[str, ...] = ()
     pbx_addr: str = "127.0.0.1"
     pbx_port: int = 0
     rpc_port: int = 0
     netns: str | None = None
-    # A tls module config file (see examples/kamailio/tls.cfg): starts with WITH_TLS, a TLS
-    # socket on every uplink address at tls_port.
+    # A tls module config file (see examples/kamailio/tls.cfg): the site file turns TLS on,
+    # a TLS socket on every uplink address at tls_port.
     tls_cfg: Path | None = None
     tls_port: int = 0
-    # EDGE_TRUNK_FAILOVER: False makes a call that fails on its trunk fail back to the PBX.
     trunk_failover: bool = True
+    # A directory prepared as the README says (kamailio.cfg copied, `lifeline edge-config`
+    # run), used as it is; None: the lab prepares `workdir` the same way (write_config).
+    confdir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -91,29 +77,28 @@ class LabKamailio:
         if self.tls_cfg is not None:
             self.tls_port = self.tls_port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.cfg_path = self.workdir / "kamailio.cfg"
+        self.cfg_dir = self.confdir or self.workdir
+        self.cfg_path = self.cfg_dir / CFG_FILE
         self.log_path = self.workdir / "kamailio.log"
-        ds_list = self.workdir / "dispatcher.list"
-        ds_list.touch()
-        reg_db = self.workdir / "db"
-        shutil.copytree(REFERENCE_DB, reg_db, dirs_exist_ok=True)
-        self.cfg_path.write_text(
-            render_cfg(
-                {
-                    "EDGE_UPLINK_ADDRS": _addr_list(self.uplink_addrs or (self.carrier_addr,)),
-                    "EDGE_CARRIER_ADDR": self.carrier_addr,
-                    "EDGE_CARRIER_PORT": str(self.carrier_port),
-                    "EDGE_PBX_ADDR": self.pbx_addr,
-                    "EDGE_PBX_PORT": str(self.pbx_port),
-                    "EDGE_RPC_PORT": str(self.rpc_port),
-                    "EDGE_DS_LIST": str(ds_list),
-                    "EDGE_REG_DB_URL": f"text://{reg_db}",
-                    "EDGE_CARRIER_TLS_PORT": str(self.tls_port or 5061),
-                    "EDGE_TLS_CFG": str(self.tls_cfg or "/etc/kamailio/tls.cfg"),
-                    "EDGE_TRUNK_FAILOVER": "1" if self.trunk_failover else "0",
-                }
-            )
-        )
+        if self.confdir is None:
+            self.write_config()
+
+    def site(self) -> EdgeSite:
+        """This edge's site values, as ``lifeline edge-config`` would derive them."""
+        site = EdgeSite(confdir=PurePosixPath(self.cfg_dir), uplinks=self.uplink_addrs,
+                        carrier_port=self.carrier_port, pbx_address=self.pbx_addr,
+                        pbx_port=self.pbx_port, rpc_port=self.rpc_port,
+                        trunk_failover=self.trunk_failover)
+        if self.tls_cfg is None:
+            return site
+        return replace(site, tls=True, tls_config=PurePosixPath(self.tls_cfg),
+                       carrier_tls_port=self.tls_port)
+
+    def write_config(self) -> None:
+        """The reference cfg as shipped and the site files ``lifeline edge-config`` writes
+        (again after a change of this edge's fields, e.g. trunk_failover)."""
+        shutil.copyfile(REFERENCE_CFG, self.cfg_path)
+        install(self.cfg_dir, site_files(self.site()))
 
     @property
     def rpc_url(self) -> str:
@@ -128,8 +113,6 @@ class LabKamailio:
             "-Y", str(self.workdir),
             "-P", str(self.workdir / "kamailio.pid"),
         ]  # fmt: skip
-        if self.tls_cfg is not None:
-            argv += ["-A", "WITH_TLS"]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         return argv

@@ -170,26 +170,34 @@ class SipSite:
     carrier_port: int = 5060
     pbx_port: int = 5070
     rpc_port: int = 5071
-    trunk_failover: bool = True  # the edge's in-call failover (EDGE_TRUNK_FAILOVER)
+    trunk_failover: bool = True
+    # Kamailio's config dir, prepared as the README says (test_edge_setup); None: the lab
+    # prepares its own the same way (tests.lab.kamailio).
+    edge_dir: Path | None = None
     kamailio: subprocess.Popen[str] | None = None
     peers: dict[str, SipPeer] = field(default_factory=dict)
     _uac_seq: int = 0
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Rendering only: the edge's own start/stop are not used, the lab owns the process.
-        uplinks = tuple(str(lk.site_addr) for lk in self.lab.links.values())
+        # Config and argv only: the edge's own start/stop are not used, the lab owns the
+        # process.
         self.edge = LabKamailio(
             self.workdir / "kamailio",
-            carrier_addr=uplinks[0],
-            uplink_addrs=uplinks,
+            uplink_addrs=self.uplinks,
             carrier_port=self.carrier_port,
             pbx_addr=str(self.lab.lan_site_addr),
             pbx_port=self.pbx_port,
             rpc_port=self.rpc_port,
             netns=self.lab.site,
             trunk_failover=self.trunk_failover,
+            confdir=self.edge_dir,
         )
+
+    @property
+    def uplinks(self) -> tuple[str, ...]:
+        """The site's address on every link: the edge's carrier-side sockets."""
+        return tuple(str(lk.site_addr) for lk in self.lab.links.values())
 
     @property
     def rpc_url(self) -> str:

@@ -1304,3 +1304,48 @@ def test_trunk_edge_signal_defaults_and_its_ceiling() -> None:
     assert info.value.errors == [
         "trunks[2].edge_signal: max_hold_down 5m is below hold_down 10m"
     ]
+
+
+# --------------------------------------------------------------------------- the Kamailio edge
+
+
+def test_kamailio_edge_defaults_fit_the_reference_edge() -> None:
+    cfg = parse_config(build_tel(lambda d: d.update(sip_edge={"kamailio": {}})))
+    edge = cfg.sip_edge.kamailio
+    assert edge is not None
+    assert (edge.rpc_url, edge.rpc_port) == ("http://127.0.0.1:5071/RPC", 5071)
+    assert (edge.carrier_port, edge.carrier_tls_port) == (5060, 5061)
+    assert (edge.pbx_address, edge.pbx_port, edge.trunk_failover) == ("127.0.0.1", 5070, True)
+    assert "PBX side 127.0.0.1:5070, in-call trunk failover on" in summary(cfg)
+
+
+def test_example_points_at_the_reference_edge() -> None:
+    cfg = load_config(EXAMPLE)
+    edge = cfg.sip_edge.kamailio
+    assert edge is not None and edge.rpc_port == 5071
+    assert edge.pbx_address == "192.0.2.129"  # on the LAN of the example's PBX (192.0.2.130)
+
+
+@pytest.mark.parametrize(
+    ("kamailio", "message"),
+    [
+        ({"carrier_tls_port": 5060},
+         "sip_edge.kamailio: carrier_port and carrier_tls_port are both 5060: TLS needs"),
+        ({"pbx_port": 5071},
+         "sip_edge.kamailio: pbx_port 5071 is the port of rpc_url, and both are on 127.0.0.1"),
+        ({"rpc_url": "http://127.0.0.1/RPC", "pbx_port": 80},
+         "sip_edge.kamailio: pbx_port 80 is the port of rpc_url"),
+        ({"pbx_address": "0.0.0.0"}, "sip_edge.kamailio.pbx_address: 0.0.0.0 is not a usable"),
+    ],
+)
+def test_kamailio_edge_sockets_that_would_collide_are_refused(
+    kamailio: dict[str, Any], message: str,
+) -> None:
+    errors = errors_of(build_tel(lambda d: d.update(sip_edge={"kamailio": kamailio})))
+    assert [e for e in errors if e.startswith(message)], errors
+
+
+def test_a_pbx_side_on_another_address_may_share_the_rpc_port() -> None:
+    cfg = parse_config(build_tel(lambda d: d.update(
+        sip_edge={"kamailio": {"pbx_address": "192.0.2.129", "pbx_port": 5071}})))
+    assert cfg.sip_edge.kamailio is not None

@@ -5,8 +5,10 @@ differences (PURE), apply them, so a restarted Kamailio gets the whole plan agai
 next cycle and one already in sync costs six read RPCs and no writes. One job per module:
 `client` speaks JSON-RPC over HTTP, `answers` reads Kamailio's answers into typed values
 (PURE), `planner` lists what must change and says how the plan is stored in Kamailio
-(PURE), `actuator` observes, applies and is the SIP edge the daemon pushes to. Boundary:
-the only package that speaks Kamailio's RPC; it decides nothing.
+(PURE), `actuator` observes, applies and is the SIP edge the daemon pushes to. `sitecfg` (PURE)
+and `sitefiles` give the reference edge (examples/kamailio/kamailio.cfg) its site file for
+`lifeline edge-config`; the CLI imports them, the daemon does not. Boundary: the only
+package that speaks Kamailio's RPC or writes its config; it decides nothing.
 """
 
 # Each module's __all__ is its one list of public names; the package offers them all.
