@@ -91,6 +91,9 @@ def _telephony_summary(cfg: Config) -> list[str]:
             f"{fmt(trunk.recheck_interval)}), back up after "
             f"{fmt(trunk.thresholds.hold_down)} stable",
         ]
+        if trunk.maintenance is not None:
+            out.append("    IN MAINTENANCE: gets no calls"
+                       + (f" ({trunk.maintenance})" if trunk.maintenance else ""))
     out.append("destinations:" if cfg.destinations else "destinations: none")
     out += [f"  {d.name}: {d.uri}" for d in cfg.destinations]
     total = sum(d.numbers.size for d in cfg.dids)

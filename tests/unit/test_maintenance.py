@@ -155,3 +155,13 @@ async def test_bad_bodies_are_refused(tmp_path: Path) -> None:
     finally:
         await server.stop()
     assert control.calls == []
+
+
+def test_check_config_says_which_trunks_are_in_maintenance() -> None:
+    from controller.config import summary
+
+    cfg = parse_config(CONFIG.replace('uri: "sip:192.0.2.22",',
+                                      'uri: "sip:192.0.2.22", maintenance: "swap",'))
+    text = summary(cfg)
+    assert "IN MAINTENANCE: gets no calls (swap)" in text
+    assert text.count("IN MAINTENANCE") == 1
