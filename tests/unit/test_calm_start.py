@@ -29,7 +29,8 @@ from controller.runtime.trunks import Peer, Telephony
 from exporters.metrics import registry_for
 from probes.sip import SipResult
 from tests.unit.fakenetlink import FakeKernel
-from tests.unit.test_runtime import ALIVE, GW, _free_port, _kernel, fast_clock
+from tests.unit.test_runtime import ALIVE, GW, _kernel, fast_clock
+from tests.unit.test_runtime import _config as _runtime_config
 from tests.unit.test_telephony import CONFIG, LOST, OK, Recorder, feed, lookup, snap
 
 UP, DOWN, UNKNOWN = HealthState.UP, HealthState.DOWN, HealthState.UNKNOWN
@@ -230,14 +231,19 @@ def test_a_trunk_proven_up_goes_down_as_before_also_without_a_path(tel: Telephon
     assert state(tel, "trunk", "a1") is DOWN
 
 
-def test_a_pinned_trunk_waits_for_its_own_link(tmp_path: Path) -> None:
+def _pinned_to_lte(tmp_path: Path, sbc: str) -> Telephony:
+    """CONFIG with a second link, lte, and the trunk of SBC ``sbc`` pinned to it."""
     text = CONFIG.replace(
         "route_groups: [{name: internet, links: [fibre-a]}]",
         "  - {name: lte, interface: wwan0, gateway: 100.64.0.1,\n"
         "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
         "route_groups: [{name: internet, links: [fibre-a, lte]}]",
-    ).replace('uri: "sip:192.0.2.23",', 'uri: "sip:192.0.2.23", links: [lte], pinned: true,')
-    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
+    ).replace(f'uri: "sip:{sbc}",', f'uri: "sip:{sbc}", links: [lte], pinned: true,')
+    return Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
+
+
+def test_a_pinned_trunk_waits_for_its_own_link(tmp_path: Path) -> None:
+    tel = _pinned_to_lte(tmp_path, "192.0.2.23")
     links = {"fibre-a": UP, "lte": UNKNOWN}
     tel.note_paths(0.0, "fibre-a", links)  # the route is there, lte is not proven up yet
     now = feed(tel, "trunk", "b1", LOST, 0.0, 5)
@@ -252,13 +258,7 @@ def test_a_pinned_trunk_waits_for_its_own_link(tmp_path: Path) -> None:
 
 def test_nothing_waits_for_a_first_trunk_whose_link_is_down(tmp_path: Path) -> None:
     """a1 is pinned to lte, which is down: a2, up, takes the range at once."""
-    text = CONFIG.replace(
-        "route_groups: [{name: internet, links: [fibre-a]}]",
-        "  - {name: lte, interface: wwan0, gateway: 100.64.0.1,\n"
-        "     probes: {targets: [{icmp: 192.0.2.1}]}}\n"
-        "route_groups: [{name: internet, links: [fibre-a, lte]}]",
-    ).replace('uri: "sip:192.0.2.21",', 'uri: "sip:192.0.2.21", links: [lte], pinned: true,')
-    tel = Telephony(parse_config(text), Journal(tmp_path / "j.sqlite3"), Tally(), [])
+    tel = _pinned_to_lte(tmp_path, "192.0.2.21")
     links = {"fibre-a": UP, "lte": DOWN}
     tel.note_paths(0.0, "fibre-a", links)
     now = feed(tel, "trunk", "a2", OK, 0.0, 6)
@@ -405,17 +405,9 @@ async def test_a_register_check_that_fails_before_the_path_is_not_reported(
 
 
 def _config(state_dir: Path) -> str:
-    return f"""
-site: unit
-state_dir: {state_dir}
-listen: 127.0.0.1:{_free_port()}
-links:
-  - {{name: fibre-a, interface: wan-a, gateway: {GW["fibre-a"]}, tier: 1,
-     probes: {{targets: [{{icmp: 192.0.2.1}}, {{icmp: 192.0.2.2}}]}}}}
-  - {{name: fibre-b, interface: wan-b, gateway: {GW["fibre-b"]}, tier: 2,
-     probes: {{targets: [{{icmp: 192.0.2.1}}, {{icmp: 192.0.2.2}}]}}}}
-route_groups: [{{name: internet, links: [fibre-a, fibre-b]}}]
-""" + CONFIG.split("route_groups: [{name: internet, links: [fibre-a]}]\n", 1)[1]
+    """test_runtime's two-fibre daemon config plus this module's trunks, DIDs and edge."""
+    telephony = CONFIG.split("route_groups: [{name: internet, links: [fibre-a]}]\n", 1)[1]
+    return _runtime_config(state_dir) + telephony
 
 
 @contextlib.asynccontextmanager
