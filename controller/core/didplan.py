@@ -17,6 +17,10 @@ the daemon feeds it, actuators consume it. The rules:
    whose health is not known yet (start-up: sending calls to an untested trunk beats
    refusing them); else a tripped one; a down trunk is never chosen. No such trunk: the
    range is unroutable.
+   At start (``waiting``: trunks never judged whose verdict is still coming), a range whose
+   better choice comes after a waiting trunk keeps the configured order instead: its first
+   trunk that is not down, up to the waiting one, so it does not move to a trunk judged a
+   moment earlier and back. Only that range: a trunk is held nowhere else.
    The chosen trunk gets every new call of the range; ``fallback`` lists the other capable
    trunks a call that fails on it (408, 5xx, no answer) may try within the call, best
    first, never one that is down, tripped or in maintenance: the edge's in-call failover
@@ -168,7 +172,7 @@ def _fallback(trunks: tuple[str, ...], chosen: str,
 
 def _choose_trunk(
     trunks: tuple[str, ...], states: Mapping[str, tuple[HealthState, str]],
-    tripped: frozenset[str] = frozenset(),
+    tripped: frozenset[str] = frozenset(), waiting: frozenset[str] = frozenset(),
 ) -> _TrunkChoice:
     best: int | None = None
     best_rank = 99
@@ -183,9 +187,20 @@ def _choose_trunk(
     if best is None:
         skipped = "; ".join(_detail(n, *states[n]) for n in trunks)
         return _TrunkChoice(None, None, f"unroutable: {skipped or 'no capable trunk'}")
+    held_by = next((k for k, n in enumerate(trunks[:best])
+                    if n in waiting and states[n][0] is not HealthState.DOWN), None)
+    if held_by is not None:
+        # The first trunk not down up to the waiting one: the configured order (rule 2).
+        best = next(k for k in range(held_by + 1)
+                    if states[trunks[k]][0] is not HealthState.DOWN)
     name = trunks[best]
     state, why = states[name]
     fallback = _fallback(trunks, name, states, tripped)
+    if held_by is not None:
+        head = _detail(name, state, why) + (
+            "; health not known yet, first capable trunk (start)" if best == held_by else
+            f"; kept in the configured order until {trunks[held_by]} is judged (start)")
+        return _TrunkChoice(name, state, head, fallback)
     passed = [_detail(n, *states[n]) for n in trunks[:best]]
     if not passed:
         head = _detail(name, state, why)
@@ -248,8 +263,12 @@ def compute_plan(
     trunks: Mapping[str, TrunkView],
     links: Mapping[str, HealthState],
     destinations: Mapping[str, HealthState],
+    waiting: frozenset[str] = frozenset(),
 ) -> DidPlan:
     """The plan for ``entries``; see the module docstring for the rules.
+
+    ``waiting``: trunks never judged whose verdict is still coming (the start-up hold,
+    controller.core.peerpath); a trunk in maintenance or tripped is never waited for.
 
     A trunk an entry names but ``trunks`` does not hold counts as unknown. The entries'
     ranges must not overlap (config guarantees it); ValueError otherwise, since a number
@@ -267,6 +286,8 @@ def compute_plan(
                     else (HealthState.UNKNOWN, "no health reported")
                 )
     tripped = frozenset(name for name, view in trunks.items() if view.edge_tripped)
+    waiting = frozenset(n for n in waiting if n not in tripped
+                        and states.get(n, (HealthState.UNKNOWN,))[0] is not HealthState.DOWN)
     per_trunk: dict[str, int] = dict.fromkeys(states, 0)
     cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}
     decisions: list[DidDecision] = []
@@ -274,7 +295,7 @@ def compute_plan(
         key = (entry.trunks, entry.destination, entry.dr_destination)
         hit = cache.get(key)
         if hit is None:
-            hit = (_choose_trunk(entry.trunks, states, tripped),
+            hit = (_choose_trunk(entry.trunks, states, tripped, waiting),
                    _choose_destination(entry, destinations))
             cache[key] = hit
         choice, (dest, on_dr, dest_why) = hit

@@ -25,9 +25,10 @@ The rules, in the operator's words:
    for their first verdict until it is back (slow PPPoE at boot is no carrier outage).
 5. At start the plan keeps the configured order: while a trunk is *pending* (never judged,
    and its path not there yet or younger than the time a healthy trunk takes to be judged,
-   within PATIENCE), the trunks after it in any DID range count as unknown to the plan, so
-   a range does not move to its second trunk because that one happened to be judged first,
-   and move back a moment later. Nothing waits for a trunk that is down, or whose link is
+   within PATIENCE), a DID range in which it comes before the plan's choice stays on its
+   first trunk that is not down (didplan's ``waiting``), so a range does not move to its
+   second trunk because that one happened to be judged first, and move back a moment
+   later. Nothing waits for a trunk that is down, in maintenance, tripped, or whose link is
    down (no path is coming soon; didplan counts it down): such a trunk is left at once.
 
 No I/O and no clock: the daemon passes the time in, once a cycle.
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 from controller.core.health import HealthState
 
-__all__ = ["PATIENCE", "PeerPath", "counts", "follow", "held_back", "judge_time", "pending"]
+__all__ = ["PATIENCE", "PeerPath", "counts", "follow", "judge_time", "pending"]
 
 PATIENCE = 30.0  # seconds after the first noted paths: then every probe counts (rule 4)
 
@@ -112,17 +113,3 @@ def pending(judged: bool, path: PeerPath | None, now: float, judging: float,
     if path is not None and path.link_down:
         return False
     return path is None or path.since is None or now < path.since + judging
-
-
-def held_back(orders: Iterable[Sequence[str]], waiting: set[str]) -> set[str]:
-    """Trunks that come after a ``waiting`` (pending) trunk in some DID range's order:
-    those the plan must not prefer yet (rule 5)."""
-    held: set[str] = set()
-    if not waiting:
-        return held
-    for order in orders:
-        for k, name in enumerate(order):
-            if name in waiting:
-                held.update(order[k + 1:])
-                break
-    return held

@@ -35,7 +35,6 @@ from controller.core.peerpath import (
     PeerPath,
     counts,
     follow,
-    held_back,
     judge_time,
     pending,
 )
@@ -303,23 +302,14 @@ class Telephony:
         return counts(ok, _judged(peer.health), sent_at, self._path(kind, peer.name),
                       self._patience_end)
 
-    def _held_back(self, now: float) -> set[str]:
-        """Trunks the plan must not prefer yet: after a pending one in some range."""
-        waiting = {
+    def _waiting(self, now: float) -> frozenset[str]:
+        """Trunks never judged whose verdict is still coming: the plan keeps the configured
+        order in the ranges where they come first (didplan, the start-up hold)."""
+        return frozenset(
             name for name, peer in self.trunks.items()
             if pending(_judged(peer.health), self._path("trunk", name), now,
                        judge_time(peer.health.params.rise, peer.interval, peer.timeout),
-                       self._patience_end)}
-        return held_back((e.trunks for e in self.entries), waiting)
-
-    @staticmethod
-    def _as_planned(peer: Peer, held: set[str]) -> tuple[HealthState, str]:
-        """A trunk's state and reason as the DID plan sees them (held: unknown)."""
-        state = peer.health.state
-        if peer.name in held and state in (HealthState.UP, HealthState.DEGRADED):
-            return HealthState.UNKNOWN, (f"{peer.name}: {state.value}, kept in the configured "
-                                         "order until the trunks before it are judged (start)")
-        return state, peer.health.reason
+                       self._patience_end))
 
     def _uncounted_reason(self, kind: str, peer: Peer) -> str:
         """Why a peer is still unknown though its probes fail (status and debug log)."""
@@ -457,17 +447,16 @@ class Telephony:
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
-        held = self._held_back(now)
         views = {}
         for name, peer in self.trunks.items():
             cfg_trunk = self.cfg.trunk(name)
             failing, why = peer.edge_signal.verdict(now)
-            views[name] = TrunkView(name, *self._as_planned(peer, held),
+            views[name] = TrunkView(name, peer.health.state, peer.health.reason,
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_tripped=failing, edge_reason=why,
                                     maintenance=self.maintenance(name))
         dests = {name: p.health.state for name, p in self.destinations.items()}
-        plan = compute_plan(self.entries, views, links, dests)
+        plan = compute_plan(self.entries, views, links, dests, self._waiting(now))
         changes = diff(self.plan, plan)
         for decision in changes.changed:
             self.journal.record("decision", "dids", f"{decision.numbers}: {decision.reason}",

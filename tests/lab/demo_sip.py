@@ -4,7 +4,8 @@ On a fresh lab it starts the site's telephony (``lab.sipsite``: Kamailio in the 
 SBCs in inet, the PBX on the LAN) and the real daemon with the trunks and DID plan, prints the
 DID plan as the daemon reports it, then keeps a bounded background load of calls running (one
 outbound call from a carrier-A DID and one inbound call to it every ~0.5 s) while it kills
-carrier-a-sbc1, brings it back, and kills carrier-b-sbc1. The timeline prints what the status
+carrier-a-sbc1, brings it back, puts it in maintenance with ``lifeline maintenance`` and
+lifts that, and kills carrier-b-sbc1. The timeline prints what the status
 API and ``/api/v1/dids`` say as it changes, and the calls completed each second. Each step has
 an expectation (what the daemon reports, and carrier-A calls succeeding after the switch);
 the outcomes go into the demo's summary. This module plays and reports; lifeline decides.
@@ -16,6 +17,8 @@ import asyncio
 import contextlib
 import io
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -158,8 +161,24 @@ def _ready(v: View) -> bool:
                                                  B_RANGE: "carrier-b-sbc1"}
 
 
-def sip_scenario(hold_down: float) -> list[SipStep]:
-    """The act's steps; ``hold_down`` is the trunks' recovery hold-down in seconds."""
+def maintenance_cli(daemon: LifelineProcess) -> Callable[[str, bool], None]:
+    """Runs the operator's ``lifeline maintenance TRUNK [--off]`` against ``daemon``."""
+
+    def run(trunk: str, on: bool) -> None:
+        args = ["--reason", "SBC swap (demo)"] if on else ["--off"]
+        done = subprocess.run([sys.executable, "-m", "controller", "maintenance", trunk,
+                               *args, "--socket", str(daemon.socket)],
+                              capture_output=True, text=True, timeout=20, check=False)
+        print(f"   $ lifeline maintenance {trunk} {' '.join(args)}\n   "
+              + (done.stdout or done.stderr).strip(), flush=True)
+
+    return run
+
+
+def sip_scenario(hold_down: float,
+                 maintenance: Callable[[str, bool], None] | None = None) -> list[SipStep]:
+    """The act's steps; ``hold_down`` is the trunks' recovery hold-down in seconds;
+    ``maintenance`` (the operator's command) adds the maintenance steps."""
 
     def kill_a1(sip: SipSite, load: CallLoad) -> None:
         load.inbound_sbc = "carrier-a-sbc2"  # carrier A now reaches the site from its other SBC
@@ -181,7 +200,12 @@ def sip_scenario(hold_down: float) -> list[SipStep]:
         return (dids.get("unroutable") == [B_RANGE] and v.ranges.get(B_RANGE) == "unroutable"
                 and v.ranges.get(A_RANGE) == "carrier-a-sbc1")
 
-    return [
+    def in_maintenance(v: View) -> bool:
+        sbc1 = _trunk(v.status, "carrier-a-sbc1")
+        return (v.ranges.get(A_RANGE) == "carrier-a-sbc2" and sbc1["state"] == "up"
+                and sbc1.get("maintenance") is not None)
+
+    steps = [
         SipStep("trunks up: calls to and from carrier A's DIDs", None, "A:sbc1,B:sbc1",
                 _ready, 20),
         SipStep("carrier-a-sbc1 killed: DIDs move to carrier-a-sbc2", kill_a1,
@@ -189,9 +213,18 @@ def sip_scenario(hold_down: float) -> list[SipStep]:
         SipStep("carrier-a-sbc1 back: DIDs return after hold-down",
                 restart_a1, "A:sbc1", a_on("carrier-a-sbc1", "carrier-a-sbc1", "up"),
                 hold_down + 15, min_wait=hold_down * 0.9),
-        SipStep("carrier-b-sbc1 killed: B unroutable, A calls go on", kill_b1,
-                "B:none", b_unroutable, 10),
     ]
+    if maintenance is not None:
+        op = maintenance
+        steps += [
+            SipStep("carrier-a-sbc1 in maintenance: up, yet gets no call",
+                    lambda _s, _l: op("carrier-a-sbc1", True), "A:sbc2", in_maintenance, 10),
+            SipStep("maintenance lifted: DIDs back on carrier-a-sbc1",
+                    lambda _s, _l: op("carrier-a-sbc1", False), "A:sbc1",
+                    a_on("carrier-a-sbc1", "carrier-a-sbc1", "up"), 10),
+        ]
+    return [*steps, SipStep("carrier-b-sbc1 killed: B unroutable, A calls go on", kill_b1,
+                            "B:none", b_unroutable, 10)]
 
 
 class SipTimeline:
@@ -426,7 +459,7 @@ def run_sip_act(quick: bool = False, keep_going: bool = False) -> list[SipOutcom
             load = CallLoad(site).start()
             timeline.load = load
             try:
-                for step in sip_scenario(hold_down):
+                for step in sip_scenario(hold_down, maintenance_cli(daemon)):
                     outcome = _play(site, daemon, load, step, timeline, settle=2.0)
                     outcomes.append(outcome)
                     if not outcome.ok and not keep_going:

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
 from controller.core.health import HealthState
-from controller.core.peerpath import PeerPath, counts, follow, held_back, judge_time, pending
+from controller.core.didplan import DidEntry, TrunkView, compute_plan
+from controller.core.e164 import parse_range
+from controller.core.peerpath import PeerPath, counts, follow, judge_time, pending
 from controller.core.snapshot import Tally
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import Journal, read_events
@@ -97,20 +99,6 @@ def test_a_counted_probe_is_followed_by_counted_ones_and_a_verdict_counts_all(
         assert counts(ok, judged, max(sent_at, later), path, patience)
 
 
-@given(orders=st.lists(st.lists(st.sampled_from("abcdef"), unique=True, min_size=1,
-                                max_size=4), max_size=4),
-       waiting=st.sets(st.sampled_from("abcdef")))
-def test_only_trunks_behind_a_waiting_one_are_held(orders: list[list[str]],
-                                                   waiting: set[str]) -> None:
-    held = held_back(orders, waiting)
-    for order in orders:
-        first = next((k for k, n in enumerate(order) if n in waiting), len(order))
-        assert set(order[first + 1:]) <= held
-    behind = {n for order in orders for k, n in enumerate(order)
-              if any(w in waiting for w in order[:k])}
-    assert held == behind
-
-
 def test_nothing_counts_against_a_peer_before_any_path_is_noted() -> None:
     assert not counts(False, False, 1e9, None, patience_end=None)
 
@@ -130,12 +118,49 @@ def test_a_peer_is_pending_until_judged_or_given_the_time_to_be() -> None:
     assert not pending(False, gone, 1.0, judging, 30.0)  # no path is coming soon
 
 
-def test_trunks_after_a_pending_one_are_held_back_in_every_range() -> None:
-    orders = [("a1", "a2", "a3"), ("b1",), ("a2", "b1")]
-    assert held_back(orders, {"a1"}) == {"a2", "a3"}
-    assert held_back(orders, {"a2"}) == {"a3", "b1"}
-    assert held_back(orders, {"a3", "b1"}) == set()
-    assert held_back(orders, set()) == set()
+def test_the_hold_keeps_only_the_ranges_a_waiting_trunk_leads() -> None:
+    """Ranges [a1, c1] and [c1, d1], a1 still waiting, c1 and d1 up: the first range stays
+    on a1, the second takes c1 as it would anyway (a global hold would have sent it to d1
+    and back)."""
+    entries = (DidEntry(parse_range("+390212345600-+390212345699"), ("a1", "c1"), "pbx"),
+               DidEntry(parse_range("+390298765400-+390298765449"), ("c1", "d1"), "pbx"))
+    views = {"a1": TrunkView("a1", UNKNOWN), "c1": TrunkView("c1", UP),
+             "d1": TrunkView("d1", UP)}
+    first, second = compute_plan(entries, views, {}, {}, frozenset({"a1"})).decisions
+    assert first.trunk == "a1" and first.reason == (
+        "a1 unknown; health not known yet, first capable trunk (start)")
+    assert first.fallback == ("c1",)
+    assert second.trunk == "c1" and second.fallback == ("d1",)
+    # Nothing waits for a trunk in maintenance or down: its range is left at once.
+    views["a1"] = TrunkView("a1", UNKNOWN, maintenance="swap")
+    assert compute_plan(entries, views, {}, {}, frozenset({"a1"})).decisions[0].trunk == "c1"
+    views["a1"] = TrunkView("a1", HealthState.DOWN)
+    assert compute_plan(entries, views, {}, {}, frozenset({"a1"})).decisions[0].trunk == "c1"
+    # A waiting trunk after the choice holds nothing.
+    assert compute_plan(entries, {**views, "a1": TrunkView("a1", UP)}, {}, {},
+                        frozenset({"c1"})).decisions[0].trunk == "a1"
+
+
+@given(st.data())
+def test_a_held_range_is_on_its_first_trunk_not_down(data: st.DataObject) -> None:
+    names = ["t1", "t2", "t3", "t4"]
+    order = tuple(data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=4,
+                                     unique=True)))
+    views = {n: TrunkView(n, data.draw(st.sampled_from(list(HealthState))),
+                          edge_tripped=data.draw(st.booleans())) for n in names}
+    waiting = frozenset(data.draw(st.sets(st.sampled_from(names))))
+    entry = DidEntry(parse_range("+390212345600-+390212345699"), order, "pbx")
+    (held,) = compute_plan((entry,), views, {}, {}, waiting).decisions
+    (free,) = compute_plan((entry,), views, {}, {}).decisions
+    if held.trunk != free.trunk:
+        # Held: the first trunk not down in order, and a waiting one comes before the
+        # free choice (or is the held choice itself).
+        assert held.trunk is not None and free.trunk is not None
+        up_to = order.index(free.trunk)
+        assert any(n in waiting and views[n].state is not HealthState.DOWN
+                   and not views[n].edge_tripped for n in order[:up_to])
+        assert held.trunk == next(n for n in order if views[n].state is not HealthState.DOWN)
+    assert (held.trunk is None) == (free.trunk is None)  # the hold never makes a range unroutable
 
 
 # -- the telephony runtime, fed by hand ---------------------------------------------------------

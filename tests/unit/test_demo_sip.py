@@ -3,7 +3,7 @@ and the CLI switch that skips the act."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -13,13 +13,14 @@ from tests.lab.demo_sip import (
     A_DID,
     B_DID,
     Call,
+    CallLoad,
     SipOutcome,
     View,
     sip_scenario,
     sip_summary,
     tally,
 )
-from tests.lab.sipsite import DID_RANGES
+from tests.lab.sipsite import DID_RANGES, SipSite
 
 A_RANGE, B_RANGE = DID_RANGES[0][0], DID_RANGES[1][0]
 
@@ -65,6 +66,24 @@ def test_each_step_holds_only_on_what_it_expects() -> None:
     assert not b_down.done(_view(b1_down, HOME, []))
     assert not b_down.done(_view(b1_down, lost | {A_RANGE: "unroutable"}, [B_RANGE, A_RANGE]))
     assert A_DID.startswith(A_RANGE[:10]) and B_DID.startswith(B_RANGE[:10])
+
+
+def test_the_maintenance_steps_use_the_command_and_wait_for_the_move() -> None:
+    asked: list[tuple[str, bool]] = []
+    steps = sip_scenario(5.0, lambda trunk, on: asked.append((trunk, on)))
+    assert len(steps) == 6
+    maint, lifted = steps[3], steps[4]
+    assert maint.action is not None and lifted.action is not None
+    maint.action(cast(SipSite, None), cast(CallLoad, None))
+    lifted.action(cast(SipSite, None), cast(CallLoad, None))
+    assert asked == [("carrier-a-sbc1", True), ("carrier-a-sbc1", False)]
+    moved = {A_RANGE: "carrier-a-sbc2", B_RANGE: "carrier-b-sbc1"}
+    view = _view(UP, moved, [])
+    assert not maint.done(view)  # moved, but not for maintenance: not this step
+    view.status["trunks"][0]["maintenance"] = "SBC swap (demo) (set by the operator)"
+    assert maint.done(view)
+    assert not maint.done(_view(UP, HOME, []))
+    assert lifted.done(_view(UP, HOME, [])) and not lifted.done(_view(UP, moved, []))
 
 
 def test_summary_shows_calls_and_why_a_step_failed() -> None:
