@@ -36,7 +36,7 @@ No I/O and no clock: the daemon passes the time in, once a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.core.health import HealthState

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
-from controller.core.health import HealthState
 from controller.core.didplan import DidEntry, TrunkView, compute_plan
 from controller.core.e164 import parse_range
+from controller.core.health import HealthState
 from controller.core.peerpath import PeerPath, counts, follow, judge_time, pending
 from controller.core.snapshot import Tally
 from controller.runtime.daemon import Daemon
