@@ -27,6 +27,7 @@ from controller.actuators.sipedge.kamailio import (
     simulate,
 )
 from controller.actuators.sipedge.kamailio.answers import parse_ds_list, parse_dump
+from controller.actuators.sipedge.kamailio.planner import trunk_sets
 from controller.actuators.sipedge.plan import (
     DidRoute,
     EdgePlan,
@@ -252,7 +253,7 @@ _trunks = st.lists(
         enabled=st.booleans(),
     ),
     max_size=4,
-    unique_by=lambda t: (t.group, t.uri),
+    unique_by=lambda t: t.name,
 )
 
 
@@ -274,6 +275,33 @@ _plans = st.builds(
 )
 
 
+def _active_sets(state: EdgeActual) -> dict[int, tuple[str, ...]]:
+    by_set: dict[int, list[str]] = {}
+    for t in state.targets:
+        if t.state == "a":
+            by_set.setdefault(t.group, []).append(t.name or t.uri)
+    return {group: tuple(sorted(names)) for group, names in by_set.items()}
+
+
+def _routing(state: EdgeActual) -> dict[str, tuple[tuple[tuple[str, ...], ...], str]]:
+    """What every block does at the edge, set numbers aside: the trunks of each set of
+    its chain (active ones) and its destination."""
+    sets = _active_sets(state)
+    out = {}
+    for key, value in state.dids.items():
+        chain, _, dest = value.partition("|")
+        out[key] = (tuple(sets.get(int(g), ()) for g in chain.split(":") if g), dest)
+    return out
+
+
+def _first_call_goes_to(state: EdgeActual, key: str) -> tuple[str, ...]:
+    """The trunk(s) a new call of block ``key`` reaches first, as the cfg's NEXT_TRUNK
+    walks the chain: the first set with an active destination."""
+    chain = state.dids.get(key, "|").partition("|")[0]
+    sets = _active_sets(state)
+    return next((sets[int(g)] for g in chain.split(":") if g and sets.get(int(g))), ())
+
+
 @settings(max_examples=200)
 @given(before=_plans, after=_plans)
 def test_apply_then_plan_is_empty(before: EdgePlan, after: EdgePlan) -> None:
@@ -281,8 +309,58 @@ def test_apply_then_plan_is_empty(before: EdgePlan, after: EdgePlan) -> None:
     assert plan(before, start).empty
     moved = simulate(start, plan(after, start).steps)
     assert plan(after, moved).empty
-    # Level-triggered: a restarted (empty) edge gets the whole plan back.
-    assert simulate(EdgeActual(), plan(after, EdgeActual()).steps).dids == moved.dids
+    # Level-triggered: a restarted (empty) edge gets the whole plan back (its sets may be
+    # numbered otherwise; what each block does is the same).
+    fresh = simulate(EdgeActual(), plan(after, EdgeActual()).steps)
+    assert _routing(fresh) == _routing(moved)
+
+
+@settings(max_examples=300)
+@given(before=_plans, after=_plans)
+def test_no_step_sends_a_call_to_a_trunk_neither_plan_names(before: EdgePlan,
+                                                            after: EdgePlan) -> None:
+    """Between any two steps of a change, a block's new call goes to its trunk of the old
+    plan or of the new one, never to a third (e.g. a set renumbered under it), and a block
+    routable before and after is routable all along (no call finds a gap)."""
+    start = simulate(EdgeActual(), plan(before, EdgeActual()).steps)
+    steps = plan(after, start).steps
+    final = simulate(start, steps)
+    keys = set(start.dids) & set(final.dids)
+    state = start
+    for step in steps:
+        state = simulate(state, (step,))
+        for key in keys:
+            old, new = _first_call_goes_to(start, key), _first_call_goes_to(final, key)
+            now = _first_call_goes_to(state, key)
+            assert set(now) <= set(old) | set(new), (step, key, old, now, new)
+            if old and new:
+                assert now, (step, key)
+
+
+def test_set_numbers_are_kept_when_the_config_changes() -> None:
+    """Removing the first trunk renumbers nothing: the others keep their sets, so no
+    block ever names a set that holds another trunk."""
+    actual = simulate(EdgeActual(), plan(DESIRED, EdgeActual()).steps)
+    assert trunk_sets(DESIRED, actual) == {A.name: 1, B.name: 2, C.name: 3}
+    without_a = EdgePlan(trunks=(B, C), routes=(
+        DidRoute("+390212345600", "+390212345699", B.name, PBX),))
+    assert trunk_sets(without_a, actual) == {B.name: 2, C.name: 3}
+    steps = plan(without_a, actual).steps
+    assert SetDid("+3902123456xx", f"2|{PBX}") in steps
+    assert steps[-1] == RemoveTrunk(1, A.uri)
+    # A new trunk takes a number no destination uses, not a freed one still in use.
+    d = TrunkState("carrierD", "sip:127.0.0.1:5084", 3, True)
+    assert trunk_sets(EdgePlan(trunks=(d, B, C)), actual)["carrierD"] == 4
+    # The one-set-per-carrier layout of earlier versions: the first trunk keeps set 1,
+    # the other of its carrier moves to a new set, out of set 1 only at the end.
+    old = EdgeActual(targets=(
+        DsTarget(1, A.uri, "a", 2, "name=carrierA-sbc1;owner=lifeline"),
+        DsTarget(1, B.uri, "a", 1, "name=carrierA-sbc2;owner=lifeline"),
+        DsTarget(2, C.uri, "a", 1, "name=carrierB;owner=lifeline")))
+    assert trunk_sets(DESIRED, old) == {A.name: 1, B.name: 3, C.name: 2}
+    steps = plan(DESIRED, old).steps
+    assert steps[0] == AddTrunk(3, B.uri, 1, "name=carrierA-sbc2;owner=lifeline")
+    assert steps[-1] == RemoveTrunk(1, B.uri)
 
 
 def test_parse_rpc_answers() -> None:
@@ -451,3 +529,53 @@ def test_a_failed_rpc_names_its_step_and_the_others_still_run() -> None:
         assert err.describe().startswith("FAILED remove trunk sip:x from set 1: dispatcher.remove")
 
     run(push())
+
+
+class FailingKamailio(FakeKamailio):
+    """Refuses the RPCs whose (method, first params) are listed, like an edge that is short
+    of memory or has a stale entry."""
+
+    def __init__(self, refuse: set[tuple[str, str]]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    async def call(self, method: str, *params: str | int) -> Any:
+        if (method, ":".join(str(p) for p in params[:2])) in self.refuse:
+            self.calls += 1
+            raise KamailioError(method, "refused (test)", 500)
+        return await super().call(method, *params)
+
+
+def test_after_a_failed_step_no_call_is_left_without_a_trunk() -> None:
+    """sbc1 -> sbc2 for range A. If adding sbc2 fails, A's blocks are not pointed at its
+    empty set; if a block's rewrite fails, sbc1 is not disabled under it. Both are skipped,
+    reported, and done by the next cycle once the edge takes them."""
+    moved = EdgePlan(trunks=(A, B, C), routes=(
+        DidRoute("+390212345600", "+390212345699", B.name, PBX), *DESIRED.routes[1:]))
+
+    async def cycles() -> None:
+        edge = FailingKamailio(set())
+        actuator = KamailioActuator(edge)
+        await actuator.reconcile(EdgePlan(trunks=(A, C), routes=(
+            DidRoute("+390212345600", "+390212345699", A.name, PBX), *DESIRED.routes[1:])))
+        sets = trunk_sets(moved, await actuator.observe())
+        assert sets == {A.name: 1, B.name: 3, C.name: 2}
+        edge.refuse = {("dispatcher.add", f"3:{B.uri}")}
+        _, result = await actuator.reconcile(moved)
+        assert not result.ok
+        skipped = [e for e in result.errors if "skipped" in e.error]
+        assert [type(e.step).__name__ for e in skipped] == ["SetDid", "SetTrunkState"]
+        assert edge.tables["did"]["+3902123456xx"] == f"1|{PBX}"  # still on sbc1, active
+        assert str(edge.targets[(1, A.uri)]["FLAGS"]).startswith("A")
+        edge.refuse = {("htable.sets", "did:+3902123456xx")}
+        _, result = await actuator.reconcile(moved)
+        assert not result.ok
+        assert [type(e.step).__name__ for e in result.errors] == ["SetDid", "SetTrunkState"]
+        assert str(edge.targets[(1, A.uri)]["FLAGS"]).startswith("A")  # not disabled under A
+        edge.refuse = set()
+        _, result = await actuator.reconcile(moved)
+        assert result.ok and edge.tables["did"]["+3902123456xx"] == f"3|{PBX}"
+        assert str(edge.targets[(1, A.uri)]["FLAGS"]).startswith("D")
+        assert actuator.plan(moved, await actuator.observe()).empty
+
+    run(cycles())

@@ -45,8 +45,11 @@ from controller.actuators.sipedge.kamailio.planner import (
     SetSetting,
     SetTrunkState,
     Step,
+    hazard,
+    phases,
     plan,
     refresh_steps,
+    simulate,
 )
 from controller.actuators.sipedge.plan import EdgePlan
 
@@ -214,7 +217,7 @@ class KamailioActuator:
         steps = self.plan(desired, actual)
         if desired.refresh_registrations and desired.refresh_registrations != self._refreshed:
             steps = replace(steps, steps=steps.steps + refresh_steps(desired, actual, steps.steps))
-        result = await self.apply(steps)
+        result = await self._apply_guarded(actual, steps)
         # A request is done once no uac RPC failed, also when it needed no step of its own
         # (the record was being added anyway): re-sending it later would re-REGISTER again.
         if desired.refresh_registrations and not any(
@@ -224,6 +227,34 @@ class KamailioActuator:
         if not desired.refresh_registrations:
             self._refreshed = ()
         return steps, result
+
+    async def _apply_guarded(self, actual: EdgeActual, steps: EdgeSteps) -> EdgeResult:
+        """`apply`, phase by phase (planner.phases); once a step failed, a later step that
+        would leave calls with no trunk (planner.hazard) is skipped and reported, for the
+        next cycle to plan again. With no failure this is exactly `apply(steps)`."""
+        start = time.monotonic()
+        done: list[Step] = []
+        errors: list[StepError[Step]] = []
+        durations: list[float] = []
+        calls = 0
+        state = actual
+        for phase in phases(steps.steps):
+            run: list[Step] = []
+            for step in phase:
+                why = hazard(state, step) if errors else None
+                if why is None:
+                    run.append(step)
+                else:
+                    errors.append(StepError(step, f"skipped after a failed step: {why}"))
+            part = await self.apply(replace(steps, steps=tuple(run)))
+            done += part.done
+            errors += part.errors
+            durations += part.durations_s
+            calls += part.calls
+            state = simulate(state, part.done)
+        return ApplyResult(steps, done=tuple(done), errors=tuple(errors),
+                           durations_s=tuple(durations), calls=calls,
+                           seconds=time.monotonic() - start)
 
     async def push(self, desired: EdgePlan) -> EdgeResult:
         """The SIP edge's push: one reconcile; never raises.

@@ -71,7 +71,9 @@ __all__ = [
     "desired_registrations",
     "desired_settings",
     "did_table",
+    "hazard",
     "named_trunks",
+    "phases",
     "plan",
     "refresh_steps",
     "simulate",
@@ -216,14 +218,38 @@ class EdgeSteps:
 SET_SEPARATOR: Final = ":"
 
 
-def trunk_sets(desired: EdgePlan) -> dict[str, int]:
-    """Each trunk's own dispatcher set: its position in the plan + 1 (config order, so a
-    trunk added at the end of the config renumbers nothing)."""
-    return {t.name: i + 1 for i, t in enumerate(desired.trunks)}
+def trunk_sets(desired: EdgePlan, actual: EdgeActual | None = None) -> dict[str, int]:
+    """Each trunk's own dispatcher set.
+
+    A trunk lifeline already put in a set keeps that number: every DID block that uses the
+    trunk names its set, so renumbering would point blocks at a set holding another trunk
+    until they are rewritten. A trunk without one gets the lowest number no destination of
+    the edge uses yet (on an empty edge: its position in the plan + 1). So removing or
+    reordering trunks in the config renumbers nothing.
+    """
+    targets = actual.targets if actual is not None else ()
+    used = {t.group for t in targets}
+    out: dict[str, int] = {}
+    taken: set[int] = set()
+    wanted = {t.name for t in desired.trunks}
+    for t in targets:
+        name = t.name
+        if t.owned and name in wanted and name not in out and t.group not in taken:
+            out[name] = t.group
+            taken.add(t.group)
+    free = 1
+    for trunk in desired.trunks:
+        if trunk.name in out:
+            continue
+        while free in used or free in taken:
+            free += 1
+        out[trunk.name] = free
+        taken.add(free)
+    return {t.name: out[t.name] for t in desired.trunks}
 
 
 def did_table(
-    desired: EdgePlan, max_wild: int = DEFAULT_MAX_WILD
+    desired: EdgePlan, max_wild: int = DEFAULT_MAX_WILD, sets: dict[str, int] | None = None
 ) -> tuple[dict[str, str], tuple[str, ...]]:
     """The htable content for a plan, and the conflicts found while building it.
 
@@ -231,7 +257,7 @@ def did_table(
     was the route's trunk, the fallback shortened otherwise) and reported; two routes
     claiming the same block keep the first, also reported.
     """
-    sets = trunk_sets(desired)
+    sets = trunk_sets(desired) if sets is None else sets
     table: dict[str, str] = {}
     conflicts: list[str] = []
     for route in desired.routes:
@@ -270,10 +296,11 @@ def named_trunks(desired: EdgePlan) -> frozenset[str]:
                      for n in (r.trunk, *r.fallback))
 
 
-def _desired_targets(desired: EdgePlan) -> dict[tuple[int, str], tuple[int, str, str]]:
+def _desired_targets(desired: EdgePlan, sets: dict[str, int]
+                     ) -> dict[tuple[int, str], tuple[int, str, str]]:
     """(set, uri) -> (priority, attrs, state): one set per trunk, active iff a route names
     it."""
-    sets, named = trunk_sets(desired), named_trunks(desired)
+    named = named_trunks(desired)
     return {
         (sets[t.name], t.uri): (TRUNK_PRIORITY, f"name={t.name};{OWNER_ATTR}",
                                 "a" if t.name in named else "d")
@@ -446,8 +473,9 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
     Registration refreshes are not here: they are requests, not state Kamailio can show
     back, so `KamailioActuator.reconcile` adds `refresh_steps` once per request.
     """
-    table, conflicts = did_table(desired, max_wild)
-    want = _desired_targets(desired)
+    sets = trunk_sets(desired, actual)
+    table, conflicts = did_table(desired, max_wild, sets)
+    want = _desired_targets(desired, sets)
     have = {(t.group, t.uri): t for t in actual.targets}
 
     adds: list[Step] = []
@@ -456,7 +484,9 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
     removes: list[Step] = []
     for key, (priority, attrs, state) in want.items():
         cur = have.get(key)
-        if cur is not None and cur.owned and (cur.priority != priority or cur.attrs != attrs):
+        # The priority orders nothing in a one-trunk set: an old one is left as it is
+        # (replacing it would leave the set empty for a moment).
+        if cur is not None and cur.owned and cur.attrs != attrs:
             adds.append(RemoveTrunk(*key))  # dispatcher has no update RPC
             cur = None
         if cur is None:
@@ -470,30 +500,69 @@ def plan(desired: EdgePlan, actual: EdgeActual, max_wild: int = DEFAULT_MAX_WILD
             removes.append(RemoveTrunk(*key))
 
     settings, warnings = desired_settings(desired, actual)
-    warnings += _strangers(desired, actual)
+    warnings += _strangers(sets, actual)
     held = actual.settings or {}
     configure: list[Step] = [SetSetting(k, v) for k, v in settings.items() if held.get(k) != v]
     unset: list[Step] = [DeleteSetting(k) for k in held if k not in settings]
-    sets: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
+    writes: list[Step] = [SetDid(k, v) for k, v in table.items() if actual.dids.get(k) != v]
     deletes: list[Step] = [DeleteDid(k) for k in actual.dids if k not in table]
     regs = _registration_steps(desired, actual)
     return EdgeSteps(
-        tuple(adds + enables + configure + sets + deletes + disables + regs + unset + removes),
+        tuple(adds + enables + configure + writes + deletes + disables + regs + unset
+              + removes),
         conflicts,
         warnings,
     )
 
 
-def _strangers(desired: EdgePlan, actual: EdgeActual) -> tuple[str, ...]:
+def _strangers(sets: dict[str, int], actual: EdgeActual) -> tuple[str, ...]:
     """Destinations lifeline did not add, in a set it uses for a trunk: the cfg picks by
     priority inside a set, so such an entry may take the trunk's calls. Left alone (not
     ours to remove), and reported."""
-    names = {i + 1: t.name for i, t in enumerate(desired.trunks)}
+    names = {group: name for name, group in sets.items()}
     return tuple(
         f"set {t.group} (trunk {names[t.group]}) also holds {t.uri}, which lifeline did not "
         "add: calls of that trunk may go there"
         for t in actual.targets if not t.owned and t.group in names
     )
+
+
+def _routes_somewhere(state: EdgeActual, chain: str) -> bool:
+    """Whether a `did` value's chain of sets has an active destination in some set."""
+    active = {t.group for t in state.targets if t.state == "a"}
+    return any(g.isdigit() and int(g) in active for g in chain.split(SET_SEPARATOR))
+
+
+def hazard(state: EdgeActual, step: Step) -> str | None:
+    """Why running `step` on `state` would leave calls with no trunk, or None (PURE).
+
+    The plan's order makes every step safe when all of them take; asked only once a step
+    of the same apply has failed: a block is not pointed at sets whose trunks were not
+    added or enabled, and a trunk is not disabled or removed while a block that still
+    names it (its rewrite failed) would be left with none.
+    """
+    if isinstance(step, SetDid):
+        chain = step.value.partition("|")[0]
+        if chain and not _routes_somewhere(state, chain):
+            return f"no active trunk in set(s) {chain} yet"
+    elif isinstance(step, RemoveTrunk) or (isinstance(step, SetTrunkState)
+                                           and step.state != "a"):
+        after = simulate(state, (step,))
+        for key, value in state.dids.items():
+            chain = value.partition("|")[0]
+            if _routes_somewhere(state, chain) and not _routes_somewhere(after, chain):
+                return f"DID block {key} still sends its calls there"
+    return None
+
+
+def phases(steps: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+    """The plan's steps in three phases: what DID blocks will name (trunks, states,
+    settings), the blocks, then what they no longer name. A failure in one phase is what
+    `hazard` guards the next ones against."""
+    did = [i for i, s in enumerate(steps) if isinstance(s, SetDid | DeleteDid)]
+    if not did:
+        return (steps,)
+    return steps[:did[0]], steps[did[0]:did[-1] + 1], steps[did[-1] + 1:]
 
 
 def simulate(actual: EdgeActual, steps: Iterable[Step]) -> EdgeActual:
