@@ -178,7 +178,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         return 1
     if code != 200:
         print(f"lifeline maintenance: {doc.get('error', doc)}", file=sys.stderr)
-        return 1
+        return 2 if code == 404 else 1  # no such trunk: the operator's input
     why = doc.get("maintenance")
     print(f"trunk {doc['trunk']}: " + (f"in maintenance, gets no calls ({why})" if why
                                        else "in service"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +33,9 @@ LatestFn = Callable[[], Snapshot | None]
 class Control(Protocol):
     """What the API may ask of the daemon."""
 
-    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> dict[str, Any]:
-        """KeyError for an unknown trunk."""
+    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> Mapping[str, object]:
+        """The answer (controller.runtime.maintenance.MaintenanceAnswer); KeyError for an
+        unknown trunk."""
         ...
 
 
@@ -93,7 +94,8 @@ def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
             reason = raw
         trunk = request.match_info["trunk"]
         try:
-            return _json(control.set_maintenance(trunk, request.method == "PUT", reason), 200)
+            answer = control.set_maintenance(trunk, request.method == "PUT", reason)
+            return _json(dict(answer), 200)
         except KeyError:
             return _json({"error": f"no trunk named {trunk!r}"}, 404)
 

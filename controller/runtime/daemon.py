@@ -31,7 +31,11 @@ from controller.core.snapshot import (
 from controller.runtime.journal import Journal
 from controller.runtime.links import LinkRouting
 from controller.runtime.linkwatch import LinkWatch
-from controller.runtime.maintenance import MAINTENANCE_FILE, MaintenanceBook
+from controller.runtime.maintenance import (
+    MAINTENANCE_FILE,
+    MaintenanceAnswer,
+    MaintenanceBook,
+)
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
@@ -81,6 +85,8 @@ class Daemon:
         self.edges = drivers_from_config(cfg)
         # The operator's maintenance marks outlive a restart (state_dir is restart-only).
         self.maintenance = MaintenanceBook(Path(cfg.state_dir) / MAINTENANCE_FILE)
+        if self.maintenance.problem is not None:
+            self.journal.record("error", "maintenance", self.maintenance.problem)
         self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges,
                                     self.maintenance)
                           if cfg.trunks or cfg.dids else None)
@@ -175,7 +181,7 @@ class Daemon:
         return True
 
     # -- operator requests (the API on the unix socket) -----------------------------------
-    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> dict[str, Any]:
+    def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> MaintenanceAnswer:
         """Take a trunk out of service or back; the next cycle pushes the new plan at once.
         KeyError: no such trunk."""
         if self.telephony is None:
@@ -243,7 +249,8 @@ class Daemon:
             trunks=trunks, destinations=destinations, edges=edges,
             plan=tel.plan if tel is not None else None,
             destination_uris=tel.destination_uris if tel is not None else {},
-            problems=self.routing.problems.standing,
+            problems=self.routing.problems.standing + (
+                (self.maintenance.problem,) if self.maintenance.problem else ()),
             config_path=None if self.config_path is None else str(self.config_path),
             reload_error=self.reload_error,
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,

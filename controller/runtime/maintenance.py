@@ -3,27 +3,39 @@
 The config's `maintenance:` is the planned kind, reviewed like any change; this is the
 ad-hoc kind (an SBC swap announced by the carrier an hour ago). Marks are kept in
 `<state_dir>/maintenance.json`, written whole to a temporary file and renamed, so a restart
-or a reboot of the router never silently puts a trunk back in service. A file that cannot
-be read is logged and ignored (the trunks are then as the config says: the safe reading,
-since a trunk wrongly in service is reported by its probes, a trunk wrongly out of service
-by nobody). A write that fails keeps the mark in memory and says so; it never raises.
+or a reboot of the router never silently puts a trunk back in service (the file and its
+directory are synced before the rename counts). A file that cannot be read is moved aside
+and reported in the status and the journal; the trunks are then as the config says (a
+trunk wrongly in service is reported by its probes, one wrongly out of service by
+nobody). A write that fails keeps the mark in memory and says so; it never raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
-__all__ = ["MAINTENANCE_FILE", "MaintenanceBook", "Mark"]
+__all__ = ["MAINTENANCE_FILE", "MaintenanceAnswer", "MaintenanceBook", "Mark"]
 
 log = logging.getLogger("lifeline.maintenance")
 
 MAINTENANCE_FILE = "maintenance.json"
 MAX_REASON = 200  # one line in status, journal and alerts
+
+
+class MaintenanceAnswer(TypedDict):
+    """What the API and `lifeline maintenance` answer after a change."""
+
+    trunk: str
+    maintenance: str | None  # why it is out of service now; None: in service
+    operator: bool  # an operator's mark is on it (the config may hold one too)
+    kept_on_disk: bool  # False: the mark holds only until the daemon stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,12 @@ class MaintenanceBook:
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            self.problem = f"cannot read {path}: {exc}; operator maintenance marks dropped"
+            # Kept aside for the operator: the next mark would overwrite it otherwise.
+            aside = path.with_name(path.name + ".unreadable")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            self.problem = (f"cannot read {path} ({exc}); the operator's maintenance marks "
+                            f"were dropped (file kept as {aside.name}): check the trunks")
             log.error("%s", self.problem)
 
     def set(self, name: str, reason: str, now: float | None = None) -> None:
@@ -75,8 +92,16 @@ class MaintenanceBook:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+            with tmp.open("w") as out:
+                out.write(json.dumps(doc, indent=2) + "\n")
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename: a power cut keeps one
             os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself survives a power cut too
+            finally:
+                os.close(dir_fd)
             self.problem = None
         except OSError as exc:
             self.problem = (f"cannot write {self.path}: {exc.strerror or exc}; the marks "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.actuators.sipedge.drivers import SipEdge
-from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
+from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState, named_trunks
 from controller.config import Config, Destination, Register, Trunk
 from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
 from controller.core.edgesignal import EdgeSignal
@@ -40,7 +40,7 @@ from controller.core.peerpath import (
 )
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
-from controller.runtime.maintenance import MaintenanceBook
+from controller.runtime.maintenance import MaintenanceAnswer, MaintenanceBook
 from probes.resolve import resolved
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RecheckScheduler
@@ -175,8 +175,8 @@ class Telephony:
 
     @staticmethod
     def _trunk_groups(trunks: list[Trunk]) -> dict[str, int]:
-        """One dispatcher set per carrier, in config order: trunks of one carrier can stand
-        in for each other within a call (the edge tries the next on 408/5xx)."""
+        """One group number per carrier, in config order: informative in the plan and its
+        document (which trunk carries a call is each range's trunk and fallback)."""
         carriers: dict[str, int] = {}
         return {t.name: carriers.setdefault(t.carrier, len(carriers) + 1) for t in trunks}
 
@@ -223,8 +223,14 @@ class Telephony:
         (retuned to new thresholds), its last answer, registration state and edge signal; the
         others start anew. New edges get the whole plan at the next cycle. One line per
         change, for the journal."""
-        self.cfg = cfg
+        was_cfg, self.cfg = self.cfg, cfg
         changes: list[str] = []
+        before_maint = {t.name: t.maintenance for t in was_cfg.trunks}
+        for t in cfg.trunks:
+            if before_maint.get(t.name) != t.maintenance:
+                changes.append(f"trunk {t.name}: " + (
+                    "back in service (config)" if t.maintenance is None else
+                    f"in maintenance (config: {t.maintenance or 'no reason given'})"))
         restart: list[tuple[str, Peer]] = []
         stop: list[Peer] = []
 
@@ -420,7 +426,7 @@ class Telephony:
             return None
         return f"{reason} (set in the config)" if reason else "set in the config"
 
-    def set_maintenance(self, name: str, on: bool, reason: str = "") -> dict[str, Any]:
+    def set_maintenance(self, name: str, on: bool, reason: str = "") -> MaintenanceAnswer:
         """Put trunk ``name`` in maintenance or take it out (the operator's mark only: one
         the config sets stays until the config changes). KeyError for an unknown trunk."""
         if name not in self.trunks:
@@ -458,7 +464,13 @@ class Telephony:
         dests = {name: p.health.state for name, p in self.destinations.items()}
         plan = compute_plan(self.entries, views, links, dests, self._waiting(now))
         changes = diff(self.plan, plan)
+        before = self.plan.by_range() if self.plan is not None else {}
         for decision in changes.changed:
+            was = before.get(decision.numbers)
+            # A new in-call fallback alone moves no DID: pushed to the edge, not journaled.
+            if was is not None and (was.trunk, was.destination) == (decision.trunk,
+                                                                    decision.destination):
+                continue
             self.journal.record("decision", "dids", f"{decision.numbers}: {decision.reason}",
                                 trunk=decision.trunk, destination=decision.destination)
         unroutable = {str(r) for r in plan.unroutable}
@@ -483,22 +495,21 @@ class Telephony:
     def to_edge_plan(self, plan: DidPlan, refresh: tuple[str, ...] = (),
                      sources: Mapping[str, str | None] | None = None,
                      active: str | None = None) -> EdgePlan:
+        uris = self.destination_uris
+        routes = tuple(
+            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination),
+                     d.fallback)
+            for d in plan.decisions
+        )
         # A trunk may carry calls only where the plan names it (a range's trunk, or its
         # in-call fallback): down, tripped, in maintenance or never first, it gets none.
-        named = {n for d in plan.decisions if d.trunk is not None
-                 for n in (d.trunk, *d.fallback)}
+        named = named_trunks(routes)
         trunks = tuple(
             TrunkState(name, str(self.cfg.trunk(name).sip_uri), self._groups[name],
                        name in named,
                        source=self.trunk_source(name, sources or {}, active),
                        **_registration_fields(self.cfg.trunk(name).registration))
             for name in self.trunks
-        )
-        uris = self.destination_uris
-        routes = tuple(
-            DidRoute(str(d.numbers.first), str(d.numbers.last), d.trunk, uris.get(d.destination),
-                     d.fallback)
-            for d in plan.decisions
         )
         return EdgePlan(trunks=trunks, routes=routes, refresh_registrations=refresh)
 

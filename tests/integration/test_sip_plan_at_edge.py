@@ -212,4 +212,4 @@ def test_maintenance_and_second_in_order_get_no_call(lab: Lab, tmp_path: Path) -
     until(lambda: on(daemon, SBC2), 10, 0.1, "DIDs off sbc1 after the reload")
     assert calls_reaching(sip, 5) == {SBC1: 0, SBC2: 5}
     unknown = lifeline_cli(daemon, "maintenance", "no-such-trunk")
-    assert unknown.returncode == 1 and "no trunk named 'no-such-trunk'" in unknown.stderr
+    assert unknown.returncode == 2 and "no trunk named 'no-such-trunk'" in unknown.stderr

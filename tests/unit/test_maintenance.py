@@ -4,6 +4,7 @@ plan and the edge plan do with a trunk in maintenance, and the API that sets the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ def test_marks_survive_a_restart_and_a_damaged_file_is_ignored(tmp_path: Path) -
     path.write_text("{not json")
     damaged = MaintenanceBook(path)
     assert damaged.marks == {} and "cannot read" in (damaged.problem or "")
+    # Moved aside for the operator, not overwritten by the next mark.
+    assert (path.parent / "maintenance.json.unreadable").read_text() == "{not json"
+    damaged.set("a2", "")
+    assert MaintenanceBook(path).marks.keys() == {"a2"} and damaged.problem is None
 
 
 def test_a_mark_that_cannot_be_written_holds_in_memory(tmp_path: Path) -> None:
@@ -136,6 +141,8 @@ async def test_the_api_sets_marks_on_the_unix_socket_only(tmp_path: Path) -> Non
     async with TestClient(TestServer(make_app(lambda: None, control=control))) as client:
         resp = await client.put("/api/v1/trunks/a1/maintenance", json={"reason": "x"})
         assert resp.status == 403 and "unix socket" in (await resp.json())["error"]
+        resp = await client.delete("/api/v1/trunks/a1/maintenance")
+        assert resp.status == 403
     assert len(control.calls) == 2
 
 
@@ -165,3 +172,43 @@ def test_check_config_says_which_trunks_are_in_maintenance() -> None:
     text = summary(cfg)
     assert "IN MAINTENANCE: gets no calls (swap)" in text
     assert text.count("IN MAINTENANCE") == 1
+
+
+def test_a_reload_that_changes_maintenance_says_so(tmp_path: Path) -> None:
+    tel = telephony(tmp_path)
+    marked = parse_config(CONFIG.replace('uri: "sip:192.0.2.22",',
+                                         'uri: "sip:192.0.2.22", maintenance: "works",'))
+    changes = asyncio.run(tel.reconfigure(marked, tel.edges))
+    assert "trunk a2: in maintenance (config: works)" in changes
+    changes = asyncio.run(tel.reconfigure(parse_config(CONFIG), tel.edges))
+    assert "trunk a2: back in service (config)" in changes
+
+
+def test_a_fallback_change_alone_is_pushed_not_journaled(tmp_path: Path) -> None:
+    """a2 going down changes only the fallback of a1's range: the edge gets it, the
+    journal records no decision (no DID moved)."""
+    tel = telephony(tmp_path)
+    now = all_up(tel)
+    first = tel.decide(now, LINKS)
+    assert first.lookup("+390212345601").fallback == ("a2",)  # type: ignore[union-attr]
+    tel.set_maintenance("a2", True)
+    second = tel.decide(now, LINKS)
+    assert second.lookup("+390212345601").fallback == ()  # type: ignore[union-attr]
+    decisions = read_events(tmp_path / "j.sqlite3", 50, "decision")
+    assert len(decisions) == 2  # the first plan's two ranges, nothing after
+    assert tel.to_edge_plan(second).routes[0].fallback == ()
+
+
+async def test_a_damaged_marks_file_is_a_standing_problem_and_journaled(
+        tmp_path: Path) -> None:
+    from tests.unit.test_calm_start import daemon_on
+    from tests.unit.test_runtime import _kernel
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "maintenance.json").write_text("[1, 2")
+    async with daemon_on(tmp_path, _kernel()) as daemon:
+        problems = daemon.status()["problems"]
+        assert any("maintenance marks were dropped" in p for p in problems), problems
+    errors = read_events(state / "journal.sqlite3", 50, "error")
+    assert any(e.subject == "maintenance" for e in errors), errors

@@ -283,7 +283,7 @@ def apply_document(held: EdgePlan | None, doc: Mapping[str, Any]) -> EdgePlan:
     detect drift. Raises DocumentError on a diff it cannot apply (no plan held, removing
     or changing what it does not hold, adding what it already holds, totals that disagree).
     The result is ordered like plan_document orders it: trunks by group, then priority
-    (so each dispatcher set keeps its preference order), routes by range.
+    (the configured order within a carrier), routes by range.
     """
     try:
         if doc.get("kind") != DOCUMENT_KIND or doc.get("version") != DOCUMENT_VERSION:

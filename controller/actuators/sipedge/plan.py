@@ -10,7 +10,7 @@ walk the reference kamailio.cfg does at call time, so tests can check one agains
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "EdgePlan",
     "TrunkState",
     "block_lookup",
+    "named_trunks",
     "split_range",
 ]
 
@@ -83,6 +84,12 @@ class EdgePlan:
     routes: tuple[DidRoute, ...] = ()
     # Trunks whose registrations must be sent again (over a link that just became active).
     refresh_registrations: tuple[str, ...] = field(default=())
+
+
+def named_trunks(routes: Iterable[DidRoute]) -> frozenset[str]:
+    """Trunks some route names, as its trunk or in its fallback: the only ones that may
+    carry calls (`TrunkState.enabled`; the Kamailio edge's active sets)."""
+    return frozenset(n for r in routes if r.trunk is not None for n in (r.trunk, *r.fallback))
 
 
 def _digits(number: str) -> str:

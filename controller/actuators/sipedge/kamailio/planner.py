@@ -52,7 +52,7 @@ from controller.actuators.sipedge.kamailio.answers import (
     Registration,
     sip_host,
 )
-from controller.actuators.sipedge.plan import EdgePlan, split_range
+from controller.actuators.sipedge.plan import EdgePlan, named_trunks, split_range
 
 __all__ = [
     "DEFAULT_MAX_WILD",
@@ -72,7 +72,6 @@ __all__ = [
     "desired_settings",
     "did_table",
     "hazard",
-    "named_trunks",
     "phases",
     "plan",
     "refresh_steps",
@@ -288,19 +287,11 @@ def did_table(
 TRUNK_PRIORITY: Final = 1
 
 
-def named_trunks(desired: EdgePlan) -> frozenset[str]:
-    """Trunks some route names, as its trunk or in its fallback: the ones that may carry
-    calls. The routes decide, not `TrunkState.enabled`, so the edge stays consistent with
-    its own `did` values whatever a plan's author set there."""
-    return frozenset(n for r in desired.routes if r.trunk is not None
-                     for n in (r.trunk, *r.fallback))
-
-
 def _desired_targets(desired: EdgePlan, sets: dict[str, int]
                      ) -> dict[tuple[int, str], tuple[int, str, str]]:
     """(set, uri) -> (priority, attrs, state): one set per trunk, active iff a route names
     it."""
-    named = named_trunks(desired)
+    named = named_trunks(desired.routes)
     return {
         (sets[t.name], t.uri): (TRUNK_PRIORITY, f"name={t.name};{OWNER_ATTR}",
                                 "a" if t.name in named else "d")
