@@ -27,9 +27,18 @@ import pytest
 from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
 from tests.lab.kamailio import LabKamailio, free_port
 from tests.lab.netns import cleanup_stale
+from tests.lab.sipsite import sip_site_skip_reason
 from tests.lab.topology import Lab
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+
+# The marks of every test that runs the SIP site lab (Kamailio, sipp, the real daemon).
+SIP_LAB = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
+    pytest.mark.skipif(sip_site_skip_reason() is not None,
+                       reason=str(sip_site_skip_reason())),
+]
 
 _TOOLS = {
     "ip": "iproute2",

@@ -11,7 +11,6 @@ before and after: a DID may change trunk, never leave the plan. Timings are loos
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,23 +20,18 @@ import aiohttp
 import pytest
 
 from controller.runtime.journal import read_events
+from tests.integration.conftest import SIP_LAB
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import (
     DID_RANGES,
     SipSite,
     header_values,
-    sip_site_skip_reason,
     site_ready,
 )
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
-    pytest.mark.skipif(sip_site_skip_reason() is not None,
-                       reason=str(sip_site_skip_reason())),
-]
+pytestmark = SIP_LAB
 
 A_DID = "+390212345601"  # carrier A: sbc1, then sbc2
 B_DID = "+390298765401"  # carrier B: sbc1 only

@@ -23,18 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.conftest import SIP_LAB
 from tests.integration.test_sip_e2e import A_DID, dids_lookup, trunk
 from tests.lab.lifelined import LifelineProcess
-from tests.lab.sipsite import SipSite, sip_site_skip_reason, site_ready
+from tests.lab.sipsite import SipSite, site_ready
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
-    pytest.mark.skipif(sip_site_skip_reason() is not None,
-                       reason=str(sip_site_skip_reason())),
-]
+pytestmark = SIP_LAB
 
 SBC1, SBC2 = "carrier-a-sbc1", "carrier-a-sbc2"
 A_BLOCK = "+3902123456xx"  # A's range (...600-...699) is this one block at the edge

@@ -12,28 +12,20 @@ first trunk. Timings are loose bounds.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from controller.runtime.journal import read_events
+from tests.integration.conftest import SIP_LAB
+from tests.integration.test_sip_e2e import A_DID, B_DID
 from tests.lab.lifelined import LifelineProcess
-from tests.lab.sipsite import DID_RANGES, SipSite, sip_site_skip_reason, site_ready
+from tests.lab.sipsite import DID_RANGES, SipSite, site_ready
 from tests.lab.topology import Lab
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
-    pytest.mark.skipif(sip_site_skip_reason() is not None,
-                       reason=str(sip_site_skip_reason())),
-]
+pytestmark = SIP_LAB
 
-A_DID = "+390212345601"  # carrier A: sbc1, then sbc2
-B_DID = "+390298765401"  # carrier B: sbc1 only
 FIRST_TRUNK = {numbers: trunks[0] for numbers, trunks in DID_RANGES}
 
 
