@@ -91,6 +91,11 @@ def _unroutable(s: Snapshot) -> Series:
         yield (), float(s.plan.unroutable_numbers)
 
 
+def _on_dr(s: Snapshot) -> Series:
+    if s.plan is not None:
+        yield (), float(sum(d.numbers.size for d in s.plan.decisions if d.on_dr))
+
+
 def _unroutable_ranges(s: Snapshot) -> Series:
     if s.plan is not None:
         yield (), float(len(s.plan.unroutable))
@@ -150,6 +155,9 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_probes_total", "counter",
               "Probes sent, by kind and result (ok or the error kind).",
               ("link", "kind", "result")),
+    MetricDef("lifeline_probe_rounds_skipped_total", "counter",
+              "Probe rounds skipped because the event loop was late by a whole interval "
+              "(the host is too busy: detection slows down).", ("link",), "always"),
     MetricDef("lifeline_probe_rtt_seconds", "histogram", "RTT of answered probes.",
               ("link", "kind")),
     MetricDef("lifeline_group_active_link", "gauge",
@@ -213,6 +221,10 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_dids_unroutable", "gauge",
               "DIDs (numbers) with no healthy capable trunk: a critical page.", (),
               "after the first DID plan", _unroutable),
+    MetricDef("lifeline_dids_on_dr", "gauge",
+              "DIDs (numbers) whose inbound calls go to the disaster-recovery destination "
+              "(their primary destination is down).", (), "after the first DID plan",
+              _on_dr),
     MetricDef("lifeline_did_ranges_unroutable", "gauge",
               "DID ranges with no healthy capable trunk.", (), "after the first DID plan",
               _unroutable_ranges),

@@ -50,6 +50,7 @@ class LinkRuntime:
     scheduler: RoundScheduler | None = None
     carrier: bool = True
     source: str | None = None  # configured, or found on the interface at start
+    skipped_counted: int = 0  # of scheduler.rounds_skipped, already in the tally
 
 
 @dataclass
@@ -209,6 +210,7 @@ class LinkRouting:
                 on_round=functools.partial(self._round, rt),
                 name=rt.cfg.name,
             )
+            rt.skipped_counted = 0
             rt.scheduler.start()
 
     async def stop_probes(self, runtimes: list[LinkRuntime] | None = None) -> None:
@@ -237,6 +239,7 @@ class LinkRouting:
                *((name, s) for name in self.links for s in states))
         t.init("lifeline_probes_total",
                *((name, k, r) for name in self.links for k in kinds[name] for r in results))
+        t.init("lifeline_probe_rounds_skipped_total", *((name,) for name in self.links))
         t.histogram("lifeline_probe_rtt_seconds", RTT_BUCKETS,
                     *((name, k) for name in self.links for k in kinds[name]))
         for name, g in self.groups.items():
@@ -245,6 +248,15 @@ class LinkRouting:
         t.init("lifeline_reconcile_total", ("changed",), ("noop",), ("error",), ("dry_run",))
         t.histogram("lifeline_reconcile_duration_seconds", RECONCILE_BUCKETS, ())
 
+
+    def _count_skipped(self, rt: LinkRuntime) -> None:
+        """Rounds the scheduler skipped because the event loop was late (it falls behind:
+        a host too busy to probe on time fails over late)."""
+        sched = rt.scheduler
+        if sched is not None and sched.rounds_skipped > rt.skipped_counted:
+            self.tally.add("lifeline_probe_rounds_skipped_total", (rt.cfg.name,),
+                           sched.rounds_skipped - rt.skipped_counted)
+            rt.skipped_counted = sched.rounds_skipped
 
     def on_round(self, link: str, sent_at: float, samples: list[Sample]) -> None:
         """One probe round of ``link``."""
@@ -257,6 +269,7 @@ class LinkRouting:
         if self.links.get(link) is not rt:
             return
         tally = self.tally
+        self._count_skipped(rt)
         for spec, sample in zip(rt.specs, samples, strict=True):
             result = "ok" if sample.ok else (sample.error.value if sample.error else "error")
             tally.add("lifeline_probes_total", (link, spec.kind, result))
