@@ -1,0 +1,162 @@
+"""The example Alertmanager config in a real Alertmanager (Debian prometheus-alertmanager):
+the alerts of a whole-site outage make one page, the consequences are inhibited while the
+outage lasts and delivered once it ends if they still fire, and another site's ticket goes
+through untouched. Alerts are posted to Alertmanager's v2 API as Prometheus would; the
+receivers are a webhook this test runs on loopback. The config is the shipped one with only
+the receivers' URLs and the group timings shortened (the timings' design is checked in
+tests/unit/test_alertmanager_config.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+
+from tests.unit.test_alert_rules import _alerts
+from tests.unit.test_alertmanager_config import AM_CONFIG
+
+BINARY = shutil.which("prometheus-alertmanager")
+
+pytestmark = pytest.mark.skipif(
+    BINARY is None, reason="needs prometheus-alertmanager (Debian package)")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """The webhook both receivers post to: every notification, by receiver."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.got.append(await request.json())
+        return web.Response(text="ok")
+
+    def names(self, receiver: str, status: str = "firing") -> list[list[str]]:
+        """Per notification to ``receiver``: the names of its alerts with ``status``."""
+        return [sorted(a["labels"]["alertname"] for a in n["alerts"] if a["status"] == status)
+                for n in self.got if n["receiver"] == receiver]
+
+
+def _test_config(hook: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
+    for route in [cfg["route"], *cfg["route"]["routes"]]:
+        route.update(group_wait="2s", group_interval="2s")
+    for receiver in cfg["receivers"]:
+        for wh in receiver["webhook_configs"]:
+            wh["url"] = f"{hook}/{receiver['name']}"
+    return cfg
+
+
+@pytest.fixture
+async def alertmanager(tmp_path: Path) -> AsyncIterator[tuple[str, Receiver]]:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hook_port = _port()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(_test_config(f"http://127.0.0.1:{hook_port}")))
+    port = _port()
+    assert BINARY is not None
+    with (tmp_path / "am.log").open("w") as log:
+        # No cluster listener: a lone Alertmanager needs no gossip port.
+        proc = subprocess.Popen(
+            [BINARY, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # bounded: up to 10 s
+                try:
+                    async with session.get(f"{url}/-/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("alertmanager not ready: " + (tmp_path / "am.log").read_text())
+        yield url, receiver
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        await runner.cleanup()
+
+
+def _alert(name: str, site: str, *, ended: bool = False, **labels: str) -> dict[str, Any]:
+    rule = next(r for r in _alerts() if r["alert"] == name)
+    now = dt.datetime.now(dt.UTC)
+    doc: dict[str, Any] = {
+        "labels": {"alertname": name, "site": site, "job": "lifeline", **rule["labels"],
+                   **labels},
+        "annotations": {"summary": f"{name} at {site}"},
+        "startsAt": (now - dt.timedelta(minutes=5)).isoformat(),
+    }
+    if ended:
+        doc["endsAt"] = now.isoformat()
+    return doc
+
+
+async def _post(url: str, alerts: list[dict[str, Any]]) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{url}/api/v2/alerts", json=alerts) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def _until(check: Any, seconds: float) -> None:
+    for _ in range(int(seconds * 10)):  # bounded
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("not within the time")
+
+
+async def test_a_site_cut_off_is_one_page(alertmanager: tuple[str, Receiver]) -> None:
+    url, rx = alertmanager
+    outage = [
+        _alert("LifelineAllUplinksDown", "rome"),
+        _alert("LifelineLinkDown", "rome", link="fibre-a", state="down"),
+        _alert("LifelineLinkDown", "rome", link="lte", state="down"),
+        _alert("LifelineTrunkDown", "rome", trunk="carrier-a-sbc1", state="down"),
+        _alert("LifelineDidsUnroutable", "rome"),
+        _alert("LifelineOnBackupLink", "rome", group="internet"),
+        _alert("LifelineLinkDown", "milano", link="fibre-a", state="down"),
+    ]
+    await _post(url, outage)
+    await _until(lambda: rx.names("oncall") and rx.names("tickets"), 15)
+    await asyncio.sleep(3)  # a second group round: nothing else may come
+    assert rx.names("oncall") == [["LifelineAllUplinksDown"]]
+    assert rx.names("tickets") == [["LifelineLinkDown"]]  # milano's, not rome's
+    assert [n["groupLabels"] for n in rx.got if n["receiver"] == "tickets"] == [
+        {"site": "milano", "alertname": "LifelineLinkDown"}]
+
+    # The uplinks are back; the DIDs are still unroutable (a carrier fault): now they page.
+    rx.got.clear()
+    still = [a for a in outage if a["labels"]["alertname"] != "LifelineAllUplinksDown"
+             and a["labels"]["site"] == "rome" and a["labels"]["scope"] == "dids"]
+    await _post(url, [_alert("LifelineAllUplinksDown", "rome", ended=True), *still])
+    await _until(lambda: any("LifelineDidsUnroutable" in n for n in rx.names("oncall")), 15)
+    assert ["LifelineAllUplinksDown"] in rx.names("oncall", "resolved")
