@@ -24,7 +24,7 @@ from tests.lab.lifelined import LifelineProcess
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 from tests.lab.webhook_sink import read
-from tests.unit.test_alert_rules import RULES
+from tests.unit.test_alert_rules import RULES, _metric_names
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
@@ -127,10 +127,24 @@ def _quietly(check: Callable[[], bool]) -> bool:
         return False
 
 
+# Served only with trunks, DIDs or a SIP edge configured: this lab has links only.
+TELEPHONY = ("lifeline_trunk_", "lifeline_dids", "lifeline_did_", "lifeline_sip_edge_",
+             "lifeline_destination_", "lifeline_plan_")
+
+
 def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,
                                                 paging: tuple[LifelineProcess, Paging]) -> None:
     daemon, chain = paging
     assert chain.query("lifeline_build_info")  # the exporter really is what it scrapes
+    # Every expression of the rules parses in this Prometheus, and every lifeline metric
+    # they use that a links-only site serves has data (a renamed metric fails here).
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    for rule in rules:
+        chain.query(str(rule["expr"]))  # asserts status success
+    used = {n for r in rules for n in _metric_names(str(r["expr"]))}
+    for name in sorted(used):
+        if not name.startswith(TELEPHONY):
+            assert chain.query(f"count({name})"), f"no data for {name}"
     cut = time.monotonic()
     for link in lab.links:
         lab.faults.blackhole(link)
