@@ -239,6 +239,9 @@ CATALOG: tuple[MetricDef, ...] = (
               "Time to push the plan to one SIP edge.", ("actuator",),
               "a sip_edge is configured"),
     # -- the daemon itself ----------------------------------------------------------------
+    MetricDef("lifeline_alertmanager_posts_total", "counter",
+              "Posts of lifeline's own critical alerts to Alertmanager, by result (ok: at "
+              "least one Alertmanager took it).", ("result",), "alertmanager is configured"),
     MetricDef("lifeline_config_reloads_total", "counter",
               "Config reloads (SIGHUP) by result: ok, or refused (the running config stays).",
               ("result",)),

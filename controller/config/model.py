@@ -37,6 +37,19 @@ class JournalLimits(ConfigModel):
     keep_events: Annotated[int, Strict(), Field(ge=1000)] = 200_000
 
 
+class AlertmanagerPush(ConfigModel):
+    """Alertmanagers lifeline posts its own critical alerts to (controller.core.pages), so a
+    site Prometheus cannot reach, or a Prometheus that is down, still pages. An HA pair is
+    listed whole: each gets every alert, and they deduplicate among themselves."""
+
+    urls: Annotated[list[Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]],
+                    Field(min_length=1)]
+    timeout: PositiveDuration = 5.0
+    # A firing alert is posted again this often: Alertmanager resolves one nobody re-posts
+    # (after its resolve_timeout, 5 min by default).
+    resend: PositiveDuration = 60.0
+
+
 class Config(ConfigModel):
     """One site's whole config, as loaded: defaults filled in, every check passed."""
 
@@ -56,6 +69,7 @@ class Config(ConfigModel):
     destinations: list[Destination] = Field(default_factory=list)
     dids: list[DidRange] = Field(default_factory=list)
     sip_edge: SipEdge = SipEdge()
+    alertmanager: AlertmanagerPush | None = None
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)

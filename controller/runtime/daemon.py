@@ -36,6 +36,7 @@ from controller.runtime.maintenance import (
     MaintenanceAnswer,
     MaintenanceBook,
 )
+from controller.runtime.paging import AlertPoster
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
@@ -49,7 +50,7 @@ log = logging.getLogger("lifeline")
 # on are bound at start, and a new route protocol or rule priority would make lifeline's
 # own routes look foreign. A change to one is logged and waits for a restart.
 RESTART_ONLY = ("state_dir", "journal", "listen", "api_socket", "log_format",
-                "route_protocol", "rule_priority")
+                "route_protocol", "rule_priority", "alertmanager")
 
 
 class Daemon:
@@ -87,6 +88,9 @@ class Daemon:
         self.maintenance = MaintenanceBook(Path(cfg.state_dir) / MAINTENANCE_FILE)
         if self.maintenance.problem is not None:
             self.journal.record("error", "maintenance", self.maintenance.problem)
+        # lifeline's own pages to Alertmanager; a dry run pages nobody.
+        self.pager = (AlertPoster(cfg.alertmanager, self.tally)
+                      if cfg.alertmanager is not None and not dry_run else None)
         self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges,
                                     self.maintenance)
                           if cfg.trunks or cfg.dids else None)
@@ -172,6 +176,8 @@ class Daemon:
         if edges is not self.edges:
             for edge in self.edges:
                 await edge.close()
+            if self.pager is not None:
+                await self.pager.close()
             self.edges = edges
         self.cfg, self.reload_error = new, None
         self.tally.add("lifeline_config_reloads_total", ("ok",))
@@ -336,7 +342,9 @@ class Daemon:
                     await self.cycle()
                 finally:
                     self._cycle_started = None
-                self.publish()
+                snap = self.publish()
+                if self.pager is not None:
+                    self.pager.cycle(snap)
                 self.notifier.running(self.routes_line("no route yet"))
         finally:
             self.notifier.stopping("stopping; routes stay as they are")

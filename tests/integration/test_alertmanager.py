@@ -160,3 +160,32 @@ async def test_a_site_cut_off_is_one_page(alertmanager: tuple[str, Receiver]) ->
     await _post(url, [_alert("LifelineAllUplinksDown", "rome", ended=True), *still])
     await _until(lambda: any("LifelineDidsUnroutable" in n for n in rx.names("oncall")), 15)
     assert ["LifelineAllUplinksDown"] in rx.names("oncall", "resolved")
+
+
+async def test_lifelines_copy_and_prometheus_copy_are_one_page(
+        alertmanager: tuple[str, Receiver]) -> None:
+    """The same alert posted by lifeline itself and by Prometheus (the rule's labels, plus
+    nothing: the rule aggregates by site) is one alert in Alertmanager and one page."""
+    from controller.core.health import HealthState
+    from controller.core.pages import PageBook, pages_for
+    from tests.unit.test_pages import site
+
+    url, rx = alertmanager
+    book = PageBook()
+    (own,) = book.due(pages_for(site(HealthState.DOWN, HealthState.DOWN), {}), 1.0e9)
+    rule = next(r for r in _alerts() if r["alert"] == "LifelineAllUplinksDown")
+    prometheus_copy = {"labels": {"alertname": "LifelineAllUplinksDown", "site": "rome",
+                                  **rule["labels"]},
+                       "annotations": {"summary": "rome has no working uplink"},
+                       "startsAt": dt.datetime.now(dt.UTC).isoformat()}
+    own_doc = own.document()
+    own_doc["startsAt"] = prometheus_copy["startsAt"]
+    await _post(url, [own_doc])
+    await _post(url, [prometheus_copy])
+    await _until(lambda: rx.names("oncall"), 15)
+    await asyncio.sleep(3)
+    assert rx.names("oncall") == [["LifelineAllUplinksDown"]]
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{url}/api/v2/alerts") as resp:
+        held = await resp.json()
+    assert len(held) == 1, held

@@ -9,6 +9,7 @@ what Alertmanager says of each alert, not lifeline's own view."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from tests.integration.test_alertmanager import _test_config
+from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.topology import Lab
 from tests.lab.wait import until
@@ -57,6 +59,10 @@ class Paging:
     def start(self) -> Paging:
         lab, w = self.lab, self.workdir
         am = _test_config(f"http://127.0.0.1:{SINK_PORT}")
+        # Tickets wait as shipped-like (longer than a page): a failover ticket posted while
+        # the links go down one by one must meet the every-uplink-down page that inhibits it.
+        next(r for r in am["route"]["routes"] if "severity=\"ticket\"" in r["matchers"][0]
+             )["group_wait"] = "20s"
         (w / "alertmanager.yml").write_text(yaml.safe_dump(am))
         prom = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -109,7 +115,10 @@ class Paging:
 def paging(lab: Lab, tmp_path: Path) -> Iterator[tuple[LifelineProcess, Paging]]:
     """lifeline on the lab's default links, then the paging chain; the lab kills them all."""
     # reliability 2: the gateway alone, which a blackhole leaves answering, is not enough.
-    daemon = LifelineProcess(lab, tmp_path / "state", reliability=2, hold_down="2s")
+    # lifeline posts its own pages to the same Alertmanager: one page must still come.
+    config = lifeline_config_dict(lab, tmp_path / "state", reliability=2, hold_down="2s")
+    config["alertmanager"] = {"urls": [f"http://127.0.0.1:{AM_PORT}"], "timeout": "1s"}
+    daemon = LifelineProcess.with_config(lab, tmp_path / "state", config)
     daemon.start()
     daemon.wait_active(["fibre-a"], timeout=30.0)
     chain = Paging(lab, tmp_path / "paging").start()
@@ -162,6 +171,13 @@ def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,
     until(lambda: _quietly(links_inhibited), 120, 1.0, "link-down alerts inhibited")
     assert chain.deliveries("oncall") == [("firing", ["LifelineAllUplinksDown"])]
     assert chain.deliveries("tickets") == []
+    # lifeline posted its own copy too: Alertmanager holds one alert for both.
+    posted = re.search(r'^lifeline_alertmanager_posts_total\{result="ok"\} (\S+)$',
+                       daemon.metrics_text(), re.M)
+    assert posted is not None and float(posted.group(1)) >= 1
+    cut_alerts = [a for a in chain.am_alerts()
+                  if a["labels"]["alertname"] == "LifelineAllUplinksDown"]
+    assert len(cut_alerts) == 1, cut_alerts
     page = next(d for d in read(chain.sink) if d["path"] == "/oncall")
     alert = page["body"]["alerts"][0]  # type: ignore[index]
     assert alert["labels"]["site"] == "lab" and alert["labels"]["severity"] == "page"

@@ -56,10 +56,11 @@ def _duration(text: str | None) -> float:
 
 def _matches(matchers: list[str], labels: dict[str, str]) -> bool:
     for m in matchers:
-        name, op, value = re.fullmatch(r'(\w+)(=~|!=|=)"(.*)"', m).groups()  # type: ignore[union-attr]
+        name, op, value = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', m).groups()  # type: ignore[union-attr]
         have = labels.get(name, "")
         ok = {"=": have == value, "!=": have != value,
-              "=~": re.fullmatch(value, have) is not None}[op]
+              "=~": re.fullmatch(value, have) is not None,
+              "!~": re.fullmatch(value, have) is None}[op]
         if not ok:
             return False
     return True
@@ -87,3 +88,29 @@ def test_every_inhibition_source_fires_no_later_than_its_targets() -> None:
                 assert _duration(source.get("for")) <= _duration(target.get("for")) or (
                     source["alert"] == "LifelineDown"), (source["alert"], target["alert"])
     assert pairs >= 5
+
+
+def _own_pages() -> list[dict[str, str]]:
+    """The label sets of the alerts lifeline posts itself (controller.core.pages)."""
+    from controller.core.health import HealthState
+    from controller.core.pages import pages_for
+    from tests.unit.test_pages import site
+
+    book_failover = {"internet": ("a", "b", 0.0)}
+    pages = pages_for(site(HealthState.DOWN, HealthState.DOWN), book_failover)
+    return [dict(p.labels) for p in pages]
+
+
+@needs_amtool
+def test_lifelines_own_pages_route_and_are_never_stale() -> None:
+    own = _own_pages()
+    assert {p["alertname"] for p in own} == {"LifelineAllUplinksDown", "LifelineFailedOver"}
+    inhibits = yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]
+    stale = next(i for i in inhibits if i["source_matchers"] == ['alertname="LifelineDown"'])
+    for labels in [*own, {"alertname": "LifelineDidsUnroutable", "site": "rome",
+                          "severity": "page", "scope": "dids"}]:
+        want = "oncall" if labels["severity"] == "page" else "tickets"
+        done = _amtool("config", "routes", "test", f"--config.file={AM_CONFIG}",
+                       f"--verify.receivers={want}", *(f"{k}={v}" for k, v in labels.items()))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not _matches(stale["target_matchers"], labels), labels

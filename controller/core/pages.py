@@ -1,0 +1,156 @@
+"""PURE: the critical alerts lifeline sends to Alertmanager itself, and when to send them.
+
+Prometheus evaluates the rules of grafana/alerts/, but a site whose every uplink is down is
+exactly the site Prometheus cannot scrape, and a Prometheus that is down pages nobody. So
+lifeline posts the alerts that matter most straight to Alertmanager's v2 API as well:
+
+- ``LifelineAllUplinksDown`` (page) while every link of the site is down;
+- ``LifelineDidsUnroutable`` (page) while some DIDs have no healthy capable trunk;
+- ``LifelineFailedOver`` (ticket) for ten minutes after a route group changed link.
+
+The first two carry the very label set the Prometheus rules give them (alertname, site,
+severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
+pages once. ``PageBook`` decides what to post: a new alert at once, a firing one again every
+``resend`` seconds (Alertmanager resolves an alert nobody re-posts), a gone one once with its
+end time (resolved). Wall-clock times in, posts out; no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controller.core.health import HealthState
+from controller.core.snapshot import Snapshot
+
+__all__ = ["FAILOVER_SHOWN", "Page", "PageBook", "Post", "pages_for"]
+
+FAILOVER_SHOWN = 600.0  # seconds a LifelineFailedOver alert stays up after the switch
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One alert as Alertmanager keys it (its label set) with its words."""
+
+    labels: Labels
+    annotations: Labels
+    ends_at: float | None = None  # an event's alert ends by itself at this wall time
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One alert to send: firing (ends_at None, or an event's end) or resolved (ended)."""
+
+    labels: Labels
+    annotations: Labels
+    starts_at: float
+    ends_at: float | None
+
+    def document(self) -> dict[str, object]:
+        """The alert in Alertmanager's v2 shape (times as RFC 3339, UTC)."""
+        doc: dict[str, object] = {"labels": dict(self.labels),
+                                  "annotations": dict(self.annotations),
+                                  "startsAt": _rfc3339(self.starts_at)}
+        if self.ends_at is not None:
+            doc["endsAt"] = _rfc3339(self.ends_at)
+        return doc
+
+
+def _rfc3339(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _labels(alertname: str, site: str, severity: str, scope: str, **more: str) -> Labels:
+    return tuple(sorted({"alertname": alertname, "site": site, "severity": severity,
+                         "scope": scope, **more}.items()))
+
+
+def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -> list[Page]:
+    """The alerts ``snap`` calls for now; ``failovers``: group -> (from, to, wall time) of
+    its last switch (PageBook keeps them)."""
+    site = snap.site
+    out: list[Page] = []
+    if snap.links and all(k.state is HealthState.DOWN for k in snap.links):
+        out.append(Page(_labels("LifelineAllUplinksDown", site, "page", "site"), (
+            ("summary", f"{site} has no working uplink"),
+            ("description", f"Every uplink of site {site} is down: the site is cut off, "
+                            "calls in and out fail unless the carriers reroute them. "
+                            "(Sent by lifeline itself.)"),
+            ("runbook", "docs/alerts.md#lifelinealluplinksdown"))))
+    plan = snap.plan
+    if plan is not None and plan.unroutable_numbers > 0:
+        n = plan.unroutable_numbers
+        ranges = ", ".join(str(r) for r in plan.unroutable)
+        out.append(Page(_labels("LifelineDidsUnroutable", site, "page", "dids"), (
+            ("summary", f"{n} DIDs of {site} cannot be reached"),
+            ("description", f"{n} numbers ({ranges}) have no healthy capable trunk: calls "
+                            "to and from them fail now. `lifeline status` says why each "
+                            "trunk was left. (Sent by lifeline itself.)"),
+            ("runbook", "docs/alerts.md#lifelinedidsunroutable"))))
+    for group, (old, new, at) in sorted(failovers.items()):
+        out.append(Page(_labels("LifelineFailedOver", site, "ticket", "site", group=group), (
+            ("summary", f"{site}: route group {group} failed over from {old} to {new}"),
+            ("description", f"lifeline moved route group {group} of site {site} from link "
+                            f"{old} to {new}; `lifeline events` tells why."),
+            ("runbook", "docs/alerts.md#lifelinefailedover")), ends_at=at + FAILOVER_SHOWN))
+    return out
+
+
+@dataclass
+class _Sent:
+    page: Page
+    starts_at: float
+    sent_at: float | None = None  # None: not delivered yet
+
+
+@dataclass
+class PageBook:
+    """What was posted, and what to post next (``due``); ``delivered`` after a good post."""
+
+    resend: float = 60.0
+    active: dict[Labels, _Sent] = field(default_factory=dict)
+    ended: dict[Labels, Post] = field(default_factory=dict)  # resolved, not delivered yet
+    last_applied: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    failovers: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+
+    def note_groups(self, snap: Snapshot, now: float) -> None:
+        """Remember each group's link; a change from one link to another is a failover."""
+        for g in snap.groups:
+            before = self.last_applied.get(g.name)
+            if before and g.applied and before != g.applied:
+                self.failovers[g.name] = (",".join(before), ",".join(g.applied), now)
+            if g.applied:
+                self.last_applied[g.name] = g.applied
+        for group, (_, _, at) in list(self.failovers.items()):
+            if now >= at + FAILOVER_SHOWN:
+                del self.failovers[group]
+
+    def due(self, pages: list[Page], now: float) -> list[Post]:
+        """Posts to send now for the alerts ``pages`` says are up."""
+        want = {p.labels: p for p in pages}
+        for key, gone in list(self.active.items()):
+            if key not in want:
+                del self.active[key]
+                self.ended[key] = Post(key, gone.page.annotations, gone.starts_at, now)
+        posts = list(self.ended.values())
+        for key, page in want.items():
+            was = self.active.get(key)
+            sent = was
+            if was is None or was.page.annotations != page.annotations:
+                # New, or its words changed (e.g. more DIDs): post it now, same start.
+                sent = self.active[key] = _Sent(page, was.starts_at if was else now)
+            assert sent is not None
+            if sent.sent_at is None or now - sent.sent_at >= self.resend:
+                posts.append(Post(key, page.annotations, sent.starts_at, page.ends_at))
+        return posts
+
+    def delivered(self, posts: list[Post], now: float) -> None:
+        """Alertmanager took ``posts``: resend firing ones only after ``resend``."""
+        for post in posts:
+            self.ended.pop(post.labels, None)
+            sent = self.active.get(post.labels)
+            if sent is not None and post.annotations == sent.page.annotations:
+                sent.sent_at = now
