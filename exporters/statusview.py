@@ -4,6 +4,8 @@ to take a trunk out of service or back."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,37 +13,40 @@ from urllib.parse import quote
 import aiohttp
 
 
-async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
+@asynccontextmanager
+async def _daemon(socket_path: Path, timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session to the daemon's unix socket; a missing socket or a client error is an
+    OSError (what the CLI reports as "no daemon answers")."""
     if not socket_path.exists():
         raise FileNotFoundError(2, "socket does not exist", str(socket_path))
     conn = aiohttp.UnixConnector(path=str(socket_path))
     async with aiohttp.ClientSession(connector=conn,
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         try:
-            async with session.get("http://lifeline/api/v1/status") as resp:
-                resp.raise_for_status()
-                doc: dict[str, Any] = await resp.json()
-                return doc
+            yield session
         except aiohttp.ClientError as exc:
             raise OSError(str(exc)) from exc
+
+
+async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
+    async with _daemon(socket_path, timeout) as session, session.get(
+            "http://lifeline/api/v1/status") as resp:
+        resp.raise_for_status()
+        doc: dict[str, Any] = await resp.json()
+        return doc
 
 
 async def request_maintenance(socket_path: Path, trunk: str, on: bool, reason: str = "",
                               timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
     """PUT (on) or DELETE (off) a trunk's maintenance mark: (HTTP status, answer)."""
-    if not socket_path.exists():
-        raise FileNotFoundError(2, "socket does not exist", str(socket_path))
-    conn = aiohttp.UnixConnector(path=str(socket_path))
     url = f"http://lifeline/api/v1/trunks/{quote(trunk, safe='')}/maintenance"
-    async with aiohttp.ClientSession(connector=conn,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+    async with _daemon(socket_path, timeout) as session, session.request(
+            "PUT" if on else "DELETE", url, json={"reason": reason} if on else None) as resp:
         try:
-            async with session.request("PUT" if on else "DELETE", url,
-                                       json={"reason": reason} if on else None) as resp:
-                doc: dict[str, Any] = await resp.json(content_type=None)
-                return resp.status, doc
-        except (aiohttp.ClientError, ValueError) as exc:
+            doc: dict[str, Any] = await resp.json(content_type=None)
+        except ValueError as exc:  # not JSON: not lifeline answering
             raise OSError(str(exc)) from exc
+        return resp.status, doc
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:

@@ -63,9 +63,13 @@ def _rfc3339(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _labels(alertname: str, site: str, severity: str, scope: str, **more: str) -> Labels:
-    return tuple(sorted({"alertname": alertname, "site": site, "severity": severity,
-                         "scope": scope, **more}.items()))
+def _page(alertname: str, site: str, severity: str, scope: str, summary: str,
+          description: str, ends_at: float | None = None, **more: str) -> Page:
+    """An alert with the labels the rules give it and the runbook section of its name."""
+    labels = tuple(sorted({"alertname": alertname, "site": site, "severity": severity,
+                           "scope": scope, **more}.items()))
+    return Page(labels, (("summary", summary), ("description", description),
+                         ("runbook", f"docs/alerts.md#{alertname.lower()}")), ends_at)
 
 
 def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -> list[Page]:
@@ -74,28 +78,26 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
     site = snap.site
     out: list[Page] = []
     if snap.links and all(k.state is HealthState.DOWN for k in snap.links):
-        out.append(Page(_labels("LifelineAllUplinksDown", site, "page", "site"), (
-            ("summary", f"{site} has no working uplink"),
-            ("description", f"Every uplink of site {site} is down: the site is cut off, "
-                            "calls in and out fail unless the carriers reroute them. "
-                            "(Sent by lifeline itself.)"),
-            ("runbook", "docs/alerts.md#lifelinealluplinksdown"))))
+        out.append(_page(
+            "LifelineAllUplinksDown", site, "page", "site", f"{site} has no working uplink",
+            f"Every uplink of site {site} is down: the site is cut off, calls in and out "
+            "fail unless the carriers reroute them. (Sent by lifeline itself.)"))
     plan = snap.plan
     if plan is not None and plan.unroutable_numbers > 0:
         n = plan.unroutable_numbers
         ranges = ", ".join(str(r) for r in plan.unroutable)
-        out.append(Page(_labels("LifelineDidsUnroutable", site, "page", "dids"), (
-            ("summary", f"{n} DIDs of {site} cannot be reached"),
-            ("description", f"{n} numbers ({ranges}) have no healthy capable trunk: calls "
-                            "to and from them fail now. `lifeline status` says why each "
-                            "trunk was left. (Sent by lifeline itself.)"),
-            ("runbook", "docs/alerts.md#lifelinedidsunroutable"))))
+        out.append(_page(
+            "LifelineDidsUnroutable", site, "page", "dids",
+            f"{n} DIDs of {site} cannot be reached",
+            f"{n} numbers ({ranges}) have no healthy capable trunk: calls to and from them "
+            "fail now. `lifeline status` says why each trunk was left. (Sent by lifeline "
+            "itself.)"))
     for group, (old, new, at) in sorted(failovers.items()):
-        out.append(Page(_labels("LifelineFailedOver", site, "ticket", "site", group=group), (
-            ("summary", f"{site}: route group {group} failed over from {old} to {new}"),
-            ("description", f"lifeline moved route group {group} of site {site} from link "
-                            f"{old} to {new}; `lifeline events` tells why."),
-            ("runbook", "docs/alerts.md#lifelinefailedover")), ends_at=at + FAILOVER_SHOWN))
+        out.append(_page(
+            "LifelineFailedOver", site, "ticket", "site",
+            f"{site}: route group {group} failed over from {old} to {new}",
+            f"lifeline moved route group {group} of site {site} from link {old} to {new}; "
+            "`lifeline events` tells why.", ends_at=at + FAILOVER_SHOWN, group=group))
     return out
 
 

@@ -464,7 +464,7 @@ class Telephony:
         dests = {name: p.health.state for name, p in self.destinations.items()}
         plan = compute_plan(self.entries, views, links, dests, self._waiting(now))
         changes = diff(self.plan, plan)
-        before = self.plan.by_range() if self.plan is not None else {}
+        before = self.plan.by_range() if changes.changed and self.plan is not None else {}
         for decision in changes.changed:
             was = before.get(decision.numbers)
             # A new in-call fallback alone moves no DID: pushed to the edge, not journaled.

@@ -237,8 +237,9 @@ class KamailioActuator:
         errors: list[StepError[Step]] = []
         durations: list[float] = []
         calls = 0
-        state = actual
         for phase in phases(steps.steps):
+            # What the edge holds now, needed only to judge hazards once a step failed.
+            state = simulate(actual, done) if errors else actual
             run: list[Step] = []
             for step in phase:
                 why = hazard(state, step) if errors else None
@@ -251,7 +252,6 @@ class KamailioActuator:
             errors += part.errors
             durations += part.durations_s
             calls += part.calls
-            state = simulate(state, part.done)
         return ApplyResult(steps, done=tuple(done), errors=tuple(errors),
                            durations_s=tuple(durations), calls=calls,
                            seconds=time.monotonic() - start)

@@ -11,10 +11,11 @@ number's block with a walk of at most MAX_WILD+1 hash lookups, sends the call to
 set and, only if it fails there, tries the next. That keeps a plan of 100,000 DIDs in
 1,000 ranges at about 1,000 keys, where one key per number would need 100,000 writes, and
 unlike dialplan it needs no database and changes single entries at runtime.
-Every trunk is a dispatcher set of its own (set = its position in the plan + 1), so the
-range's value alone decides where its calls go: a carrier-wide set chosen by priority
-would send calls to a trunk the plan left (tripped by the edge's failure signal, in
-maintenance, second in a range's order), as it did before. Trunks are dispatcher
+Every trunk is a dispatcher set of its own (`trunk_sets`: the number it already has at the
+edge, else the lowest unused one), so the range's value alone decides where its calls
+go: a carrier-wide set chosen by priority would send calls to a trunk the plan left
+(tripped by the edge's failure signal, in maintenance, second in a range's order), as it
+did before. Trunks are dispatcher
 destinations that lifeline adds itself with attrs "name=<trunk>;owner=lifeline"; only
 those are ever removed. States are `a` (active: some range names the trunk) or `d`
 (disabled: Kamailio's pings, if any are configured, do not undo it, unlike `i`), a second
@@ -518,9 +519,13 @@ def _strangers(sets: dict[str, int], actual: EdgeActual) -> tuple[str, ...]:
     )
 
 
-def _routes_somewhere(state: EdgeActual, chain: str) -> bool:
-    """Whether a `did` value's chain of sets has an active destination in some set."""
-    active = {t.group for t in state.targets if t.state == "a"}
+def _active_sets(state: EdgeActual) -> frozenset[int]:
+    return frozenset(t.group for t in state.targets if t.state == "a")
+
+
+def _routes_somewhere(active: frozenset[int], chain: str) -> bool:
+    """Whether a `did` value's chain of sets has an active destination (``active``) in some
+    set."""
     return any(g.isdigit() and int(g) in active for g in chain.split(SET_SEPARATOR))
 
 
@@ -534,14 +539,14 @@ def hazard(state: EdgeActual, step: Step) -> str | None:
     """
     if isinstance(step, SetDid):
         chain = step.value.partition("|")[0]
-        if chain and not _routes_somewhere(state, chain):
+        if chain and not _routes_somewhere(_active_sets(state), chain):
             return f"no active trunk in set(s) {chain} yet"
     elif isinstance(step, RemoveTrunk) or (isinstance(step, SetTrunkState)
                                            and step.state != "a"):
-        after = simulate(state, (step,))
+        now, after = _active_sets(state), _active_sets(simulate(state, (step,)))
         for key, value in state.dids.items():
             chain = value.partition("|")[0]
-            if _routes_somewhere(state, chain) and not _routes_somewhere(after, chain):
+            if _routes_somewhere(now, chain) and not _routes_somewhere(after, chain):
                 return f"DID block {key} still sends its calls there"
     return None
 
