@@ -9,7 +9,7 @@ deps:
 	@scripts/install-deps
 
 lint: deps
-	$(PYTHON) -m ruff check controller probes exporters tests
+	$(PYTHON) -m ruff check controller probes exporters tests grafana
 
 typecheck: deps
 	$(PYTHON) -m mypy
