@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
 
 from controller.core.health import HealthParams
 from exporters.metrics import CATALOG
@@ -250,3 +252,25 @@ def test_the_json_is_what_grafana_imports() -> None:
         assert json.loads(text) == dash
         assert dash["schemaVersion"] >= 39, name  # Grafana 11
         assert "id" not in dash or dash["id"] is None, name  # import must not clash
+
+
+def test_the_sdk_reads_back_every_dashboard() -> None:
+    """Grafana's own model of a dashboard (the SDK's) holds every field we wrote: nothing
+    is misspelt or at the wrong place for Grafana 11.6."""
+    for name, dash in DASHES.items():
+        back = json.loads(json.dumps(dm.Dashboard.from_json(dash), cls=JSONEncoder))
+        assert back == dash, name
+
+
+def test_provisioning_loads_the_dashboards_from_files_and_matches_prometheus() -> None:
+    prov = REPO / "grafana" / "provisioning"
+    providers = yaml.safe_load((prov / "dashboards" / "lifeline.yaml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+    assert provider["allowUiUpdates"] is False  # the JSON is generated
+    sources = yaml.safe_load((prov / "datasources" / "prometheus.yaml").read_text())
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus"
+    prometheus = yaml.safe_load((REPO / "grafana" / "prometheus.yml").read_text())
+    # $__rate_interval is derived from timeInterval: it must be the scrape interval
+    assert source["jsonData"]["timeInterval"] == prometheus["global"]["scrape_interval"]
