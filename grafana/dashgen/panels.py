@@ -67,11 +67,14 @@ def trunk_variable() -> db.QueryVariable:
 def dashboard(uid: str, title: str, description: str, *variables: db.QueryVariable,
               time: str = "now-6h", refresh: str = "30s") -> db.Dashboard:
     """A lifeline dashboard: stable uid, the lifeline tag, the data source and site
-    variables first, then ``variables``."""
+    variables first, then ``variables``, and a menu of the other lifeline dashboards."""
     dash = (db.Dashboard(title).uid(uid).description(description).tags(TAGS)
             .time(time, "now").refresh(refresh).tooltip(dm.DashboardCursorSync.CROSSHAIR)
             .timepicker(db.TimePicker().refresh_intervals(["10s", "30s", "1m", "5m", "15m"]))
-            .with_variable(datasource_variable()).with_variable(site_variable()))
+            .with_variable(datasource_variable()).with_variable(site_variable())
+            # The other lifeline dashboards, keeping the sites and time range chosen.
+            .link(db.DashboardLink("lifeline").type(dm.DashboardLinkType.DASHBOARDS)
+                  .tags(TAGS).as_dropdown(True).include_vars(True).keep_time(True)))
     for variable in variables:
         dash = dash.with_variable(variable)
     return dash

@@ -208,6 +208,9 @@ def test_every_dashboard_has_the_datasource_and_site_variables() -> None:
         assert site["type"] == "query" and site["multi"] and site["includeAll"], name
         assert 'up{job="lifeline"}' in site["query"], name
         assert dash["refresh"] and dash["time"]["from"].startswith("now-"), name
+        (menu,) = dash["links"]  # to the others, with the same sites and time range
+        assert menu["type"] == "dashboards" and menu["tags"] == ["lifeline"], name
+        assert menu["includeVars"] and menu["keepTime"], name
 
 
 def test_every_variable_a_query_uses_is_defined() -> None:
