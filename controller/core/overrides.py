@@ -10,7 +10,8 @@ by itself. The rules, safe first (docs/overrides.md says the same to the operato
    a link, trunk or DR destination that is down is *held but not applied*; the policy then
    decides as usual, the status says why, and the override applies again once it is back.
 2. route (target: a group, value: one of its links): that link alone, while it is up or
-   degraded and not in maintenance (down or not known yet: not applied).
+   degraded and not in maintenance; down: not applied; not known yet (start): kept if the
+   route uses it already, else not applied until it is judged.
 3. did (target: a range as the plan names it, value: a trunk the range lists, or "dr"):
    the range's calls go to that trunk while it is not down (maintenance counts as down);
    "dr" delivers the range to its DR destination while that is not down.
@@ -228,12 +229,13 @@ def _link_why(link: str, state: HealthState | None) -> str:
 def assess(ov: Override, targets: Targets, links: Mapping[str, HealthState],
            maintenance: frozenset[str] = frozenset(),
            trunks: Mapping[str, tuple[HealthState, str]] | None = None,
-           destinations: Mapping[str, HealthState] | None = None) -> Assessment:
+           destinations: Mapping[str, HealthState] | None = None,
+           decided: Mapping[str, tuple[str, ...]] | None = None) -> Assessment:
     """Whether ``ov`` changes what lifeline does, and if not why, by the very conditions
     controller.core.policy and controller.core.didplan apply: from each link's health, the
     links in ``maintenance``, each trunk's effective state and why
-    (didplan.effective_trunk_state) and each destination's health. A trunk or destination
-    not mentioned is unknown (as the plan counts it)."""
+    (didplan.effective_trunk_state), each destination's health and each group's decided
+    links. A trunk or destination not mentioned is unknown (as the plan counts it)."""
     try:
         check_target(ov.kind, ov.target, targets)
         _check_value(ov.kind, ov.target, ov.value, targets)
@@ -244,7 +246,10 @@ def assess(ov: Override, targets: Targets, links: Mapping[str, HealthState],
         state = links.get(ov.value)
         if ov.value in maintenance:
             return Assessment(False, f"{ov.value} is in maintenance")
-        return _YES if state in _USABLE else Assessment(False, _link_why(ov.value, state))
+        if state in _USABLE or (state is HealthState.UNKNOWN
+                                and (decided or {}).get(ov.target) == (ov.value,)):
+            return _YES
+        return Assessment(False, _link_why(ov.value, state))
     if ov.kind == "maintenance":
         if ov.target.startswith(TRUNK):
             return _YES  # a trunk in maintenance gets no call, whatever its health

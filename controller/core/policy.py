@@ -16,8 +16,9 @@ order of strength:
    health is known.
 
 The operator's overrides (controller.core.overrides) come first: a group ``forced`` to a
-link uses that link alone while it is up or degraded and not in maintenance (else the rules
-above decide); a link in ``maintenance`` is left out while another link of the group is up
+link uses that link alone while it is up or degraded and not in maintenance, or while it
+is the current route and its health is not known yet (a restart); else the rules above
+decide. A link in ``maintenance`` is left out while another link of the group is up
 or degraded, and chosen by the rules above when none is.
 """
 
@@ -140,11 +141,17 @@ def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, 
     ``maintenance``: the operator's overrides (module docstring).
     """
     view = links.get(forced) if forced is not None and forced in group.links else None
-    if view is not None and view.state in _USABLE and view.name not in maintenance:
-        left = _why_left(group, links, current, {view.name}, maintenance)
-        what = f"forced to {view.name} by the operator ({_detail(view)})"
-        return Decision(group.name, (view.name,), f"{left}; {what}" if left else what,
-                        set(current) != {view.name})
+    if view is not None and view.name not in maintenance:
+        if view.state in _USABLE:
+            left = _why_left(group, links, current, {view.name}, maintenance)
+            what = f"forced to {view.name} by the operator ({_detail(view)})"
+            return Decision(group.name, (view.name,), f"{left}; {what}" if left else what,
+                            set(current) != {view.name})
+        if view.state is HealthState.UNKNOWN and current == (view.name,):
+            # After a restart the route found on the forced link stays while its health is
+            # not known yet, rather than move away and back (rule 5).
+            return Decision(group.name, current, f"forced to {view.name} by the operator; "
+                            "keeping it while its health is not known yet", False)
     held = frozenset(n for n in group.links if n in maintenance)
     if held and any(v.state in _USABLE for n, v in links.items()
                     if n in group.links and n not in held):

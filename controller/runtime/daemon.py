@@ -203,11 +203,14 @@ class Daemon:
 
     def _health_now(self) -> tuple[dict[str, HealthState],
                                    dict[str, tuple[HealthState, str]] | None,
-                                   dict[str, HealthState] | None]:
+                                   dict[str, HealthState] | None,
+                                   dict[str, tuple[str, ...]]]:
+        """What an override's "applied" is judged on (controller.core.overrides.assess)."""
         tel = self.telephony
         return ({name: rt.health.state for name, rt in self.routing.links.items()},
                 None if tel is None else tel.effective,
-                None if tel is None else tel.destination_states)
+                None if tel is None else tel.destination_states,
+                {name: g.decided for name, g in self.routing.groups.items()})
 
     def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
                      until: float) -> Mapping[str, object]:

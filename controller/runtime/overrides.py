@@ -71,7 +71,8 @@ class Overrides:
     def set(self, kind: str, target: str, value: str | None, reason: str, by: str,
             until: float, links: Mapping[str, HealthState],
             trunks: Mapping[str, tuple[HealthState, str]] | None = None,
-            destinations: Mapping[str, HealthState] | None = None) -> dict[str, object]:
+            destinations: Mapping[str, HealthState] | None = None,
+            decided: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, object]:
         """Validate and hold a new override (replacing one on the same target); KeyError
         for an unknown target, ValueError for a value or ``until`` not allowed. ``applied``
         in the answer is judged on the health known now (the next cycle acts on it)."""
@@ -79,7 +80,7 @@ class Overrides:
         was = self.book.get(kind, target)
         kept = self.book.put(ov)
         verdict = core.assess(ov, self.targets, links, self.maintenance(), trunks,
-                              destinations)
+                              destinations, decided)
         self._assessed[ov.key] = verdict
         what = (f"override {'replaced' if was is not None else 'set'}: {ov.describe()} by "
                 f"{ov.by} until {_when(ov.until)}: {ov.reason}")
@@ -140,13 +141,15 @@ class Overrides:
     def tell(self, links: Mapping[str, HealthState],
              trunks: Mapping[str, tuple[HealthState, str]] | None = None,
              destinations: Mapping[str, HealthState] | None = None,
+             decided: Mapping[str, tuple[str, ...]] | None = None,
              ) -> tuple[OverrideSnap, ...]:
         """Every override held, with whether it applies now; a change of that is journaled
         (held but not applied, and why; applied again)."""
         out = []
         maintenance = self.maintenance()
         for ov in self.book.all():
-            verdict = core.assess(ov, self.targets, links, maintenance, trunks, destinations)
+            verdict = core.assess(ov, self.targets, links, maintenance, trunks, destinations,
+                                  decided)
             was = self._assessed.get(ov.key)
             if was is not None and was != verdict:
                 what = (f"override applied again: {ov.describe()}" if verdict.applied else

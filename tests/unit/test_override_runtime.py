@@ -293,6 +293,15 @@ async def test_overrides_survive_a_restart_and_the_route_never_goes_back_meanwhi
     async with daemon_with(tmp_path, kernel, config) as again:
         (held,) = again.overrides.book.all()
         assert (held.target, held.value, held.until) == ("internet", "fibre-b", until_at)
+        # fibre-a is judged first: the route found on the forced fibre-b still stays.
+        loop = asyncio.get_running_loop()
+        specs = len(again.routing.links["fibre-a"].specs)
+        for _ in range(10):
+            again.routing.on_round("fibre-a", loop.time(), [ALIVE] * specs)
+            await asyncio.sleep(0.2)
+            seen.append(kernel.default_via())
+        assert again.routing.links["fibre-a"].health.state is HealthState.UP
+        assert again.routing.links["fibre-b"].health.state is HealthState.UNKNOWN
         for _ in range(30):
             await feed(again, 0.2)
             seen.append(kernel.default_via())

@@ -103,6 +103,17 @@ def test_a_forced_group_uses_the_backup_link_while_it_is_up() -> None:
                   forced="fibre-b").active == ("fibre-b",)
 
 
+def test_after_a_restart_the_route_on_the_forced_link_stays_until_its_health_is_known(
+) -> None:
+    links = views(fibre_a=UP, fibre_b=UNKNOWN, lte=UP)
+    d = decide(WAN, links, ("fibre-b",), forced="fibre-b")
+    assert d.active == ("fibre-b",) and not d.changed
+    assert decide(WAN, links, ("fibre-b",)).active == ("fibre-a",)  # the force is why
+    verdict = assess(route("fibre-b"), TARGETS, {n: v.state for n, v in links.items()},
+                     decided={"internet": ("fibre-b",)})
+    assert verdict.applied
+
+
 @pytest.mark.parametrize("state", [DOWN, UNKNOWN])
 def test_a_forced_link_down_or_not_known_is_not_applied(state: HealthState) -> None:
     links = views(fibre_a=UP, fibre_b=state, lte=UP)
@@ -235,9 +246,11 @@ def test_a_forced_link_is_chosen_exactly_when_the_status_says_applied(
     targets = Targets(groups={"g": group.links}, links=frozenset(group.links))
     d = decide(group, links, current, forced, maintenance)
     verdict = assess(Override("route", "g", forced, "r", "b", 0, 1), targets,
-                     {n: v.state for n, v in links.items()}, maintenance)
-    assert verdict.applied == (d.active == (forced,) and forced not in maintenance
-                               and links[forced].state in (UP, DEG))
+                     {n: v.state for n, v in links.items()}, maintenance,
+                     decided={"g": d.active})
+    state = links[forced].state
+    assert verdict.applied == (forced not in maintenance and (
+        state in (UP, DEG) or (state is UNKNOWN and current == (forced,))))
     if verdict.applied:
         assert d.active == (forced,)
     if links[forced].state is DOWN:
