@@ -461,7 +461,10 @@ class Telephony:
             what = ""
         if what:
             log.warning("%s", what)
-            self.journal.record("action", name, what, peer="maintenance")
+            mark = self.book.get("maintenance", target)
+            self.journal.record("action", name, what, peer="maintenance",
+                                **({} if mark is None else {"by": mark.by,
+                                                            "until": mark.until}))
         if self._wake is not None:
             self._wake.set()
         return {"trunk": name, "maintenance": self.maintenance(name),

@@ -138,6 +138,24 @@ def test_the_desk_sets_clears_resolves_and_journals_who_why_and_until(tmp_path: 
     assert event.data["by"] == "alice" and event.data["until"] == T0 + 600
 
 
+def test_an_override_whose_target_left_the_config_is_held_not_applied(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    desk = Overrides(parse_config(CONFIG), OverrideBook(None), journal, lambda: T0)
+    desk.set("did", ROME, "dr", "drill", "erin", T0 + 60, {})
+    assert desk.tell({})[0].applied
+    fewer = CONFIG.replace(f'  - {{numbers: "{ROME}", trunks: [a1, a2], destination: pbx,\n'
+                           "     dr_destination: dr}\n", "")
+    assert fewer != CONFIG
+    desk.reconfigure(parse_config(fewer))
+    assert desk.pins() == {}
+    (snap,) = desk.tell({})
+    assert not snap.applied and "not in the config any more" in str(snap.why_not)
+    assert desk.clear("did", ROME, "erin", "range gone")["cleared"] is True
+    messages = [e.message for e in read_events(journal.path, 50, "action")]
+    assert any(m.startswith(f"override not applied: did {ROME} -> dr: not in the config")
+               for m in messages), messages
+
+
 # -- the daemon's real loop ------------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def daemon_with(tmp_path: Path, kernel: FakeKernel, text: str) -> AsyncIterator[Daemon]:
