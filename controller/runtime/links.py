@@ -345,9 +345,12 @@ class LinkRouting:
                     d.reason,
                     extra={"event": "decision", "group": name},
                 )
+                # A move onto the operator's forced link says so (the SLA report tells
+                # an operator's move from a failover by it).
+                by_operator = bool(forced) and d.active == ((forced or {}).get(name),)
                 self.journal.record(
-                    "decision", name, d.reason, old=list(g.decided), new=list(d.active)
-                )
+                    "decision", name, d.reason, old=list(g.decided), new=list(d.active),
+                    **({"operator": True} if by_operator else {}))
                 if g.decided:  # the first route after start is no failover: no page for it
                     self.tally.add("lifeline_failovers_total", (name, old, new))
                 g.decided, g.last_change = d.active, now

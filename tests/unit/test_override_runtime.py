@@ -244,6 +244,10 @@ async def test_a_forced_group_switches_and_goes_back_when_the_override_lapses(
         assert latest(daemon).overrides == ()
         assert metrics.get_sample_value("lifeline_override_active", labels) is None
     events = read_events(daemon.journal.path, 200)
+    moves = [e for e in events if e.kind == "decision" and e.subject == "internet"
+             and e.data["old"]]
+    assert [(m.data["new"], m.data.get("operator")) for m in moves] == [
+        (["fibre-b"], True), (["fibre-a"], None)]
     lapsed = [e for e in events if e.message.startswith("override lapsed")]
     assert [e.message for e in lapsed] == [
         "override lapsed: route internet -> fibre-b (set by alice: carrier works on a)"]
