@@ -38,6 +38,28 @@ class Control(Protocol):
         unknown trunk."""
         ...
 
+    def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
+                     until: float) -> Mapping[str, object]:
+        """Hold an operator override (docs/overrides.md). ``kind``: route (target a group,
+        value one of its links), did (target a range as the plan names it, value a trunk
+        of the range or "dr"), maintenance (target "link:NAME" or "trunk:NAME", value
+        None); ``until``: epoch seconds, in the future and at most 7 days ahead. The
+        answer: the override's fields plus "applied", "why_not" and "kept_on_disk".
+        KeyError(message): unknown target (404); ValueError(message): value or until
+        refused (422)."""
+        ...
+
+    def clear_override(self, kind: str, target: str, by: str,
+                       reason: str) -> Mapping[str, object]:
+        """Lift an override: {"kind", "target", "cleared": bool, "kept_on_disk"}; KeyError
+        for a target the config does not hold."""
+        ...
+
+    def resolve_did(self, number: str) -> str | None:
+        """The DID range (its plan name, an override's target) holding ``number``; None
+        when no range of the plan holds it."""
+        ...
+
 
 def _on_unix_socket(request: web.Request) -> bool:
     """A unix socket's local name is a path (str or bytes); a TCP one is a tuple."""

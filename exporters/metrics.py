@@ -108,6 +108,7 @@ def _per_trunk(s: Snapshot) -> Series:
 
 
 TELEPHONY = "trunks or DIDs are configured"
+OVERRIDE = "an operator override is held"
 
 CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
@@ -238,6 +239,16 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_plan_push_duration_seconds", "histogram",
               "Time to push the plan to one SIP edge.", ("actuator",),
               "a sip_edge is configured"),
+    # -- the operator's overrides ---------------------------------------------------------
+    MetricDef("lifeline_override_active", "gauge",
+              "An operator override held now (docs/overrides.md): 1 while it applies, 0 "
+              "while it is held but not applied (e.g. its forced link is down).",
+              ("kind", "target"), OVERRIDE,
+              lambda s: (((o.kind, o.target), float(o.applied)) for o in s.overrides)),
+    MetricDef("lifeline_override_expiry_timestamp_seconds", "gauge",
+              "When the operator override lapses by itself (seconds since the epoch).",
+              ("kind", "target"), OVERRIDE,
+              lambda s: (((o.kind, o.target), o.until) for o in s.overrides)),
     # -- the daemon itself ----------------------------------------------------------------
     MetricDef("lifeline_alertmanager_posts_total", "counter",
               "Posts of lifeline's own critical alerts to Alertmanager, by result (ok: at "

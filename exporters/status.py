@@ -43,6 +43,9 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         "problems": list(s.problems),
         "journal": asdict(s.journal),
         "config": {"path": s.config_path, "reload_error": s.reload_error},
+        "overrides": [{"kind": o.kind, "target": o.target, "value": o.value,
+                       "reason": o.reason, "by": o.by, "since": o.since, "until": o.until,
+                       "applied": o.applied, "why_not": o.why_not} for o in s.overrides],
     }
     if not s.telephony:
         return doc

@@ -4,6 +4,7 @@ to take a trunk out of service or back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,6 +56,20 @@ def _fmt(value: Any, scale: float = 1.0, digits: int = 1, unit: str = "") -> str
     return f"{value * scale:.{digits}f}{unit}"
 
 
+def _overrides(items: list[dict[str, Any]]) -> list[str]:
+    """The operator's overrides: what, by whom, why, until when, and whether it applies."""
+    if not items:
+        return []
+    out = ["", f"{'OVERRIDE':<40} {'BY':<12} {'UNTIL':<17} REASON"]
+    for o in items:
+        what = f"{o['kind']} {o['target']}" + (f" -> {o['value']}" if o.get("value") else "")
+        until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(o["until"])) + "Z"
+        state = "" if o.get("applied") else f"  NOT APPLIED: {o.get('why_not')}"
+        out.append(f"{what:<40} {o.get('by', ''):<12} {until:<17} {o.get('reason', '')}"
+                   f"{state}")
+    return out
+
+
 def render_status(doc: dict[str, Any]) -> str:
     lines = [f"site {doc.get('site', '?')}" + ("  (dry run: no changes made)"
                                                if doc.get("dry_run") else "")]
@@ -104,6 +119,7 @@ def render_status(doc: dict[str, Any]) -> str:
     for e in doc.get("edges", []):
         state = "in sync" if e.get("in_sync") else (e.get("error") or "not pushed yet")
         lines.append(f"edge {e['name']}: {state}")
+    lines.extend(_overrides(doc.get("overrides") or []))
     problems = doc.get("problems") or []
     if problems:
         lines.append("")

@@ -28,6 +28,10 @@ the daemon feeds it, actuators consume it. The rules:
 3. Destination: the primary unless it is down; then the DR destination unless that is
    down too; with both down the primary (the edge then fails the call towards the carrier,
    whose own failover may still deliver it).
+4. The operator's pins (controller.core.overrides) come first: a range pinned to a trunk
+   uses it while it is not down (maintenance counts as down), its fallback as rule 2 says;
+   a range pinned to ``dr`` goes to its DR destination while that is not down. A pin that
+   cannot hold is not applied (the rules above decide) and ``DidPlan.pins`` says why.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from controller.core.health import HealthState
 
 __all__ = [
     "MAINTENANCE",
+    "PIN_DR",
     "DidDecision",
     "DidEntry",
     "DidPlan",
@@ -53,6 +58,7 @@ __all__ = [
 
 # The why of a trunk in maintenance starts with this; the reasons then say it, not "down".
 MAINTENANCE = "in maintenance"
+PIN_DR = "dr"  # a pin to the range's disaster-recovery destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +242,8 @@ class DidPlan:
     decisions: tuple[DidDecision, ...]
     numbers_per_trunk: Mapping[str, int]  # every capable trunk named, 0 if it carries none
     _index: RangeIndex = field(repr=False, compare=False)
+    # The operator's pinned ranges: None where the pin holds, else why it does not.
+    pins: Mapping[NumberRange, str | None] = field(default_factory=dict)
 
     @property
     def unroutable(self) -> tuple[NumberRange, ...]:
@@ -258,17 +266,50 @@ class DidPlan:
         return {d.numbers: d for d in self.decisions}
 
 
+def _pinned(entry: DidEntry, pin: str, states: Mapping[str, tuple[HealthState, str]],
+            tripped: frozenset[str], choice: _TrunkChoice,
+            destination: tuple[str, bool, str], destinations: Mapping[str, HealthState],
+            ) -> tuple[_TrunkChoice, tuple[str, bool, str], str | None]:
+    """Rule 4: the choice and destination with the pin, and why it does not hold (None:
+    it holds)."""
+    if pin == PIN_DR:
+        dr = entry.dr_destination
+        if dr is None:
+            return choice, destination, "the range has no DR destination"
+        if destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN:
+            why = f"DR destination {dr} is down"
+            dest, on_dr, dest_why = destination
+            note = f"pin to DR not applied: {why}"
+            return choice, (dest, on_dr, f"{dest_why}; {note}" if dest_why else note), why
+        return choice, (dr, True, f"DR drill: delivering to DR {dr} (pinned by the "
+                                  "operator)"), None
+    if pin not in entry.trunks:
+        return choice, destination, f"{pin} is not a trunk of the range"
+    state, why = states[pin]
+    if state is HealthState.DOWN:
+        not_held = _detail(pin, state, why)
+        return (_TrunkChoice(choice.trunk, choice.state,
+                             f"pin to {pin} not applied: {not_held}; {choice.reason}",
+                             choice.fallback), destination, not_held)
+    head = f"pinned to {pin} by the operator" + (
+        "" if state is HealthState.UP else f" ({_detail(pin, state, why)})")
+    return (_TrunkChoice(pin, state, head, _fallback(entry.trunks, pin, states, tripped)),
+            destination, None)
+
+
 def compute_plan(
     entries: Sequence[DidEntry],
     trunks: Mapping[str, TrunkView],
     links: Mapping[str, HealthState],
     destinations: Mapping[str, HealthState],
     waiting: frozenset[str] = frozenset(),
+    pins: Mapping[NumberRange, str] | None = None,
 ) -> DidPlan:
     """The plan for ``entries``; see the module docstring for the rules.
 
     ``waiting``: trunks never judged whose verdict is still coming (the start-up hold,
     controller.core.peerpath); a trunk in maintenance or tripped is never waited for.
+    ``pins``: range -> trunk name or PIN_DR, the operator's pins (rule 4).
 
     A trunk an entry names but ``trunks`` does not hold counts as unknown. The entries'
     ranges must not overlap (config guarantees it); ValueError otherwise, since a number
@@ -291,6 +332,7 @@ def compute_plan(
     per_trunk: dict[str, int] = dict.fromkeys(states, 0)
     cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}
     decisions: list[DidDecision] = []
+    held: dict[NumberRange, str | None] = {}
     for entry in entries:
         key = (entry.trunks, entry.destination, entry.dr_destination)
         hit = cache.get(key)
@@ -298,13 +340,18 @@ def compute_plan(
             hit = (_choose_trunk(entry.trunks, states, tripped, waiting),
                    _choose_destination(entry, destinations))
             cache[key] = hit
+        pin = pins.get(entry.numbers) if pins else None
+        if pin is not None:
+            choice, dest_choice, held[entry.numbers] = _pinned(
+                entry, pin, states, tripped, *hit, destinations)
+            hit = (choice, dest_choice)
         choice, (dest, on_dr, dest_why) = hit
         reason = f"{choice.reason}; {dest_why}" if dest_why else choice.reason
         decisions.append(DidDecision(entry.numbers, choice.trunk, choice.state, dest, on_dr,
                                      reason, choice.fallback))
         if choice.trunk is not None:
             per_trunk[choice.trunk] += entry.numbers.size
-    return DidPlan(tuple(decisions), per_trunk, index)
+    return DidPlan(tuple(decisions), per_trunk, index, held)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,12 @@ order of strength:
 5. Unknown is not bad: while a link that could outrank the choice is still unknown
    (startup), a working current route is kept, so a restart changes nothing until
    health is known.
+
+The operator's overrides (controller.core.overrides) come first: a group ``forced`` to a
+link uses that link alone while it is up or degraded and not in maintenance, or while it
+is the current route and its health is not known yet (a restart); else the rules above
+decide. A link in ``maintenance`` is left out while another link of the group is up
+or degraded, and chosen by the rules above when none is.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ def _best_degraded(degraded: list[LinkView]) -> list[LinkView]:
 
 
 def _why_left(
-    group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, ...], chosen: set[str]
+    group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, ...], chosen: set[str],
+    maintenance: frozenset[str] = frozenset(),
 ) -> str:
     """Why the links of the current route are being left; empty if none are."""
     parts = []
@@ -110,7 +117,9 @@ def _why_left(
         if name in chosen:
             continue
         view = links.get(name)
-        if view is None:
+        if name in maintenance:
+            parts.append(f"{name} in maintenance (operator)")
+        elif view is None:
             parts.append(f"{name} not known in group {group.name}")
         elif view.state is HealthState.UP:
             parts.append(f"{name} up but tier {view.tier}")
@@ -119,13 +128,42 @@ def _why_left(
     return "; ".join(parts)
 
 
-def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, ...]) -> Decision:
+_USABLE = (HealthState.UP, HealthState.DEGRADED)
+
+
+def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, ...],
+           forced: str | None = None, maintenance: frozenset[str] = frozenset()) -> Decision:
     """Desired active link(s) of one group; see the module docstring for the rules.
 
     A link of the group that ``links`` does not mention cannot be chosen (nothing is
     known of it). ``active`` is empty only when ``current`` is empty and nothing usable
-    is known yet: the actuator then leaves the kernel route alone.
+    is known yet: the actuator then leaves the kernel route alone. ``forced`` and
+    ``maintenance``: the operator's overrides (module docstring).
     """
+    view = links.get(forced) if forced is not None and forced in group.links else None
+    if view is not None and view.name not in maintenance:
+        if view.state in _USABLE:
+            left = _why_left(group, links, current, {view.name}, maintenance)
+            what = f"forced to {view.name} by the operator ({_detail(view)})"
+            return Decision(group.name, (view.name,), f"{left}; {what}" if left else what,
+                            set(current) != {view.name})
+        if view.state is HealthState.UNKNOWN and current == (view.name,):
+            # After a restart the route found on the forced link stays while its health is
+            # not known yet, rather than move away and back (rule 5).
+            return Decision(group.name, current, f"forced to {view.name} by the operator; "
+                            "keeping it while its health is not known yet", False)
+    held = frozenset(n for n in group.links if n in maintenance)
+    if held and any(v.state in _USABLE for n, v in links.items()
+                    if n in group.links and n not in held):
+        links = {n: v for n, v in links.items() if n not in held}
+    else:
+        held = frozenset()
+    return _decide(group, links, current, held)
+
+
+def _decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, ...],
+            maintenance: frozenset[str]) -> Decision:
+    """The rules 1-5, with the links in maintenance already left out of ``links``."""
     views = [links[n] for n in group.links if n in links]
     up = [v for v in views if v.state is HealthState.UP]
     degraded = [v for v in views if v.state is HealthState.DEGRADED]
@@ -190,7 +228,7 @@ def decide(group: GroupSpec, links: Mapping[str, LinkView], current: tuple[str, 
         if outranking:
             what += f"; waiting for {_names(outranking)} (unknown)"
         return result(active, what)
-    left = _why_left(group, links, current, {v.name for v in chosen})
+    left = _why_left(group, links, current, {v.name for v in chosen}, maintenance)
     return result(active, f"{left}; {what}" if left else what)
 
 
@@ -198,6 +236,11 @@ def decide_all(
     groups: Iterable[GroupSpec],
     links: Mapping[str, LinkView],
     current: Mapping[str, tuple[str, ...]],
+    forced: Mapping[str, str] | None = None,
+    maintenance: frozenset[str] = frozenset(),
 ) -> dict[str, Decision]:
-    """``decide`` for every group; a group missing from ``current`` has no route yet."""
-    return {g.name: decide(g, links, current.get(g.name, ())) for g in groups}
+    """``decide`` for every group; a group missing from ``current`` has no route yet.
+    ``forced``: group -> link, and ``maintenance``: the operator's overrides."""
+    force = forced or {}
+    return {g.name: decide(g, links, current.get(g.name, ()), force.get(g.name), maintenance)
+            for g in groups}

@@ -147,6 +147,21 @@ class EdgeSnap:
 
 
 @dataclass(frozen=True, slots=True)
+class OverrideSnap:
+    """An operator override held now (controller.core.overrides) and whether it applies."""
+
+    kind: str  # route, did, maintenance
+    target: str
+    value: str | None
+    reason: str
+    by: str
+    since: float  # wall clock, seconds since the epoch
+    until: float  # when it lapses, wall clock
+    applied: bool
+    why_not: str | None = None  # why it is held but not applied
+
+
+@dataclass(frozen=True, slots=True)
 class JournalSnap:
     """Where decisions are written: on disk, or in memory when the disk failed us."""
 
@@ -177,6 +192,7 @@ class Snapshot:
     telephony: bool = False  # trunks or DIDs are configured
     config_path: str | None = None  # the file SIGHUP re-reads
     reload_error: str | None = None  # why the last reload was refused; None after a good one
+    overrides: tuple[OverrideSnap, ...] = ()  # the operator's, held now
 
     def count(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get(name, {}).get(labels, 0.0)

@@ -16,26 +16,26 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from controller.actuators.netlink import Netlink
 from controller.actuators.sipedge.drivers import drivers_from_config
 from controller.config import Config, ConfigError, load_config
+from controller.core.health import HealthState
 from controller.core.snapshot import (
     JournalSnap,
+    OverrideSnap,
     Snapshot,
     Tally,
 )
 from controller.runtime.journal import Journal
 from controller.runtime.links import LinkRouting
 from controller.runtime.linkwatch import LinkWatch
-from controller.runtime.maintenance import (
-    MAINTENANCE_FILE,
-    MaintenanceAnswer,
-    MaintenanceBook,
-)
+from controller.runtime.maintenance import MAINTENANCE_FILE, MaintenanceAnswer
+from controller.runtime.overridebook import OVERRIDES_FILE, OverrideBook
+from controller.runtime.overrides import Overrides
 from controller.runtime.paging import AlertPoster
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
@@ -64,10 +64,12 @@ class Daemon:
         start_probes: bool = True,
         notifier: Notifier | None = None,
         config_path: Path | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
         ``start_probes`` no probe is sent and samples come from whoever calls the runtimes'
-        ``on_round`` and ``on_result`` (tests, with a fast clock)."""
+        ``on_round`` and ``on_result`` (tests, with a fast clock). ``wall_clock``: the
+        time overrides are set and lapse by (their ``until`` is the operator's wall clock)."""
         self.cfg = cfg
         self.config_path = config_path  # what SIGHUP re-reads
         self.dry_run = dry_run
@@ -84,15 +86,17 @@ class Daemon:
                                    now=self.now, on_change=self._wake.set)
         self.tally.init("lifeline_journal_write_errors_total", ())
         self.edges = drivers_from_config(cfg)
-        # The operator's maintenance marks outlive a restart (state_dir is restart-only).
-        self.maintenance = MaintenanceBook(Path(cfg.state_dir) / MAINTENANCE_FILE)
-        if self.maintenance.problem is not None:
-            self.journal.record("error", "maintenance", self.maintenance.problem)
+        # The operator's overrides outlive a restart (state_dir is restart-only); an older
+        # version's maintenance.json is migrated into them.
+        self.wall = wall_clock
+        state = Path(cfg.state_dir)
+        book = OverrideBook(state / OVERRIDES_FILE, state / MAINTENANCE_FILE, wall_clock())
+        self.overrides = Overrides(cfg, book, self.journal, wall_clock)
+        self._override_snaps: tuple[OverrideSnap, ...] = ()
         # lifeline's own pages to Alertmanager; a dry run pages nobody.
         self.pager = (AlertPoster(cfg.alertmanager, self.tally)
                       if cfg.alertmanager is not None and not dry_run else None)
-        self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges,
-                                    self.maintenance)
+        self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges, book)
                           if cfg.trunks or cfg.dids else None)
         self._edge_read_at = -1e9
         self._pending_refresh: set[str] = set()
@@ -164,7 +168,7 @@ class Daemon:
         if new.trunks or new.dids:
             if tel is None:
                 tel = self.telephony = Telephony(new, self.journal, self.tally, edges,
-                                                 self.maintenance)
+                                                 self.overrides.book)
                 tel.start(self._wake, probes=self._start_probes)
                 changes.append("telephony: on")
             else:
@@ -180,6 +184,7 @@ class Daemon:
                 await self.pager.close()
             self.edges = edges
         self.cfg, self.reload_error = new, None
+        self.overrides.reconfigure(new)
         self.tally.add("lifeline_config_reloads_total", ("ok",))
         what = "; ".join(changes) or "nothing that changes probing or routing"
         log.info("config reloaded from %s: %s", self.config_path, what)
@@ -192,16 +197,46 @@ class Daemon:
         KeyError: no such trunk."""
         if self.telephony is None:
             raise KeyError(trunk)
-        result = self.telephony.set_maintenance(trunk, on, reason)
+        result = self.telephony.set_maintenance(trunk, on, reason, now=self.wall())
         self._wake.set()
         return result
+
+    def _health_now(self) -> tuple[dict[str, HealthState],
+                                   dict[str, tuple[HealthState, str]] | None,
+                                   dict[str, HealthState] | None,
+                                   dict[str, tuple[str, ...]]]:
+        """What an override's "applied" is judged on (controller.core.overrides.assess)."""
+        tel = self.telephony
+        return ({name: rt.health.state for name, rt in self.routing.links.items()},
+                None if tel is None else tel.effective,
+                None if tel is None else tel.destination_states,
+                {name: g.decided for name, g in self.routing.groups.items()})
+
+    def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
+                     until: float) -> Mapping[str, object]:
+        """Hold an operator override (controller.runtime.overrides); the next cycle, at
+        once, acts on it. KeyError: unknown target; ValueError: value or until refused."""
+        answer = self.overrides.set(kind, target, value, reason, by, until,
+                                    *self._health_now())
+        self._wake.set()
+        return answer
+
+    def clear_override(self, kind: str, target: str, by: str,
+                       reason: str) -> Mapping[str, object]:
+        answer = self.overrides.clear(kind, target, by, reason)
+        self._wake.set()
+        return answer
+
+    def resolve_did(self, number: str) -> str | None:
+        return self.overrides.resolve_did(number)
 
     # -- the cycle -----------------------------------------------------------------------
     async def cycle(self) -> None:
         """Decide every route group, converge the kernel, then the DID plan and its push."""
         routing = self.routing
+        self.overrides.lapse()
         before = {name: g.decided for name, g in routing.groups.items()}
-        routing.decide()
+        routing.decide(self.overrides.forced(), self.overrides.maintenance())
         left = {
             name: before[name]
             for name, g in routing.groups.items()
@@ -210,6 +245,7 @@ class Daemon:
         await routing.reconcile(left)
         if self.telephony is not None:
             await self._telephony_cycle(bool(left))
+        self._override_snaps = self.overrides.tell(*self._health_now())
 
     async def _telephony_cycle(self, links_moved: bool) -> None:
         """DID plan from trunk, link and destination health; pushed to the SIP edge(s)."""
@@ -222,7 +258,7 @@ class Daemon:
         links = {name: rt.health.state for name, rt in self.routing.links.items()}
         # Before deciding: a trunk's failures count only from when its path exists.
         tel.note_paths(now, self.routing.applied_link(), links)
-        plan = tel.decide(now, links)
+        plan = tel.decide(now, links, self.overrides.pins())
         if self.dry_run:
             return
         # After the site's route moved, registrations must leave over the new link; the
@@ -256,12 +292,13 @@ class Daemon:
             plan=tel.plan if tel is not None else None,
             destination_uris=tel.destination_uris if tel is not None else {},
             problems=self.routing.problems.standing + (
-                (self.maintenance.problem,) if self.maintenance.problem else ()),
+                (self.overrides.book.problem,) if self.overrides.book.problem else ()),
             config_path=None if self.config_path is None else str(self.config_path),
             reload_error=self.reload_error,
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
                                 cond.problem),
-            counters=counters, histograms=histograms, telephony=tel is not None)
+            counters=counters, histograms=histograms, telephony=tel is not None,
+            overrides=self._override_snaps)
 
     def publish(self) -> Snapshot:
         """Take this cycle's snapshot and make it the one every reader sees."""
@@ -326,7 +363,11 @@ class Daemon:
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.cfg.reconcile_interval)
+                    # An override lapses on time, not up to an interval late.
+                    lapse = self.overrides.seconds_to_next_lapse()
+                    await asyncio.wait_for(self._wake.wait(), self.cfg.reconcile_interval
+                                           if lapse is None else
+                                           min(self.cfg.reconcile_interval, lapse + 0.001))
                 self._wake.clear()
                 if stop.is_set():
                     break

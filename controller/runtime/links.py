@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from controller.actuators import routes
@@ -322,13 +322,16 @@ class LinkRouting:
         return out
 
 
-    def decide(self) -> dict[str, Decision]:
+    def decide(self, forced: Mapping[str, str] | None = None,
+               maintenance: frozenset[str] = frozenset()) -> dict[str, Decision]:
+        """Every group's decision; ``forced`` (group -> link) and ``maintenance`` (links):
+        the operator's overrides (controller.core.policy)."""
         now = self._now()
         for rt in self.links.values():
             self._handle(rt.health.tick(now))
         specs = [g.spec for g in self.groups.values()]
         current = {name: g.decided for name, g in self.groups.items()}
-        decisions = decide_all(specs, self.views(), current)
+        decisions = decide_all(specs, self.views(), current, forced, maintenance)
         for name, d in decisions.items():
             g = self.groups[name]
             if d.changed and d.active:
@@ -342,9 +345,12 @@ class LinkRouting:
                     d.reason,
                     extra={"event": "decision", "group": name},
                 )
+                # A move onto the operator's forced link says so (the SLA report tells
+                # an operator's move from a failover by it).
+                by_operator = bool(forced) and d.active == ((forced or {}).get(name),)
                 self.journal.record(
-                    "decision", name, d.reason, old=list(g.decided), new=list(d.active)
-                )
+                    "decision", name, d.reason, old=list(g.decided), new=list(d.active),
+                    **({"operator": True} if by_operator else {}))
                 if g.decided:  # the first route after start is no failover: no page for it
                     self.tally.add("lifeline_failovers_total", (name, old, new))
                 g.decided, g.last_change = d.active, now

@@ -27,9 +27,17 @@ from typing import Any
 from controller.actuators.sipedge.drivers import SipEdge
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState, named_trunks
 from controller.config import Config, Destination, Register, Trunk
-from controller.core.didplan import DidPlan, TrunkView, compute_plan, diff
+from controller.core.didplan import (
+    DidPlan,
+    TrunkView,
+    compute_plan,
+    diff,
+    effective_trunk_state,
+)
+from controller.core.e164 import NumberRange
 from controller.core.edgesignal import EdgeSignal
 from controller.core.health import Health, HealthParams, HealthState, ProbeRound, Transition
+from controller.core.overrides import MAX_DURATION, Override
 from controller.core.peerpath import (
     PATIENCE,
     PeerPath,
@@ -40,7 +48,8 @@ from controller.core.peerpath import (
 )
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
-from controller.runtime.maintenance import MaintenanceAnswer, MaintenanceBook
+from controller.runtime.maintenance import MaintenanceAnswer
+from controller.runtime.overridebook import OverrideBook
 from probes.resolve import resolved
 from probes.sample import ErrorKind, ProbeSpec, Sample
 from probes.scheduler import RecheckScheduler
@@ -115,11 +124,11 @@ class Telephony:
     """Trunk and destination probing, the DID plan, and its push to the SIP edge."""
 
     def __init__(self, cfg: Config, journal: Journal, tally: Tally,
-                 edges: list[SipEdge], book: MaintenanceBook | None = None) -> None:
+                 edges: list[SipEdge], book: OverrideBook | None = None) -> None:
         self.cfg = cfg
         self.journal = journal
-        # The operator's maintenance marks (API, CLI); the config's are read from cfg.
-        self.book = book if book is not None else MaintenanceBook(None)
+        # The operator's overrides (trunk maintenance; the config's is read from cfg).
+        self.book = book if book is not None else OverrideBook(None)
         self.tally = tally
         self.edges = edges
         self.entries = cfg.did_entries()
@@ -128,6 +137,10 @@ class Telephony:
             d.name: self._destination_peer(d) for d in cfg.destinations
         }
         self.plan: DidPlan | None = None
+        # Each trunk's state as the plan counts it, and each destination's, as of the last
+        # decide: what the override assessment reads (controller.core.overrides.assess).
+        self.effective: dict[str, tuple[HealthState, str]] = {}
+        self.destination_states: dict[str, HealthState] = {}
         self.edge_plan: EdgePlan | None = None
         self.pushed: dict[str, EdgePlan] = {}
         self.push_errors: dict[str, str] = {}
@@ -417,24 +430,30 @@ class Telephony:
     def maintenance(self, name: str) -> str | None:
         """Why trunk ``name`` is out of service, or None when it is in service. The
         operator's mark wins over the config's, so lifting it shows the config's again."""
-        mark = self.book.marks.get(name)
+        mark = self.book.get("maintenance", f"trunk:{name}")
         if mark is not None:
-            return f"{mark.reason} (set by the operator)" if mark.reason else \
-                "set by the operator"
+            return f"{mark.reason} (set by {mark.by})" if mark.reason else \
+                f"set by {mark.by}"
         reason = self.cfg.trunk(name).maintenance
         if reason is None:
             return None
         return f"{reason} (set in the config)" if reason else "set in the config"
 
-    def set_maintenance(self, name: str, on: bool, reason: str = "") -> MaintenanceAnswer:
+    def set_maintenance(self, name: str, on: bool, reason: str = "",
+                        now: float | None = None) -> MaintenanceAnswer:
         """Put trunk ``name`` in maintenance or take it out (the operator's mark only: one
-        the config sets stays until the config changes). KeyError for an unknown trunk."""
+        the config sets stays until the config changes). KeyError for an unknown trunk.
+        The mark is a maintenance override that lapses MAX_DURATION after ``now`` (wall
+        clock; default: the system's)."""
         if name not in self.trunks:
             raise KeyError(name)
+        target = f"trunk:{name}"
         if on:
-            self.book.set(name, reason)
+            at = time.time() if now is None else now
+            self.book.put(Override("maintenance", target, None, " ".join(reason.split())[:200],
+                                   "the operator", at, at + MAX_DURATION))
             what = f"trunk {name} put in maintenance: {self.maintenance(name)}"
-        elif self.book.clear(name):
+        elif self.book.remove("maintenance", target) is not None:
             still = self.maintenance(name)
             what = f"trunk {name} back in service" + (
                 f" for the operator, still in maintenance: {still}" if still else "")
@@ -442,14 +461,20 @@ class Telephony:
             what = ""
         if what:
             log.warning("%s", what)
-            self.journal.record("action", name, what, peer="maintenance")
+            mark = self.book.get("maintenance", target)
+            self.journal.record("action", name, what, peer="maintenance",
+                                **({} if mark is None else {"by": mark.by,
+                                                            "until": mark.until}))
         if self._wake is not None:
             self._wake.set()
         return {"trunk": name, "maintenance": self.maintenance(name),
-                "operator": name in self.book.marks, "kept_on_disk": self.book.problem is None}
+                "operator": self.book.get("maintenance", target) is not None,
+                "kept_on_disk": self.book.kept_on_disk}
 
     # -- decide ----------------------------------------------------------------------------
-    def decide(self, now: float, links: Mapping[str, HealthState]) -> DidPlan:
+    def decide(self, now: float, links: Mapping[str, HealthState],
+               pins: Mapping[NumberRange, str] | None = None) -> DidPlan:
+        """The plan of this cycle; ``pins``: the operator's (range -> trunk or "dr")."""
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
@@ -462,7 +487,9 @@ class Telephony:
                                     edge_tripped=failing, edge_reason=why,
                                     maintenance=self.maintenance(name))
         dests = {name: p.health.state for name, p in self.destinations.items()}
-        plan = compute_plan(self.entries, views, links, dests, self._waiting(now))
+        self.effective = {n: effective_trunk_state(v, links) for n, v in views.items()}
+        self.destination_states = dests
+        plan = compute_plan(self.entries, views, links, dests, self._waiting(now), pins)
         changes = diff(self.plan, plan)
         before = self.plan.by_range() if changes.changed and self.plan is not None else {}
         for decision in changes.changed:

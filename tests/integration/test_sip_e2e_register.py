@@ -15,6 +15,7 @@ source as the uac record's contact_addr. Timings are loose bounds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 
 from controller.actuators.sipedge.kamailio import REG_FLAG_REGISTERED, REG_UUID_PREFIX
+from exporters.statusview import request_maintenance
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import (
     REGISTRAR_TRUNK,
@@ -172,6 +174,11 @@ def test_every_documented_metric_is_served_after_a_failover(
     _, _, daemon = site
     fail_over(site)
     daemon.wait_for(site_ready, 20, "everything ready on fibre-b")
+    # An operator override is held (a trunk in maintenance is one), so its series are served.
+    code, _ = asyncio.run(request_maintenance(daemon.socket, "carrier-a-sbc2", True,
+                                              "metrics test"))
+    assert code == 200
+    daemon.wait_for(lambda st: bool(st["overrides"]), 5, "the override in the status")
     documented = re.findall(r"^\| `(lifeline_[a-z_]+)` \|", (
         Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(), re.M)
     assert sorted(documented) == sorted(m.name for m in CATALOG)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from controller.config import ConfigError, parse_config
 from controller.core.snapshot import Tally
 from controller.runtime.journal import Journal, read_events
-from controller.runtime.maintenance import MaintenanceBook
+from controller.runtime.overridebook import OverrideBook
 from controller.runtime.trunks import Telephony
 from exporters.http import HttpServer, make_app
 from exporters.metrics import registry_for
@@ -25,34 +25,19 @@ from tests.unit.test_telephony import CONFIG, LINKS, Recorder, all_up, snap
 
 
 def telephony(tmp_path: Path, config: str = CONFIG) -> Telephony:
-    book = MaintenanceBook(tmp_path / "state" / "maintenance.json")
+    book = OverrideBook(tmp_path / "state" / "overrides.json")
     return Telephony(parse_config(config), Journal(tmp_path / "j.sqlite3"), Tally(),
                      [Recorder()], book)
-
-
-def test_marks_survive_a_restart_and_a_damaged_file_is_ignored(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "maintenance.json"
-    book = MaintenanceBook(path)
-    book.set("a1", "  SBC swap,\n ticket 4711 ", now=100.0)
-    again = MaintenanceBook(path)
-    assert again.marks["a1"].reason == "SBC swap, ticket 4711" and again.problem is None
-    assert again.clear("a1") and not again.clear("a1")
-    assert MaintenanceBook(path).marks == {}
-    path.write_text("{not json")
-    damaged = MaintenanceBook(path)
-    assert damaged.marks == {} and "cannot read" in (damaged.problem or "")
-    # Moved aside for the operator, not overwritten by the next mark.
-    assert (path.parent / "maintenance.json.unreadable").read_text() == "{not json"
-    damaged.set("a2", "")
-    assert MaintenanceBook(path).marks.keys() == {"a2"} and damaged.problem is None
 
 
 def test_a_mark_that_cannot_be_written_holds_in_memory(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    book = MaintenanceBook(blocker / "maintenance.json")  # its directory is a file
-    book.set("a1", "swap")
-    assert "a1" in book.marks and "cannot write" in (book.problem or "")
+    tel = Telephony(parse_config(CONFIG), Journal(tmp_path / "j.sqlite3"), Tally(),
+                    [Recorder()], OverrideBook(blocker / "overrides.json"))  # dir is a file
+    out = tel.set_maintenance("a1", True, "swap")
+    assert out["operator"] and not out["kept_on_disk"]
+    assert "cannot write" in (tel.book.problem or "")
 
 
 def test_config_maintenance_values() -> None:
@@ -120,6 +105,17 @@ class FakeControl:
         self.calls.append((trunk, on, reason))
         return {"trunk": trunk, "maintenance": reason if on else None, "operator": on,
                 "kept_on_disk": True}
+
+    def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
+                     until: float) -> dict[str, object]:
+        raise NotImplementedError
+
+    def clear_override(self, kind: str, target: str, by: str, reason: str
+                       ) -> dict[str, object]:
+        raise NotImplementedError
+
+    def resolve_did(self, number: str) -> str | None:
+        return None
 
 
 async def test_the_api_sets_marks_on_the_unix_socket_only(tmp_path: Path) -> None:
@@ -211,4 +207,6 @@ async def test_a_damaged_marks_file_is_a_standing_problem_and_journaled(
         problems = daemon.status()["problems"]
         assert any("maintenance marks were dropped" in p for p in problems), problems
     errors = read_events(state / "journal.sqlite3", 50, "error")
-    assert any(e.subject == "maintenance" for e in errors), errors
+    assert any(e.subject == "overrides" and "maintenance marks were dropped" in e.message
+               for e in errors), errors
+    assert (state / "maintenance.json.unreadable").read_text() == "[1, 2"
