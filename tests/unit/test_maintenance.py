@@ -121,6 +121,16 @@ class FakeControl:
         return {"trunk": trunk, "maintenance": reason if on else None, "operator": on,
                 "kept_on_disk": True}
 
+    def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
+                     until: float) -> dict[str, Any]:
+        raise ValueError("not in this test")
+
+    def clear_override(self, kind: str, target: str, by: str, reason: str) -> dict[str, Any]:
+        return {"kind": kind, "target": target, "cleared": False}
+
+    def resolve_did(self, number: str) -> str | None:
+        return None
+
 
 async def test_the_api_sets_marks_on_the_unix_socket_only(tmp_path: Path) -> None:
     control = FakeControl()
