@@ -221,6 +221,8 @@ def check_fields(body: Mapping[str, Any], allowed: set[str], required: set[str])
 
 
 def text_field(body: Mapping[str, Any], name: str, *, limit: int, required: bool) -> str:
+    if required and name not in body:
+        raise Refused(400, f"the field {name!r} is required")
     value = body.get(name, "")
     if not isinstance(value, str):
         raise Refused(400, f"{name} must be a string")
@@ -395,12 +397,17 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
 
     def trunk_on(request: web.Request, caller: Caller, body: Body) -> Answer:
         trunk = path_name(request, "trunk", "trunk")
-        check_fields(body, setting, set())
-        if "for" not in body and "until" not in body:
-            # The open-ended mark of `lifeline maintenance TRUNK` (before expiries): kept
-            # until lifted, reason optional.
-            reason = text_field(body, "reason", limit=MAX_REASON, required=False)
-            return _trunk_mark(trunk, True, reason)
+        check_fields(body, setting | {"open"}, set())
+        open_ended = body.get("open", False)
+        if not isinstance(open_ended, bool):
+            raise Refused(400, "open must be true or false")
+        if open_ended:
+            # The mark of `lifeline maintenance TRUNK` (from before expiries): kept until
+            # lifted, across restarts; the reason is optional.
+            if "for" in body or "until" in body:
+                raise Refused(400, "an open mark has no expiry: give open, or for/until")
+            return _trunk_mark(trunk, True, text_field(body, "reason", limit=MAX_REASON,
+                                                       required=False))
         reason = text_field(body, "reason", limit=MAX_REASON, required=True)
         until = expiry(body, policy, policy.clock())
         return ctl().set_override("maintenance", f"trunk:{trunk}", None, reason, caller.by,

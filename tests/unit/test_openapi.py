@@ -5,8 +5,6 @@ status, header, content type and body is the one the file describes."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from controller.runtime.journal import Journal
 from exporters.http import make_app
 from exporters.operator_api import ApiPolicy
+from tests.unit.apiserver import serving
 from tests.unit.fakecontrol import TOKEN, FakeControl, token_file
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "api" / "openapi.yaml"
@@ -91,36 +90,8 @@ def base_url(tmp_path: Path) -> Iterator[str]:
                          writes_per_minute=6000, shared_burst=1000,
                          shared_writes_per_minute=6000)
     app = make_app(lambda: snapshot, control=FakeControl(), api=api)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-    port: list[int] = []
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            server = site._server
-            assert isinstance(server, asyncio.base_events.Server)
-            port.append(server.sockets[0].getsockname()[1])
-            ready.set()
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, name="openapi-fuzz-server", daemon=True)
-    thread.start()
-    assert ready.wait(10), "the test server did not start"
-    try:
-        yield f"http://127.0.0.1:{port[0]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 KNOWN = {"group": "voice", "link": "lte", "trunk": "a1", "number": "+390212345601"}

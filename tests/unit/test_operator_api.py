@@ -182,7 +182,8 @@ async def test_unknown_targets_are_404_with_the_daemons_words(api: Any) -> None:
         ("DELETE", "/api/v1/groups/data/force", None, "data"),
         ("PUT", "/api/v1/links/fibre-z/maintenance", {"reason": "x"}, "fibre-z"),
         ("PUT", "/api/v1/trunks/zz/maintenance", {"reason": "x", "for": "1h"}, "zz"),
-        ("PUT", "/api/v1/trunks/zz/maintenance", {"reason": "x"}, "no trunk named 'zz'"),
+        ("PUT", "/api/v1/trunks/zz/maintenance", {"reason": "x", "open": True},
+         "no trunk named 'zz'"),
         ("DELETE", "/api/v1/trunks/zz/maintenance", None, "zz"),
         ("PUT", "/api/v1/dids/+441632960000/pin", {"trunk": "a1", "reason": "x"},
          "+441632960000 is not in the DID plan"),
@@ -219,7 +220,14 @@ async def test_maintenance_of_links_and_trunks(api: Any) -> None:
                              json=body)).status == 200
     # The form of `lifeline maintenance TRUNK`: no expiry, the open-ended mark.
     assert (await client.put("/api/v1/trunks/a1/maintenance", headers=AUTH,
-                             json={"reason": "swap"})).status == 200
+                             json={"reason": "swap", "open": True})).status == 200
+    for bad, words in [({"reason": "x", "open": True, "for": "1h"}, "no expiry"),
+                       ({"reason": "x", "open": "yes"}, "true or false"),
+                       ({"open": False}, "'reason' is required"),
+                       ({}, "'reason' is required")]:
+        code, doc = await answer(await client.put("/api/v1/trunks/a1/maintenance",
+                                                  headers=AUTH, json=bad))
+        assert code == 400 and words in doc["error"], (bad, doc)
     code, doc = await answer(await client.delete("/api/v1/trunks/a2/maintenance",
                                                  headers=AUTH, json={"reason": "done"}))
     assert code == 200 and doc["maintenance"] is None and doc["override"]["cleared"]
