@@ -244,10 +244,10 @@ def expiry(body: Mapping[str, Any], policy: ApiPolicy, now: float) -> float:
         raise Refused(400, "give `for` or `until`, not both")
     if "for" in body:
         raw = body["for"]
-        if not isinstance(raw, str):
-            raise Refused(400, "for must be a string like \"30m\" or \"2h\"")
+        if not isinstance(raw, str) or len(raw) > 32:
+            raise Refused(400, "for must be a short string like \"30m\" or \"2h\"")
         try:
-            seconds = parse_duration(raw[:MAX_NAME])
+            seconds = parse_duration(raw)
         except ValueError as exc:
             raise Refused(400, f"for: {exc}") from None
         if seconds <= 0:

@@ -87,6 +87,7 @@ async def test_expiry_defaults_and_rfc3339(api: Any) -> None:
     ({"link": "lte", "reason": "x", "for": "soon"}, 400, "not a duration"),
     ({"link": "lte", "reason": "x", "for": "-1h"}, 400, "negative"),
     ({"link": "lte", "reason": "x", "for": 60}, 400, "string"),
+    ({"link": "lte", "reason": "x", "for": "1m" * 40}, 400, "short string"),
     ({"link": "lte", "reason": "x", "until": "2027-01-15T09:00:00"}, 400, "time zone"),
     ({"link": "lte", "reason": "x", "until": "tomorrow"}, 400, "RFC 3339"),
     ({"link": "lte", "reason": "x", "until": 1e300}, 400, "string"),
