@@ -13,12 +13,15 @@ against every entry, so the time taken does not tell which one nearly matched.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 import stat
 from pathlib import Path
 
 __all__ = ["MIN_TOKEN", "TokenBook", "TokenFileError", "parse_tokens"]
+
+log = logging.getLogger("lifeline.api")
 
 MIN_TOKEN = 16  # characters; `openssl rand -hex 32` gives 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -102,11 +105,19 @@ class TokenBook:
             return
         try:
             self._load()
-            self.problem = None
         except TokenFileError as exc:
             self._drop(str(exc))
+            return
+        if self.problem is not None:
+            log.warning("API token file fixed, writes over TCP are taken again: %s",
+                        self.path)
+        else:
+            log.info("API token file re-read: %d tokens", len(self._tokens))
+        self.problem = None
 
     def _drop(self, why: str) -> None:
+        if why != self.problem:  # once per problem: a flood must not flood the log
+            log.error("API writes over TCP refused until the token file is fixed: %s", why)
         self._tokens, self._key, self.problem = {}, None, why
 
     def who(self, token: str) -> str | None:

@@ -155,7 +155,6 @@ def authenticate(request: web.Request, policy: ApiPolicy) -> Caller:
                       {"WWW-Authenticate": 'Bearer realm="lifeline"'})
     name = policy.tokens.who(token)
     if policy.tokens.problem is not None:
-        log.error("API token file: %s", policy.tokens.problem)
         raise Refused(503, f"writes are refused until the token file is fixed: "
                            f"{policy.tokens.problem}")
     if name is None:
@@ -324,6 +323,7 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
                                   {"Retry-After": str(retry)})
                 body = await read_body(request)
                 answer = act(request, caller, body)
+                log.info("API %s %s by %s", request.method, request.path, caller.by)
             except Refused as exc:
                 return _json({"error": exc.message}, exc.status, exc.headers)
             except KeyError as exc:
