@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, parse_config
+from controller.config import ConfigError, parse_config, summary
 from controller.runtime.daemon import run_daemon
 from exporters.ratelimit import WriteLimiter
 from tests.unit.fakecontrol import token_file
@@ -34,6 +34,10 @@ def test_the_api_section_has_safe_defaults_and_takes_durations(tmp_path: Path) -
                                         "default_expiry: 30m, max_expiry: 24h, burst: 3}\n"))
     assert cfg.api.token_file == Path("/etc/lifeline/api-tokens")
     assert (cfg.api.default_expiry, cfg.api.max_expiry, cfg.api.burst) == (1800, 86400, 3)
+    assert ("operator writes: on the CLI socket; over TCP with a token from "
+            "/etc/lifeline/api-tokens; overrides last 30m unless told, at most 24h"
+            ) in summary(cfg)
+    assert "over TCP refused (no api.token_file)" in summary(parse_config(config(tmp_path)))
 
 
 @pytest.mark.parametrize(("api", "words"), [
