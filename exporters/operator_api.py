@@ -4,7 +4,7 @@ plus ``GET /api/v1/overrides``. docs/api.md is the operator's guide, docs/api/op
 the contract.
 
 This module checks who asks (a bearer token over TCP; the peer's unix user on the socket),
-how often (controller of exporters.ratelimit), and what (the JSON body: known fields of the
+how often (exporters.ratelimit), and what (the JSON body: known fields of the
 right types, a reason, an expiry the server turns into one ``until``); the daemon's
 ``Control`` decides whether the change is allowed and keeps it. Every refusal is a 4xx
 with ``{"error": "<sentence>"}`` and changes nothing. The order of the checks is the
@@ -14,8 +14,9 @@ The unix socket (mode 0660, owned by lifeline's user and group) stays what it wa
 file mode is the access control, like the Docker or libvirt sockets. A write there needs
 no token, and ``by`` is the peer's unix user read with SO_PEERCRED (the kernel's word, not
 the client's); a token, if sent, must be valid and then names the caller. Requiring a
-token there would add nothing (whoever can open the socket can read the daemon's files
-too) and would break ``lifeline maintenance`` at 3 a.m. for want of a file.
+token there would add no barrier (the socket and the token file are both guarded by file
+mode, for the same operators) and would break ``lifeline maintenance`` at 3 a.m. for want
+of a file; the kernel-reported user is better evidence in the journal than a shared token.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ from aiohttp import web
 
 from controller.core.durations import parse_duration
 from controller.core.snapshot import Snapshot
-from exporters.api_tokens import TokenBook, TokenFileError
+from exporters.api_tokens import TokenBook
 from exporters.ratelimit import WriteLimiter
 from exporters.status import status_document
 
 if TYPE_CHECKING:
     from exporters.http import Control
 
-__all__ = ["MAX_BODY", "MAX_REASON", "ApiPolicy", "add_operator_routes"]
+__all__ = ["MAX_BODY", "MAX_REASON", "ApiPolicy", "Refused", "add_operator_routes",
+           "on_unix_socket"]
 
 log = logging.getLogger("lifeline.api")
 
@@ -449,5 +451,3 @@ def _said(exc: Exception) -> str:
     """The sentence a KeyError/ValueError carries (a KeyError's str() adds quotes)."""
     return _short(str(exc.args[0]) if exc.args else type(exc).__name__, 300)
 
-
-__all__ += ["Refused", "TokenFileError", "on_unix_socket"]
