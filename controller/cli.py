@@ -1,5 +1,6 @@
-"""The ``lifeline`` command: run, check-config, status, maintenance, events, edge-config,
-demo (and ``--version``).
+"""The ``lifeline`` command: run, check-config, status, events, edge-config, demo (and
+``--version``); the operator's force, pin, maintenance and overrides live in
+controller.cli_override.
 
 Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
 (config errors, bad arguments). Every subcommand prints errors as plain sentences.
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from controller.cli_override import add_commands as add_override_commands
 from controller.runtime.journal import KINDS
 from controller.version import VERSION
 
@@ -61,18 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
-    maint = sub.add_parser(
-        "maintenance", help="take a trunk out of service (no calls) or put it back",
-        description="Marks a trunk in maintenance in the running daemon: no range uses it, "
-                    "not even as an in-call fallback, until the mark is lifted (--off). "
-                    "The mark survives restarts (state_dir/maintenance.json). A trunk the "
-                    "config puts in maintenance stays so until the config changes.")
-    maint.add_argument("trunk")
-    maint.add_argument("--off", action="store_true", help="lift the mark: back in service")
-    maint.add_argument("--reason", default="", help="why, for status, journal and alerts")
-    maint.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    maint.add_argument("--socket", help="API unix socket (default: from the config)")
-    maint.set_defaults(func=cmd_maintenance)
+    add_override_commands(sub)  # force, pin, maintenance, overrides
 
     events = sub.add_parser("events", help="recent journal events")
     events.add_argument("-c", "--config", default=DEFAULT_CONFIG)
@@ -160,31 +151,6 @@ def cmd_status(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(json.dumps(doc, indent=2) if args.json else render_status(doc))
-    return 0
-
-
-def cmd_maintenance(args: argparse.Namespace) -> int:
-    from exporters.statusview import request_maintenance
-
-    sock = _socket_path(args)
-    if sock is None:
-        return 2
-    try:
-        code, doc = asyncio.run(request_maintenance(sock, args.trunk, not args.off,
-                                                    args.reason))
-    except OSError as exc:
-        print(f"lifeline maintenance: no daemon answers on {sock}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
-    if code != 200:
-        print(f"lifeline maintenance: {doc.get('error', doc)}", file=sys.stderr)
-        return 2 if code == 404 else 1  # no such trunk: the operator's input
-    why = doc.get("maintenance")
-    print(f"trunk {doc['trunk']}: " + (f"in maintenance, gets no calls ({why})" if why
-                                       else "in service"))
-    if not doc.get("kept_on_disk", True):
-        print("warning: the daemon could not write the mark to its state dir; it holds until "
-              "the daemon stops", file=sys.stderr)
     return 0
 
 

@@ -3,10 +3,10 @@
 Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
 ``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
 a daemon that runs inside a router namespace. Read handlers only read the snapshot
-the daemon publishes each cycle (``controller.core.snapshot``). The one write, a trunk's
-maintenance mark, goes to the daemon's ``Control`` and is served on the unix socket only:
-its file mode (0660) is the access control, while the TCP port is for Prometheus and may
-be reachable from the LAN.
+the daemon publishes each cycle (``controller.core.snapshot``). The operator's writes
+(overrides, maintenance) go to the daemon's ``Control`` through exporters.operator_api:
+on the unix socket its file mode (0660) is the access control; over TCP, which may be
+reachable from the LAN, each write needs a bearer token (docs/api.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from controller.core.snapshot import Snapshot
 from exporters.metrics import registry_for
+from exporters.operator_api import ApiPolicy, add_operator_routes
 from exporters.status import did_document, status_document
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,8 @@ class Control(Protocol):
         ...
 
 
-def _on_unix_socket(request: web.Request) -> bool:
-    """A unix socket's local name is a path (str or bytes); a TCP one is a tuple."""
-    transport = request.transport
-    return transport is not None and isinstance(transport.get_extra_info("sockname"),
-                                                str | bytes)
-
-
 def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
-             control: Control | None = None) -> web.Application:
+             control: Control | None = None, api: ApiPolicy | None = None) -> web.Application:
     """The app; every read handler reads ``latest()``, the snapshot of the last cycle."""
     registry = registry if registry is not None else registry_for(latest)
 
@@ -98,32 +92,8 @@ def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
             return _json({"error": f"{number} is not in the DID plan", "number": number}, 404)
         return _json(found, 200)
 
-    async def handle_maintenance(request: web.Request) -> web.Response:
-        if control is None:
-            return _json({"error": "this daemon takes no requests"}, 501)
-        if not _on_unix_socket(request):
-            return _json({"error": "maintenance is set over the daemon's unix socket "
-                                   "(`lifeline maintenance`), not over TCP"}, 403)
-        reason = ""
-        if request.method == "PUT" and request.can_read_body:
-            try:
-                body = await request.json()
-            except ValueError:
-                return _json({"error": "the body must be JSON: {\"reason\": \"...\"}"}, 400)
-            raw = body.get("reason", "") if isinstance(body, dict) else None
-            if not isinstance(raw, str):
-                return _json({"error": "reason must be a string"}, 400)
-            reason = raw
-        trunk = request.match_info["trunk"]
-        try:
-            answer = control.set_maintenance(trunk, request.method == "PUT", reason)
-            return _json(dict(answer), 200)
-        except KeyError:
-            return _json({"error": f"no trunk named {trunk!r}"}, 404)
-
     app = web.Application()
-    app.router.add_put("/api/v1/trunks/{trunk}/maintenance", handle_maintenance)
-    app.router.add_delete("/api/v1/trunks/{trunk}/maintenance", handle_maintenance)
+    add_operator_routes(app, latest, control, api if api is not None else ApiPolicy())
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/api/v1/status", handle_status)
     app.router.add_get("/healthz", handle_healthz)

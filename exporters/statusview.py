@@ -39,10 +39,12 @@ async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any
 
 async def request_maintenance(socket_path: Path, trunk: str, on: bool, reason: str = "",
                               timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
-    """PUT (on) or DELETE (off) a trunk's maintenance mark: (HTTP status, answer)."""
+    """PUT (on) or DELETE (off) a trunk's open-ended maintenance mark (no expiry, kept
+    until lifted): (HTTP status, answer)."""
     url = f"http://lifeline/api/v1/trunks/{quote(trunk, safe='')}/maintenance"
+    body = {"reason": reason, "open": True} if on else None
     async with _daemon(socket_path, timeout) as session, session.request(
-            "PUT" if on else "DELETE", url, json={"reason": reason} if on else None) as resp:
+            "PUT" if on else "DELETE", url, json=body) as resp:
         try:
             doc: dict[str, Any] = await resp.json(content_type=None)
         except ValueError as exc:  # not JSON: not lifeline answering

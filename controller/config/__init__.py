@@ -11,6 +11,7 @@ address``. summary.py says the result in words. Import from here, not from the m
 
 from __future__ import annotations
 
+from controller.config.api import ApiSettings
 from controller.config.errors import ConfigError
 from controller.config.links import Link, Probes, RouteGroup, Target
 from controller.config.loader import load_config, parse_config
@@ -23,6 +24,7 @@ from controller.core.durations import parse_duration
 from controller.core.flushrules import FlushRule
 
 __all__ = [
+    "ApiSettings",
     "Config",
     "ConfigError",
     "Defaults",

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, Strict
 
+from controller.config.api import ApiSettings
 from controller.config.fields import (
     AbsPath,
     ConfigModel,
@@ -58,6 +59,7 @@ class Config(ConfigModel):
     journal: JournalLimits = JournalLimits()
     listen: Listen = "127.0.0.1:9730"
     api_socket: AbsPath | None = None
+    api: ApiSettings = ApiSettings()
     log_format: Literal["text", "json"] = "text"
     reconcile_interval: PositiveDuration = 1.0
     route_protocol: RouteProtocol = 201

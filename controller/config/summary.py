@@ -21,6 +21,11 @@ def summary(cfg: Config) -> str:
         f"{len(cfg.route_groups)} route group{'s' if len(cfg.route_groups) != 1 else ''}",
         f"  state in {cfg.state_dir}, CLI socket {cfg.api_socket_path}, "
         f"metrics/API on {cfg.listen}",
+        "  operator writes: on the CLI socket; over TCP "
+        + (f"with a token from {cfg.api.token_file}" if cfg.api.token_file is not None
+           else "refused (no api.token_file)")
+        + f"; overrides last {fmt(cfg.api.default_expiry)} unless told, at most "
+        f"{fmt(cfg.api.max_expiry)}",
         f"  routes tagged proto {cfg.route_protocol}, source rules from priority "
         f"{cfg.rule_priority}, reconcile every {fmt(cfg.reconcile_interval)}, "
         f"{cfg.log_format} logs",

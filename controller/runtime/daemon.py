@@ -41,6 +41,7 @@ from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
 from exporters.http import HttpServer, make_app
+from exporters.operator_api import ApiPolicy
 from exporters.status import status_document
 from probes.icmp import close_all
 
@@ -49,7 +50,7 @@ log = logging.getLogger("lifeline")
 # Settings a reload cannot take while running: where state lives and what the API listens
 # on are bound at start, and a new route protocol or rule priority would make lifeline's
 # own routes look foreign. A change to one is logged and waits for a restart.
-RESTART_ONLY = ("state_dir", "journal", "listen", "api_socket", "log_format",
+RESTART_ONLY = ("state_dir", "journal", "listen", "api_socket", "api", "log_format",
                 "route_protocol", "rule_priority", "alertmanager")
 
 
@@ -85,6 +86,8 @@ class Daemon:
         self.routing = LinkRouting(cfg, self.journal, self.tally, dry_run=dry_run,
                                    now=self.now, on_change=self._wake.set)
         self.tally.init("lifeline_journal_write_errors_total", ())
+        # The API's tokens: a token file others can read, or none, refuses the start.
+        self.api = ApiPolicy.open(**cfg.api.model_dump())
         self.edges = drivers_from_config(cfg)
         # The operator's overrides outlive a restart (state_dir is restart-only); an older
         # version's maintenance.json is migrated into them.
@@ -334,8 +337,8 @@ class Daemon:
             site=cfg.site,
         )
         self.publish()
-        server = HttpServer(make_app(lambda: self.latest, control=self), cfg.listen,
-                            Path(cfg.api_socket_path))
+        server = HttpServer(make_app(lambda: self.latest, control=self, api=self.api),
+                            cfg.listen, Path(cfg.api_socket_path))
         try:
             await server.start()
         except OSError as exc:  # e.g. a state dir remounted read-only: the routes matter more

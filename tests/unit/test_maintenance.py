@@ -107,12 +107,11 @@ class FakeControl:
                 "kept_on_disk": True}
 
     def set_override(self, kind: str, target: str, value: str | None, reason: str, by: str,
-                     until: float) -> dict[str, object]:
-        raise NotImplementedError
+                     until: float) -> dict[str, Any]:
+        raise ValueError("not in this test")
 
-    def clear_override(self, kind: str, target: str, by: str, reason: str
-                       ) -> dict[str, object]:
-        raise NotImplementedError
+    def clear_override(self, kind: str, target: str, by: str, reason: str) -> dict[str, Any]:
+        return {"kind": kind, "target": target, "cleared": False}
 
     def resolve_did(self, number: str) -> str | None:
         return None

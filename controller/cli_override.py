@@ -1,0 +1,307 @@
+"""The operator's override commands of ``lifeline``: ``force``, ``pin``, ``maintenance``
+and ``overrides`` (registered by controller.cli).
+
+Each sends one request to the running daemon: over its unix socket by default (what
+``lifeline status`` uses; the socket's mode is the access control and the journal names
+the unix user), or over TCP with ``--url`` and ``--token-file`` (docs/api.md). Every
+change carries a reason and lapses at its expiry (``--for`` or ``--until``, else the
+daemon's ``api.default_expiry``); ``--off`` lifts it early.
+``lifeline maintenance TRUNK`` keeps its old meaning: an open-ended mark on a trunk,
+kept until lifted.
+
+Exit codes as in controller.cli: 0 done, 1 the daemon did not answer or refused the
+caller (token, rate limit), 2 the request itself was refused (unknown name, bad value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_commands"]
+
+TOKEN_ENV = "LIFELINE_API_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+
+
+def add_commands(sub: Any) -> None:
+    """Add force, pin, maintenance and overrides to the ``lifeline`` subparsers."""
+    force = sub.add_parser(
+        "force", help="force a route group to one link (until the expiry or --off)",
+        description="Routes the group through LINK whatever the policy would pick, until "
+                    "the expiry; then the policy decides again. A forced link that goes "
+                    "down is still used: force only what you are watching.")
+    force.add_argument("group")
+    force.add_argument("link", nargs="?", help="the link to use (not with --off)")
+    _change_options(force)
+    force.set_defaults(func=cmd_force)
+
+    pin = sub.add_parser(
+        "pin", help="pin a number's DID range to a trunk, or to its DR destination ('dr')",
+        description="Routes the DID range holding NUMBER through TRUNK (or, with 'dr', to "
+                    "the range's disaster-recovery destination: a DR drill) until the "
+                    "expiry; then the plan decides again.")
+    pin.add_argument("number", help="any number of the range, e.g. +390212345601")
+    pin.add_argument("trunk", nargs="?", help="a trunk that can carry the range, or dr")
+    _change_options(pin)
+    pin.set_defaults(func=cmd_pin)
+
+    maint = sub.add_parser(
+        "maintenance", help="take a link or a trunk out of use, or put it back",
+        usage="lifeline maintenance [link|trunk] NAME [--reason R] [--for 2h] [--off]",
+        description="`maintenance link NAME` keeps the group routes off a link; "
+                    "`maintenance trunk NAME` gives a trunk no calls; both lapse at the "
+                    "expiry. `maintenance TRUNK` (no kind) sets the open-ended trunk mark "
+                    "of before: kept until --off, across restarts "
+                    "(state_dir/maintenance.json). A mark the config sets stays until the "
+                    "config changes.")
+    maint.add_argument("kind_or_trunk", metavar="link|trunk")
+    maint.add_argument("name", nargs="?", metavar="NAME")
+    _change_options(maint, reason_required=False)
+    maint.set_defaults(func=cmd_maintenance)
+
+    listing = sub.add_parser("overrides", help="the operator's overrides in force")
+    _where_options(listing)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_overrides)
+
+
+def _where_options(p: argparse.ArgumentParser) -> None:
+    from controller.cli import DEFAULT_CONFIG  # imported by now: cli.py calls us
+
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--socket", help="API unix socket (default: from the config)")
+    p.add_argument("--url", help="the daemon's HTTP address instead of the socket, e.g. "
+                                 "http://192.0.2.10:9730 (needs a token)")
+    p.add_argument("--token-file", help=f"file holding the API token for --url (or set "
+                                        f"{TOKEN_ENV})")
+
+
+def _change_options(p: argparse.ArgumentParser, reason_required: bool = True) -> None:
+    p.add_argument("--reason", default="",
+                   help="why, for the journal, status and the on-call engineer"
+                        + (" (required)" if reason_required else ""))
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--for", dest="duration", help="how long, e.g. 30m, 2h "
+                                                     "(default: the daemon's default_expiry)")
+    when.add_argument("--until", help="when it lapses, RFC 3339, e.g. 2026-12-04T06:00:00Z")
+    p.add_argument("--off", action="store_true", help="lift it now")
+    _where_options(p)
+
+
+class Refusal(Exception):
+    """Bad arguments, said before anything is sent (exit 2)."""
+
+
+def _daemon(args: argparse.Namespace) -> Any:
+    from controller.config import ConfigError, load_config
+    from exporters.operator_client import Daemon, read_token
+
+    if args.url:
+        if args.token_file:
+            token = read_token(Path(args.token_file))
+        elif os.environ.get(TOKEN_ENV):
+            token = os.environ[TOKEN_ENV].strip()
+        else:
+            raise Refusal(f"--url needs a token: --token-file FILE or {TOKEN_ENV}")
+        return Daemon(url=args.url, token=token)
+    if args.socket:
+        return Daemon(socket=Path(args.socket))
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise Refusal(str(exc)) from None
+    return Daemon(socket=Path(cfg.api_socket_path))
+
+
+def _setting(args: argparse.Namespace, **fields: str) -> dict[str, Any]:
+    """The body of a change: the fields, the reason and the expiry, checked here first."""
+    from controller.core.durations import parse_duration
+
+    if not args.reason.strip():
+        raise Refusal("--reason is required: say why, for the journal and the on-call "
+                      "engineer")
+    body: dict[str, Any] = {**fields, "reason": args.reason}
+    if args.duration:
+        try:
+            if parse_duration(args.duration) <= 0:
+                raise ValueError("must be longer than zero")
+        except ValueError as exc:
+            raise Refusal(f"--for: {exc}") from None
+        body["for"] = args.duration
+    if args.until:
+        body["until"] = args.until
+    return body
+
+
+def _lifting(args: argparse.Namespace) -> dict[str, Any] | None:
+    return {"reason": args.reason} if args.reason.strip() else None
+
+
+def _send(args: argparse.Namespace, method: str, path: str,
+          body: dict[str, Any] | None) -> tuple[int, Any]:
+    from exporters.operator_client import call
+
+    daemon = _daemon(args)
+    return asyncio.run(call(daemon, method, path, body))
+
+
+def _run(args: argparse.Namespace, what: str, method: str, path_parts: tuple[str, ...],
+         body: dict[str, Any] | None) -> tuple[int, Any] | int:
+    """Send the request; the exit code when it failed, else (status, answer)."""
+    from exporters.operator_client import path_of
+
+    command = f"lifeline {args.command_name}"
+    try:
+        code, doc = _send(args, method, path_of(*path_parts), body)
+    except Refusal as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # the token file
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = args.url or args.socket or "the daemon's socket"
+        print(f"{command}: no daemon answers on {where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    if code == 200:
+        return code, doc
+    error = doc.get("error", doc) if isinstance(doc, dict) else doc
+    print(f"{command}: {what}: refused ({code}): {error}", file=sys.stderr)
+    return 2 if code in (400, 404, 413, 422) else 1
+
+
+def _until_text(doc: Any) -> str:
+    until = doc.get("until") if isinstance(doc, dict) else None
+    if not isinstance(until, int | float):
+        return ""
+    left = until - time.time()
+    return (f" until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(until))}"
+            f" ({max(0, round(left / 60))} min from now)")
+
+
+def _report(doc: Any, line: str) -> int:
+    print(line)
+    if isinstance(doc, dict):
+        if doc.get("applied") is False:
+            print("note: the daemon keeps it but it is not in force yet (see "
+                  "`lifeline status`)")
+        if doc.get("kept_on_disk") is False:
+            print("warning: the daemon could not write it to its state dir; it holds until "
+                  "the daemon stops", file=sys.stderr)
+    return 0
+
+
+def cmd_force(args: argparse.Namespace) -> int:
+    args.command_name = "force"
+    if args.off:
+        done = _run(args, f"route group {args.group}", "DELETE", ("groups", args.group, "force"),
+                    _lifting(args))
+        return done if isinstance(done, int) else _report(
+            done[1], f"route group {args.group}: force lifted; the policy decides again")
+    if not args.link:
+        print("lifeline force: name the link: lifeline force GROUP LINK --reason ...",
+              file=sys.stderr)
+        return 2
+    try:
+        body = _setting(args, link=args.link)
+    except Refusal as exc:
+        print(f"lifeline force: {exc}", file=sys.stderr)
+        return 2
+    done = _run(args, f"route group {args.group}", "PUT", ("groups", args.group, "force"), body)
+    return done if isinstance(done, int) else _report(
+        done[1], f"route group {args.group}: forced to {args.link}{_until_text(done[1])}")
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    args.command_name = "pin"
+    number = args.number.strip()
+    if args.off:
+        done = _run(args, number, "DELETE", ("dids", number, "pin"), _lifting(args))
+        return done if isinstance(done, int) else _report(
+            done[1], f"{number}: pin lifted; the plan decides again")
+    if not args.trunk:
+        print("lifeline pin: name the trunk (or dr): lifeline pin NUMBER TRUNK --reason ...",
+              file=sys.stderr)
+        return 2
+    try:
+        body = _setting(args, trunk=args.trunk)
+    except Refusal as exc:
+        print(f"lifeline pin: {exc}", file=sys.stderr)
+        return 2
+    done = _run(args, number, "PUT", ("dids", number, "pin"), body)
+    if isinstance(done, int):
+        return done
+    doc = done[1]
+    target = doc.get("target") if isinstance(doc, dict) else None
+    where = "its DR destination" if args.trunk == "dr" else f"trunk {args.trunk}"
+    return _report(doc, f"DID range {target or 'of ' + number}: pinned to {where}"
+                        f"{_until_text(doc)}")
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    args.command_name = "maintenance"
+    if args.name is None:  # `lifeline maintenance TRUNK`: the open-ended mark
+        kind, name = "trunk", args.kind_or_trunk
+        legacy = not (args.duration or args.until)
+    elif args.kind_or_trunk in ("link", "trunk"):
+        kind, name, legacy = args.kind_or_trunk, args.name, False
+    else:
+        print(f"lifeline maintenance: the kind is link or trunk, not "
+              f"{args.kind_or_trunk!r}", file=sys.stderr)
+        return 2
+    parts = (f"{kind}s", name, "maintenance")
+    what = f"{kind} {name}"
+    if args.off:
+        done = _run(args, what, "DELETE", parts, _lifting(args))
+        if isinstance(done, int):
+            return done
+        return _report(done[1], _maintenance_line(kind, name, done[1], on=False))
+    if legacy:
+        body: dict[str, Any] = {"reason": args.reason, "open": True}
+    else:
+        try:
+            body = _setting(args)
+        except Refusal as exc:
+            print(f"lifeline maintenance: {exc}", file=sys.stderr)
+            return 2
+    done = _run(args, what, "PUT", parts, body)
+    if isinstance(done, int):
+        return done
+    return _report(done[1], _maintenance_line(kind, name, done[1], on=True))
+
+
+def _maintenance_line(kind: str, name: str, doc: Any, *, on: bool) -> str:
+    if kind == "trunk" and isinstance(doc, dict) and "maintenance" in doc:
+        why = doc.get("maintenance")  # the open-ended mark's answer says what holds now
+        return f"trunk {name}: " + (f"in maintenance, gets no calls ({why})" if why
+                                    else "in service")
+    if not on:
+        return f"{kind} {name}: back in service"
+    use = "gets no calls" if kind == "trunk" else "carries no group route"
+    return f"{kind} {name}: in maintenance, {use}{_until_text(doc)}"
+
+
+def cmd_overrides(args: argparse.Namespace) -> int:
+    args.command_name = "overrides"
+    done = _run(args, "overrides", "GET", ("overrides",), None)
+    if isinstance(done, int):
+        return done
+    found = done[1] if isinstance(done[1], list) else []
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print("no overrides: the policy and the plan decide everything")
+    for item in found:
+        if isinstance(item, dict):
+            value = f" -> {item['value']}" if item.get("value") else ""
+            print(f"{item.get('kind', '?')} {item.get('target', '?')}{value}"
+                  f"{_until_text(item)} by {item.get('by', '?')}: {item.get('reason', '')}")
+    return 0
