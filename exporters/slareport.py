@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ def parse_when(text: str, *, now: float, relative_to: float | None = None) -> fl
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
@@ -155,7 +157,7 @@ def render_csv(r: Report) -> str:
         return {f"{prefix}s": str(d.count), f"{prefix}_median_s": num(d.median),
                 f"{prefix}_max_s": num(d.worst)}
 
-    def buckets(seconds: dict[str, float] | Any) -> dict[str, str]:
+    def buckets(seconds: Mapping[str, float]) -> dict[str, str]:
         return {f"{b}_s": f"{seconds[b]:.3f}" for b in BUCKETS}
 
     site = r.site

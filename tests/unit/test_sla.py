@@ -77,7 +77,8 @@ def test_a_failover_and_its_failback_with_their_times() -> None:
     assert (over.kind, over.cause, over.old, over.new) == ("failover", "fibre-a",
                                                            ("fibre-a",), ("lte",))
     assert over.delay == pytest.approx(0.8)
-    assert (back.kind, back.cause, back.delay) == ("failback", "fibre-a", pytest.approx(60))
+    assert (back.kind, back.cause) == ("failback", "fibre-a")
+    assert back.delay == pytest.approx(60)
     assert r.failovers.count == 1 and r.failbacks.count == 1  # the first route is neither
     assert r.site.seconds["up"] == pytest.approx(990) and r.site.no_link_seconds == 0
     assert r.site_name == "rome"
