@@ -76,19 +76,33 @@ def _pct(value: float | None, digits: int = 2) -> str:
 # -- JSON ---------------------------------------------------------------------------------
 
 
+def _s(seconds: float | None) -> float | None:
+    """Seconds to the millisecond: the journal's times are no finer, the floats are."""
+    return None if seconds is None else round(seconds, 3)
+
+
+def _ratio(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _buckets(seconds: Mapping[str, float]) -> dict[str, float]:
+    return {b: round(seconds[b], 3) for b in BUCKETS}
+
+
 def _delays(d: Delays) -> dict[str, Any]:
-    return {"count": d.count, "measured": d.measured, "median_s": d.median, "max_s": d.worst}
+    return {"count": d.count, "measured": d.measured, "median_s": _s(d.median),
+            "max_s": _s(d.worst)}
 
 
 def _subject(s: SubjectFigures) -> dict[str, Any]:
     return {
         "name": s.name,
-        "availability": s.availability,
-        "seconds": dict(s.seconds),
+        "availability": _ratio(s.availability),
+        "seconds": _buckets(s.seconds),
         "outages": len(s.outages),
         "outages_not_seen_to_end": sum(1 for o in s.outages if o.end is None),
-        "longest_outage_s": s.longest_outage,
-        "time_to_recover_s": s.time_to_recover,
+        "longest_outage_s": _s(s.longest_outage),
+        "time_to_recover_s": _s(s.time_to_recover),
     }
 
 
@@ -109,11 +123,11 @@ def to_json(r: Report) -> dict[str, Any]:
                     "pruned": r.pruned},
         "notes": list(r.notes),
         "summary": {
-            "availability": site.availability,
-            "seconds": dict(site.seconds),
-            "no_usable_link_s": site.no_link_seconds,
-            "dids_unroutable_s": site.unroutable_seconds,
-            "dids_on_dr_s": site.dr_seconds,
+            "availability": _ratio(site.availability),
+            "seconds": _buckets(site.seconds),
+            "no_usable_link_s": _s(site.no_link_seconds),
+            "dids_unroutable_s": _s(site.unroutable_seconds),
+            "dids_on_dr_s": _s(site.dr_seconds),
             "failovers": _delays(r.failovers),
             "failbacks": _delays(r.failbacks),
         },
@@ -122,12 +136,12 @@ def to_json(r: Report) -> dict[str, Any]:
         "destinations": [_subject(s) for s in r.destinations],
         "groups": [_group(g) for g in r.groups],
         "route_changes": [
-            {"at": utc(c.at), "at_ts": c.at, "group": c.group, "from": list(c.old),
-             "to": list(c.new), "kind": c.kind, "cause": c.cause, "delay_s": c.delay,
+            {"at": utc(c.at), "at_ts": _s(c.at), "group": c.group, "from": list(c.old),
+             "to": list(c.new), "kind": c.kind, "cause": c.cause, "delay_s": _s(c.delay),
              "reason": c.reason}
             for c in r.changes],
-        "did_ranges": [{"numbers": d.numbers, "dr_s": d.dr_seconds,
-                        "unroutable_s": d.unroutable_seconds} for d in r.ranges],
+        "did_ranges": [{"numbers": d.numbers, "dr_s": _s(d.dr_seconds),
+                        "unroutable_s": _s(d.unroutable_seconds)} for d in r.ranges],
     }
 
 
@@ -224,8 +238,9 @@ def render_table(r: Report) -> str:
              + (f", the oldest at {utc(r.first_event)}" if r.first_event is not None else "")
              + (" (older ones pruned)" if r.pruned else ""),
              "",
-             f"site       availability {_pct(site.availability, 3)} of the monitored time; "
-             + ", ".join(f"{b} {_pct(site.seconds[b] / period)}" for b in BUCKETS),
+             f"site       availability {_pct(site.availability, 3)} of the monitored time",
+             "           " + ", ".join(f"{b} {_pct(site.seconds[b] / period)}"
+                                      for b in BUCKETS),
              f"           no usable link {duration(site.no_link_seconds)}, DIDs unroutable "
              f"{duration(site.unroutable_seconds)}, DIDs on DR {duration(site.dr_seconds)}",
              _delay_line("failovers", r.failovers, "fault detected -> route changed"),

@@ -61,10 +61,13 @@ def write_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at(3 * DAY + 7200, "start", "daemon", "lifeline 1.0 started", site="rome")
     for name in ("fibre-a", "lte"):
         at(3 * DAY + 7202, "transition", name, f"{name}: answering", old="unknown", new="up")
+    at(3 * DAY + 7203, "transition", "a1", "a1: 200 OK", old="unknown", new="up", peer="trunk")
     at(5 * DAY, "transition", "lte", "lte: 3 rounds lost in a row", old="up", new="down")
     # the daemon dies here without a stop; it is started again a day later
     at(6 * DAY, "start", "daemon", "lifeline 1.0 started", site="rome")
-    at(6 * DAY + 2, "transition", "fibre-a", "fibre-a: answering", old="unknown", new="up")
+    for name in ("fibre-a", "lte"):
+        at(6 * DAY + 2, "transition", name, f"{name}: answering", old="unknown", new="up")
+    at(6 * DAY + 3, "transition", "a1", "a1: 200 OK", old="unknown", new="up", peer="trunk")
     j.close()
     monkeypatch.undo()
 
