@@ -262,10 +262,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"reading {path} ...", file=sys.stderr, flush=True)
     try:
         history = read_history(path, until, progress=lambda n: print(
-            f"  {n} events", file=sys.stderr, flush=True) if n >= 100_000 else None)
+            f"  {n} events ...", file=sys.stderr, flush=True))
     except NoJournal as exc:
         print(f"lifeline report: {exc}", file=sys.stderr)
         return 1
+    print(f"{len(history.events)} events read", file=sys.stderr)
     report = compute(history.events, since, until, now, pruned=history.pruned)
     sys.stdout.write(render(report, args.format))
     return 0

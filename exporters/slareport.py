@@ -26,6 +26,7 @@ from controller.core.sla import (
 )
 
 FORMATS = ("table", "csv", "json")
+TABLE_CHANGES = 30  # route changes the table lists, the latest; JSON has every one
 
 _UNITS = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _AGO = re.compile(r"(?:\d+[wdhms])+")
@@ -257,8 +258,11 @@ def render_table(r: Report) -> str:
         lines += ["", *_table(("GROUP", "FAILOVERS", "TTF MEDIAN", "TTF MAX", "FAILBACKS",
                                "TTR MEDIAN", "TTR MAX"), rows)]
     if r.changes:
-        lines += ["", "ROUTE CHANGES"]
-        for c in r.changes:
+        shown = r.changes[-TABLE_CHANGES:]
+        lines += ["", "ROUTE CHANGES" + (f" (the last {len(shown)} of {len(r.changes)}; all "
+                                         "in --format json)" if len(shown) < len(r.changes)
+                                         else "")]
+        for c in shown:
             cause = f"{c.cause} " if c.cause else ""
             lines.append(f"  {utc(c.at)}  {c.group}: {','.join(c.old)} -> {','.join(c.new)}"
                          f"  {c.kind}, {cause}{duration(c.delay)}  ({c.reason})")

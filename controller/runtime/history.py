@@ -18,7 +18,7 @@ from pathlib import Path
 from controller.runtime.journal import Event
 
 # Rows fetched per round trip; the caller hears of progress between them.
-_BATCH = 20_000
+_BATCH = 50_000
 
 
 class NoJournal(Exception):

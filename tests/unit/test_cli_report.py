@@ -171,3 +171,13 @@ def test_an_empty_journal_reports_nothing_monitored(
     assert doc["summary"]["availability"] is None
     assert doc["summary"]["seconds"]["unmonitored"] == pytest.approx(30 * DAY, rel=1e-6)
     assert any("no events" in n for n in doc["notes"])
+
+
+def test_the_example_in_docs_report_md_is_what_the_code_prints(
+        journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/report.md shows this very journal's table and CSV: a change of the output
+    must update the docs (regenerate them from this test's journal)."""
+    doc = (REPO / "docs" / "report.md").read_text()
+    for fmt in ("table", "csv"):
+        out = run(journal, fmt, capsys).rstrip()
+        assert f"```\n{out}\n```" in doc, f"docs/report.md's {fmt} example is stale"
