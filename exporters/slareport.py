@@ -58,8 +58,11 @@ def duration(seconds: float | None) -> str:
         return "-"
     if seconds == 0:
         return "0s"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
+    millis = round(seconds * 1000, 2)
+    if millis < 1:
+        return f"{millis:.2f}ms"
+    if millis < 999.5:
+        return f"{millis:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     s = round(seconds)
@@ -78,8 +81,9 @@ def _pct(value: float | None, digits: int = 2) -> str:
 
 
 def _s(seconds: float | None) -> float | None:
-    """Seconds to the millisecond: the journal's times are no finer, the floats are."""
-    return None if seconds is None else round(seconds, 3)
+    """Seconds to the microsecond: a route decision follows its fault in well under a
+    millisecond; finer digits are float noise."""
+    return None if seconds is None else round(seconds, 6)
 
 
 def _ratio(value: float | None) -> float | None:
@@ -139,6 +143,7 @@ def to_json(r: Report) -> dict[str, Any]:
         "route_changes": [
             {"at": utc(c.at), "at_ts": _s(c.at), "group": c.group, "from": list(c.old),
              "to": list(c.new), "kind": c.kind, "cause": c.cause, "delay_s": _s(c.delay),
+             "fault_age_s": _s(c.detect), "time_s": _s(c.total),
              "reason": c.reason}
             for c in r.changes],
         "did_ranges": [{"numbers": d.numbers, "dr_s": _s(d.dr_seconds),
@@ -244,7 +249,7 @@ def render_table(r: Report) -> str:
                                       for b in BUCKETS),
              f"           no usable link {duration(site.no_link_seconds)}, DIDs unroutable "
              f"{duration(site.unroutable_seconds)}, DIDs on DR {duration(site.dr_seconds)}",
-             _delay_line("failovers", r.failovers, "fault detected -> route changed"),
+             _delay_line("failovers", r.failovers, "fault -> route changed"),
              _delay_line("failbacks", r.failbacks, "link back -> traffic back")]
     lines += _subjects("LINK", r.links, period)
     lines += _subjects("TRUNK", r.trunks, period)
@@ -264,8 +269,10 @@ def render_table(r: Report) -> str:
                                          else "")]
         for c in shown:
             cause = f"{c.cause} " if c.cause else ""
+            parts = ("" if c.detect is None else
+                     f" (fault {duration(c.detect)} + route {duration(c.delay)})")
             lines.append(f"  {utc(c.at)}  {c.group}: {','.join(c.old)} -> {','.join(c.new)}"
-                         f"  {c.kind}, {cause}{duration(c.delay)}  ({c.reason})")
+                         f"  {c.kind}, {cause}{duration(c.total)}{parts}  ({c.reason})")
     if r.ranges:
         lines += ["", *_table(("DID RANGE", "ON DR", "UNROUTABLE"),
                               [(d.numbers, duration(d.dr_seconds),

@@ -20,12 +20,15 @@ range is unroutable; it is down while every link is down or a range is unroutabl
 unknown while no link is usable but some have no verdict.
 
 A **failover** is a route group leaving a link that is down, degraded or unknown; its time
-to fail over runs from that link's transition (the journal records it when health
-detects the fault) to the group's route decision. Any other change of a group's links is
-a **failback** (back to a link that recovered); its time to recover runs from that
-link's transition to up to the decision (it holds the hold-down). The first route after
-a start is neither. Outages are a subject's down spells; one the daemon stopped during is
-"not seen to end" and has no recovery time.
+to fail over runs from the fault to the group's route decision: the fault's age when
+health judged it (``fault_age`` of the link's transition: the dead run of probe rounds,
+0 for a lost carrier) plus the time from that transition to the decision. Without an age
+(loss over the window, a journal from before it was recorded) it runs from detection.
+Any other change of a group's links is a **failback** (back to a link that recovered);
+its time to recover runs from that link's transition to up (health judges it up only
+after its hold-down, which the outage's length holds) to the decision. The first route
+after a start is neither. Outages are a subject's down
+spells; one the daemon stopped during is "not seen to end" and has no recovery time.
 """
 
 from __future__ import annotations
@@ -119,6 +122,13 @@ class RouteChange:
     cause: str | None  # the link that failed (failover) or came back (failback)
     delay: float | None  # fault detected -> route changed, or link back -> route back
     reason: str
+    detect: float | None = None  # failover: the fault's age when health judged it
+
+    @property
+    def total(self) -> float | None:
+        """Time to fail over from the fault (or from its detection when its start is not
+        known), or time to recover; None when not measured."""
+        return None if self.delay is None else self.delay + (self.detect or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +173,7 @@ class Delays:
     @classmethod
     def of(cls, changes: Iterable[RouteChange]) -> Delays:
         changes = list(changes)
-        known = sorted(c.delay for c in changes if c.delay is not None)
+        known = sorted(c.total for c in changes if c.total is not None)
         return cls(len(changes), len(known), statistics.median(known) if known else None,
                    known[-1] if known else None)
 
@@ -217,14 +227,15 @@ class _Track:
     outages: list[Outage] = field(default_factory=list)
     down_since: float | None = None
     mark: float = -math.inf
+    fault_age: float | None = None  # how old the fault was when judged (links down)
 
-    def set(self, state: str, at: float) -> None:
+    def set(self, state: str, at: float, fault_age: float | None = None) -> None:
         if self.down_since is not None:
             self.outages.append(Outage(self.down_since, at if state in USABLE else None, at))
             self.down_since = None
         if state == "down":
             self.down_since = at
-        self.state, self.since = state, at
+        self.state, self.since, self.fault_age = state, at, fault_age
 
 
 @dataclass(slots=True)
@@ -357,14 +368,15 @@ class _Replay:
             self.book_range(r, at)
 
     # -- changes ---------------------------------------------------------------------------
-    def set_state(self, table: str, track: _Track, state: str, at: float) -> None:
+    def set_state(self, table: str, track: _Track, state: str, at: float,
+                  fault_age: float | None = None) -> None:
         if state == track.state:
             return
         self.book_track(track, at)
         if table == "link":
             self.link_states[track.state] -= 1
             self.link_states[state] += 1
-        track.set(state, at)
+        track.set(state, at, fault_age)
 
     def set_range(self, r: _Range, at: float, on_dr: bool | None, unroutable: bool) -> None:
         self.book_range(r, at)
@@ -398,7 +410,9 @@ class _Replay:
             self.watching(True, at)
         table = _kind_of(ev)
         if table is not None:
-            self.set_state(table, self.tracks[table][ev.subject], str(ev.data["new"]), at)
+            age = ev.data.get("fault_age")
+            self.set_state(table, self.tracks[table][ev.subject], str(ev.data["new"]), at,
+                           float(age) if isinstance(age, int | float) else None)
             return
         if _is_route_decision(ev):
             self.route(ev, at)
@@ -433,9 +447,10 @@ class _Replay:
             name, track = max(joined, key=_entered, default=(None, _Track()))
             kind = "failback"
         delay = None if track.since is None else max(0.0, at - track.since)
+        detect = track.fault_age if kind == "failover" and delay is not None else None
         if self.since <= at <= self.until:
             self.groups[ev.subject].append(
-                RouteChange(at, ev.subject, old, new, kind, name, delay, ev.message))
+                RouteChange(at, ev.subject, old, new, kind, name, delay, ev.message, detect))
 
     def run(self, events: Sequence[JournalEntry]) -> None:
         last = -math.inf

@@ -47,11 +47,12 @@ def write_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at(3, "decision", "dids", f"{R1}: a1 up", trunk="a1", destination="pbx-rome",
        numbers=R1, on_dr=False)
     at(DAY, "transition", "fibre-a", "fibre-a: 3 rounds lost in a row (0.6 s)",
-       old="up", new="down")
-    at(DAY + 0.7, "decision", "internet", "fibre-a down; lte is the best up link",
+       old="up", new="down", fault_age=0.6)
+    at(DAY + 0.002, "decision", "internet", "fibre-a down; lte is the best up link",
        old=["fibre-a"], new=["lte"])
-    at(DAY + 3600, "transition", "fibre-a", "fibre-a: answering again", old="down", new="up")
-    at(DAY + 3660, "decision", "internet", "fibre-a back after its hold-down",
+    at(DAY + 3600, "transition", "fibre-a", "fibre-a: answering again for 60 s (hold-down "
+       "60 s)", old="down", new="up")
+    at(DAY + 3600.001, "decision", "internet", "fibre-a is the best up link (tier 1)",
        old=["lte"], new=["fibre-a"])
     at(2 * DAY, "decision", "dids", f"{R1}: a1 up; pbx-rome down; delivering to DR dr-milan",
        trunk="a1", destination="dr-milan", numbers=R1, on_dr=True)
@@ -107,8 +108,10 @@ def test_json_report_is_valid_and_tells_the_figures(
     assert lte["outages_not_seen_to_end"] == 1  # down when the daemon died
     summary = doc["summary"]
     assert summary["failovers"]["count"] == 1
-    assert summary["failovers"]["median_s"] == pytest.approx(0.7)
-    assert summary["failbacks"]["median_s"] == pytest.approx(60)
+    assert summary["failovers"]["median_s"] == pytest.approx(0.602)  # 0.6 s to judge + 2 ms
+    over = doc["route_changes"][0]
+    assert (over["fault_age_s"], over["delay_s"]) == (pytest.approx(0.6), pytest.approx(0.002))
+    assert summary["failbacks"]["median_s"] == pytest.approx(0.001)
     assert summary["dids_on_dr_s"] == pytest.approx(1800)
     assert summary["seconds"]["unmonitored"] == pytest.approx(unmonitored)
     assert doc["did_ranges"] == [{"numbers": R1, "dr_s": pytest.approx(1800),
@@ -132,8 +135,8 @@ def test_csv_and_table_carry_the_same_figures(
     assert any(r["section"] == "note" for r in rows)
     table = run(journal, "table", capsys)
     assert "lifeline SLA report for site rome" in table
-    assert "failovers   1 (fault detected -> route changed: median 700ms" in table
-    assert "internet: fibre-a -> lte  failover, fibre-a 700ms" in table
+    assert "failovers   1 (fault -> route changed: median 602ms" in table
+    assert "internet: fibre-a -> lte  failover, fibre-a 602ms (fault 600ms + route 2ms)" in table
     assert f"{links['fibre-a']['availability'] * 100:.3f}%" in table
 
 
@@ -176,8 +179,22 @@ def test_an_empty_journal_reports_nothing_monitored(
 def test_the_example_in_docs_report_md_is_what_the_code_prints(
         journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """docs/report.md shows this very journal's table and CSV: a change of the output
-    must update the docs (regenerate them from this test's journal)."""
+    must update the docs (``python -m tests.unit.test_cli_report`` prints them)."""
     doc = (REPO / "docs" / "report.md").read_text()
     for fmt in ("table", "csv"):
         out = run(journal, fmt, capsys).rstrip()
         assert f"```\n{out}\n```" in doc, f"docs/report.md's {fmt} example is stale"
+
+
+if __name__ == "__main__":  # the example of docs/report.md, from this module's journal
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        path = Path(tmp) / "journal.sqlite3"
+        write_journal(path, mp)
+        for fmt in ("table", "csv", "json"):
+            print(f"===== {fmt}", flush=True)
+            main(["report", "--journal", str(path), "--since", iso(T0 - DAY),
+                  "--until", iso(T0 + 7 * DAY), "--format", fmt])
+        sys.stdout.flush()

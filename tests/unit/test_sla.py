@@ -31,8 +31,11 @@ def stop(t: float) -> Ev:
     return Ev(t, "stop", "daemon", "stopped")
 
 
-def link(t: float, name: str, new: str, old: str = "?") -> Ev:
-    return Ev(t, "transition", name, f"{name}: now {new}", {"old": old, "new": new})
+def link(t: float, name: str, new: str, old: str = "?", fault_age: float | None = None) -> Ev:
+    data: dict[str, Any] = {"old": old, "new": new}
+    if fault_age is not None:
+        data["fault_age"] = fault_age
+    return Ev(t, "transition", name, f"{name}: now {new}", data)
 
 
 def trunk(t: float, name: str, new: str) -> Ev:
@@ -206,6 +209,20 @@ def test_trunks_and_destinations_have_their_own_tables() -> None:
     assert a1.outages[0].end is None and a1.longest_outage == 60
     assert [d.name for d in r.destinations] == ["pbx"]
     assert [x.name for x in r.links] == ["fibre-a"]
+
+
+def test_time_to_fail_over_starts_at_the_fault_when_the_journal_knows_its_age() -> None:
+    events = [start(0), link(0, "fibre-a", "up"), link(0, "lte", "up"),
+              link(100, "fibre-a", "down", fault_age=0.6),
+              route(100.001, "internet", ["fibre-a"], ["lte"]),
+              link(200, "lte", "down"), route(200.002, "internet", ["lte"], ["fibre-a"])]
+    r = compute(events, 0, 300, now=300)
+    first, second = r.changes
+    assert first.detect == 0.6 and first.delay == pytest.approx(0.001)
+    assert first.total == pytest.approx(0.601)
+    assert second.detect is None and second.total == pytest.approx(0.002)  # loss: no age
+    assert r.failovers.median == pytest.approx(0.3015)
+    assert r.failovers.worst == pytest.approx(0.601)
 
 
 def test_a_failover_from_a_link_down_before_the_run_has_no_measured_delay() -> None:

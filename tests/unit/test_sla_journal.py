@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controller.config import parse_config
-from controller.core.health import HealthState
+from controller.core.health import Health, HealthParams, HealthState, ProbeRound
 from controller.core.sla import compute
 from controller.core.snapshot import Tally
 from controller.runtime.history import read_history
@@ -69,3 +71,26 @@ def test_the_history_reader_sees_pruning_and_stops_at_the_end_of_the_period(
     db.close()
     pruned = read_history(path, until=1e12)
     assert pruned.pruned and len(pruned.events) == 3
+
+
+def test_a_link_judged_down_tells_how_old_its_fault_was() -> None:
+    """The age the SLA report adds to the route decision's delay: the dead run as the
+    reason states it, 0 for a carrier loss."""
+    params = HealthParams(interval=0.2, down_after=3)
+    h = Health("fibre-a", params, 1, 1)
+    t = 0.0
+    for _ in range(5):
+        h.observe(ProbeRound(t, (0.01,)))
+        t += 0.2
+    down = None
+    while down is None:
+        down = h.observe(ProbeRound(t, (None,)))
+        t += 0.2
+    assert down.new is HealthState.DOWN and "(0.6 s" in down.reason
+    assert down.fault_age == pytest.approx(0.6)
+
+    cut = Health("fibre-b", params, 1, 1)
+    for i in range(5):
+        cut.observe(ProbeRound(i * 0.2, (0.01,)))
+    lost = cut.carrier(False, 1.0)
+    assert lost is not None and lost.fault_age == 0.0
