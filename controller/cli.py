@@ -1,5 +1,5 @@
-"""The ``lifeline`` command: run, check-config, status, events, edge-config, demo (and
-``--version``); the operator's force, pin, maintenance and overrides live in
+"""The ``lifeline`` command: run, check-config, status, events, report, edge-config, demo
+(and ``--version``); the operator's force, pin, maintenance and overrides live in
 controller.cli_override.
 
 Exit codes: 0 fine, 1 runtime failure (daemon not reachable, lab needs root), 2 bad input
@@ -73,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--subject")
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
+
+    report = sub.add_parser(
+        "report", help="SLA report from the journal: availability, failovers, time in DR",
+        description="Availability per link, trunk and site, failovers with their time to "
+                    "fail over and to recover, and time on the DR destination, replayed "
+                    "from the journal (docs/report.md). Times are UTC.")
+    report.add_argument("--since", default="30d",
+                        help="start: an age before --until (30d, 12h, 1w) or a UTC date/time "
+                             "(2026-11-01, 2026-11-01T08:00); default 30d")
+    report.add_argument("--until", default="now", help="end: now (default), an age or a date")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    where = report.add_mutually_exclusive_group()
+    where.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                       help="read the journal in this config's state_dir")
+    where.add_argument("--journal", help="read this journal file instead")
+    report.set_defaults(func=cmd_report)
 
     edge = sub.add_parser("edge-config",
                           help="write this site's values for the reference Kamailio edge")
@@ -182,6 +198,43 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(ev.line())
     if not events and not args.json:
         print(f"no events in {state_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from controller.core.sla import compute
+    from controller.runtime.history import NoJournal, read_history
+    from exporters.slareport import parse_when, render
+
+    now = time.time()
+    try:
+        until = parse_when(args.until, now=now)
+        since = parse_when(args.since, now=now, relative_to=until)
+    except ValueError as exc:
+        print(f"lifeline report: {exc}", file=sys.stderr)
+        return 2
+    if since >= until:
+        print("lifeline report: --since must be before --until", file=sys.stderr)
+        return 2
+    if args.journal:
+        path = Path(args.journal)
+    else:
+        cfg = _load(args.config)
+        if cfg is None:
+            return 2
+        path = Path(cfg.state_dir) / "journal.sqlite3"
+    print(f"reading {path} ...", file=sys.stderr, flush=True)
+    try:
+        history = read_history(path, until, progress=lambda n: print(
+            f"  {n} events ...", file=sys.stderr, flush=True))
+    except NoJournal as exc:
+        print(f"lifeline report: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(history.events)} events read", file=sys.stderr)
+    report = compute(history.events, since, until, now, pruned=history.pruned)
+    sys.stdout.write(render(report, args.format))
     return 0
 
 

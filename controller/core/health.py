@@ -167,6 +167,10 @@ class Transition:
     new: HealthState
     at: float
     reason: str  # e.g. "fibre-a: 3 rounds lost in a row (0.6 s)"
+    # How long the fault had lasted when health judged it down: the dead run's rounds, 0
+    # for a lost carrier; None without a clear start (loss over the window). The journal
+    # keeps it, so the SLA report's time to fail over starts at the fault.
+    fault_age: float | None = None
 
 
 def _pct(ratio: float) -> str:
@@ -326,7 +330,7 @@ class Health:
         if self.state is HealthState.DOWN:
             self.reason = f"{self.name}: carrier lost"
             return None
-        return self._go_down(now, "carrier lost")
+        return self._go_down(now, "carrier lost", 0.0)
 
     def tick(self, now: float) -> Transition | None:
         """Time-driven transitions: a link whose rounds stopped coming is no longer known up.
@@ -567,7 +571,7 @@ class Health:
             self._good_since = None
             if self.state is HealthState.DOWN:
                 return None
-            return self._go_down(now, why_down)
+            return self._go_down(now, why_down, self._dead_age(now))
 
         state = self.state
         if state is HealthState.UNKNOWN:
@@ -619,15 +623,22 @@ class Health:
             f"{self.name}: quality within bounds for {_secs(held)}; {self._summary(m)}",
         )
 
-    def _go_down(self, now: float, why: str) -> Transition:
+    def _go_down(self, now: float, why: str, fault_age: float | None) -> Transition:
         # A flap is losing a link that worked; a link found dead at start never flapped,
         # and counting it would lengthen its first hold-down for no reason.
         if self.state in (HealthState.UP, HealthState.DEGRADED):
             self._penalty.add(now)
-        return self._move(HealthState.DOWN, now, f"{self.name}: {why}")
+        return self._move(HealthState.DOWN, now, f"{self.name}: {why}", fault_age)
 
-    def _move(self, new: HealthState, now: float, reason: str) -> Transition:
-        t = Transition(self.name, self.state, new, now, reason)
+    def _dead_age(self, now: float) -> float | None:
+        """The dead run's length as the reason states it; None when loss judged it."""
+        if self._dead_run < self.params.down_after or self._dead_since is None:
+            return None
+        return now - self._dead_since + self.params.interval
+
+    def _move(self, new: HealthState, now: float, reason: str,
+              fault_age: float | None = None) -> Transition:
+        t = Transition(self.name, self.state, new, now, reason, fault_age)
         self.state = new
         self.since = now
         self.reason = reason

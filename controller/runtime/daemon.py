@@ -328,14 +328,15 @@ class Daemon:
         self._cycle_started = self.now()
         watchdog = asyncio.create_task(self.notifier.watchdog(lambda: self._cycle_started))
         routing = self.routing
-        routing.resume_from_journal()
         cfg = self.cfg
+        # Start first: what this run journals follows its start (the SLA report's runs).
         self.journal.record(
             "start",
             "daemon",
             f"lifeline {VERSION} started" + (" (dry run)" if self.dry_run else ""),
             site=cfg.site,
         )
+        routing.resume_from_journal()
         self.publish()
         server = HttpServer(make_app(lambda: self.latest, control=self, api=self.api),
                             cfg.listen, Path(cfg.api_socket_path))

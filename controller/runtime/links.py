@@ -302,7 +302,9 @@ class LinkRouting:
             tr.reason,
             extra={"event": "transition", "link": tr.subject, "state": tr.new.value},
         )
-        self.journal.record("transition", tr.subject, tr.reason, old=tr.old.value, new=tr.new.value)
+        fault = {} if tr.fault_age is None else {"fault_age": round(tr.fault_age, 6)}
+        self.journal.record("transition", tr.subject, tr.reason, old=tr.old.value,
+                            new=tr.new.value, **fault)
         self._on_change()
 
 

@@ -499,13 +499,16 @@ class Telephony:
                                                                     decision.destination):
                 continue
             self.journal.record("decision", "dids", f"{decision.numbers}: {decision.reason}",
-                                trunk=decision.trunk, destination=decision.destination)
+                                trunk=decision.trunk, destination=decision.destination,
+                                numbers=str(decision.numbers), on_dr=decision.on_dr)
         unroutable = {str(r) for r in plan.unroutable}
         for rng in sorted(unroutable - self._unroutable):
             log.error("DIDs %s unroutable: no capable trunk is healthy", rng)
-            self.journal.record("error", "dids", f"{rng} unroutable: no capable trunk healthy")
+            self.journal.record("error", "dids", f"{rng} unroutable: no capable trunk healthy",
+                                numbers=rng, routable=False)
         for rng in sorted(self._unroutable - unroutable):
-            self.journal.record("decision", "dids", f"{rng} routable again")
+            self.journal.record("decision", "dids", f"{rng} routable again", numbers=rng,
+                                routable=True)
         self._unroutable = unroutable
         self.plan = plan
         return plan

@@ -7,8 +7,9 @@ default (``bench_probe_cost``), the daemon's RSS and CPU at 2,000 targets
 (``bench_daemon_rss``) and
 the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
 is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
-with the DID plan's compute and Kamailio push cost (``bench_trunks``), and prints what
-each measured against its goal.
+with the DID plan's compute and Kamailio push cost (``bench_trunks``), the ``/metrics``
+scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), and prints
+what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -27,7 +28,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_daemon_rss, bench_failover, bench_probe_cost, bench_trunks
+from tests.bench import (
+    bench_daemon_rss,
+    bench_failover,
+    bench_metrics_scrape,
+    bench_probe_cost,
+    bench_trunks,
+)
 from tests.bench.bench_failover import (
     Figure,
     add_failover_args,
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--trunk-trials", type=int, default=3,
                         help="trials per trunk-failover mode (default 3)")
-    parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks"),
+    parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
+                                          "metrics"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -162,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             errors.extend(report.errors())
             return bench_trunks.figures(report)
         rows += _part("trunk failover (SIP)", trunks, errors)
+
+    if "metrics" not in args.skip:
+        def metrics() -> list[Figure]:
+            result = bench_metrics_scrape.run(out=log)
+            data["metrics_scrape"] = result
+            return bench_metrics_scrape.figures(result)
+        rows += _part("/metrics scrape", metrics, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
