@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from controller.core.snapshot import Snapshot
 from exporters.metrics import registry_for
 from exporters.status import did_document, status_document
+from exporters.statuspage import StatusPage
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ def _on_unix_socket(request: web.Request) -> bool:
 
 
 def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
-             control: Control | None = None) -> web.Application:
-    """The app; every read handler reads ``latest()``, the snapshot of the last cycle."""
+             control: Control | None = None,
+             page: StatusPage | None = None) -> web.Application:
+    """The app; every read handler reads ``latest()``, the snapshot of the last cycle.
+    ``page``: the status page (``/``), fed by the daemon with each snapshot it publishes."""
     registry = registry if registry is not None else registry_for(latest)
 
     async def handle_metrics(_: web.Request) -> web.Response:
@@ -106,6 +109,8 @@ def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
     app.router.add_get("/api/v1/status", handle_status)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/api/v1/dids", handle_dids)
+    if page is not None:
+        page.add_routes(app, latest)
     return app
 
 
