@@ -108,8 +108,8 @@
     flush();
     const current = values.length ? values[values.length - 1] : null;
     return el("div", { class: "plot" },
-      el("div", { class: "plot-label" }, el("span", {}, label),
-        el("span", {}, `${fmt(current)} · max ${fmt(hi)}`)),
+      el("div", { class: "plot-label" }, el("span", {}, label, " ", el("b", {}, fmt(current))),
+        el("span", { title: "top of the scale" }, `≤ ${fmt(hi)}`)),
       svg);
   }
 
