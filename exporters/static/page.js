@@ -65,7 +65,7 @@
     const w = 300;
     const h = 60;
     const now = Date.now() / 1000;
-    const x0 = now - history.window;
+    const x0 = now - plotSpan();
     const lo = opts.lo ?? 0;
     let hi = opts.floor ?? 0;
     for (const v of values) if (num(v) && v > hi) hi = v;
@@ -87,7 +87,9 @@
     const flush = () => {
       if (pts.length) {
         const line = document.createElementNS(SVG, "polyline");
-        line.setAttribute("points", pts.length === 1 ? `${pts[0]} ${pts[0]}` : pts.join(" "));
+        // A lone point is drawn as a short dash, or it would not show at all.
+        const one = pts.length === 1 && pts[0].split(",");
+        line.setAttribute("points", one ? `${Math.max(0, one[0] - 4)},${one[1]} ${pts[0]}` : pts.join(" "));
         svg.append(line);
       }
       pts = [];
@@ -99,7 +101,7 @@
       if (t < x0) continue;
       if (!num(v) || (prevT !== null && t - prevT > gap)) flush();
       if (num(v)) {
-        const x = ((t - x0) / history.window) * w;
+        const x = ((t - x0) / (now - x0)) * w;
         const y = h - 2 - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (h - 4);
         pts.push(`${x.toFixed(1)},${y.toFixed(1)}`);
       }
@@ -111,6 +113,14 @@
       el("div", { class: "plot-label" }, el("span", {}, label, " ", el("b", {}, fmt(current))),
         el("span", { title: "top of the scale" }, `≤ ${fmt(hi)}`)),
       svg);
+  }
+
+  // The plots span the history there is, from a minute up to the window: a daemon that
+  // started a few minutes ago shows its few minutes across the whole width.
+  function plotSpan() {
+    const now = Date.now() / 1000;
+    const first = history.t.length ? history.t[0] : now;
+    return Math.min(history.window, Math.max(60, now - first));
   }
 
   // The history's column plus the value of the snapshot being shown, so the line reaches now.
@@ -212,7 +222,8 @@
       list.append(el("li", { class: r.unroutable ? "crit" : "warn", "data-range": r.range },
         el("b", {}, r.range), " ",
         r.unroutable ? el("span", { class: "badge crit" }, "unroutable")
-          : el("span", { class: "badge warn" }, `DR → ${r.destination}`),
+          : el("span", { class: "badge warn" }, "on DR"),
+        r.unroutable ? null : ` → ${r.destination}`,
         el("div", { class: "reason" }, r.reason || "")));
     }
     if (d.notable_left_off) list.append(el("li", {}, `and ${d.notable_left_off} more`));
@@ -279,7 +290,8 @@
     const lines = [];
     let level = "ok";
     const raise = (to) => { if (to === "crit" || (to === "warn" && level === "ok")) level = to; };
-    if (dids.unroutable_numbers > 0) { raise("crit"); lines.push(`${dids.unroutable_numbers} DIDs unroutable`); }
+    const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    if (dids.unroutable_numbers > 0) { raise("crit"); lines.push(`${plural(dids.unroutable_numbers, "DID", "DIDs")} unroutable`); }
     const nowhere = groups.filter((g) => (g.active || []).length === 0);
     if (nowhere.length) { raise("crit"); lines.push(`no route: ${nowhere.map((g) => g.name).join(", ")}`); }
     const down = links.filter((l) => l.state !== "up");
@@ -293,10 +305,10 @@
     }
     const trunksDown = (st.trunks || []).filter((t) => t.state === "down");
     if (trunksDown.length) { raise("warn"); lines.push(`trunk down: ${trunksDown.map((t) => t.name).join(", ")}`); }
-    if (dids.dr_numbers > 0) { raise("warn"); lines.push(`${dids.dr_numbers} DIDs on DR`); }
+    if (dids.dr_numbers > 0) { raise("warn"); lines.push(`${plural(dids.dr_numbers, "DID", "DIDs")} on DR`); }
     if ((st.edges || []).some((e) => !e.in_sync)) { raise("warn"); lines.push("SIP edge out of sync"); }
-    if ((st.problems || []).length) { raise("warn"); lines.push(`${st.problems.length} problem(s)`); }
-    if (Array.isArray(st.overrides) && st.overrides.length) lines.push(`${st.overrides.length} override(s)`);
+    if ((st.problems || []).length) { raise("warn"); lines.push(plural(st.problems.length, "problem", "problems")); }
+    if (Array.isArray(st.overrides) && st.overrides.length) lines.push(plural(st.overrides.length, "override", "overrides"));
     const b = $("banner");
     b.dataset.level = level;
     b.textContent = lines.length ? lines.join(" · ") : "all links and trunks up";
@@ -312,6 +324,7 @@
     renderGroups(st);
     renderLinks(st);
     renderTrunks(st);
+    $("plot-span").textContent = `plots: last ${dur(plotSpan())}`;
     renderDids(st);
     renderEdges(st);
     renderProblems(st);

@@ -9,8 +9,10 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,7 +21,7 @@ from controller.core.didplan import DidEntry, TrunkView, compute_plan
 from controller.core.e164 import parse_range
 from controller.core.health import HealthState
 from controller.core.snapshot import GroupSnap, LinkSnap, PeerSnap, Snapshot
-from exporters.http import make_app
+from exporters.http import HttpServer, make_app
 from exporters.statuspage import CSP, STATIC_FILES, StatusPage, page_document
 
 UP, DOWN = HealthState.UP, HealthState.DOWN
@@ -316,3 +318,22 @@ async def test_the_raw_request_above_does_reach_a_file(
     client, _ = served
     status, body = await raw_get(client, "/static/page.css")
     assert status == 200 and b"--bg" in body
+
+
+async def test_the_page_is_served_on_the_unix_socket_too(tmp_path: Path) -> None:
+    """The same app serves the TCP address and the socket (``lifeline`` across netns)."""
+    sock = tmp_path / "lifeline.sock"
+    page = StatusPage()
+    page.published(snap(1.0))
+    server = HttpServer(make_app(lambda: snap(1.0), page=page), None, sock)
+    await server.start()
+    try:
+        conn = aiohttp.UnixConnector(path=str(sock))
+        async with aiohttp.ClientSession(connector=conn) as session:
+            async with session.get("http://lifeline/") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Security-Policy"] == CSP
+            async with session.get("http://lifeline/api/v1/page") as resp:
+                assert (await resp.json())["status"]["site"] == "rome"
+    finally:
+        await server.stop()
