@@ -108,6 +108,8 @@ def test_the_page_shows_the_site_and_a_failover_within_2_s(lab: Lab, tmp_path: P
         assert active_text(b, "internet") == "fibre-b"
         assert b.call(lambda: b.driver.save_screenshot(str(ARTIFACTS / "status-page-360.png")))
         console += b.console()
+    print(f"browser console: {len(console)} entries: "
+          + "; ".join(f"{e.get('level')} {e.get('message')}" for e in console)[:2000])
     errors = severe(console)
     assert not errors, f"console errors: {errors}"
     daemon.stop()
