@@ -96,7 +96,7 @@ class StatusPage:
         self._point: dict[str, Any] | None = None  # the history point the last snap closed
         self._version = 0
         self._changed = asyncio.Event()
-        self._message: tuple[int, bytes] | None = None
+        self._cached: tuple[int, bytes] | None = None  # (version, the page JSON)
         self._streams = 0
         self._closing = False
 
@@ -128,17 +128,26 @@ class StatusPage:
         return {"status": page_document(snap), "events": self._events(),
                 "point": self._point}
 
-    def _sse_message(self, latest: LatestFn) -> bytes | None:
-        """This version's ``status`` event, built once and shared by every stream."""
-        if self._message is not None and self._message[0] == self._version:
-            return self._message[1]
+    def _body(self, latest: LatestFn) -> bytes | None:
+        """This version's document as JSON, built once and shared by every stream and poll
+        (a wall of phones polling costs one build per snapshot, not one per request)."""
+        if self._snap is not None and self._cached is not None \
+                and self._cached[0] == self._version:
+            return self._cached[1]
         doc = self.document(latest)
         if doc is None:
             return None
-        body = json.dumps(doc, separators=(",", ":"), default=str)
-        data = f"event: status\nid: {self._version}\ndata: {body}\n\n".encode()
-        self._message = (self._version, data)
-        return data
+        body = json.dumps(doc, separators=(",", ":"), default=str).encode()
+        if self._snap is not None:  # fed by the daemon: the version names the snapshot
+            self._cached = (self._version, body)
+        return body
+
+    def _sse_message(self, latest: LatestFn) -> bytes | None:
+        """This version's ``status`` event."""
+        body = self._body(latest)
+        if body is None:
+            return None
+        return b"event: status\nid: %d\ndata: %s\n\n" % (self._version, body)
 
     # -- routes ---------------------------------------------------------------------------
     def add_routes(self, app: web.Application, latest: LatestFn) -> None:
@@ -163,10 +172,11 @@ class StatusPage:
             return _json(self.history.as_json(time.time()))
 
         async def handle_page(_: web.Request) -> web.Response:
-            doc = self.document(latest)
-            if doc is None:
+            body = self._body(latest)
+            if body is None:
                 return _json({"error": "starting: no control cycle has run yet"}, 503)
-            return _json(doc)
+            return web.Response(body=body, content_type="application/json",
+                                headers={"Cache-Control": "no-store"})
 
         app.router.add_get("/", handle_index)
         app.router.add_get("/static/{name}", handle_static)

@@ -337,3 +337,28 @@ async def test_the_page_is_served_on_the_unix_socket_too(tmp_path: Path) -> None
                 assert (await resp.json())["status"]["site"] == "rome"
     finally:
         await server.stop()
+
+
+async def test_polls_and_streams_share_one_build_per_snapshot() -> None:
+    reads: list[int] = []
+
+    def recent() -> list[dict[str, Any]]:
+        reads.append(1)
+        return []
+
+    page = StatusPage(recent_events=recent)
+    feed = Feed(page)
+    feed.publish(snap(1.0))
+    async with TestClient(TestServer(make_app(lambda: feed.latest, page=page))) as client:
+        for _ in range(5):
+            assert (await client.get("/api/v1/page")).status == 200
+        stream = await client.get("/api/v1/events/stream")
+        await read_event(stream)
+        assert (await read_event(stream))[0] == "status"
+        assert len(reads) == 1  # one journal read for six readers of one snapshot
+        feed.publish(snap(2.0))
+        assert json.loads((await read_event(stream))[1])["status"]["taken_at"] == 2.0
+        doc = await (await client.get("/api/v1/page")).json()
+        assert doc["status"]["taken_at"] == 2.0
+        assert len(reads) == 2
+        stream.close()
