@@ -1,4 +1,5 @@
-"""HTTP face of the daemon: /metrics, /api/v1/status, /healthz (aiohttp).
+"""HTTP face of the daemon: /metrics, /api/v1/status, /healthz (aiohttp), and the
+read-only status page at / when the daemon hands one in (``exporters.statuspage``).
 
 Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
 ``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
