@@ -56,8 +56,17 @@ RECENT_EVENTS = 30
 
 
 def _load_static() -> dict[str, bytes]:
+    """The page's files, read once. One missing (a broken install) is logged and left out:
+    the page is not worth failing the daemon over, and the API still works."""
     folder = resources.files("exporters").joinpath("static")
-    return {name: folder.joinpath(name).read_bytes() for name in STATIC_FILES}
+    files: dict[str, bytes] = {}
+    for name in STATIC_FILES:
+        try:
+            files[name] = folder.joinpath(name).read_bytes()
+        except OSError as exc:
+            log.error("status page file %s is not installed (%s): the page will not work",
+                      name, exc)
+    return files
 
 
 def page_document(snap: Snapshot) -> dict[str, Any]:
@@ -158,6 +167,9 @@ class StatusPage:
                 **SECURITY_HEADERS, "Content-Type": STATIC_FILES[name], "Cache-Control": cache})
 
         async def handle_index(_: web.Request) -> web.Response:
+            if "index.html" not in files:
+                return web.Response(status=503, text="the status page is not installed; "
+                                    "/api/v1/status and /metrics work\n")
             return static("index.html", "no-cache")
 
         async def handle_static(request: web.Request) -> web.Response:

@@ -362,3 +362,14 @@ async def test_polls_and_streams_share_one_build_per_snapshot() -> None:
         assert doc["status"]["taken_at"] == 2.0
         assert len(reads) == 2
         stream.close()
+
+
+async def test_a_broken_install_without_the_page_files_still_serves_the_api(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("exporters.statuspage.resources.files", lambda _: tmp_path)
+    page = StatusPage()  # no exception: the daemon starts
+    async with TestClient(TestServer(make_app(lambda: snap(1.0), page=page))) as client:
+        assert (await client.get("/")).status == 503
+        assert (await client.get("/static/page.js")).status == 404
+        assert (await client.get("/api/v1/page")).status == 200
+        assert (await client.get("/api/v1/status")).status == 200
