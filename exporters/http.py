@@ -1,4 +1,5 @@
-"""HTTP face of the daemon: /metrics, /api/v1/status, /healthz (aiohttp).
+"""HTTP face of the daemon: /metrics, /api/v1/status, /healthz (aiohttp), and the
+read-only status page at / when the daemon hands one in (``exporters.statuspage``).
 
 Served on a TCP address for Prometheus and on a unix socket in ``state_dir`` for the
 ``lifeline`` CLI: the socket works across network namespaces, so ``lifeline status`` finds
@@ -25,6 +26,7 @@ from controller.core.snapshot import Snapshot
 from exporters.metrics import registry_for
 from exporters.operator_api import ApiPolicy, add_operator_routes
 from exporters.status import did_document, status_document
+from exporters.statuspage import StatusPage
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,10 @@ class Control(Protocol):
 
 
 def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
-             control: Control | None = None, api: ApiPolicy | None = None) -> web.Application:
-    """The app; every read handler reads ``latest()``, the snapshot of the last cycle."""
+             control: Control | None = None, api: ApiPolicy | None = None,
+             page: StatusPage | None = None) -> web.Application:
+    """The app; every read handler reads ``latest()``, the snapshot of the last cycle.
+    ``page``: the status page (``/``), fed by the daemon with each snapshot it publishes."""
     registry = registry if registry is not None else registry_for(latest)
 
     async def handle_metrics(_: web.Request) -> web.Response:
@@ -98,6 +102,8 @@ def make_app(latest: LatestFn, registry: CollectorRegistry | None = None,
     app.router.add_get("/api/v1/status", handle_status)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/api/v1/dids", handle_dids)
+    if page is not None:
+        page.add_routes(app, latest)
     return app
 
 

@@ -43,6 +43,7 @@ from controller.version import VERSION as VERSION  # importable from here, as be
 from exporters.http import HttpServer, make_app
 from exporters.operator_api import ApiPolicy
 from exporters.status import status_document
+from exporters.statuspage import StatusPage
 from probes.icmp import close_all
 
 log = logging.getLogger("lifeline")
@@ -81,6 +82,8 @@ class Daemon:
         self._cycle_started: float | None = None  # loop time, while a cycle runs
         self.tally = Tally()
         self.latest: Snapshot | None = None
+        # The status page keeps its own last hour, fed from each snapshot published.
+        self.page = StatusPage(recent_events=self.journal.recent)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self.routing = LinkRouting(cfg, self.journal, self.tally, dry_run=dry_run,
@@ -306,6 +309,7 @@ class Daemon:
     def publish(self) -> Snapshot:
         """Take this cycle's snapshot and make it the one every reader sees."""
         self.latest = self.snapshot()
+        self.page.published(self.latest)
         return self.latest
 
     def status(self) -> dict[str, Any]:
@@ -338,7 +342,8 @@ class Daemon:
         )
         routing.resume_from_journal()
         self.publish()
-        server = HttpServer(make_app(lambda: self.latest, control=self, api=self.api),
+        server = HttpServer(make_app(lambda: self.latest, control=self, api=self.api,
+                                     page=self.page),
                             cfg.listen, Path(cfg.api_socket_path))
         try:
             await server.start()

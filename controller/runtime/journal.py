@@ -211,6 +211,11 @@ class Journal:
             log.error("cannot read the journal: %s", exc)
             return []
 
+    def recent(self, limit: int = 30) -> list[dict[str, Any]]:
+        """The newest events as plain values, oldest first: the status page's list."""
+        return [{"id": e.id, "ts": e.ts, "kind": e.kind, "subject": e.subject,
+                 "message": e.message} for e in self.events(limit)]
+
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()

@@ -8,7 +8,8 @@ default (``bench_probe_cost``), the daemon's RSS and CPU at 2,000 targets
 the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
 is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
 with the DID plan's compute and Kamailio push cost (``bench_trunks``), the ``/metrics``
-scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), and prints
+scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), the time from
+a failover to the status page in Chromium showing it (``bench_statuspage``), and prints
 what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
@@ -33,6 +34,7 @@ from tests.bench import (
     bench_failover,
     bench_metrics_scrape,
     bench_probe_cost,
+    bench_statuspage,
     bench_trunks,
 )
 from tests.bench.bench_failover import (
@@ -44,6 +46,7 @@ from tests.bench.bench_failover import (
     print_table,
     write_json,
 )
+from tests.lab.browser import browser_skip_reason
 
 __all__ = ["main", "probes_figures", "run_probes"]
 
@@ -113,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--trunk-trials", type=int, default=3,
                         help="trials per trunk-failover mode (default 3)")
+    parser.add_argument("--page-trials", type=int, default=5,
+                        help="trials of the status page benchmark (default 5)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
-                                          "metrics"),
+                                           "metrics", "page"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     check_failover_args(parser, args)
     if not 1 <= args.trunk_trials <= 50:
         parser.error("--trunk-trials must be 1..50")
+    if not 1 <= args.page_trials <= 100:
+        parser.error("--page-trials must be 1..100")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
 
@@ -177,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
             data["metrics_scrape"] = result
             return bench_metrics_scrape.figures(result)
         rows += _part("/metrics scrape", metrics, errors)
+
+    if "page" not in args.skip:
+        def page() -> list[Figure]:
+            reason = browser_skip_reason()
+            if reason is not None:
+                raise RuntimeError(reason)
+            report = bench_statuspage.run(trials=args.page_trials)
+            data["statuspage"] = report.to_json()
+            errors.extend(report.errors())
+            return bench_statuspage.figures(report)
+        rows += _part("status page after a failover (Chromium)", page, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]

@@ -275,3 +275,14 @@ def test_journal_limits_come_from_the_config() -> None:
     assert parse_config(MINIMAL.read_text()).journal == JournalLimits()
     with pytest.raises(ConfigError, match=r"journal\.keep_events"):
         parse_config(MINIMAL.read_text() + "journal: {keep_events: 10}\n")
+
+
+def test_recent_gives_the_status_page_plain_values_newest_last(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    for i in range(5):
+        j.record("decision", "internet", f"step {i}", secret_detail="not for the page")
+    recent = j.recent(3)
+    assert [e["message"] for e in recent] == ["step 2", "step 3", "step 4"]
+    assert set(recent[0]) == {"id", "ts", "kind", "subject", "message"}  # no data blob
+    assert recent[-1]["kind"] == "decision" and recent[-1]["subject"] == "internet"
+    j.close()

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from exporters.statuspage import STATIC_FILES
+
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 TOP_LEVEL = {"controller", "probes", "exporters"}
@@ -80,6 +82,9 @@ def test_the_wheel_holds_the_three_packages_and_the_lifeline_command(tmp_path: P
     assert tops == TOP_LEVEL, f"top-level names in {wheel.name}: {sorted(tops)}"
     shipped = {".".join(n.split("/")[:-1]) for n in names if n.endswith("/__init__.py")}
     assert shipped == source_packages(), "a package is missing from pyproject's list"
+    # The status page's files are package data, not a package: listed in pyproject too.
+    missing = {f"exporters/static/{name}" for name in STATIC_FILES} - set(names)
+    assert not missing, f"status page files not in the wheel: {sorted(missing)}"
 
     parser = configparser.ConfigParser(delimiters=("=",))
     parser.read_string(entry_points)
