@@ -30,6 +30,15 @@ The rules, in the operator's words:
    second trunk because that one happened to be judged first, and move back a moment
    later. Nothing waits for a trunk that is down, in maintenance, tripped, or whose link is
    down (no path is coming soon; didplan counts it down): such a trunk is left at once.
+6. A lost probe is the link's evidence before it is the peer's. A probe lost over a link
+   counts against the peer once a round of the link's own probes sent no earlier was good
+   (enough of its targets answered: the link worked then, the peer did not answer). It
+   is dropped if the link is judged down before that: the link failed, not the peer, and
+   a fibre cut must not take every trunk down, and with them every DID, while the route
+   moves to the next link. With neither after the link's own judging time (its probes
+   stalled, or it limps on without a verdict), it counts anyway: a peer's failure is
+   never held for long. Answered probes wait behind a held loss, so the peer's health
+   still sees its probes in order.
 
 No I/O and no clock: the daemon passes the time in, once a cycle.
 """
@@ -38,10 +47,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from controller.core.health import HealthState
 
-__all__ = ["PATIENCE", "PeerPath", "counts", "follow", "judge_time", "pending"]
+__all__ = ["PATIENCE", "LinkProof", "PeerPath", "counts", "follow", "judge_time", "loss_verdict",
+           "pending"]
 
 PATIENCE = 30.0  # seconds after the first noted paths: then every probe counts (rule 4)
 
@@ -113,3 +124,27 @@ def pending(judged: bool, path: PeerPath | None, now: float, judging: float,
     if path is not None and path.link_down:
         return False
     return path is None or path.since is None or now < path.since + judging
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProof:
+    """What a link's own probes say, for rule 6."""
+
+    state: HealthState
+    answered_sent: float | None  # send time of its latest good round (reliability met)
+    judging: float  # how long its probes may take to judge it down
+
+
+def loss_verdict(sent_at: float, now: float,
+                 proof: LinkProof | None) -> Literal["count", "drop", "wait"]:
+    """Rule 6 for a probe sent at ``sent_at`` and lost over a link (``proof``: what that
+    link's probes say; None: no link known, the loss counts as it always did)."""
+    if proof is None:
+        return "count"
+    if proof.answered_sent is not None and proof.answered_sent >= sent_at:
+        return "count"
+    if proof.state is HealthState.DOWN:
+        return "drop"
+    if now - sent_at >= proof.judging:
+        return "count"
+    return "wait"

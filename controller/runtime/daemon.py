@@ -104,6 +104,8 @@ class Daemon:
                       if cfg.alertmanager is not None and not dry_run else None)
         self.telephony = (Telephony(cfg, self.journal, self.tally, self.edges, book)
                           if cfg.trunks or cfg.dids else None)
+        if self.telephony is not None:  # a loss over a failing link is not the trunk's
+            self.telephony.link_proof = self.routing.proof
         self._edge_read_at = -1e9
         self._pending_refresh: set[str] = set()
         self.started = time.time()
@@ -175,6 +177,7 @@ class Daemon:
             if tel is None:
                 tel = self.telephony = Telephony(new, self.journal, self.tally, edges,
                                                  self.overrides.book)
+                tel.link_proof = self.routing.proof
                 tel.start(self._wake, probes=self._start_probes)
                 changes.append("telephony: on")
             else:

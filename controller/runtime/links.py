@@ -24,6 +24,7 @@ from controller.actuators.netlink import Netlink
 from controller.config import Config, Link, RouteGroup
 from controller.core.flushrules import FlushRule
 from controller.core.health import Health, HealthState, ProbeRound, Transition
+from controller.core.peerpath import LinkProof
 from controller.core.policy import Decision, GroupSpec, LinkView, decide_all
 from controller.core.snapshot import (
     RECONCILE_BUCKETS,
@@ -51,6 +52,7 @@ class LinkRuntime:
     carrier: bool = True
     source: str | None = None  # configured, or found on the interface at start
     skipped_counted: int = 0  # of scheduler.rounds_skipped, already in the tally
+    answered_sent: float | None = None  # send time of the latest good round
 
 
 @dataclass
@@ -276,6 +278,12 @@ class LinkRouting:
             if sample.ok and sample.rtt is not None:
                 tally.observe("lifeline_probe_rtt_seconds", sample.rtt, (link, spec.kind))
         rtts = tuple(s.rtt if s.ok else None for s in samples[: rt.targets])
+        # A round good by the link's own measure (`reliability` targets answered; the
+        # gateway alone answers through a blackhole) proves it carried traffic then.
+        answered = sum(r is not None for r in rtts)
+        if answered >= rt.cfg.probes.reliability and (rt.answered_sent is None
+                                                       or sent_at > rt.answered_sent):
+            rt.answered_sent = sent_at
         self._handle(rt.health.observe(ProbeRound(sent_at=sent_at, rtts=rtts)))
 
 
@@ -307,6 +315,16 @@ class LinkRouting:
                             new=tr.new.value, **fault)
         self._on_change()
 
+
+    def proof(self, link: str) -> LinkProof | None:
+        """What ``link``'s own probes say, for the SIP peers whose probes leave through it
+        (controller.core.peerpath, rule 6); None for a link this config does not hold."""
+        rt = self.links.get(link)
+        if rt is None:
+            return None
+        p = rt.health.params
+        return LinkProof(rt.health.state, rt.answered_sent,
+                         2.0 * (p.down_after * p.interval + rt.cfg.effective_timeout))
 
     def views(self) -> dict[str, LinkView]:
         out = {}

@@ -20,7 +20,8 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +41,12 @@ from controller.core.health import Health, HealthParams, HealthState, ProbeRound
 from controller.core.overrides import MAX_DURATION, Override
 from controller.core.peerpath import (
     PATIENCE,
+    LinkProof,
     PeerPath,
     counts,
     follow,
     judge_time,
+    loss_verdict,
     pending,
 )
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
@@ -105,6 +108,10 @@ class Peer:
     recheck: float = 0.2
     # Failed probes not counted: sent before its path existed, while never judged.
     uncounted: int = 0
+    # Outcomes held until the link a lost one left through has spoken (peerpath rule 6):
+    # (sent at, outcome, that link).
+    held: deque[tuple[float, Sample, str | None]] = field(default_factory=deque)
+    dropped: int = 0  # lost probes dropped since start: their link failed, not the peer
 
     @property
     def target(self) -> SipTarget:
@@ -148,6 +155,9 @@ class Telephony:
         # Paths by the link they leave through, None for the route's (note_paths).
         self._paths: dict[str | None, PeerPath] = {}
         self._patience_end: float | None = None  # PATIENCE after the first noted paths
+        # What a link's own probes say (the daemon sets it; None: every loss counts at once).
+        self.link_proof: Callable[[str], LinkProof | None] | None = None
+        self._now = 0.0  # the time of the last note_paths
         self._groups = self._trunk_groups(cfg.trunks)
         self._wake: asyncio.Event | None = None
         self._probing = False
@@ -308,6 +318,9 @@ class Telephony:
         for link in links:
             paths[link] = follow(self._paths.get(link), now, link, links)
         self._paths = paths
+        self._now = now
+        for kind, peer in self._peers():
+            self._release(kind, peer)
 
     def _path(self, kind: str, name: str) -> PeerPath | None:
         """A peer's path: its pinned link's, else the route's (None: nothing noted yet)."""
@@ -391,6 +404,33 @@ class Telephony:
             log.debug("%s %s: %s not counted: %s", kind, peer.name, code,
                       self._uncounted_reason(kind, peer))
             return
+        if sample.ok and not peer.held:
+            self._observe(kind, peer, sent_at, sample)
+            return
+        path = self._path(kind, peer.name)
+        peer.held.append((sent_at, sample, None if path is None else path.link))
+        self._release(kind, peer)
+
+    def _release(self, kind: str, peer: Peer) -> None:
+        """Hand held outcomes to the peer's health, in order, as far as rule 6 allows."""
+        while peer.held:
+            sent_at, sample, link = peer.held[0]
+            if not sample.ok:
+                proof = (None if link is None or self.link_proof is None
+                         else self.link_proof(link))
+                verdict = loss_verdict(sent_at, max(self._now, sent_at), proof)
+                if verdict == "wait":
+                    return
+                if verdict == "drop":
+                    peer.held.popleft()
+                    peer.dropped += 1
+                    log.debug("%s %s: a probe lost over %s not counted: %s is down",
+                              kind, peer.name, link, link)
+                    continue
+            peer.held.popleft()
+            self._observe(kind, peer, sent_at, sample)
+
+    def _observe(self, kind: str, peer: Peer, sent_at: float, sample: Sample) -> None:
         rtt = sample.rtt if sample.ok and sample.rtt is not None else None
         if sample.ok and rtt is None:
             rtt = 0.0

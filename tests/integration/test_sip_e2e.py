@@ -230,6 +230,7 @@ def test_fibre_failover_keeps_dids(site: Site) -> None:
     # carrier's in-dialog requests come back over it.
     assert edge_hops(sbc1.last_invite()) == (fibre_a, fibre_a)
     started = time.monotonic()
+    cut = time.time()
     lab.faults.blackhole("fibre-a")
     daemon.wait_active(["fibre-b"], timeout=15)
     daemon.wait_for(site_ready, 20, "trunks up over fibre-b")
@@ -242,6 +243,13 @@ def test_fibre_failover_keeps_dids(site: Site) -> None:
     for number in samples():
         assert sip.inbound(number, link="fibre-b") == 0, f"inbound {number} via fibre-b"
     assert sip.inbound(A_DID, link="fibre-a", timeout=2) != 0  # the blackhole holds
+    # The OPTIONS lost over fibre-a while it failed were fibre-a's loss, not the carriers':
+    # no trunk went down and no DID was unroutable on the way (peerpath, rule 6).
+    journal = [e for e in read_events(daemon.state_dir / "journal.sqlite3", 500)
+               if e.ts >= cut]
+    assert [e.message for e in journal if e.data.get("peer") == "trunk"
+            and e.data.get("new") == "down"] == []
+    assert [e.message for e in journal if e.kind == "error"] == []
     print(f"\n(b) fibre-a blackholed -> all ready on fibre-b after {ready:.2f} s, "
           f"calls good {took:.2f} s later")
 
