@@ -7,8 +7,10 @@ default (``bench_probe_cost``), the daemon's RSS and CPU at 2,000 targets
 (``bench_daemon_rss``) and
 the probe engine next to fping (``bench_probes``, in its own process so that its RSS figure
 is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
-with the DID plan's compute and Kamailio push cost (``bench_trunks``), and prints what
-each measured against its goal.
+with the DID plan's compute and Kamailio push cost (``bench_trunks``), the time from every
+uplink dying to the page at on-call's webhook, lifeline's own post and via Prometheus, with
+the shipped Prometheus and Alertmanager settings (``bench_paging``), and prints what each
+measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -27,7 +29,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.bench import bench_daemon_rss, bench_failover, bench_probe_cost, bench_trunks
+from tests.bench import (
+    bench_daemon_rss,
+    bench_failover,
+    bench_paging,
+    bench_probe_cost,
+    bench_trunks,
+)
 from tests.bench.bench_failover import (
     Figure,
     add_failover_args,
@@ -106,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--trunk-trials", type=int, default=3,
                         help="trials per trunk-failover mode (default 3)")
-    parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks"),
+    parser.add_argument("--paging-trials", type=int, default=3,
+                        help="trials per paging path (default 3)")
+    parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
+                                           "paging"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -116,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     check_failover_args(parser, args)
     if not 1 <= args.trunk_trials <= 50:
         parser.error("--trunk-trials must be 1..50")
+    if not 1 <= args.paging_trials <= 50:
+        parser.error("--paging-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
 
@@ -162,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             errors.extend(report.errors())
             return bench_trunks.figures(report)
         rows += _part("trunk failover (SIP)", trunks, errors)
+
+    if "paging" not in args.skip:
+        def paging() -> list[Figure]:
+            report = bench_paging.run(trials=args.paging_trials)
+            data["paging"] = report.to_json()
+            errors.extend(report.errors())
+            return bench_paging.figures(report)
+        rows += _part("paging (all uplinks down -> webhook)", paging, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
