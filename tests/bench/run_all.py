@@ -9,8 +9,10 @@ the probe engine next to fping (``bench_probes``, in its own process so that its
 is the engine's and not this runner's), calls lost during a SIP trunk failover at 20 calls/s
 with the DID plan's compute and Kamailio push cost (``bench_trunks``), the ``/metrics``
 scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), the time from
-a failover to the status page in Chromium showing it (``bench_statuspage``), and prints
-what each measured against its goal.
+a failover to the status page in Chromium showing it (``bench_statuspage``), the time from
+every uplink dying to the page at on-call's webhook, lifeline's own post and via Prometheus,
+with the shipped Prometheus and Alertmanager settings (``bench_paging``), and prints what
+each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -33,6 +35,7 @@ from tests.bench import (
     bench_daemon_rss,
     bench_failover,
     bench_metrics_scrape,
+    bench_paging,
     bench_probe_cost,
     bench_statuspage,
     bench_trunks,
@@ -118,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per trunk-failover mode (default 3)")
     parser.add_argument("--page-trials", type=int, default=5,
                         help="trials of the status page benchmark (default 5)")
+    parser.add_argument("--paging-trials", type=int, default=3,
+                        help="trials per paging path (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
-                                           "metrics", "page"),
+                                           "metrics", "page", "paging"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -131,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trunk-trials must be 1..50")
     if not 1 <= args.page_trials <= 100:
         parser.error("--page-trials must be 1..100")
+    if not 1 <= args.paging_trials <= 50:
+        parser.error("--paging-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
 
@@ -195,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
             errors.extend(report.errors())
             return bench_statuspage.figures(report)
         rows += _part("status page after a failover (Chromium)", page, errors)
+
+    if "paging" not in args.skip:
+        def paging() -> list[Figure]:
+            report = bench_paging.run(trials=args.paging_trials)
+            data["paging"] = report.to_json()
+            errors.extend(report.errors())
+            return bench_paging.figures(report)
+        rows += _part("paging (all uplinks down -> webhook)", paging, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]

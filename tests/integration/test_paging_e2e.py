@@ -8,10 +8,7 @@ what Alertmanager says of each alert, not lifeline's own view."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,29 +20,29 @@ import yaml
 from tests.integration.test_alertmanager import _test_config
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
+from tests.lab.monitoring import (
+    ALERTMANAGER,
+    AM_PORT,
+    PROMETHEUS,
+    SINK_PORT,
+    prometheus_config,
+    query,
+    site_get,
+    start_alertmanager,
+    start_prometheus,
+    start_sink,
+)
+from tests.lab.monitoring import quietly as _quietly
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 from tests.lab.webhook_sink import read
 from tests.unit.test_alert_rules import RULES, _metric_names
-
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager")
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(PROMETHEUS is None or ALERTMANAGER is None,
                        reason="needs prometheus and prometheus-alertmanager (Debian)"),
 ]
-
-# Inside the site namespace: its own loopback, so fixed ports collide with nothing.
-PROM_PORT, AM_PORT, SINK_PORT, LIFELINE = 9090, 9093, 9099, "127.0.0.1:9730"
-
-
-def site_get(lab: Lab, url: str) -> Any:
-    """GET a JSON API inside the site namespace (where Prometheus and Alertmanager listen)."""
-    code = ("import sys, urllib.request as u; "
-            "sys.stdout.write(u.urlopen(sys.argv[1], timeout=3).read().decode())")
-    return json.loads(lab.run(lab.site, [sys.executable, "-c", code, url]).stdout)
 
 
 class Paging:
@@ -63,43 +60,13 @@ class Paging:
         # the links go down one by one must meet the every-uplink-down page that inhibits it.
         next(r for r in am["route"]["routes"] if "severity=\"ticket\"" in r["matchers"][0]
              )["group_wait"] = "20s"
-        (w / "alertmanager.yml").write_text(yaml.safe_dump(am))
-        prom = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "alerting": {"alertmanagers": [
-                {"static_configs": [{"targets": [f"127.0.0.1:{AM_PORT}"]}]}]},
-            "scrape_configs": [{"job_name": "lifeline", "static_configs": [
-                {"targets": [LIFELINE], "labels": {"site": "lab"}}]}],
-        }
-        (w / "prometheus.yml").write_text(yaml.safe_dump(prom))
-        logs = {name: (w / f"{name}.log").open("w") for name in ("sink", "am", "prom")}
-        try:
-            lab.popen(lab.site, [sys.executable, "-m", "tests.lab.webhook_sink",
-                                 "--port", str(SINK_PORT), "--out", str(self.sink)],
-                      stdout=logs["sink"], stderr=logs["sink"])
-            assert ALERTMANAGER is not None and PROMETHEUS is not None
-            lab.popen(lab.site, [ALERTMANAGER, f"--config.file={w / 'alertmanager.yml'}",
-                                 f"--storage.path={w / 'am-data'}",
-                                 f"--web.listen-address=127.0.0.1:{AM_PORT}",
-                                 "--cluster.listen-address="],
-                      stdout=logs["am"], stderr=logs["am"])
-            lab.popen(lab.site, [PROMETHEUS, f"--config.file={w / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={w / 'prom-data'}",
-                                 f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
-                      stdout=logs["prom"], stderr=logs["prom"])
-        finally:
-            for f in logs.values():
-                f.close()
+        self.sink = start_sink(lab, w)
+        start_alertmanager(lab, w, am)
+        start_prometheus(lab, w, prometheus_config([RULES]))
         return self
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        from urllib.parse import quote
-
-        doc = site_get(self.lab, f"http://127.0.0.1:{PROM_PORT}/api/v1/query?query="
-                       + quote(expr))
-        assert doc["status"] == "success", doc
-        return list(doc["data"]["result"])
+        return query(self.lab, expr)
 
     def am_alerts(self) -> list[dict[str, Any]]:
         return list(site_get(self.lab, f"http://127.0.0.1:{AM_PORT}/api/v2/alerts"))
@@ -126,14 +93,6 @@ def paging(lab: Lab, tmp_path: Path) -> Iterator[tuple[LifelineProcess, Paging]]
         chain.query('up{job="lifeline"} == 1'))
     until(lambda: _quietly(scraped), 30, 0.5, "Prometheus scraping lifeline")
     yield daemon, chain
-
-
-def _quietly(check: Callable[[], bool]) -> bool:
-    """A check that may hit a server still starting (connection refused) is just not yet."""
-    try:
-        return check()
-    except Exception:
-        return False
 
 
 # Served only with trunks, DIDs or a SIP edge configured: this lab has links only.

@@ -1,11 +1,13 @@
 """A webhook receiver for Alertmanager, run inside a lab namespace: every POST body (JSON)
-is appended as one line to a file, with the path it came to, so a test reads what was
-delivered. ``python -m tests.lab.webhook_sink --port P --out FILE``; stopped by signal."""
+is appended as one line to a file, with the path it came to and when it arrived (``at``,
+Unix time), so a test reads what was delivered and a benchmark when.
+``python -m tests.lab.webhook_sink --port P --out FILE``; stopped by signal."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -14,8 +16,9 @@ from aiohttp import web
 def app_for(out: Path) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         body = await request.json()
+        at = time.time()
         with out.open("a") as f:
-            f.write(json.dumps({"path": request.path, "body": body}) + "\n")
+            f.write(json.dumps({"path": request.path, "at": at, "body": body}) + "\n")
         return web.Response(text="ok")
 
     app = web.Application(client_max_size=1 << 20)

@@ -1,0 +1,230 @@
+"""The proof that the dashboards and the rules fit the exporter: a real Prometheus scrapes the
+real lifeline of a lab SIP site (links, trunks, DIDs, Kamailio as the edge) with the shipped
+rules loaded and the shipped Alertmanager config behind both, the site goes through a run
+of failures, and every PromQL expression of the rules (alert and record) and of every
+``grafana/dashboards/*.json`` panel target is asked of Prometheus' HTTP API after each step.
+Each must parse every time, and each must return data at least once: a metric or label
+renamed in the code without the dashboards and rules following returns nothing in every
+step and fails here. The few alerts no lab step can provoke are in ALLOWED_EMPTY, each with
+its reason.
+
+The steps, each waited for in Prometheus itself before the expressions are asked: the site
+at work (lte slowed to a latency too high for voice, one trunk in maintenance by config), the
+primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR destination),
+one SBC dead and another failing calls while answering OPTIONS (trunk down, DIDs unroutable,
+edge tripped), Kamailio gone and a new plan to push (edge out of sync), a bad config
+refused, every uplink down, lifeline itself stopped.
+Scrape and evaluation every second (the recording group's 30 s interval shortened to match
+in a copy of the rules; the expressions are the shipped ones). Run with ``-s`` for the table
+of expressions and result counts per step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import SIP_LAB
+from tests.lab.monitoring import (
+    ALERTMANAGER,
+    AM_PORT,
+    PROMETHEUS,
+    SITE,
+    prometheus_config,
+    query,
+    query_doc,
+    quietly,
+    start_alertmanager,
+    start_prometheus,
+    start_sink,
+)
+from tests.lab.promql_exprs import Expr, dashboard_exprs, rule_exprs, substitute
+from tests.lab.sipsite import DR_PORT, SipSite
+from tests.lab.topology import Lab
+from tests.lab.wait import until
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "grafana" / "alerts" / "lifeline.rules.yaml"
+DASHBOARDS = REPO / "grafana" / "dashboards"
+AM_CONFIG = REPO / "grafana" / "alertmanager" / "alertmanager.yml"
+
+pytestmark = [*SIP_LAB, pytest.mark.skipif(
+    PROMETHEUS is None or ALERTMANAGER is None,
+    reason="needs prometheus and prometheus-alertmanager (Debian packages)")]
+
+# The dashboards' variables: the lab's site, every link and trunk.
+VARIABLES = {"site": SITE, "link": ".*", "trunk": ".*"}
+
+# Alerts no step of a lab run can make true, and why. Keep it short: an expression that is
+# empty because a metric was renamed must fail, not be listed here.
+ALLOWED_EMPTY = {
+    "rules: LifelineNotScraped": "absent(): true only while Prometheus has no lifeline target",
+    "rules: LifelineProbeLoopBehind": "needs the daemon's event loop starved (an overloaded host)",
+    "rules: LifelineJournalTrouble": "needs the journal's disk to fail (full, read-only)",
+    "rules: LifelineReconcileErrors": "needs the kernel to refuse a route, or a foreign route "
+                                      "at the group's key when lifeline starts",
+    "rules: LifelineFlapping": "needs more than 4 failovers in 30 min, which flap damping "
+                               "(a growing hold-down) stretches to minutes",
+}
+
+SBC_DOWN, SBC_503, SBC_MAINT = "carrier-b-sbc1", "carrier-a-sbc1", "carrier-a-sbc2"
+A_DID = "+390212345601"  # carrier A's range: sbc1 (then sbc2, here in maintenance)
+
+
+def all_exprs() -> list[Expr]:
+    dashboards = sorted(DASHBOARDS.glob("*.json"))
+    assert dashboards, f"no dashboard in {DASHBOARDS}: nothing to check them against"
+    return rule_exprs(RULES) + [e for d in dashboards for e in dashboard_exprs(d)]
+
+
+def fast_rules(into: Path) -> Path:
+    """A copy of the shipped rules whose groups evaluate every second (the recording group
+    ships with 30 s); the expressions are untouched."""
+    doc = yaml.safe_load(RULES.read_text())
+    for group in doc["groups"]:
+        group["interval"] = "1s"
+    into.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return into
+
+
+def trunk(st: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(t for t in st["trunks"] if t["name"] == name))
+
+
+class Steps:
+    """Asks every expression after each step; keeps (step, result count) per expression."""
+
+    def __init__(self, lab: Lab, exprs: list[Expr]) -> None:
+        self.lab = lab
+        self.exprs = exprs
+        self.asked = {e: substitute(e.expr, VARIABLES) for e in exprs}
+        self.steps: list[str] = []
+        self.counts: dict[Expr, list[int]] = {e: [] for e in exprs}
+
+    def seen(self, expr: str, what: str, timeout: float = 30.0) -> None:
+        """Wait until Prometheus itself has data for ``expr`` (scraped and evaluated)."""
+        until(lambda: bool(query(self.lab, expr)), timeout, 0.25, f"Prometheus to see {what}")
+
+    def ask_all(self, step: str) -> None:
+        self.steps.append(step)
+        for e, asked in self.asked.items():
+            doc = query_doc(self.lab, asked)
+            assert doc["status"] == "success", (
+                f"{e.source}: Prometheus refused {asked!r}: {doc.get('error')}")
+            self.counts[e].append(len(doc["data"]["result"]))
+
+    def table(self) -> str:
+        head = "  ".join(f"{i}" for i in range(len(self.steps)))
+        lines = ["steps: " + ", ".join(f"{i} {s}" for i, s in enumerate(self.steps)),
+                 f"{'results per step':<24}  {head}  expression (source)"]
+        for e in self.exprs:
+            counts = "  ".join(f"{n:>{len(str(i))}}" for i, n in enumerate(self.counts[e]))
+            mark = "allowed empty" if e.source in ALLOWED_EMPTY else (
+                "ok" if any(self.counts[e]) else "NO DATA")
+            lines.append(f"{mark:<24}  {counts}  {' '.join(self.asked[e].split())}"
+                         f"  ({e.source})")
+        return "\n".join(lines)
+
+
+def test_every_dashboard_and_rule_expression_fits_the_exporter(lab: Lab,
+                                                               tmp_path: Path) -> None:
+    exprs = all_exprs()  # no dashboard: fail before building anything
+    steps = Steps(lab, exprs)
+    sip = SipSite(lab, tmp_path / "sip").start()
+    # The DR destination answers too (the lab leaves it silent): a PBX gone sends DIDs there.
+    sip.start_uas("dr", lab.lan, str(lab.lan_host_addr), DR_PORT)
+    # lte slowed to ~240 ms round trip (probed every 500 ms, so a probe still comes back in
+    # time): up, but not good enough for voice (latency over 150 ms).
+    lab.faults.delay("lte", 120.0)
+
+    # The shipped Alertmanager config, its webhooks to the sink: lifeline posts its own
+    # pages there (the dashboards chart those posts) and Prometheus sends its alerts.
+    start_sink(lab, tmp_path / "am")
+    start_alertmanager(lab, tmp_path / "am", yaml.safe_load(AM_CONFIG.read_text()))
+
+    def edit(config: dict[str, Any]) -> None:
+        config["alertmanager"] = {"urls": [f"http://127.0.0.1:{AM_PORT}"], "timeout": "1s"}
+        lte = next(lk for lk in config["links"] if lk["name"] == "lte")
+        lte["probes"].update(interval="500ms", timeout="500ms")
+        next(t for t in config["trunks"] if t["name"] == SBC_MAINT)["maintenance"] = (
+            "SBC swap, lab")
+
+    daemon = sip.start_daemon(tmp_path / "state", edit=edit, ready_timeout=None)
+    daemon.wait_for(lambda s: s["dids"] is not None and s["dids"]["unroutable_numbers"] == 0
+                    and all(e["in_sync"] for e in s["edges"]), 30, "the DID plan at the edge")
+    start_prometheus(lab, tmp_path / "prom",
+                     prometheus_config([fast_rules(tmp_path / "rules.yaml")]))
+    until(lambda: quietly(lambda: bool(query(lab, 'up{job="lifeline"} == 1'))), 30, 0.25,
+          "Prometheus scraping lifeline")
+    steps.seen("group:lifeline_best_tier:min", "the recording rules evaluated")
+    steps.seen('lifeline_link_state{link="lte", state="degraded"} == 1', "lte degraded")
+    steps.seen("lifeline_trunk_maintenance == 1", "the trunk in maintenance")
+    steps.seen("lifeline_alertmanager_posts_total", "lifeline's posts to Alertmanager")
+    steps.ask_all("site at work")
+
+    lab.faults.blackhole("fibre-a")
+    daemon.wait_active(["fibre-b"], timeout=30.0)
+    steps.seen('lifeline_link_state{link="fibre-a", state="down"} == 1', "fibre-a down")
+    steps.seen('ALERTS{alertname="LifelineOnBackupLink"}', "the site on a backup link")
+    steps.ask_all("fibre-a blackholed")
+
+    sip.stop_peer("pbx")
+    steps.seen("lifeline_dids_on_dr > 0", "DIDs on the DR destination")
+    steps.ask_all("PBX gone")
+
+    sip.stop_peer(SBC_DOWN)
+    steps.seen(f'lifeline_trunk_state{{trunk="{SBC_DOWN}", state="down"}} == 1',
+               f"{SBC_DOWN} down")
+    steps.seen("lifeline_dids_unroutable > 0", "DIDs unroutable")
+    # sbc1 answers OPTIONS but refuses every call: the edge's failure signal trips it.
+    sip.stop_peer(SBC_503)
+    sip.start_sbc(SBC_503, "uas_503.xml")
+    daemon.wait_for(lambda s: trunk(s, SBC_503)["state"] == "up", 15, "sbc1 answering")
+
+    def tripped() -> bool:
+        sip.outbound(A_DID, timeout=1.5)  # fails: 503
+        st = daemon.status()
+        return st is not None and bool(trunk(st, SBC_503)["edge_tripped"])
+
+    until(tripped, 40, 0.3, f"{SBC_503} tripped by failing calls")
+    steps.seen("lifeline_trunk_edge_tripped == 1", "the tripped trunk")
+    steps.ask_all("trunks failed")
+
+    sip.stop_kamailio()
+    # Out of sync once there is a new plan it cannot take: carrier B's SBC comes back.
+    sip.start_sbc(SBC_DOWN)
+    daemon.wait_for(lambda s: not s["edges"][0]["in_sync"], 20, "a push failing")
+    steps.seen("lifeline_sip_edge_in_sync == 0", "the edge out of sync")
+    steps.ask_all("Kamailio gone")
+
+    daemon.config_path.write_text("site: lab\nlinks: [{name: fibre-a}]\n")
+    assert daemon.pid is not None
+    os.kill(daemon.pid, signal.SIGHUP)
+    steps.seen("lifeline_config_last_reload_successful == 0", "the bad config refused")
+    steps.ask_all("config refused")
+
+    for link in ("fibre-b", "lte"):
+        lab.faults.blackhole(link)
+    steps.seen("sum by (site) (lifeline_link_up) == 0", "every uplink down")
+    steps.ask_all("every uplink down")
+
+    stopped = time.monotonic()
+    daemon.stop()
+    steps.seen('up{job="lifeline"} == 0', "lifeline not answering")
+    steps.ask_all("lifeline stopped")
+    took = time.monotonic() - stopped
+
+    print(f"\n{steps.table()}\n({len(exprs)} expressions, {len(steps.steps)} steps; "
+          f"the last step seen {took:.1f} s after the stop)")
+    empty = [e for e in exprs if not any(steps.counts[e]) and e.source not in ALLOWED_EMPTY]
+    assert not empty, "no data in any step (a renamed metric or label?):\n" + "\n".join(
+        f"  {e.source}: {steps.asked[e]}" for e in empty)
+    unused = set(ALLOWED_EMPTY) - {e.source for e in exprs}
+    assert not unused, f"ALLOWED_EMPTY names rules that are gone: {sorted(unused)}"
+
