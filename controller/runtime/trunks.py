@@ -607,6 +607,9 @@ class Telephony:
                     self.journal.record("action", edge.name, detail)
             else:
                 all_ok = False
+                # The edge is not known to hold the plan any more (a dead Kamailio holds
+                # nothing): out of sync until a push succeeds, changed plan or not.
+                self.pushed.pop(edge.name, None)
                 if detail != previous:
                     self.push_errors[edge.name] = detail
                     log.error("%s: plan push failed: %s", edge.name, detail)

@@ -182,6 +182,28 @@ async def test_push_records_the_plan_and_counts(tel: Telephony) -> None:
         ("recorder", None, True)]
 
 
+async def test_an_edge_that_stops_taking_the_same_plan_is_out_of_sync_until_it_takes_it(
+        tel: Telephony, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead Kamailio holds nothing: the plan unchanged is no reason to say it is held."""
+    now = all_up(tel)
+    plan = tel.decide(now, LINKS)
+    recorder = tel.edges[0]
+    assert isinstance(recorder, Recorder)
+    assert await tel.push(plan)
+
+    async def refuse(plan: EdgePlan) -> PushResult:
+        return PushResult(ok=False, attempts=1, status=None, error="connection refused",
+                          seconds=0.0)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recorder, "push", refuse)
+        assert not await tel.push(plan)
+        (edge,) = tel.snapshot(now)[2]
+        assert not edge.in_sync and edge.error is not None
+    assert await tel.push(plan)
+    assert [(e.in_sync, e.error) for e in tel.snapshot(now)[2]] == [(True, None)]
+
+
 async def test_edge_failures_trip_a_trunk_its_dids_move_and_the_trip_is_journaled(
         tel: Telephony, tmp_path: Path) -> None:
     now = all_up(tel)
