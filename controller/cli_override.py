@@ -6,8 +6,8 @@ Each sends one request to the running daemon: over its unix socket by default (w
 the unix user), or over TCP with ``--url`` and ``--token-file`` (docs/api.md). Every
 change carries a reason and lapses at its expiry (``--for`` or ``--until``, else the
 daemon's ``api.default_expiry``); ``--off`` lifts it early.
-``lifeline maintenance TRUNK`` keeps its old meaning: an open-ended mark on a trunk,
-kept until lifted.
+``lifeline maintenance TRUNK`` keeps its old form: a trunk mark with no ``--for``, which
+lapses after the longest an override may last (7 days) unless lifted before.
 
 Exit codes as in controller.cli: 0 done, 1 the daemon did not answer or refused the
 caller (token, rate limit), 2 the request itself was refused (unknown name, bad value).
@@ -34,8 +34,9 @@ def add_commands(sub: Any) -> None:
     force = sub.add_parser(
         "force", help="force a route group to one link (until the expiry or --off)",
         description="Routes the group through LINK whatever the policy would pick, until "
-                    "the expiry; then the policy decides again. A forced link that goes "
-                    "down is still used: force only what you are watching.")
+                    "the expiry; then the policy decides again. While the forced link is down "
+                    "the force is held but not applied (the group fails over as usual; "
+                    "status says why) and it applies again when the link is back.")
     force.add_argument("group")
     force.add_argument("link", nargs="?", help="the link to use (not with --off)")
     _change_options(force)
@@ -56,10 +57,10 @@ def add_commands(sub: Any) -> None:
         usage="lifeline maintenance [link|trunk] NAME [--reason R] [--for 2h] [--off]",
         description="`maintenance link NAME` keeps the group routes off a link; "
                     "`maintenance trunk NAME` gives a trunk no calls; both lapse at the "
-                    "expiry. `maintenance TRUNK` (no kind) sets the open-ended trunk mark "
-                    "of before: kept until --off, across restarts "
-                    "(state_dir/maintenance.json). A mark the config sets stays until the "
-                    "config changes.")
+                    "expiry. `maintenance TRUNK` (no kind) sets the trunk mark of before, "
+                    "which lapses after 7 days (the longest an override lasts) unless "
+                    "lifted with --off. Marks survive restarts (state_dir/overrides.json). "
+                    "A mark the config sets stays until the config changes.")
     maint.add_argument("kind_or_trunk", metavar="link|trunk")
     maint.add_argument("name", nargs="?", metavar="NAME")
     _change_options(maint, reason_required=False)
@@ -247,7 +248,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
     args.command_name = "maintenance"
-    if args.name is None:  # `lifeline maintenance TRUNK`: the open-ended mark
+    if args.name is None:  # `lifeline maintenance TRUNK`: the mark with no expiry of its own
         kind, name = "trunk", args.kind_or_trunk
         legacy = not (args.duration or args.until)
     elif args.kind_or_trunk in ("link", "trunk"):
@@ -279,7 +280,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 def _maintenance_line(kind: str, name: str, doc: Any, *, on: bool) -> str:
     if kind == "trunk" and isinstance(doc, dict) and "maintenance" in doc:
-        why = doc.get("maintenance")  # the open-ended mark's answer says what holds now
+        why = doc.get("maintenance")  # the answer says what holds now
         return f"trunk {name}: " + (f"in maintenance, gets no calls ({why})" if why
                                     else "in service")
     if not on:

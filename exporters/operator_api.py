@@ -419,8 +419,8 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
         trunk = path_name(request, "trunk", "trunk")
         check_fields(body, {"reason"}, set())
         reason = text_field(body, "reason", limit=MAX_REASON, required=False)
-        # Lifts both kinds of mark: the expiring one, then the open-ended one, whose
-        # answer tells what holds now.
+        # Lifts the mark whichever way it was set (with an expiry, or the old form), and
+        # the answer tells what holds now.
         cleared = ctl().clear_override("maintenance", f"trunk:{trunk}", caller.by, reason)
         return {**_trunk_mark(trunk, False, reason), "override": dict(cleared)}
 

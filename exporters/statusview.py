@@ -39,8 +39,8 @@ async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any
 
 async def request_maintenance(socket_path: Path, trunk: str, on: bool, reason: str = "",
                               timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
-    """PUT (on) or DELETE (off) a trunk's open-ended maintenance mark (no expiry, kept
-    until lifted): (HTTP status, answer)."""
+    """PUT (on) or DELETE (off) a trunk's maintenance mark with no expiry of its own (it
+    lapses after 7 days, the longest an override lasts): (HTTP status, answer)."""
     url = f"http://lifeline/api/v1/trunks/{quote(trunk, safe='')}/maintenance"
     body = {"reason": reason, "open": True} if on else None
     async with _daemon(socket_path, timeout) as session, session.request(
