@@ -3,33 +3,44 @@ commands an operator types: the route group forced to the backup link over TCP w
 token (the daemon listens on the site namespace's loopback), refused with a wrong token,
 kept across a restart, lifted over the unix socket. Each step is checked where the operator
 would look: the kernel route, /api/v1/overrides, /api/v1/status, /metrics and the journal
-(``lifeline events``)."""
+(``lifeline events``); and at a real Alertmanager in the site, which gets lifeline's own
+"failed over" ticket for a real failover but not for the operator's moves."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.test_daemon import metric_value
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess, route_devices
-from tests.lab.netns import ns_argv
+from tests.lab.netns import LabError, ns_argv
 from tests.lab.topology import Lab
+from tests.lab.wait import until
 
-pytestmark = pytest.mark.lab
+ALERTMANAGER = shutil.which("prometheus-alertmanager")
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(ALERTMANAGER is None,
+                       reason="needs prometheus-alertmanager (Debian package)"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:9730"  # the daemon's listen address, in the site namespace
+AM = "http://127.0.0.1:9093"  # Alertmanager, also on the site namespace's loopback
 TOKEN = "lab-noc-token-0123456789abcdef"  # a lab token, made for this test
 REASON = "carrier works on fibre-a, ticket 4711"
 
@@ -56,12 +67,43 @@ def events(state_dir: Path, subject: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-def api_get(lab: Lab, path: str) -> Any:
-    """GET over the daemon's TCP address in the site (reads need no token)."""
-    code = ("import json, sys, urllib.request; "
-            f"print(urllib.request.urlopen({URL + path!r}, timeout=5).read().decode())")
-    out = lab.run(lab.site, [sys.executable, "-c", code])
-    return json.loads(out.stdout)
+def api_get(lab: Lab, path: str, base: str = URL) -> Any:
+    """GET over a TCP address in the site: the daemon's (reads need no token), or
+    Alertmanager's. No proxy handler: the request stays on the site's loopback."""
+    code = ("import sys, urllib.request as u; "
+            "opener = u.build_opener(u.ProxyHandler({})); "
+            "sys.stdout.write(opener.open(sys.argv[1], timeout=5).read().decode())")
+    out = lab.run(lab.site, [sys.executable, "-c", code, base + path]).stdout
+    return json.loads(out) if out.strip() else ""
+
+
+def start_alertmanager(lab: Lab, workdir: Path) -> None:
+    """A real Alertmanager in the site, routing everything to a receiver that sends
+    nothing: the test reads what it holds (its v2 API), not what it would notify."""
+    assert ALERTMANAGER is not None
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(
+        {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
+    with (workdir / "alertmanager.log").open("w") as log:
+        lab.popen(lab.site, [ALERTMANAGER, f"--config.file={workdir / 'alertmanager.yml'}",
+                             f"--storage.path={workdir / 'data'}",
+                             f"--web.listen-address={AM.removeprefix('http://')}",
+                             "--cluster.listen-address="], stdout=log, stderr=log)
+    until(lambda: _quietly(lambda: bool(api_get(lab, "/api/v2/status", AM))), 30, 0.2,
+          "Alertmanager ready")
+
+
+def _quietly(probe: Callable[[], bool]) -> bool:
+    try:
+        return probe()
+    except (LabError, json.JSONDecodeError):
+        return False
+
+
+def failed_over_tickets(lab: Lab) -> list[dict[str, str]]:
+    """The labels of every LifelineFailedOver alert Alertmanager holds."""
+    alerts = api_get(lab, "/api/v2/alerts", AM)
+    return [a["labels"] for a in alerts if a["labels"]["alertname"] == "LifelineFailedOver"]
 
 
 @contextmanager
@@ -95,6 +137,8 @@ def test_an_operator_forces_the_backup_link_over_tcp_and_lifts_it_on_the_socket(
     good = secret(tmp_path / "noc-token", TOKEN + "\n")
     config = lifeline_config_dict(lab, state, listen="127.0.0.1:9730")
     config["api"] = {"token_file": str(tokens)}
+    config["alertmanager"] = {"urls": [AM], "timeout": "1s"}
+    start_alertmanager(lab, tmp_path / "alertmanager")
     daemon = LifelineProcess.with_config(lab, state, config)
     daemon.start()
     try:
@@ -147,6 +191,8 @@ def test_an_operator_forces_the_backup_link_over_tcp_and_lifts_it_on_the_socket(
         moves = [e for e in events(state, "internet")
                  if e["kind"] == "decision" and e["data"].get("operator")]
         assert moves, events(state, "internet")
+        time.sleep(2.0)  # lifeline posts within a cycle of a move; a ticket would be in
+        assert failed_over_tickets(lab) == []
 
         # A restart: the override comes back from the state dir, the route never moves.
         with routes_seen(lab) as seen:
@@ -171,6 +217,15 @@ def test_an_operator_forces_the_backup_link_over_tcp_and_lifts_it_on_the_socket(
                    if e["message"].startswith("override cleared")]
         (lifted,) = cleared
         assert "by unix:root: drill over" in lifted["message"], lifted  # the socket's peer
+
+        # No ticket for the operator's moves; a real failover gets one (so the path works).
+        time.sleep(2.0)
+        assert failed_over_tickets(lab) == []
+        lab.faults.carrier("fibre-a", False)
+        daemon.wait_active(["fibre-b"], 10)
+        (ticket,) = until(lambda: failed_over_tickets(lab), 10, 0.2,
+                          "lifeline's failed-over ticket at Alertmanager")
+        assert ticket["group"] == "internet" and ticket["severity"] == "ticket", ticket
     finally:
         assert daemon.stop() == 0
     assert json.loads((state / "overrides.json").read_text())["overrides"] == []
