@@ -126,12 +126,14 @@ class PageBook:
         """Remember each group's link; a change from one link to another is a failover,
         except a move the operator made: onto the link an applied route override names,
         or away from it when the override was lifted (the policy deciding again). Both
-        still count in lifeline_failovers_total; only the ticket is left out."""
+        still count in lifeline_failovers_total; only the ticket is left out. An override
+        that stops applying (its link went down) is not a lift: that move is a failover."""
+        held = {o.target for o in snap.overrides if o.kind == "route"}
         forced = {o.target: o.value for o in snap.overrides
                   if o.kind == "route" and o.applied and o.value}
         for g in snap.groups:
             before = self.last_applied.get(g.name)
-            if g.name not in forced and g.name in self.forced:
+            if g.name not in held and g.name in self.forced:  # lifted or lapsed
                 self.released[g.name] = self.forced[g.name]
             if before and g.applied and before != g.applied:
                 operator = (g.applied == (forced.get(g.name),)

@@ -5,12 +5,15 @@ kept until delivered); and the poster against an HTTP server standing in for Ale
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.config.model import AlertmanagerPush
 from controller.core.health import HealthState
@@ -143,6 +146,24 @@ def test_a_lift_the_policy_agrees_with_leaves_later_failovers_ticketed() -> None
     assert book.released == {}
     # Later b fails and lifeline moves the group: that is a failover.
     assert failed_over(book, moved("c")) == [("b", "c")]
+
+
+def test_the_forced_link_failing_is_a_failover_not_a_lift() -> None:
+    book = PageBook()
+    # b forced; b goes down, the override is held but not applied, lifeline moves to a.
+    assert failed_over(book, moved("a"), moved("b", forced="b"),
+                       moved("a", forced="b", held=False)) == [("b", "a")]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("abc")), max_size=30))
+def test_without_overrides_every_change_of_link_is_a_ticket(
+        steps: list[tuple[str, str]]) -> None:
+    """The operator's exceptions take nothing away from a site nobody overrode: each
+    change of the kernel's link is a ticket, whatever the policy decided meanwhile."""
+    snaps = [moved(applied, decided=decided) for applied, decided in steps]
+    changes = [(old[0], new[0]) for old, new in itertools.pairwise(steps)
+               if old[0] != new[0]]
+    assert failed_over(PageBook(), *snaps) == changes
 
 
 def test_moves_the_override_did_not_make_are_still_tickets() -> None:
