@@ -6,7 +6,9 @@ lifeline posts the alerts that matter most straight to Alertmanager's v2 API as 
 
 - ``LifelineAllUplinksDown`` (page) while every link of the site is down;
 - ``LifelineDidsUnroutable`` (page) while some DIDs have no healthy capable trunk;
-- ``LifelineFailedOver`` (ticket) for ten minutes after a route group changed link.
+- ``LifelineFailedOver`` (ticket) for ten minutes after a route group changed link, unless
+  the operator moved it (an override forced it there, or lifting one moved it back): the
+  operator knows, and a ticket for every drill teaches people to ignore the ticket.
 
 The first two carry the very label set the Prometheus rules give them (alertname, site,
 severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
@@ -117,15 +119,33 @@ class PageBook:
     ended: dict[Labels, Post] = field(default_factory=dict)  # resolved, not delivered yet
     last_applied: dict[str, tuple[str, ...]] = field(default_factory=dict)
     failovers: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    forced: dict[str, str] = field(default_factory=dict)  # group -> link an override holds
+    released: dict[str, str] = field(default_factory=dict)  # lifted, the move back pending
 
     def note_groups(self, snap: Snapshot, now: float) -> None:
-        """Remember each group's link; a change from one link to another is a failover."""
+        """Remember each group's link; a change from one link to another is a failover,
+        except a move the operator made: onto the link an applied route override names,
+        or away from it when the override was lifted (the policy deciding again). Both
+        still count in lifeline_failovers_total; only the ticket is left out. An override
+        that stops applying (its link went down) is not a lift: that move is a failover."""
+        held = {o.target for o in snap.overrides if o.kind == "route"}
+        forced = {o.target: o.value for o in snap.overrides
+                  if o.kind == "route" and o.applied and o.value}
         for g in snap.groups:
             before = self.last_applied.get(g.name)
+            if g.name not in held and g.name in self.forced:  # lifted or lapsed
+                self.released[g.name] = self.forced[g.name]
             if before and g.applied and before != g.applied:
-                self.failovers[g.name] = (",".join(before), ",".join(g.applied), now)
+                operator = (g.applied == (forced.get(g.name),)
+                            or self.released.get(g.name) == ",".join(before))
+                if not operator:
+                    self.failovers[g.name] = (",".join(before), ",".join(g.applied), now)
+                self.released.pop(g.name, None)
+            elif g.decided == g.applied:  # nothing pending: the lift moved nothing
+                self.released.pop(g.name, None)
             if g.applied:
                 self.last_applied[g.name] = g.applied
+        self.forced = forced
         for group, (_, _, at) in list(self.failovers.items()):
             if now >= at + FAILOVER_SHOWN:
                 del self.failovers[group]

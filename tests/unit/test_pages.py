@@ -5,17 +5,20 @@ kept until delivered); and the poster against an HTTP server standing in for Ale
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.config.model import AlertmanagerPush
 from controller.core.health import HealthState
 from controller.core.pages import FAILOVER_SHOWN, PageBook, pages_for
-from controller.core.snapshot import GroupSnap, LinkSnap, Snapshot, Tally
+from controller.core.snapshot import GroupSnap, LinkSnap, OverrideSnap, Snapshot, Tally
 from controller.runtime.paging import AlertPoster
 from tests.unit.test_alert_rules import RULES
 from tests.unit.test_maintenance import telephony
@@ -94,6 +97,82 @@ def test_a_failover_is_a_ticket_for_ten_minutes() -> None:
     book.note_groups(site(HealthState.DOWN, HealthState.UP, applied=("b",)),
                      105.0 + FAILOVER_SHOWN)
     assert book.failovers == {}
+
+
+def moved(applied: str, *, decided: str | None = None, forced: str | None = None,
+          held: bool = True) -> Snapshot:
+    """The site with group internet on ``applied`` (the policy chose ``decided``) and,
+    with ``forced``, an operator's route override onto that link (``held``: applied)."""
+    base = site(HealthState.UP, HealthState.UP, HealthState.UP)
+    group = GroupSnap("internet", 100, "default", ("a", "b", "c"), (applied,),
+                      (decided or applied,), "", None)
+    overrides = () if forced is None else (OverrideSnap(
+        "route", "internet", forced, "carrier works on a", "alice", 50.0, 9000.0, held,
+        None if held else f"{forced} is down"),)
+    return Snapshot(site=base.site, version=base.version, dry_run=False, taken_at=0.0,
+                    uptime=0.0, links=base.links, groups=(group,), overrides=overrides)
+
+
+def failed_over(book: PageBook, *snaps: Snapshot) -> list[tuple[str, str]]:
+    """Each snapshot noted in turn; the (from, to) of every ticket raised on the way."""
+    tickets = []
+    for t, snap_ in enumerate(snaps):
+        book.note_groups(snap_, 100.0 + t)
+        for _, (old, new, at) in book.failovers.items():
+            if at == 100.0 + t:
+                tickets.append((old, new))
+    return tickets
+
+
+def test_no_ticket_for_a_move_the_operator_forced_nor_for_the_move_back() -> None:
+    book = PageBook()
+    assert failed_over(book, moved("a"), moved("b", forced="b"), moved("b", forced="b"),
+                       moved("a")) == []
+    assert pages_for(moved("a"), book.failovers) == []
+    # Still a ticket for a failover after the drill: the operator's mark does not linger.
+    assert failed_over(book, moved("c")) == [("a", "c")]
+
+
+def test_the_move_back_after_a_lift_is_the_operators_also_when_the_kernel_lags() -> None:
+    book = PageBook()
+    assert failed_over(book, moved("a"), moved("b", decided="b", forced="b"),
+                       moved("b", decided="a"), moved("b", decided="a"), moved("a")) == []
+
+
+def test_a_lift_the_policy_agrees_with_leaves_later_failovers_ticketed() -> None:
+    book = PageBook()
+    # Forced to b; lifted while a is down, so the policy keeps b: nothing moved then.
+    assert failed_over(book, moved("a"), moved("b", forced="b"), moved("b")) == []
+    assert book.released == {}
+    # Later b fails and lifeline moves the group: that is a failover.
+    assert failed_over(book, moved("c")) == [("b", "c")]
+
+
+def test_the_forced_link_failing_is_a_failover_not_a_lift() -> None:
+    book = PageBook()
+    # b forced; b goes down, the override is held but not applied, lifeline moves to a.
+    assert failed_over(book, moved("a"), moved("b", forced="b"),
+                       moved("a", forced="b", held=False)) == [("b", "a")]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("abc")), max_size=30))
+def test_without_overrides_every_change_of_link_is_a_ticket(
+        steps: list[tuple[str, str]]) -> None:
+    """The operator's exceptions take nothing away from a site nobody overrode: each
+    change of the kernel's link is a ticket, whatever the policy decided meanwhile."""
+    snaps = [moved(applied, decided=decided) for applied, decided in steps]
+    changes = [(old[0], new[0]) for old, new in itertools.pairwise(steps)
+               if old[0] != new[0]]
+    assert failed_over(PageBook(), *snaps) == changes
+
+
+def test_moves_the_override_did_not_make_are_still_tickets() -> None:
+    book = PageBook()
+    # Held but not applied (its link is down): the policy's move is a failover.
+    assert failed_over(book, moved("a"), moved("c", forced="b", held=False)) == [("a", "c")]
+    # An override onto b in force, the group on another link: lifeline's own move.
+    book = PageBook()
+    assert failed_over(book, moved("b", forced="b"), moved("c", forced="b")) == [("b", "c")]
 
 
 class FakeAlertmanager:
