@@ -25,7 +25,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from pyroute2 import IPRoute
 
 from controller.core.health import HealthParams
 from tests.lab.lifelined import LifelineProcess, route_devices
-from tests.lab.netns import inside
+from tests.lab.netlinkpoll import NetlinkPoll
 from tests.lab.stream import Gap, Stream, StreamResult, gaps_in
 from tests.lab.topology import Lab
 
@@ -138,8 +137,9 @@ def outage_gap(arrivals: list[tuple[float, int]], result: StreamResult,
 # --- trials --------------------------------------------------------------------------------
 
 
-class OperstateWatch:
-    """Polls, from a thread, when the kernel reports an interface of the site as not UP.
+class OperstateWatch(NetlinkPoll):
+    """When the kernel reports an interface of the site as not UP (``at`` on the
+    monotonic clock, like the fault's time).
 
     This is the moment the kernel's linkwatch has processed the carrier loss and sent its
     netlink notification (operstate and the notification are updated together), so it
@@ -147,43 +147,10 @@ class OperstateWatch:
     """
 
     def __init__(self, lab: Lab, ifname: str, limit: float = 3.0) -> None:
-        self._ns = lab.site
-        self._ifname = ifname
-        self._limit = limit
-        self._ready = threading.Event()
-        self.at: float | None = None
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._poll, name="operstate-watch", daemon=True)
+        super().__init__(lab.site, ifname, limit, "operstate-watch")
 
-    def start(self) -> None:
-        """Start polling; returns once the thread has its netlink socket in the site."""
-        self._thread.start()
-        self._ready.wait(5.0)
-
-    def join(self) -> None:
-        self._thread.join(self._limit + 1.0)
-
-    def _poll(self) -> None:
-        # pyroute2 sockets belong to the thread that opens them, so the thread enters the
-        # site namespace itself, opens its socket there and polls from there.
-        try:
-            with inside(self._ns):
-                ipr = IPRoute()
-            try:
-                index = int(ipr.link_lookup(ifname=self._ifname)[0])
-                self._ready.set()
-                end = time.monotonic() + self._limit
-                while time.monotonic() < end:
-                    if ipr.get_links(index)[0].get_attr("IFLA_OPERSTATE") != "UP":
-                        self.at = time.monotonic()
-                        return
-                    time.sleep(0.002)
-            finally:
-                ipr.close()
-        except Exception as exc:  # a broken diagnostic must not break the trial
-            self.error = repr(exc)
-        finally:
-            self._ready.set()
+    def seen(self, ipr: IPRoute, index: int) -> bool:
+        return bool(ipr.get_links(index)[0].get_attr("IFLA_OPERSTATE") != "UP")
 
 
 def blackhole_fault(lab: Lab) -> None:
