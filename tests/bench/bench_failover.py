@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 
@@ -337,7 +337,7 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                 continue
             results = report.failover.setdefault(kind, [])
             for n in range(1, trials + 1):
-                t = _guarded(functools.partial(failover_trial, kind, n, workdir),
+                t = guarded(functools.partial(failover_trial, kind, n, workdir),
                              FailoverTrial(kind=kind, trial=n))
                 results.append(t)
                 log(f"{kind} {n}/{trials}: " + (
@@ -349,7 +349,7 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                     + (f"  [{t.error}]" if t.error else ""))
         if "failback" in kinds:
             for n in range(1, failback_trials + 1):
-                b = _guarded(functools.partial(failback_trial, n, workdir, hold_down=hold_down),
+                b = guarded(functools.partial(failback_trial, n, workdir, hold_down=hold_down),
                              FailbackTrial(trial=n, hold_down=hold_down))
                 report.failback.append(b)
                 log(f"failback {n}/{failback_trials}: route back {_s(b.route_back)} after the "
@@ -362,10 +362,14 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
-_Trial = TypeVar("_Trial", FailoverTrial, FailbackTrial)
+class _HasError(Protocol):
+    error: str | None
 
 
-def _guarded(body: Callable[[], _Trial], failed: _Trial) -> _Trial:
+_Trial = TypeVar("_Trial", bound=_HasError)
+
+
+def guarded(body: Callable[[], _Trial], failed: _Trial) -> _Trial:
     """A trial that breaks (daemon never became active, a lab command failed) is recorded
     as an error and the benchmark goes on; Ctrl-C still stops everything."""
     try:

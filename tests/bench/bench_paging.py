@@ -25,6 +25,7 @@ on failure, and every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -40,7 +41,14 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from controller.core.durations import parse_duration
-from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.bench.bench_failover import (
+    Figure,
+    add_json_arg,
+    guarded,
+    log,
+    print_table,
+    write_json,
+)
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.monitoring import (
@@ -226,10 +234,8 @@ def run(trials: int = 3, paths: Sequence[str] = PATHS) -> Report:
         for i in range(1, trials + 1):
             log(f"paging via {path}, trial {i}/{trials}")
             with tempfile.TemporaryDirectory(prefix="bench-paging-") as tmp:
-                try:
-                    t = trial(path, i, Path(tmp), report.settings)
-                except Exception as exc:
-                    t = Trial(path, i, error=f"{type(exc).__name__}: {exc}"[:500])
+                t = guarded(functools.partial(trial, path, i, Path(tmp), report.settings),
+                            Trial(path, i))
             report.trials.append(t)
             log(f"  lifeline saw every link down after {_s(t.detected)}, page at the webhook "
                 f"after {_s(t.paged)}" + (f"; ERROR {t.error}" if t.error else ""))

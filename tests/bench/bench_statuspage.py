@@ -17,6 +17,7 @@ and browser is removed after its trial, also on failure, and every wait is bound
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -35,6 +36,7 @@ from tests.bench.bench_failover import (
     PROBE_INTERVAL,
     Figure,
     add_json_arg,
+    guarded,
     log,
     print_table,
     write_json,
@@ -110,11 +112,7 @@ def run(trials: int = 5) -> Report:
     report = Report()
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-page-") as tmp:
         for n in range(1, trials + 1):
-            try:
-                t = page_trial(n, Path(tmp))
-            except Exception as exc:  # recorded; the next trial still runs
-                t = PageTrial(trial=n, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-                log(f"trial failed: {str(exc)[:3000]}")
+            t = guarded(functools.partial(page_trial, n, Path(tmp)), PageTrial(trial=n))
             report.trials.append(t)
             log(f"status page {n}/{trials}: fault -> route {_s(t.fault_to_route)}, "
                 f"route -> page {_s(t.route_to_page)} (seen by WebDriver "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -43,7 +44,14 @@ import aiohttp
 from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.bench import bench_didplan
-from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.bench.bench_failover import (
+    Figure,
+    add_json_arg,
+    guarded,
+    log,
+    print_table,
+    write_json,
+)
 from tests.lab.kamailio import LabKamailio
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
@@ -291,10 +299,8 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
             for i in range(1, trials + 1):
                 log(f"trunk failover, {mode}, trial {i}/{trials}")
                 with tempfile.TemporaryDirectory(prefix="bench-trunks-") as tmp:
-                    try:
-                        t = trunk_trial(mode, i, Path(tmp), timing)
-                    except Exception as exc:
-                        t = TrunkTrial(mode, i, error=f"{type(exc).__name__}: {exc}"[:500])
+                    t = guarded(functools.partial(trunk_trial, mode, i, Path(tmp), timing),
+                                TrunkTrial(mode, i))
                 report.trials.append(t)
                 log(f"  placed {t.placed}, good {t.good}, failed {t.failed}, gap {_s(t.gap)}, "
                     f"slow {t.slow} (max {_s(t.slowest)}), trunk down after "
