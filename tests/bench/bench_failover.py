@@ -342,8 +342,8 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                 results.append(t)
                 log(f"{kind} {n}/{trials}: " + (
                     f"gap {t.gap:.3f} s (reply {t.reply_gap:.3f} s), {t.lost} packets lost, "
-                    f"route moved {_s(t.switch)} after the fault"
-                    + (f" (kernel operstate down seen by poll after {_s(t.kernel_event)})"
+                    f"route moved {secs(t.switch)} after the fault"
+                    + (f" (kernel operstate down seen by poll after {secs(t.kernel_event)})"
                        if kind == "carrier" else "")
                     if t.gap is not None else "no measurement")
                     + (f"  [{t.error}]" if t.error else ""))
@@ -352,14 +352,15 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                 b = guarded(functools.partial(failback_trial, n, workdir, hold_down=hold_down),
                              FailbackTrial(trial=n, hold_down=hold_down))
                 report.failback.append(b)
-                log(f"failback {n}/{failback_trials}: route back {_s(b.route_back)} after the "
-                    f"fault cleared (hold-down {hold_down:g} s), gap {_s(b.gap)} "
-                    f"(reply {_s(b.reply_gap)})" + (f"  [{b.error}]" if b.error else ""))
+                log(f"failback {n}/{failback_trials}: route back {secs(b.route_back)} after the "
+                    f"fault cleared (hold-down {hold_down:g} s), gap {secs(b.gap)} "
+                    f"(reply {secs(b.reply_gap)})" + (f"  [{b.error}]" if b.error else ""))
     return report
 
 
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
+def secs(value: float | None, digits: int = 3) -> str:
+    """A measured time for the progress log; "-" where the trial did not get that far."""
+    return "-" if value is None else f"{value:.{digits}f} s"
 
 
 class _HasError(Protocol):

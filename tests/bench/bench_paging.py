@@ -47,6 +47,7 @@ from tests.bench.bench_failover import (
     guarded,
     log,
     print_table,
+    secs,
     write_json,
 )
 from tests.lab.config import lifeline_config_dict
@@ -237,13 +238,9 @@ def run(trials: int = 3, paths: Sequence[str] = PATHS) -> Report:
                 t = guarded(functools.partial(trial, path, i, Path(tmp), report.settings),
                             Trial(path, i))
             report.trials.append(t)
-            log(f"  lifeline saw every link down after {_s(t.detected)}, page at the webhook "
-                f"after {_s(t.paged)}" + (f"; ERROR {t.error}" if t.error else ""))
+            log(f"  lifeline saw every link down after {secs(t.detected, 1)}, page at the webhook "
+                f"after {secs(t.paged, 1)}" + (f"; ERROR {t.error}" if t.error else ""))
     return report
-
-
-def _s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f} s"
 
 
 def _spread(values: list[float]) -> str:

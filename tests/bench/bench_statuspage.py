@@ -39,6 +39,7 @@ from tests.bench.bench_failover import (
     guarded,
     log,
     print_table,
+    secs,
     write_json,
 )
 from tests.lab.browser import browser, browser_skip_reason
@@ -114,15 +115,11 @@ def run(trials: int = 5) -> Report:
         for n in range(1, trials + 1):
             t = guarded(functools.partial(page_trial, n, Path(tmp)), PageTrial(trial=n))
             report.trials.append(t)
-            log(f"status page {n}/{trials}: fault -> route {_s(t.fault_to_route)}, "
-                f"route -> page {_s(t.route_to_page)} (seen by WebDriver "
-                f"{_s(t.route_to_seen)}), fault -> page {_s(t.fault_to_page)}"
+            log(f"status page {n}/{trials}: fault -> route {secs(t.fault_to_route)}, "
+                f"route -> page {secs(t.route_to_page)} (seen by WebDriver "
+                f"{secs(t.route_to_seen)}), fault -> page {secs(t.fault_to_page)}"
                 + (f"  [{t.error}]" if t.error else ""))
     return report
-
-
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
 
 
 def _spread(values: Sequence[float]) -> str:

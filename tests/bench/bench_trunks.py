@@ -50,6 +50,7 @@ from tests.bench.bench_failover import (
     guarded,
     log,
     print_table,
+    secs,
     write_json,
 )
 from tests.lab.kamailio import LabKamailio
@@ -302,9 +303,9 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
                     t = guarded(functools.partial(trunk_trial, mode, i, Path(tmp), timing),
                                 TrunkTrial(mode, i))
                 report.trials.append(t)
-                log(f"  placed {t.placed}, good {t.good}, failed {t.failed}, gap {_s(t.gap)}, "
-                    f"slow {t.slow} (max {_s(t.slowest)}), trunk down after "
-                    f"{_s(t.trunk_down)}, DIDs on sbc2 after {_s(t.dids_moved)}"
+                log(f"  placed {t.placed}, good {t.good}, failed {t.failed}, gap {secs(t.gap, 2)}, "
+                    f"slow {t.slow} (max {secs(t.slowest, 2)}), trunk down after "
+                    f"{secs(t.trunk_down, 2)}, DIDs on sbc2 after {secs(t.dids_moved, 2)}"
                     + (f"; ERROR {t.error}" if t.error else ""))
     if costs:
         try:
@@ -316,10 +317,6 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
         except Exception as exc:
             report.problems.append(f"Kamailio push: {exc}")
     return report
-
-
-def _s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f} s"
 
 
 def _med_max(values: list[float]) -> str:
