@@ -295,4 +295,6 @@ def cmd_overrides(args: argparse.Namespace) -> int:
             value = f" -> {item['value']}" if item.get("value") else ""
             print(f"{item.get('kind', '?')} {item.get('target', '?')}{value}"
                   f"{_until_text(item)} by {item.get('by', '?')}: {item.get('reason', '')}")
+            if item.get("applied") is False:  # held: its link or trunk is down
+                print(f"  held, not applied: {item.get('why_not') or 'see lifeline status'}")
     return 0
