@@ -455,6 +455,22 @@ def write_json(dest: str | None, data: dict[str, Any]) -> None:
         log(f"results written to {dest}")
 
 
+class TrialReport(Protocol):
+    def errors(self) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def finish(report: TrialReport, rows: Sequence[Figure], title: str, dest: str | None) -> int:
+    """The end of a trial benchmark's run: the table, the JSON, the trials that broke.
+    A missed goal is a figure to read, not a failure; a trial that broke is (exit 1)."""
+    print_table(rows, title)
+    write_json(dest, report.to_json())
+    if report.errors():
+        log("errors:\n  " + "\n  ".join(report.errors()))
+    return 1 if report.errors() else 0
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="also write machine-readable results (to PATH, or stdout)")
@@ -490,10 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.only or ["blackhole", "carrier", "failback"]
     report = run(kinds, args.trials, args.failback_trials, args.hold_down)
     rows = figures(report)
-    print_table(rows, "failover benchmark")
-    write_json(args.json, report.to_json())
-    # A missed goal is a figure to read, not a crash; a trial that broke is.
-    return 1 if report.errors() else 0
+    return finish(report, rows, "failover benchmark", args.json)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,10 @@ from controller.core.durations import parse_duration
 from tests.bench.bench_failover import (
     Figure,
     add_json_arg,
+    finish,
     guarded,
     log,
-    print_table,
     secs,
-    write_json,
 )
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
@@ -281,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.trials <= 50:
         parser.error("--trials must be 1..50")
     report = run(args.trials, args.path or PATHS)
-    print_table(figures(report), "paging benchmark")
-    write_json(args.json, report.to_json())
-    if report.errors():
-        log("errors:\n  " + "\n  ".join(report.errors()))
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "paging benchmark", args.json)
 
 
 if __name__ == "__main__":

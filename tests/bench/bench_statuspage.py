@@ -36,11 +36,10 @@ from tests.bench.bench_failover import (
     PROBE_INTERVAL,
     Figure,
     add_json_arg,
+    finish,
     guarded,
     log,
-    print_table,
     secs,
-    write_json,
 )
 from tests.lab.browser import browser, browser_skip_reason
 from tests.lab.lifelined import LifelineProcess
@@ -164,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"bench_statuspage: {reason}")
         return 2
     report = run(args.trials)
-    rows = figures(report)
-    print_table(rows, "status page after a failover")
-    write_json(args.json, report.to_json())
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "status page after a failover", args.json)
 
 
 if __name__ == "__main__":

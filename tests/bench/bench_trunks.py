@@ -47,11 +47,10 @@ from tests.bench import bench_didplan
 from tests.bench.bench_failover import (
     Figure,
     add_json_arg,
+    finish,
     guarded,
     log,
-    print_table,
     secs,
-    write_json,
 )
 from tests.lab.kamailio import LabKamailio
 from tests.lab.lifelined import LifelineProcess
@@ -379,11 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.trials <= 50:
         parser.error("--trials must be 1..50")
     report = run(args.trials, args.timing, args.mode or MODES, not args.no_costs)
-    print_table(figures(report), "trunk failover benchmark")
-    write_json(args.json, report.to_json())
-    if report.errors():
-        log("errors:\n  " + "\n  ".join(report.errors()))
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "trunk failover benchmark", args.json)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from tests.bench import (
     bench_daemon_rss,
@@ -42,6 +42,7 @@ from tests.bench import (
 )
 from tests.bench.bench_failover import (
     Figure,
+    TrialReport,
     add_failover_args,
     add_json_arg,
     check_failover_args,
@@ -111,13 +112,7 @@ def _part(name: str, body: Callable[[], list[Figure]], errors: list[str]) -> lis
     return rows
 
 
-class _Trials(Protocol):
-    def errors(self) -> list[str]: ...
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-_Report = TypeVar("_Report", bound=_Trials)
+_Report = TypeVar("_Report", bound=TrialReport)
 
 
 def _kept(report: _Report, key: str, data: dict[str, Any], errors: list[str]) -> _Report:
