@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def add_commands(sub: Any) -> None:
         "force", help="force a route group to one link (until the expiry or --off)",
         description="Routes the group through LINK whatever the policy would pick, until "
                     "the expiry; then the policy decides again. While the forced link is down "
+                    "or in maintenance "
                     "the force is held but not applied (the group fails over as usual; "
                     "status says why) and it applies again when the link is back.")
     force.add_argument("group")
@@ -46,7 +48,9 @@ def add_commands(sub: Any) -> None:
         "pin", help="pin a number's DID range to a trunk, or to its DR destination ('dr')",
         description="Routes the DID range holding NUMBER through TRUNK (or, with 'dr', to "
                     "the range's disaster-recovery destination: a DR drill) until the "
-                    "expiry; then the plan decides again.")
+                    "expiry; then the plan decides again. While that trunk (or the DR "
+                    "destination) is down or in maintenance the pin is held but not "
+                    "applied, and it applies again when it is back.")
     pin.add_argument("number", help="any number of the range, e.g. +390212345601")
     pin.add_argument("trunk", nargs="?", help="a trunk that can carry the range, or dr")
     _change_options(pin)
@@ -55,7 +59,8 @@ def add_commands(sub: Any) -> None:
     maint = sub.add_parser(
         "maintenance", help="take a link or a trunk out of use, or put it back",
         usage="lifeline maintenance [link|trunk] NAME [--reason R] [--for 2h] [--off]",
-        description="`maintenance link NAME` keeps the group routes off a link; "
+        description="`maintenance link NAME` keeps the group routes off a link (a group "
+                    "with no other usable link keeps it); "
                     "`maintenance trunk NAME` gives a trunk no calls; both lapse at the "
                     "expiry. `maintenance TRUNK` (no kind) sets the trunk mark of before, "
                     "which lapses after 7 days (the longest an override lasts) unless "
@@ -144,26 +149,19 @@ def _lifting(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"reason": args.reason} if args.reason.strip() else None
 
 
-def _send(args: argparse.Namespace, method: str, path: str,
-          body: dict[str, Any] | None) -> tuple[int, Any]:
-    from exporters.operator_client import call
-
-    daemon = _daemon(args)
-    return asyncio.run(call(daemon, method, path, body))
-
-
 def _run(args: argparse.Namespace, what: str, method: str, path_parts: tuple[str, ...],
-         body: dict[str, Any] | None) -> tuple[int, Any] | int:
-    """Send the request; the exit code when it failed, else (status, answer)."""
-    from exporters.operator_client import path_of
+         body: Callable[[], dict[str, Any] | None]) -> tuple[int, Any] | int:
+    """Check the arguments (``body``), then send; the exit code when either failed, else
+    (status, answer). The body is built first so a bad argument is said before the daemon
+    is looked for."""
+    from exporters.operator_client import call, path_of
 
     command = f"lifeline {args.command_name}"
     try:
-        code, doc = _send(args, method, path_of(*path_parts), body)
-    except Refusal as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # the token file
+        sent = body()
+        daemon = _daemon(args)
+        code, doc = asyncio.run(call(daemon, method, path_of(*path_parts), sent))
+    except (Refusal, ValueError) as exc:  # ValueError: the token file
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -176,6 +174,19 @@ def _run(args: argparse.Namespace, what: str, method: str, path_parts: tuple[str
     error = doc.get("error", doc) if isinstance(doc, dict) else doc
     print(f"{command}: {what}: refused ({code}): {error}", file=sys.stderr)
     return 2 if code in (400, 404, 413, 422) else 1
+
+
+def _change(args: argparse.Namespace, what: str, method: str, path_parts: tuple[str, ...],
+            body: Callable[[], dict[str, Any] | None], line: Callable[[Any], str]) -> int:
+    """A set or a lift: send it, then print ``line(answer)`` and the notes it calls for."""
+    done = _run(args, what, method, path_parts, body)
+    return done if isinstance(done, int) else _report(done[1], line(done[1]))
+
+
+def _named(value: str | None, hint: str) -> str:
+    if not value:
+        raise Refusal(hint)
+    return value
 
 
 def _until_text(doc: Any) -> str:
@@ -201,49 +212,35 @@ def _report(doc: Any, line: str) -> int:
 
 def cmd_force(args: argparse.Namespace) -> int:
     args.command_name = "force"
+    what, parts = f"route group {args.group}", ("groups", args.group, "force")
     if args.off:
-        done = _run(args, f"route group {args.group}", "DELETE", ("groups", args.group, "force"),
-                    _lifting(args))
-        return done if isinstance(done, int) else _report(
-            done[1], f"route group {args.group}: force lifted; the policy decides again")
-    if not args.link:
-        print("lifeline force: name the link: lifeline force GROUP LINK --reason ...",
-              file=sys.stderr)
-        return 2
-    try:
-        body = _setting(args, link=args.link)
-    except Refusal as exc:
-        print(f"lifeline force: {exc}", file=sys.stderr)
-        return 2
-    done = _run(args, f"route group {args.group}", "PUT", ("groups", args.group, "force"), body)
-    return done if isinstance(done, int) else _report(
-        done[1], f"route group {args.group}: forced to {args.link}{_until_text(done[1])}")
+        return _change(args, what, "DELETE", parts, lambda: _lifting(args),
+                       lambda _: f"{what}: force lifted; the policy decides again")
+    return _change(
+        args, what, "PUT", parts,
+        lambda: _setting(args, link=_named(
+            args.link, "name the link: lifeline force GROUP LINK --reason ...")),
+        lambda doc: f"{what}: forced to {args.link}{_until_text(doc)}")
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
     args.command_name = "pin"
     number = args.number.strip()
+    parts = ("dids", number, "pin")
     if args.off:
-        done = _run(args, number, "DELETE", ("dids", number, "pin"), _lifting(args))
-        return done if isinstance(done, int) else _report(
-            done[1], f"{number}: pin lifted; the plan decides again")
-    if not args.trunk:
-        print("lifeline pin: name the trunk (or dr): lifeline pin NUMBER TRUNK --reason ...",
-              file=sys.stderr)
-        return 2
-    try:
-        body = _setting(args, trunk=args.trunk)
-    except Refusal as exc:
-        print(f"lifeline pin: {exc}", file=sys.stderr)
-        return 2
-    done = _run(args, number, "PUT", ("dids", number, "pin"), body)
-    if isinstance(done, int):
-        return done
-    doc = done[1]
-    target = doc.get("target") if isinstance(doc, dict) else None
+        return _change(args, number, "DELETE", parts, lambda: _lifting(args),
+                       lambda _: f"{number}: pin lifted; the plan decides again")
     where = "its DR destination" if args.trunk == "dr" else f"trunk {args.trunk}"
-    return _report(doc, f"DID range {target or 'of ' + number}: pinned to {where}"
-                        f"{_until_text(doc)}")
+
+    def line(doc: Any) -> str:
+        target = doc.get("target") if isinstance(doc, dict) else None
+        return f"DID range {target or 'of ' + number}: pinned to {where}{_until_text(doc)}"
+
+    return _change(
+        args, number, "PUT", parts,
+        lambda: _setting(args, trunk=_named(
+            args.trunk, "name the trunk (or dr): lifeline pin NUMBER TRUNK --reason ...")),
+        line)
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
@@ -260,22 +257,12 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     parts = (f"{kind}s", name, "maintenance")
     what = f"{kind} {name}"
     if args.off:
-        done = _run(args, what, "DELETE", parts, _lifting(args))
-        if isinstance(done, int):
-            return done
-        return _report(done[1], _maintenance_line(kind, name, done[1], on=False))
-    if legacy:
-        body: dict[str, Any] = {"reason": args.reason, "open": True}
-    else:
-        try:
-            body = _setting(args)
-        except Refusal as exc:
-            print(f"lifeline maintenance: {exc}", file=sys.stderr)
-            return 2
-    done = _run(args, what, "PUT", parts, body)
-    if isinstance(done, int):
-        return done
-    return _report(done[1], _maintenance_line(kind, name, done[1], on=True))
+        return _change(args, what, "DELETE", parts, lambda: _lifting(args),
+                       lambda doc: _maintenance_line(kind, name, doc, on=False))
+    return _change(args, what, "PUT", parts,
+                   (lambda: {"reason": args.reason, "open": True}) if legacy
+                   else (lambda: _setting(args)),
+                   lambda doc: _maintenance_line(kind, name, doc, on=True))
 
 
 def _maintenance_line(kind: str, name: str, doc: Any, *, on: bool) -> str:
@@ -285,13 +272,16 @@ def _maintenance_line(kind: str, name: str, doc: Any, *, on: bool) -> str:
                                     else "in service")
     if not on:
         return f"{kind} {name}: back in service"
-    use = "gets no calls" if kind == "trunk" else "carries no group route"
-    return f"{kind} {name}: in maintenance, {use}{_until_text(doc)}"
+    if kind == "trunk":
+        return f"trunk {name}: in maintenance, gets no calls{_until_text(doc)}"
+    # A group with no other usable link keeps this one (a link in maintenance beats none).
+    return (f"link {name}: in maintenance, carries no group route{_until_text(doc)} "
+            "while its groups have another usable link")
 
 
 def cmd_overrides(args: argparse.Namespace) -> int:
     args.command_name = "overrides"
-    done = _run(args, "overrides", "GET", ("overrides",), None)
+    done = _run(args, "overrides", "GET", ("overrides",), lambda: None)
     if isinstance(done, int):
         return done
     found = done[1] if isinstance(done[1], list) else []
@@ -305,4 +295,6 @@ def cmd_overrides(args: argparse.Namespace) -> int:
             value = f" -> {item['value']}" if item.get("value") else ""
             print(f"{item.get('kind', '?')} {item.get('target', '?')}{value}"
                   f"{_until_text(item)} by {item.get('by', '?')}: {item.get('reason', '')}")
+            if item.get("applied") is False:  # held: its link or trunk is down
+                print(f"  held, not applied: {item.get('why_not') or 'see lifeline status'}")
     return 0

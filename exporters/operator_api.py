@@ -346,19 +346,28 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
 
     setting = {"reason", "for", "until"}
 
+    def held(kind: str, target: str, caller: Caller, body: Body,
+             value_field: str | None = None) -> Answer:
+        """Set an override from a checked body: its reason, its value (a force's link, a
+        pin's trunk) and its expiry, read in that order."""
+        reason = text_field(body, "reason", limit=MAX_REASON, required=True)
+        value = (None if value_field is None
+                 else text_field(body, value_field, limit=MAX_NAME, required=True))
+        until = expiry(body, policy, policy.clock())
+        return ctl().set_override(kind, target, value, reason, caller.by, until)
+
+    def lifted(kind: str, target: str, caller: Caller, body: Body) -> Answer:
+        check_fields(body, {"reason"}, set())
+        return ctl().clear_override(kind, target, caller.by,
+                                    text_field(body, "reason", limit=MAX_REASON, required=False))
+
     def force_on(request: web.Request, caller: Caller, body: Body) -> Answer:
         group = path_name(request, "group", "route group")
         check_fields(body, setting | {"link"}, {"reason", "link"})
-        reason = text_field(body, "reason", limit=MAX_REASON, required=True)
-        link = text_field(body, "link", limit=MAX_NAME, required=True)
-        until = expiry(body, policy, policy.clock())
-        return ctl().set_override("route", group, link, reason, caller.by, until)
+        return held("route", group, caller, body, "link")
 
     def force_off(request: web.Request, caller: Caller, body: Body) -> Answer:
-        group = path_name(request, "group", "route group")
-        check_fields(body, {"reason"}, set())
-        return ctl().clear_override("route", group, caller.by,
-                                    text_field(body, "reason", limit=MAX_REASON, required=False))
+        return lifted("route", path_name(request, "group", "route group"), caller, body)
 
     def did_range(request: web.Request) -> str:
         number = request.match_info["number"].strip()
@@ -373,29 +382,18 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
     def pin_on(request: web.Request, caller: Caller, body: Body) -> Answer:
         numbers = did_range(request)
         check_fields(body, setting | {"trunk"}, {"reason", "trunk"})
-        reason = text_field(body, "reason", limit=MAX_REASON, required=True)
-        trunk = text_field(body, "trunk", limit=MAX_NAME, required=True)
-        until = expiry(body, policy, policy.clock())
-        return ctl().set_override("did", numbers, trunk, reason, caller.by, until)
+        return held("did", numbers, caller, body, "trunk")
 
     def pin_off(request: web.Request, caller: Caller, body: Body) -> Answer:
-        numbers = did_range(request)
-        check_fields(body, {"reason"}, set())
-        return ctl().clear_override("did", numbers, caller.by,
-                                    text_field(body, "reason", limit=MAX_REASON, required=False))
+        return lifted("did", did_range(request), caller, body)
 
     def link_on(request: web.Request, caller: Caller, body: Body) -> Answer:
         link = path_name(request, "link", "link")
         check_fields(body, setting, {"reason"})
-        reason = text_field(body, "reason", limit=MAX_REASON, required=True)
-        until = expiry(body, policy, policy.clock())
-        return ctl().set_override("maintenance", f"link:{link}", None, reason, caller.by, until)
+        return held("maintenance", f"link:{link}", caller, body)
 
     def link_off(request: web.Request, caller: Caller, body: Body) -> Answer:
-        link = path_name(request, "link", "link")
-        check_fields(body, {"reason"}, set())
-        return ctl().clear_override("maintenance", f"link:{link}", caller.by,
-                                    text_field(body, "reason", limit=MAX_REASON, required=False))
+        return lifted("maintenance", f"link:{path_name(request, 'link', 'link')}", caller, body)
 
     def trunk_on(request: web.Request, caller: Caller, body: Body) -> Answer:
         trunk = path_name(request, "trunk", "trunk")
@@ -404,16 +402,14 @@ def add_operator_routes(app: web.Application, latest: LatestFn, control: Control
         if not isinstance(open_ended, bool):
             raise Refused(400, "open must be true or false")
         if open_ended:
-            # The mark of `lifeline maintenance TRUNK` (from before expiries): kept until
-            # lifted, across restarts; the reason is optional.
+            # The mark of `lifeline maintenance TRUNK` (from before expiries): no expiry
+            # of its own (it lapses after the longest an override lasts, 7 days, unless
+            # lifted), kept across restarts; the reason is optional.
             if "for" in body or "until" in body:
                 raise Refused(400, "an open mark has no expiry: give open, or for/until")
             return _trunk_mark(trunk, True, text_field(body, "reason", limit=MAX_REASON,
                                                        required=False))
-        reason = text_field(body, "reason", limit=MAX_REASON, required=True)
-        until = expiry(body, policy, policy.clock())
-        return ctl().set_override("maintenance", f"trunk:{trunk}", None, reason, caller.by,
-                                  until)
+        return held("maintenance", f"trunk:{trunk}", caller, body)
 
     def trunk_off(request: web.Request, caller: Caller, body: Body) -> Answer:
         trunk = path_name(request, "trunk", "trunk")

@@ -6,14 +6,14 @@ JSON, is an OSError: the CLI says "no daemon answers"."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
-from exporters.statusview import _daemon
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,21 @@ class Daemon:
     socket: Path | None = None
     url: str | None = None
     token: str | None = None
+
+
+@asynccontextmanager
+async def unix_session(socket_path: Path, timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session to the daemon's unix socket; a missing socket or a client error is an
+    OSError (what the CLI reports as "no daemon answers")."""
+    if not socket_path.exists():
+        raise FileNotFoundError(2, "socket does not exist", str(socket_path))
+    conn = aiohttp.UnixConnector(path=str(socket_path))
+    async with aiohttp.ClientSession(connector=conn,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        try:
+            yield session
+        except aiohttp.ClientError as exc:
+            raise OSError(str(exc)) from exc
 
 
 def read_token(path: Path) -> str:
@@ -51,7 +66,7 @@ async def call(daemon: Daemon, method: str, path: str, body: dict[str, Any] | No
     """(HTTP status, parsed JSON answer) of one request."""
     if daemon.url is None:
         assert daemon.socket is not None
-        async with _daemon(daemon.socket, timeout) as session, session.request(
+        async with unix_session(daemon.socket, timeout) as session, session.request(
                 method, "http://lifeline" + path, json=body) as resp:
             return resp.status, await _answer(resp)
     headers = {} if daemon.token is None else {"Authorization": f"Bearer {daemon.token}"}

@@ -285,6 +285,10 @@ def render_table(r: Report) -> str:
 
 
 def render(r: Report, fmt: str) -> str:
+    """The report in one of FORMATS (the CLI's --format); ValueError for any other, so a
+    caller's typo is not answered with a table it did not ask for."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
     if fmt == "json":
         return render_json(r)
     if fmt == "csv":

@@ -1,36 +1,18 @@
-"""Client side of ``lifeline status`` and ``lifeline maintenance``: fetch the daemon's
-status over its unix socket and render it as a table an engineer reads at a glance; ask it
-to take a trunk out of service or back."""
+"""Client side of ``lifeline status``: fetch the daemon's status over its unix socket and
+render it as a table an engineer reads at a glance (the operator's writes are
+exporters.operator_client)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
-
-
-@asynccontextmanager
-async def _daemon(socket_path: Path, timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
-    """A session to the daemon's unix socket; a missing socket or a client error is an
-    OSError (what the CLI reports as "no daemon answers")."""
-    if not socket_path.exists():
-        raise FileNotFoundError(2, "socket does not exist", str(socket_path))
-    conn = aiohttp.UnixConnector(path=str(socket_path))
-    async with aiohttp.ClientSession(connector=conn,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        try:
-            yield session
-        except aiohttp.ClientError as exc:
-            raise OSError(str(exc)) from exc
+from exporters.operator_client import Daemon, call, path_of, unix_session
 
 
 async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
-    async with _daemon(socket_path, timeout) as session, session.get(
+    async with unix_session(socket_path, timeout) as session, session.get(
             "http://lifeline/api/v1/status") as resp:
         resp.raise_for_status()
         doc: dict[str, Any] = await resp.json()
@@ -40,16 +22,12 @@ async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any
 async def request_maintenance(socket_path: Path, trunk: str, on: bool, reason: str = "",
                               timeout: float = 3.0) -> tuple[int, dict[str, Any]]:
     """PUT (on) or DELETE (off) a trunk's maintenance mark with no expiry of its own (it
-    lapses after 7 days, the longest an override lasts): (HTTP status, answer)."""
-    url = f"http://lifeline/api/v1/trunks/{quote(trunk, safe='')}/maintenance"
-    body = {"reason": reason, "open": True} if on else None
-    async with _daemon(socket_path, timeout) as session, session.request(
-            "PUT" if on else "DELETE", url, json=body) as resp:
-        try:
-            doc: dict[str, Any] = await resp.json(content_type=None)
-        except ValueError as exc:  # not JSON: not lifeline answering
-            raise OSError(str(exc)) from exc
-        return resp.status, doc
+    lapses after 7 days, the longest an override lasts): (HTTP status, answer). The lab
+    and the tests' shorthand for what ``lifeline maintenance TRUNK`` sends."""
+    code, doc = await call(Daemon(socket=socket_path), "PUT" if on else "DELETE",
+                           path_of("trunks", trunk, "maintenance"),
+                           {"reason": reason, "open": True} if on else None, timeout)
+    return code, doc if isinstance(doc, dict) else {"answer": doc}
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:

@@ -287,10 +287,6 @@ def _entered(pair: tuple[str | None, _Track]) -> float:
     return -math.inf if pair[1].since is None else pair[1].since
 
 
-def _span(a: float, b: float, since: float, until: float) -> float:
-    return max(0.0, min(b, until) - max(a, since))
-
-
 class _Replay:
     def __init__(self, events: Sequence[JournalEntry], since: float, until: float) -> None:
         self.since, self.until = since, until

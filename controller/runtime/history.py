@@ -8,14 +8,12 @@ read-only, as ``lifeline events`` does, so the report runs while the daemon writ
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.runtime.journal import Event
+from controller.runtime.journal import SELECT_EVENTS, Event, readonly, row_event
 
 # Rows fetched per round trip; the caller hears of progress between them.
 _BATCH = 50_000
@@ -42,15 +40,13 @@ def read_history(path: Path, until: float,
         raise NoJournal(f"no journal at {path}: has lifeline run with this state_dir? "
                         "Give the config with -c or the file with --journal")
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with readonly(path) as db:
             first_id = db.execute("SELECT min(id) FROM events").fetchone()[0]
             cursor = db.execute(
-                "SELECT id, ts, kind, subject, message, data FROM events WHERE ts <= ? "
-                "ORDER BY id", (until,))
+                SELECT_EVENTS + " WHERE ts <= ? ORDER BY id", (until,))
             events: list[Event] = []
             while rows := cursor.fetchmany(_BATCH):
-                events.extend(Event(id=r[0], ts=r[1], kind=r[2], subject=r[3], message=r[4],
-                                    data=_data(r[5])) for r in rows)
+                events.extend(row_event(r) for r in rows)
                 if progress is not None:
                     progress(len(events))
     except sqlite3.Error as exc:
@@ -58,11 +54,3 @@ def read_history(path: Path, until: float,
     # AUTOINCREMENT ids start at 1 and are never reused: a first id above 1 means pruned.
     return History(tuple(events), first_id is not None and first_id > 1, path)
 
-
-def _data(text: str) -> dict[str, object]:
-    """The event's data; a row whose data is not a JSON object reads as none."""
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}

@@ -17,7 +17,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,14 +264,14 @@ def read_events(
     """The most recent events, oldest first; opens the file read-only."""
     if not path.exists():
         return []
-    with _readonly(path) as db:
+    with readonly(path) as db:
         return _select(db, limit, kind, subject)
 
 
 def _select(
     db: sqlite3.Connection, limit: int, kind: str | None, subject: str | None
 ) -> list[Event]:
-    query = "SELECT id, ts, kind, subject, message, data FROM events"
+    query = SELECT_EVENTS
     where: list[str] = []
     args: list[Any] = []
     if kind:
@@ -285,13 +285,26 @@ def _select(
     query += " ORDER BY id DESC LIMIT ?"
     args.append(limit)
     rows = db.execute(query, args).fetchall()
-    return [
-        Event(id=r[0], ts=r[1], kind=r[2], subject=r[3], message=r[4], data=json.loads(r[5]))
-        for r in reversed(rows)
-    ]
+    return [row_event(r) for r in reversed(rows)]
+
+
+# Every event, as row_event reads it; a reader adds its WHERE, ORDER BY and LIMIT.
+SELECT_EVENTS = "SELECT id, ts, kind, subject, message, data FROM events"
+
+
+def row_event(row: Sequence[Any]) -> Event:
+    """An event from a row of SELECT_EVENTS. Data that is not a JSON object reads as none:
+    one damaged row must not make ``lifeline events`` or the SLA report unreadable."""
+    try:
+        data = json.loads(row[5])
+    except ValueError:
+        data = {}
+    return Event(id=row[0], ts=row[1], kind=row[2], subject=row[3], message=row[4],
+                 data=data if isinstance(data, dict) else {})
 
 
 @contextmanager
-def _readonly(path: Path) -> Iterator[sqlite3.Connection]:
+def readonly(path: Path) -> Iterator[sqlite3.Connection]:
+    """The journal opened read-only, so a reader runs while the daemon writes."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         yield db

@@ -256,7 +256,8 @@
     $("problems").replaceChildren(...items);
   }
 
-  // Operator overrides (kind, target, value, reason, by, since, until; epoch seconds):
+  // Operator overrides (kind, target, value, reason, by, since, until in epoch seconds,
+  // applied, why_not):
   // shown whenever the status carries them, so nobody forgets a forced route.
   function renderOverrides(st) {
     const list = Array.isArray(st.overrides) ? st.overrides : [];
@@ -265,6 +266,10 @@
     $("overrides").replaceChildren(...list.map((o) => el("li", { class: "warn", "data-override": o.target },
       el("b", {}, `${o.kind} ${o.target}`), o.value !== undefined && o.value !== null ? ` → ${o.value}` : "",
       el("div", { class: "reason" }, o.reason || ""),
+      // A force or pin to a link/trunk that is down is held but not in force: say so, or
+      // the page would show a route the site is not using.
+      o.applied === false ? el("div", { class: "muted", "data-held": "" },
+        `held, not applied: ${o.why_not || "see lifeline status"}`) : "",
       el("div", { class: "muted" },
         `by ${o.by || "?"}`, num(o.since) ? `, since ${when(o.since)}` : "",
         num(o.until) ? `, until ${when(o.until)} (in ${dur(o.until - now)})` : ", no expiry"))));

@@ -18,6 +18,7 @@ from grafana.dashgen.panels import (
     dashboard,
     merge,
     organize,
+    quantile,
     query,
     row,
     series,
@@ -59,11 +60,9 @@ def build() -> db.Dashboard:
             "Cycle time", "Time to observe, plan and apply routes: median and p99. Over "
             f"the reconcile interval ({CYCLE:g} s by default) the next cycle is late.", "s",
             thresholds(GREEN, (CYCLE / 2, YELLOW), (CYCLE, RED)),
-            query("histogram_quantile(0.5, sum by (site, le) (rate("
-                  f"lifeline_reconcile_duration_seconds_bucket{{{SITE}}}[$__rate_interval])))",
+            query(quantile(0.5, "lifeline_reconcile_duration_seconds", "site", SITE),
                   "{{site}} p50"),
-            query("histogram_quantile(0.99, sum by (site, le) (rate("
-                  f"lifeline_reconcile_duration_seconds_bucket{{{SITE}}}[$__rate_interval])))",
+            query(quantile(0.99, "lifeline_reconcile_duration_seconds", "site", SITE),
                   "{{site}} p99"),
             draw=cm.GraphThresholdsStyleMode.DASHED, min_val=0))
         .with_panel(series(

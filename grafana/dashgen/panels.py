@@ -123,6 +123,14 @@ def health_code(metric: str, by: str, matchers: str) -> str:
     return f"sum by (site, {by}) ({parts})"
 
 
+def quantile(q: float, metric: str, by: str, matchers: str) -> str:
+    """The q-quantile of a histogram over the panel's rate interval, one series per
+    ``by`` (label names, comma-separated); ``metric`` is the histogram's name without
+    ``_bucket``."""
+    return (f"histogram_quantile({q:g}, sum by ({by}, le) "
+            f"(rate({metric}_bucket{{{matchers}}}[$__rate_interval])))")
+
+
 # -- panels ----------------------------------------------------------------------------
 
 def series(title: str, description: str, unit: str, thr: db.ThresholdsConfig,

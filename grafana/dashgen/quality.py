@@ -20,6 +20,7 @@ from grafana.dashgen.panels import (
     dashboard,
     health_code,
     link_variable,
+    quantile,
     query,
     row,
     series,
@@ -90,8 +91,7 @@ def build() -> db.Dashboard:
         .with_panel(series(
             "Probe RTT p95", "95th percentile of answered probes' RTT, per link.", "s",
             thresholds(GREEN, (p.degraded_latency, ORANGE)),
-            query("histogram_quantile(0.95, sum by (site, link, le) "
-                  f"(rate(lifeline_probe_rtt_seconds_bucket{{{LINK}}}[$__rate_interval])))",
+            query(quantile(0.95, "lifeline_probe_rtt_seconds", "site, link", LINK),
                   "{{site}} {{link}}"),
             draw=LINE, min_val=0))
         .with_panel(series(

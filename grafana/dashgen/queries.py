@@ -29,7 +29,9 @@ VARIABLES: Final[Mapping[str, str]] = {
     "__range": "1h",
     "__interval": "15s",
 }
-_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+# ${var}, ${var:format}, [[var]], [[var:format]], $var (every form Grafana expands, so a
+# hand edit in another form is still seen and given a value).
+_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +76,13 @@ def queries(directory: Path = DASHBOARDS_DIR) -> list[Query]:
 
 
 def variables_used(expr: str) -> set[str]:
-    return {a or b for a, b in _VARIABLE.findall(expr)}
+    return {a or b or c for a, b, c in _VARIABLE.findall(expr)}
 
 
 def concrete(expr: str, values: Mapping[str, str] = VARIABLES) -> str:
     """``expr`` with each Grafana variable replaced by its value in ``values``; a variable
     without one raises KeyError (a dashboard query using an undefined variable)."""
-    return _VARIABLE.sub(lambda m: values[m.group(1) or m.group(2)], expr)
+    return _VARIABLE.sub(lambda m: values[m.group(1) or m.group(2) or m.group(3)], expr)
 
 
 # -- metric names in PromQL ------------------------------------------------------------

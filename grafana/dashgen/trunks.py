@@ -18,6 +18,7 @@ from grafana.dashgen.panels import (
     SITE,
     dashboard,
     health_code,
+    quantile,
     query,
     row,
     series,
@@ -133,8 +134,7 @@ def build() -> db.Dashboard:
         .with_panel(series(
             "Plan push time p95", "95th percentile of the time to push the plan to one "
             "edge.", "s", thresholds(GREEN, (1, ORANGE)),
-            query("histogram_quantile(0.95, sum by (site, actuator, le) (rate("
-                  f"lifeline_plan_push_duration_seconds_bucket{{{SITE}}}[$__rate_interval])))",
-                  "{{site}} {{actuator}}"),
+            query(quantile(0.95, "lifeline_plan_push_duration_seconds", "site, actuator",
+                           SITE), "{{site}} {{actuator}}"),
             draw=cm.GraphThresholdsStyleMode.DASHED, min_val=0))
     )

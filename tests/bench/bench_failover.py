@@ -25,18 +25,17 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 
 from controller.core.health import HealthParams
 from tests.lab.lifelined import LifelineProcess, route_devices
-from tests.lab.netns import inside
+from tests.lab.netlinkpoll import NetlinkPoll
 from tests.lab.stream import Gap, Stream, StreamResult, gaps_in
 from tests.lab.topology import Lab
 
@@ -138,8 +137,9 @@ def outage_gap(arrivals: list[tuple[float, int]], result: StreamResult,
 # --- trials --------------------------------------------------------------------------------
 
 
-class OperstateWatch:
-    """Polls, from a thread, when the kernel reports an interface of the site as not UP.
+class OperstateWatch(NetlinkPoll):
+    """When the kernel reports an interface of the site as not UP (``at`` on the
+    monotonic clock, like the fault's time).
 
     This is the moment the kernel's linkwatch has processed the carrier loss and sent its
     netlink notification (operstate and the notification are updated together), so it
@@ -147,43 +147,10 @@ class OperstateWatch:
     """
 
     def __init__(self, lab: Lab, ifname: str, limit: float = 3.0) -> None:
-        self._ns = lab.site
-        self._ifname = ifname
-        self._limit = limit
-        self._ready = threading.Event()
-        self.at: float | None = None
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._poll, name="operstate-watch", daemon=True)
+        super().__init__(lab.site, ifname, limit, "operstate-watch")
 
-    def start(self) -> None:
-        """Start polling; returns once the thread has its netlink socket in the site."""
-        self._thread.start()
-        self._ready.wait(5.0)
-
-    def join(self) -> None:
-        self._thread.join(self._limit + 1.0)
-
-    def _poll(self) -> None:
-        # pyroute2 sockets belong to the thread that opens them, so the thread enters the
-        # site namespace itself, opens its socket there and polls from there.
-        try:
-            with inside(self._ns):
-                ipr = IPRoute()
-            try:
-                index = int(ipr.link_lookup(ifname=self._ifname)[0])
-                self._ready.set()
-                end = time.monotonic() + self._limit
-                while time.monotonic() < end:
-                    if ipr.get_links(index)[0].get_attr("IFLA_OPERSTATE") != "UP":
-                        self.at = time.monotonic()
-                        return
-                    time.sleep(0.002)
-            finally:
-                ipr.close()
-        except Exception as exc:  # a broken diagnostic must not break the trial
-            self.error = repr(exc)
-        finally:
-            self._ready.set()
+    def seen(self, ipr: IPRoute, index: int) -> bool:
+        return bool(ipr.get_links(index)[0].get_attr("IFLA_OPERSTATE") != "UP")
 
 
 def blackhole_fault(lab: Lab) -> None:
@@ -370,35 +337,40 @@ def run(kinds: Sequence[str] = ("blackhole", "carrier", "failback"), trials: int
                 continue
             results = report.failover.setdefault(kind, [])
             for n in range(1, trials + 1):
-                t = _guarded(functools.partial(failover_trial, kind, n, workdir),
+                t = guarded(functools.partial(failover_trial, kind, n, workdir),
                              FailoverTrial(kind=kind, trial=n))
                 results.append(t)
                 log(f"{kind} {n}/{trials}: " + (
                     f"gap {t.gap:.3f} s (reply {t.reply_gap:.3f} s), {t.lost} packets lost, "
-                    f"route moved {_s(t.switch)} after the fault"
-                    + (f" (kernel operstate down seen by poll after {_s(t.kernel_event)})"
+                    f"route moved {secs(t.switch)} after the fault"
+                    + (f" (kernel operstate down seen by poll after {secs(t.kernel_event)})"
                        if kind == "carrier" else "")
                     if t.gap is not None else "no measurement")
                     + (f"  [{t.error}]" if t.error else ""))
         if "failback" in kinds:
             for n in range(1, failback_trials + 1):
-                b = _guarded(functools.partial(failback_trial, n, workdir, hold_down=hold_down),
+                b = guarded(functools.partial(failback_trial, n, workdir, hold_down=hold_down),
                              FailbackTrial(trial=n, hold_down=hold_down))
                 report.failback.append(b)
-                log(f"failback {n}/{failback_trials}: route back {_s(b.route_back)} after the "
-                    f"fault cleared (hold-down {hold_down:g} s), gap {_s(b.gap)} "
-                    f"(reply {_s(b.reply_gap)})" + (f"  [{b.error}]" if b.error else ""))
+                log(f"failback {n}/{failback_trials}: route back {secs(b.route_back)} after the "
+                    f"fault cleared (hold-down {hold_down:g} s), gap {secs(b.gap)} "
+                    f"(reply {secs(b.reply_gap)})" + (f"  [{b.error}]" if b.error else ""))
     return report
 
 
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
+def secs(value: float | None, digits: int = 3) -> str:
+    """A measured time for the progress log; "-" where the trial did not get that far."""
+    return "-" if value is None else f"{value:.{digits}f} s"
 
 
-_Trial = TypeVar("_Trial", FailoverTrial, FailbackTrial)
+class _HasError(Protocol):
+    error: str | None
 
 
-def _guarded(body: Callable[[], _Trial], failed: _Trial) -> _Trial:
+_Trial = TypeVar("_Trial", bound=_HasError)
+
+
+def guarded(body: Callable[[], _Trial], failed: _Trial) -> _Trial:
     """A trial that breaks (daemon never became active, a lab command failed) is recorded
     as an error and the benchmark goes on; Ctrl-C still stops everything."""
     try:
@@ -483,6 +455,22 @@ def write_json(dest: str | None, data: dict[str, Any]) -> None:
         log(f"results written to {dest}")
 
 
+class TrialReport(Protocol):
+    def errors(self) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def finish(report: TrialReport, rows: Sequence[Figure], title: str, dest: str | None) -> int:
+    """The end of a trial benchmark's run: the table, the JSON, the trials that broke.
+    A missed goal is a figure to read, not a failure; a trial that broke is (exit 1)."""
+    print_table(rows, title)
+    write_json(dest, report.to_json())
+    if report.errors():
+        log("errors:\n  " + "\n  ".join(report.errors()))
+    return 1 if report.errors() else 0
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="also write machine-readable results (to PATH, or stdout)")
@@ -518,10 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.only or ["blackhole", "carrier", "failback"]
     report = run(kinds, args.trials, args.failback_trials, args.hold_down)
     rows = figures(report)
-    print_table(rows, "failover benchmark")
-    write_json(args.json, report.to_json())
-    # A missed goal is a figure to read, not a crash; a trial that broke is.
-    return 1 if report.errors() else 0
+    return finish(report, rows, "failover benchmark", args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ on failure, and every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -40,7 +41,14 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from controller.core.durations import parse_duration
-from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.bench.bench_failover import (
+    Figure,
+    add_json_arg,
+    finish,
+    guarded,
+    log,
+    secs,
+)
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.monitoring import (
@@ -226,18 +234,12 @@ def run(trials: int = 3, paths: Sequence[str] = PATHS) -> Report:
         for i in range(1, trials + 1):
             log(f"paging via {path}, trial {i}/{trials}")
             with tempfile.TemporaryDirectory(prefix="bench-paging-") as tmp:
-                try:
-                    t = trial(path, i, Path(tmp), report.settings)
-                except Exception as exc:
-                    t = Trial(path, i, error=f"{type(exc).__name__}: {exc}"[:500])
+                t = guarded(functools.partial(trial, path, i, Path(tmp), report.settings),
+                            Trial(path, i))
             report.trials.append(t)
-            log(f"  lifeline saw every link down after {_s(t.detected)}, page at the webhook "
-                f"after {_s(t.paged)}" + (f"; ERROR {t.error}" if t.error else ""))
+            log(f"  lifeline saw every link down after {secs(t.detected, 1)}, page at the webhook "
+                f"after {secs(t.paged, 1)}" + (f"; ERROR {t.error}" if t.error else ""))
     return report
-
-
-def _s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f} s"
 
 
 def _spread(values: list[float]) -> str:
@@ -278,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.trials <= 50:
         parser.error("--trials must be 1..50")
     report = run(args.trials, args.path or PATHS)
-    print_table(figures(report), "paging benchmark")
-    write_json(args.json, report.to_json())
-    if report.errors():
-        log("errors:\n  " + "\n  ".join(report.errors()))
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "paging benchmark", args.json)
 
 
 if __name__ == "__main__":

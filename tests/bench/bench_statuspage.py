@@ -17,6 +17,7 @@ and browser is removed after its trial, also on failure, and every wait is bound
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -35,9 +36,10 @@ from tests.bench.bench_failover import (
     PROBE_INTERVAL,
     Figure,
     add_json_arg,
+    finish,
+    guarded,
     log,
-    print_table,
-    write_json,
+    secs,
 )
 from tests.lab.browser import browser, browser_skip_reason
 from tests.lab.lifelined import LifelineProcess
@@ -110,21 +112,13 @@ def run(trials: int = 5) -> Report:
     report = Report()
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-page-") as tmp:
         for n in range(1, trials + 1):
-            try:
-                t = page_trial(n, Path(tmp))
-            except Exception as exc:  # recorded; the next trial still runs
-                t = PageTrial(trial=n, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-                log(f"trial failed: {str(exc)[:3000]}")
+            t = guarded(functools.partial(page_trial, n, Path(tmp)), PageTrial(trial=n))
             report.trials.append(t)
-            log(f"status page {n}/{trials}: fault -> route {_s(t.fault_to_route)}, "
-                f"route -> page {_s(t.route_to_page)} (seen by WebDriver "
-                f"{_s(t.route_to_seen)}), fault -> page {_s(t.fault_to_page)}"
+            log(f"status page {n}/{trials}: fault -> route {secs(t.fault_to_route)}, "
+                f"route -> page {secs(t.route_to_page)} (seen by WebDriver "
+                f"{secs(t.route_to_seen)}), fault -> page {secs(t.fault_to_page)}"
                 + (f"  [{t.error}]" if t.error else ""))
     return report
-
-
-def _s(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
 
 
 def _spread(values: Sequence[float]) -> str:
@@ -169,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"bench_statuspage: {reason}")
         return 2
     report = run(args.trials)
-    rows = figures(report)
-    print_table(rows, "status page after a failover")
-    write_json(args.json, report.to_json())
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "status page after a failover", args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -43,7 +44,14 @@ import aiohttp
 from controller.actuators.sipedge.kamailio import KamailioActuator, KamailioClient
 from controller.actuators.sipedge.plan import DidRoute, EdgePlan, TrunkState
 from tests.bench import bench_didplan
-from tests.bench.bench_failover import Figure, add_json_arg, log, print_table, write_json
+from tests.bench.bench_failover import (
+    Figure,
+    add_json_arg,
+    finish,
+    guarded,
+    log,
+    secs,
+)
 from tests.lab.kamailio import LabKamailio
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.sipsite import DID_RANGES, SCENARIO_DIR, SipSite, sip_site_skip_reason
@@ -291,14 +299,12 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
             for i in range(1, trials + 1):
                 log(f"trunk failover, {mode}, trial {i}/{trials}")
                 with tempfile.TemporaryDirectory(prefix="bench-trunks-") as tmp:
-                    try:
-                        t = trunk_trial(mode, i, Path(tmp), timing)
-                    except Exception as exc:
-                        t = TrunkTrial(mode, i, error=f"{type(exc).__name__}: {exc}"[:500])
+                    t = guarded(functools.partial(trunk_trial, mode, i, Path(tmp), timing),
+                                TrunkTrial(mode, i))
                 report.trials.append(t)
-                log(f"  placed {t.placed}, good {t.good}, failed {t.failed}, gap {_s(t.gap)}, "
-                    f"slow {t.slow} (max {_s(t.slowest)}), trunk down after "
-                    f"{_s(t.trunk_down)}, DIDs on sbc2 after {_s(t.dids_moved)}"
+                log(f"  placed {t.placed}, good {t.good}, failed {t.failed}, gap {secs(t.gap, 2)}, "
+                    f"slow {t.slow} (max {secs(t.slowest, 2)}), trunk down after "
+                    f"{secs(t.trunk_down, 2)}, DIDs on sbc2 after {secs(t.dids_moved, 2)}"
                     + (f"; ERROR {t.error}" if t.error else ""))
     if costs:
         try:
@@ -310,10 +316,6 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
         except Exception as exc:
             report.problems.append(f"Kamailio push: {exc}")
     return report
-
-
-def _s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f} s"
 
 
 def _med_max(values: list[float]) -> str:
@@ -376,11 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.trials <= 50:
         parser.error("--trials must be 1..50")
     report = run(args.trials, args.timing, args.mode or MODES, not args.no_costs)
-    print_table(figures(report), "trunk failover benchmark")
-    write_json(args.json, report.to_json())
-    if report.errors():
-        log("errors:\n  " + "\n  ".join(report.errors()))
-    return 1 if report.errors() else 0
+    return finish(report, figures(report), "trunk failover benchmark", args.json)
 
 
 if __name__ == "__main__":

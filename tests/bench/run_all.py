@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.bench import (
     bench_daemon_rss,
@@ -42,6 +42,7 @@ from tests.bench import (
 )
 from tests.bench.bench_failover import (
     Figure,
+    TrialReport,
     add_failover_args,
     add_json_arg,
     check_failover_args,
@@ -111,6 +112,17 @@ def _part(name: str, body: Callable[[], list[Figure]], errors: list[str]) -> lis
     return rows
 
 
+_Report = TypeVar("_Report", bound=TrialReport)
+
+
+def _kept(report: _Report, key: str, data: dict[str, Any], errors: list[str]) -> _Report:
+    """A part whose trials can fail one by one: its report goes into the JSON under
+    ``key`` and its failed trials into the run's errors (the exit code)."""
+    data[key] = report.to_json()
+    errors.extend(report.errors())
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_failover_args(parser)
@@ -147,12 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if "failover" not in args.skip:
         def failover() -> list[Figure]:
-            report = bench_failover.run(trials=args.trials,
-                                        failback_trials=args.failback_trials,
-                                        hold_down=args.hold_down)
-            data["failover"] = report.to_json()
-            errors.extend(report.errors())
-            return bench_failover.figures(report)
+            return bench_failover.figures(_kept(
+                bench_failover.run(trials=args.trials, failback_trials=args.failback_trials,
+                                   hold_down=args.hold_down), "failover", data, errors))
         rows += _part("failover", failover, errors)
 
     if "cost" not in args.skip:
@@ -179,10 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "trunks" not in args.skip:
         def trunks() -> list[Figure]:
-            report = bench_trunks.run(trials=args.trunk_trials)
-            data["trunks"] = report.to_json()
-            errors.extend(report.errors())
-            return bench_trunks.figures(report)
+            return bench_trunks.figures(_kept(
+                bench_trunks.run(trials=args.trunk_trials), "trunks", data, errors))
         rows += _part("trunk failover (SIP)", trunks, errors)
 
     if "metrics" not in args.skip:
@@ -197,18 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             reason = browser_skip_reason()
             if reason is not None:
                 raise RuntimeError(reason)
-            report = bench_statuspage.run(trials=args.page_trials)
-            data["statuspage"] = report.to_json()
-            errors.extend(report.errors())
-            return bench_statuspage.figures(report)
+            return bench_statuspage.figures(_kept(
+                bench_statuspage.run(trials=args.page_trials), "statuspage", data, errors))
         rows += _part("status page after a failover (Chromium)", page, errors)
 
     if "paging" not in args.skip:
         def paging() -> list[Figure]:
-            report = bench_paging.run(trials=args.paging_trials)
-            data["paging"] = report.to_json()
-            errors.extend(report.errors())
-            return bench_paging.figures(report)
+            return bench_paging.figures(_kept(
+                bench_paging.run(trials=args.paging_trials), "paging", data, errors))
         rows += _part("paging (all uplinks down -> webhook)", paging, errors)
 
     print_table(rows, "lifeline benchmarks")

@@ -1,7 +1,8 @@
 """The status page in a real headless Chromium, in front of the real lifeline running the
 lab's SIP site (Kamailio, carrier SBCs, PBX): it loads with no console errors, shows the
 links, trunks and DID plan, shows a real failover (fibre-a blackholed) within 2 s of the
-kernel's route moving, and fits a 360 px wide phone without horizontal scroll. The browser
+kernel's route moving, fits a 360 px wide phone without horizontal scroll, and marks a
+force to the dead link as held, not applied. The browser
 runs inside the site's namespace, reaching only the daemon on the site's loopback.
 
 Screenshots go to ``$LIFELINE_ARTIFACTS`` (default ``tmp/artifacts`` in the repository);
@@ -11,6 +12,7 @@ there (``tests/lab/statuspage_shot.py`` makes a richer one with an hour of histo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from exporters.operator_client import Daemon, call, path_of
 from tests.integration.conftest import SIP_LAB
 from tests.lab.browser import browser, browser_skip_reason
 from tests.lab.lifelined import route_devices
@@ -107,6 +110,20 @@ def test_the_page_shows_the_site_and_a_failover_within_2_s(lab: Lab, tmp_path: P
         assert scroll <= inner, f"the page is {scroll} px wide at 360 px"
         assert active_text(b, "internet") == "fibre-b"
         assert b.call(lambda: b.driver.save_screenshot(str(ARTIFACTS / "status-page-360.png")))
+
+        # A force to the link that is down is held, not applied: the page says so, and
+        # still shows the route the site uses.
+        code, answer = asyncio.run(call(Daemon(socket=daemon.socket), "PUT",
+                                        path_of("groups", "internet", "force"),
+                                        {"link": "fibre-a", "reason": "test", "for": "10m"}))
+        assert code == 200 and answer["applied"] is False, answer
+        held = ("const h = document.querySelector('[data-override=\"internet\"] [data-held]');"
+                " return h ? h.textContent : null;")
+        wait_until(b, lambda: b.call(lambda: b.driver.execute_script(held)) is not None, 10.0,
+                   "held override shown")
+        text = b.call(lambda: b.driver.execute_script(held))
+        assert text.startswith("held, not applied: "), text
+        assert active_text(b, "internet") == "fibre-b"
         console += b.console()
     print(f"browser console: {len(console)} entries: "
           + "; ".join(f"{e.get('level')} {e.get('message')}" for e in console)[:2000])

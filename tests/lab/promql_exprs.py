@@ -2,34 +2,32 @@
 recording rules of ``grafana/alerts/lifeline.rules.yaml`` and the panel targets of
 ``grafana/dashboards/*.json``, the dashboards' Grafana variables replaced by values a lab
 Prometheus can evaluate. Pure (reads files, no I/O beyond that), so the unit tests check the
-extraction and the substitution and the lab test only asks Prometheus.
+extraction and the substitution and the lab test only asks Prometheus. The panel walk and
+the variable syntax are grafana.dashgen.queries' (one reading of a dashboard); this module
+adds the rules and the lab's values.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from grafana.dashgen.queries import VARIABLES, concrete, panels
+
 __all__ = ["GRAFANA_BUILTINS", "Expr", "dashboard_exprs", "rule_exprs", "substitute"]
 
-# Grafana's built-in variables, as a dashboard over the lab's short history would see them.
+# Grafana's built-in variables, as a dashboard over the lab's short history would see them
+# (those the dashboards use as grafana.dashgen.queries gives them, plus the unit forms).
 GRAFANA_BUILTINS: dict[str, str] = {
-    "__rate_interval": "1m",
-    "__interval": "15s",
+    **{name: value for name, value in VARIABLES.items() if name.startswith("__")},
     "__interval_ms": "15000",
-    "__range": "1h",
     "__range_s": "3600",
     "__range_ms": "3600000",
 }
-
-# ${var}, ${var:format}, [[var]], [[var:format]], $var (longest name first: $__range_s).
-_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 
 
 @dataclass(frozen=True)
@@ -47,19 +45,12 @@ def rule_exprs(path: Path) -> list[Expr]:
             for group in doc["groups"] for r in group["rules"]]
 
 
-def _panels(container: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """Every panel, also those inside rows (collapsed rows keep theirs in ``panels``)."""
-    for panel in container.get("panels") or []:
-        yield panel
-        yield from _panels(panel)
-
-
 def dashboard_exprs(path: Path) -> list[Expr]:
     """The ``expr`` of every target of every panel of one dashboard JSON (targets of other
     kinds of data source carry none and are skipped)."""
     doc = json.loads(path.read_text())
     out: list[Expr] = []
-    for panel in _panels(doc):
+    for panel in panels(doc):
         for target in panel.get("targets") or []:
             expr = target.get("expr")
             if isinstance(expr, str) and expr.strip():
@@ -72,12 +63,7 @@ def substitute(expr: str, values: Mapping[str, str]) -> str:
     """``expr`` with every Grafana variable replaced from ``values`` (then GRAFANA_BUILTINS).
     A variable with no value raises KeyError: a dashboard's new variable must be given one
     here rather than reach Prometheus as a literal ``$name``."""
-    def value(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2) or m.group(3)
-        if name in values:
-            return values[name]
-        if name in GRAFANA_BUILTINS:
-            return GRAFANA_BUILTINS[name]
-        raise KeyError(f"no value for Grafana variable ${name} in {expr!r}")
-
-    return _VARIABLE.sub(value, expr)
+    try:
+        return concrete(expr, {**GRAFANA_BUILTINS, **values})
+    except KeyError as exc:
+        raise KeyError(f"no value for Grafana variable ${exc.args[0]} in {expr!r}") from None

@@ -30,6 +30,7 @@ from controller.runtime.journal import Journal, read_events
 from controller.runtime.trunks import Peer, Telephony
 from exporters.metrics import registry_for
 from probes.sip import SipResult
+from tests.unit.daemonloop import looping
 from tests.unit.fakenetlink import FakeKernel
 from tests.unit.test_runtime import ALIVE, GW, _kernel, fast_clock
 from tests.unit.test_runtime import _config as _runtime_config
@@ -443,15 +444,8 @@ async def daemon_on(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Daemon]
     adapter = cast(Callable[[str | None], Netlink], kernel.adapter)
     daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
                     config_path=path)
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    try:
-        while daemon.latest is None:
-            await asyncio.sleep(0.01)
+    async with looping(daemon):
         yield daemon
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def start_like_a_site(daemon: Daemon, kernel: FakeKernel, seconds: float,

@@ -149,3 +149,23 @@ def test_overrides_lists_what_the_daemon_holds(tmp_path: Path,
         assert out.rstrip().endswith("by noc: DR drill")
         code, out, _ = run(capsys, "overrides", "--json", "--socket", sock)
         assert code == 0 and '"by": "noc"' in out
+
+
+def test_overrides_says_which_are_held_but_not_applied(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import exporters.operator_api as api_module
+
+    listed = [{"kind": "route", "target": "voice", "value": "lte", "reason": "fibre works",
+               "by": "noc", "until": 4102444800.0, "applied": False,
+               "why_not": "link lte is down"},
+              {"kind": "maintenance", "target": "trunk:a1", "value": None, "reason": "swap",
+               "by": "noc", "until": 4102444800.0, "applied": True, "why_not": None}]
+    monkeypatch.setattr(api_module, "status_document", lambda snap: {"overrides": listed})
+    app = make_app(lambda: object(), control=FakeControl())  # type: ignore[arg-type,return-value]
+    with serving(app, unix=tmp_path / "s.sock") as sock:
+        code, out, _ = run(capsys, "overrides", "--socket", sock)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("route voice -> lte until "), out
+    assert lines[1] == "  held, not applied: link lte is down", out
+    assert lines[2].startswith("maintenance trunk:a1 until ") and len(lines) == 3, out

@@ -176,6 +176,20 @@ def test_an_empty_journal_reports_nothing_monitored(
     assert any("no events" in n for n in doc["notes"])
 
 
+def test_a_format_the_renderer_does_not_know_is_refused(tmp_path: Path) -> None:
+    from controller.core.sla import compute
+    from controller.runtime.history import read_history
+    from exporters.slareport import FORMATS, render
+
+    path = tmp_path / "journal.sqlite3"
+    Journal(path).close()
+    now = time.time()
+    report = compute(read_history(path, now).events, now - DAY, now, now)
+    assert all(render(report, fmt) for fmt in FORMATS)
+    with pytest.raises(ValueError, match="'xml'"):
+        render(report, "xml")
+
+
 def test_the_example_in_docs_report_md_is_what_the_code_prints(
         journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """docs/report.md shows this very journal's table and CSV: a change of the output

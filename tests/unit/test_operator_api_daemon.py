@@ -4,7 +4,6 @@ a stranger may not, and the daemon's own answer comes back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -14,6 +13,7 @@ import aiohttp
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
 from controller.runtime.daemon import Daemon
+from tests.unit.daemonloop import looping
 from tests.unit.fakecontrol import TOKEN, token_file
 from tests.unit.test_calm_start import _config
 from tests.unit.test_runtime import _kernel
@@ -25,11 +25,7 @@ async def test_the_daemon_takes_a_tokens_write_over_tcp_and_refuses_a_stranger(
     cfg = parse_config(text)
     adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
     daemon = Daemon(cfg, netlink=adapter, start_probes=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    try:
-        while daemon.latest is None:
-            await asyncio.sleep(0.01)
+    async with looping(daemon):
         base = f"http://{cfg.listen}/api/v1/trunks/a1/maintenance"
         body = {"reason": "SBC swap", "open": True}
         async with aiohttp.ClientSession() as session:
@@ -41,6 +37,3 @@ async def test_the_daemon_takes_a_tokens_write_over_tcp_and_refuses_a_stranger(
                 answer = await resp.json()
         assert answer["trunk"] == "a1" and "SBC swap" in answer["maintenance"]
         assert daemon.telephony is not None and daemon.telephony.maintenance("a1")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)

@@ -27,6 +27,7 @@ from controller.runtime.overrides import Overrides
 from exporters.metrics import registry_for
 from exporters.status import status_document
 from exporters.statusview import render_status
+from tests.unit.daemonloop import looping
 from tests.unit.fakenetlink import FakeKernel
 from tests.unit.test_runtime import ALIVE, GW, LOST, _kernel, fast_clock
 from tests.unit.test_runtime import _config as _links_config
@@ -167,15 +168,8 @@ async def daemon_with(tmp_path: Path, kernel: FakeKernel, text: str) -> AsyncIte
     daemon = Daemon(parse_config(text), netlink=cast(Callable[[str | None], Netlink],
                                                      kernel.adapter),
                     start_probes=False, config_path=path, wall_clock=lambda: T0 + loop.time())
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    try:
-        while daemon.latest is None:
-            await asyncio.sleep(0.01)
+    async with looping(daemon):
         yield daemon
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def feed(daemon: Daemon, seconds: float, links: dict[str, object] | None = None,

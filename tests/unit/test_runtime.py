@@ -31,6 +31,7 @@ from controller.core.staleflows import StaleFlows
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import read_events
 from probes.sample import ErrorKind, Sample
+from tests.unit.daemonloop import looping
 from tests.unit.fakenetlink import FakeKernel
 
 GW = {"fibre-a": "198.51.100.1", "fibre-b": "203.0.113.1"}
@@ -140,15 +141,8 @@ async def running(tmp_path: Path, kernel: FakeKernel) -> AsyncIterator[Site]:
     adapter = cast(Callable[[str | None], Netlink], kernel.adapter)
     daemon = Daemon(parse_config(path.read_text()), netlink=adapter,
                     start_probes=False, config_path=path)
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    try:
-        while daemon.latest is None:
-            await asyncio.sleep(0.01)
+    async with looping(daemon):
         yield Site(daemon, kernel)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @contextlib.asynccontextmanager
