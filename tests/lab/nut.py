@@ -107,16 +107,17 @@ class Upsd:
         # socket exist first.
         until(lambda: (self.root / f"dummy-ups-{self.ups}").exists(), timeout, 0.02,
               "the dummy-ups driver's socket", detail=self.log_tail)
-        self.upsd = subprocess.Popen(
-            [str(UPSD), "-u", "root", "-F"], env=self.env(), cwd=self.root,
-            stdout=(self.root / "upsd.log").open("wb"), stderr=subprocess.STDOUT)
+        with (self.root / "upsd.log").open("ab") as log:  # the child keeps its own copy
+            self.upsd = subprocess.Popen([str(UPSD), "-u", "root", "-F"], env=self.env(),
+                                         cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
         until(lambda: self.status() == self.state["ups.status"], timeout, 0.05,
               f"upsd on {self.host}:{self.port} to serve {self.ups}", detail=self.log_tail)
 
     def start_driver(self) -> None:
-        self.driver = subprocess.Popen(
-            [str(DRIVER), "-a", self.ups, "-u", "root", "-F"], env=self.env(), cwd=self.root,
-            stdout=(self.root / "driver.log").open("ab"), stderr=subprocess.STDOUT)
+        with (self.root / "driver.log").open("ab") as log:
+            self.driver = subprocess.Popen(
+                [str(DRIVER), "-a", self.ups, "-u", "root", "-F"], env=self.env(),
+                cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
 
     def set(self, *, status: str | None = None, charge: float | None = None,
             runtime: float | None = None, input_voltage: float | None = None,
