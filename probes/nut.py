@@ -209,14 +209,16 @@ def _bad_argument(host: str, ups: str, username: str | None, password: str | Non
 async def _close(writer: asyncio.StreamWriter, logout: bool) -> None:
     """LOGOUT after a good read (upsd logs a dropped client otherwise); a failed one is
     just closed, so a read never takes much longer than its timeout."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(_CLOSE_GRACE):
-            if logout:
-                writer.write(b"LOGOUT\n")
-                await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-    writer.close()  # idempotent: the transport is closed even if the grace ran out
+    try:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_GRACE):
+                if logout:
+                    writer.write(b"LOGOUT\n")
+                    await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+    finally:
+        writer.close()  # idempotent: closed even if the grace ran out or we were cancelled
 
 
 async def read_ups(host: str, port: int, ups: str, *, timeout: float,

@@ -311,3 +311,20 @@ async def test_an_untrusted_certificate_fails_unless_verification_is_off(
     assert r.ok is ok, r.detail
     if not ok:
         assert r.error is ErrorKind.BAD_REPLY and "TLS" in r.detail
+
+
+async def test_a_cancelled_read_raises_cancelled_and_closes_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        await reader.read()  # until the client closes
+        closed.set()
+
+    async with serving(silent) as port:
+        task = asyncio.create_task(read_ups("127.0.0.1", port, "dummy", timeout=30.0))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(closed.wait(), 2.0)
