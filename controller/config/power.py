@@ -237,3 +237,12 @@ def power_summary(power: PowerConfig | None) -> list[str]:
                    f"{fmt(ups.timeout)}); unknown after {ups.fail_after} failed reads or "
                    f"{stale}")
     return out
+
+
+def power_warnings(power: PowerConfig | None, dr_ranges: int) -> list[str]:
+    """What is legal but likely not meant: power watched while no DID range has a DR
+    destination to move to (``dr_ranges``: how many do)."""
+    if power is None or dr_ranges:
+        return []
+    return ["power: no DID range names a dr_destination: a power failure pages, but no "
+            "call moves to a DR site before the desks go dark"]

@@ -295,7 +295,8 @@ def test_dr_is_only_ever_entered_while_the_site_is_not_on_mains(
         before = d.phase
 
 
-@given(policies, st.lists(st.sampled_from(["OL", "OL CHRG", "OL BYPASS"]), max_size=50))
+@given(policies, st.lists(st.sampled_from(["OL", "OL CHRG", "OL BYPASS", "OL LB CHRG",
+                                           "OL TRIM"]), max_size=50))
 @settings(max_examples=200, deadline=None)
 def test_a_site_always_on_mains_never_pages_nor_goes_to_dr(
         policy: PolicyParams, script: list[str]) -> None:

@@ -142,3 +142,21 @@ def test_summary_says_what_power_lifeline_watches_and_does() -> None:
 
 def test_summary_of_a_site_without_power() -> None:
     assert "power: not watched (no power section)" in summary(parse_config(build()))
+
+
+def test_power_without_any_dr_destination_is_a_warning() -> None:
+    warned = parse_config(with_power({"ups": [NUT]})).warnings
+    assert any(w.startswith("power: no DID range names a dr_destination") for w in warned)
+
+
+def test_power_with_a_dr_destination_is_not_warned() -> None:
+    def site(d: dict[str, Any]) -> None:
+        d["power"] = {"ups": [NUT]}
+        d["trunks"] = [{"name": "a-sbc1", "carrier": "carrier-a", "uri": "sip:192.0.2.7"}]
+        d["destinations"] = [{"name": "pbx", "uri": "sip:192.0.2.8"},
+                             {"name": "dr", "uri": "sip:203.0.113.8"}]
+        d["dids"] = [{"numbers": "+390212345600-+390212345699", "trunks": ["a-sbc1"],
+                      "destination": "pbx", "dr_destination": "dr"}]
+
+    warned = parse_config(build(site)).warnings
+    assert not any(w.startswith("power:") for w in warned), warned
