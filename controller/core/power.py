@@ -43,9 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-
-from probes.ups import UpsReading
+from enum import Enum, StrEnum
+from typing import Protocol
 
 __all__ = [
     "Phase",
@@ -54,6 +53,7 @@ __all__ = [
     "PowerDecision",
     "PowerPolicy",
     "PowerState",
+    "Reading",
     "SitePower",
     "Ups",
     "UpsChange",
@@ -65,6 +65,28 @@ __all__ = [
 # Float sums of interval steps land a hair short: a limit met on the step that meets it
 # must count as met.
 _EPS = 1e-6
+
+
+class Reading(Protocol):
+    """One read of a UPS as the core needs it: probes.ups.UpsReading has this shape (the
+    core imports no probe; the runtime hands the probes' readings in as they are)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def flags(self) -> frozenset[str]: ...  # NUT's ups.status words, upper case
+    @property
+    def charge(self) -> float | None: ...  # 0..1
+    @property
+    def runtime(self) -> float | None: ...  # seconds left
+    @property
+    def input_voltage(self) -> float | None: ...
+    @property
+    def load(self) -> float | None: ...  # 0..1
+    @property
+    def error(self) -> Enum | None: ...  # why a read failed (probes.sample.ErrorKind)
+    @property
+    def detail(self) -> str: ...
 
 
 class PowerState(StrEnum):
@@ -89,7 +111,7 @@ def _secs(seconds: float) -> str:
     return f"{hours}h{mins:02d}m"
 
 
-def judge(reading: UpsReading) -> tuple[PowerState, str]:
+def judge(reading: Reading) -> tuple[PowerState, str]:
     """The state a good reading's status words say, and those words (for reasons)."""
     flags = reading.flags
     words = " ".join(sorted(flags)) or "empty status"
@@ -104,7 +126,7 @@ def judge(reading: UpsReading) -> tuple[PowerState, str]:
     return PowerState.UNKNOWN, f"{words}: neither on line (OL) nor on battery (OB)"
 
 
-def _figures(reading: UpsReading) -> str:
+def _figures(reading: Reading) -> str:
     parts = []
     if reading.runtime is not None:
         parts.append(f"runtime {_secs(reading.runtime)}")
@@ -113,7 +135,7 @@ def _figures(reading: UpsReading) -> str:
     return (", " + ", ".join(parts)) if parts else ""
 
 
-def _same(a: UpsReading, b: UpsReading) -> bool:
+def _same(a: Reading, b: Reading) -> bool:
     """Whether two good readings say exactly the same (staleness: a frozen driver)."""
     return (a.flags, a.charge, a.runtime, a.input_voltage, a.load) == (
         b.flags, b.charge, b.runtime, b.input_voltage, b.load)
@@ -167,7 +189,7 @@ class Ups:
         self.state = PowerState.UNKNOWN
         self.reason = f"{name}: no reading yet"
         self.since: float | None = None  # when the state began (None: from the start)
-        self.reading: UpsReading | None = None  # the last good reading
+        self.reading: Reading | None = None  # the last good reading
         self._failed = 0  # failed reads in a row
         self._changed_at: float | None = None  # last good reading that differed
         self._read_at: float | None = None  # last read, good or failed
@@ -179,7 +201,7 @@ class Ups:
             return None
         return self.reading.runtime
 
-    def observe(self, at: float, reading: UpsReading) -> UpsChange | None:
+    def observe(self, at: float, reading: Reading) -> UpsChange | None:
         self._read_at = at
         if not reading.ok:
             self._failed += 1
@@ -404,7 +426,7 @@ class Power:
         self.upses = {name: Ups(name, params) for name, params in upses.items()}
         self.policy = PowerPolicy(policy)
 
-    def observe(self, ups: str, at: float, reading: UpsReading) -> UpsChange | None:
+    def observe(self, ups: str, at: float, reading: Reading) -> UpsChange | None:
         return self.upses[ups].observe(at, reading)
 
     def decide(self, now: float) -> tuple[list[UpsChange], PowerDecision]:

@@ -357,9 +357,11 @@ def test_dr_comes_before_the_runtime_the_margin_protects_runs_out(
         t += interval
     entered = next(((t, d) for t, _, d in simulate(timed, PolicyParams(
         grace=30.0, runtime_margin=margin), ups) if d.dr), None)
-    assert entered is not None, "never went to DR"
-    at, _ = entered
     seen_within = fail_after * interval  # the good read that shows it: within fail_after
+    if entered is None:  # only when failed reads hid the whole span below the margin
+        assert margin <= rate * seen_within, "never went to DR"
+        return
+    at, _ = entered
     assert runtime0 - rate * at >= min(margin, runtime0) - rate * seen_within - 1e-6
     if runtime0 >= margin > rate * seen_within:
         assert runtime0 - rate * at > 0
