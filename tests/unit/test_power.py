@@ -406,3 +406,35 @@ def test_an_unknown_ups_is_never_mains(script: list[tuple[float, UpsReading]],
             assert site.state is UNK
         if ups.state is MAINS:
             assert ups.reading is not None and judge(ups.reading)[0] is MAINS and fails < fail_after
+
+
+def test_the_timeline_of_docs_power_md() -> None:
+    """docs/power.md's timeline, read every 2 s (t in seconds from 10:00:00)."""
+    power = Power({"ups-a": UpsParams()}, PolicyParams(command=True))
+
+    def ups_says(t: int) -> UpsReading:
+        if 4 <= t < 20:
+            return reading("OB DISCHRG", runtime=1200 - (t - 4), charge=0.98)
+        if 60 <= t < 1020 or 1200 <= t < 1205:
+            status = "OB LB" if t >= 1020 else "OB DISCHRG"
+            return reading(status, runtime=1148 - (t - 60), charge=0.9)
+        if 1020 <= t < 1140:
+            return reading("OB LB", runtime=200 - (t - 1020), charge=0.1)
+        return reading("OL CHRG" if t >= 1140 else "OL", load=0.30 + (t % 7) / 100)
+
+    steps: list[tuple[int, Phase, str, bool]] = []
+    for t in [*range(0, 1200, 2), 1200, 1202, 1204, *range(1205, 1600, 2)]:
+        power.observe("ups-a", float(t), ups_says(t))
+        _, d = power.decide(float(t))
+        if d.changed:
+            steps.append((t, d.phase, d.reason, d.run_command))
+    assert [(t, phase) for t, phase, _, _ in steps] == [
+        (4, Phase.BATTERY), (20, Phase.NORMAL), (60, Phase.BATTERY), (90, Phase.OUTAGE),
+        (910, Phase.DR), (1020, Phase.DR), (1140, Phase.DR), (1205, Phase.DR),
+        (1505, Phase.NORMAL)]
+    assert steps[0][2] == "ups-a: on battery (DISCHRG OB), runtime 20m, charge 98%"
+    assert steps[1][2].startswith("mains back within the grace time")
+    assert steps[3][2].startswith("on battery for 30 s (grace 30 s): the generator did not")
+    assert steps[4][2] == "desks dark: ups-a runtime 4m58s below the 5m margin"
+    assert steps[5][2].endswith("running on_battery_low") and steps[5][3]
+    assert steps[-1][2] == "mains stable for 5m: leaving DR"
