@@ -206,6 +206,10 @@ class PowerConfig(ConfigModel):
         return {ups.name: ups.params() for ups in self.ups}
 
 
+def _at(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def power_summary(power: PowerConfig | None) -> list[str]:
     """``lifeline check-config``'s lines for power (controller.config.summary)."""
     fmt = format_duration
@@ -225,12 +229,12 @@ def power_summary(power: PowerConfig | None) -> list[str]:
             nut = ups.nut
             login = f", login {nut.username}" if nut.username is not None else ""
             tls = ", STARTTLS" if nut.tls is not None else ""
-            where = f"NUT {nut.ups}@{nut.host}:{nut.port}{login}{tls}"
+            where = f"NUT {nut.ups}@{_at(nut.host, nut.port)}{login}{tls}"
         else:
             assert ups.snmp is not None
             snmp = ups.snmp
             auth = (f"v3 user {snmp.v3.user}" if snmp.v3 is not None else "v2c")
-            where = f"SNMP {snmp.host}:{snmp.port} {auth}"
+            where = f"SNMP {_at(snmp.host, snmp.port)} {auth}"
         stale = (f"unchanged for {fmt(ups.stale_after)}" if ups.stale_after is not None
                  else "never stale by sameness")
         out.append(f"  {ups.name}: {where}, every {fmt(ups.interval)} (timeout "

@@ -47,6 +47,7 @@ from enum import Enum, StrEnum
 from typing import Protocol
 
 __all__ = [
+    "SITE_DR_POWER",
     "Phase",
     "PolicyParams",
     "Power",
@@ -61,6 +62,8 @@ __all__ = [
     "judge",
     "site_power",
 ]
+
+SITE_DR_POWER = "power"  # the DID plan's dr_cause of ranges moved by power
 
 # Float sums of interval steps land a hair short: a limit met on the step that meets it
 # must count as met.
@@ -330,6 +333,12 @@ class PowerDecision:
     @property
     def dr(self) -> bool:
         return self.phase is Phase.DR
+
+    @property
+    def site_dr(self) -> str | None:
+        """What controller.core.didplan.compute_plan's ``site_dr`` takes: the cause while
+        in DR, else None."""
+        return SITE_DR_POWER if self.dr else None
 
 
 class PowerPolicy:

@@ -114,3 +114,17 @@ def test_site_dr_reaches_every_dr_destination_that_is_not_down(
         else:
             assert d.destination == entry.destination and d.dr_cause is None
         assert d.on_dr == (d.dr_cause is not None)
+
+
+def test_a_power_decision_feeds_the_plan_and_its_end_brings_the_numbers_back() -> None:
+    from controller.core.power import PolicyParams, PowerPolicy, PowerState, SitePower
+
+    policy = PowerPolicy(PolicyParams(hold_down=60.0))
+    low = policy.step(0.0, SitePower(PowerState.BATTERY_LOW, "ups-a: battery low (LB OB)"))
+    on = plan(site_dr=low.site_dr)
+    assert [d.dr_cause for d in on.decisions] == ["power", "power", None]
+    back = policy.step(60.0, SitePower(PowerState.MAINS, "ups-a: on mains (OL)"))
+    assert back.dr and plan(site_dr=back.site_dr).decisions[0].on_dr  # still holding
+    done = policy.step(120.0, SitePower(PowerState.MAINS, "ups-a: on mains (OL)"))
+    assert done.site_dr is None
+    assert [d.destination for d in plan(site_dr=done.site_dr).decisions] == ["pbx-rome"] * 3

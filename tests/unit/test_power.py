@@ -247,6 +247,15 @@ def test_power_wires_upses_to_the_policy() -> None:
     power.observe("ups-b", 2.0, reading("OB LB", runtime=200))
     _, d = power.decide(2.0)
     assert d.dr and "ups-b: battery low (LB OB), runtime 3m20s" in d.reason
+    assert d.site_dr == "power"
+    power.observe("ups-b", 4.0, reading("OL", runtime=200))
+    _, d = power.decide(4.0)
+    assert d.dr and d.site_dr == "power"  # holding for the hold-down
+
+
+def test_site_dr_is_none_outside_dr() -> None:
+    d = PowerPolicy(PolicyParams(grace=0.0)).step(0.0, site(OB))
+    assert d.outage and not d.dr and d.site_dr is None
 
 
 # ------------------------------------------------------------------------------ properties

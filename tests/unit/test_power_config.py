@@ -160,3 +160,9 @@ def test_power_with_a_dr_destination_is_not_warned() -> None:
 
     warned = parse_config(build(site)).warnings
     assert not any(w.startswith("power:") for w in warned), warned
+
+
+def test_summary_brackets_an_ipv6_host() -> None:
+    text = summary(parse_config(with_power({"ups": [
+        {**NUT, "nut": {"host": "2001:db8::9", "ups": "dummy"}}]})))
+    assert "NUT dummy@[2001:db8::9]:3493" in text
