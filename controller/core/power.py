@@ -376,6 +376,8 @@ class PowerPolicy:
             # clocks keep running if the site was last seen on battery.
             if state in _ON_BATTERY and self._battery_since is None:
                 self._battery_since = now
+            if self._mains_since is not None:
+                moved = f"hold-down restarted: site {state.value}; {site.reason}"
             self._mains_since = None
             if self.phase is Phase.NORMAL:
                 moved = self._go(now, Phase.BATTERY, site.reason)

@@ -425,8 +425,8 @@ def test_the_timeline_of_docs_power_md() -> None:
         if 4 <= t < 20:
             return reading("OB DISCHRG", runtime=1200 - (t - 4), charge=0.98)
         if 60 <= t < 1020 or 1200 <= t < 1205:
-            status = "OB LB" if t >= 1020 else "OB DISCHRG"
-            return reading(status, runtime=1148 - (t - 60), charge=0.9)
+            return reading("OB DISCHRG", runtime=1148 - (t - 60) if t < 1020 else 120,
+                           charge=0.9)
         if 1020 <= t < 1140:
             return reading("OB LB", runtime=200 - (t - 1020), charge=0.1)
         return reading("OL CHRG" if t >= 1140 else "OL", load=0.30 + (t % 7) / 100)
@@ -439,11 +439,12 @@ def test_the_timeline_of_docs_power_md() -> None:
             steps.append((t, d.phase, d.reason, d.run_command))
     assert [(t, phase) for t, phase, _, _ in steps] == [
         (4, Phase.BATTERY), (20, Phase.NORMAL), (60, Phase.BATTERY), (90, Phase.OUTAGE),
-        (910, Phase.DR), (1020, Phase.DR), (1140, Phase.DR), (1205, Phase.DR),
-        (1505, Phase.NORMAL)]
+        (910, Phase.DR), (1020, Phase.DR), (1140, Phase.DR), (1200, Phase.DR),
+        (1205, Phase.DR), (1505, Phase.NORMAL)]
     assert steps[0][2] == "ups-a: on battery (DISCHRG OB), runtime 20m, charge 98%"
     assert steps[1][2].startswith("mains back within the grace time")
     assert steps[3][2].startswith("on battery for 30 s (grace 30 s): the generator did not")
     assert steps[4][2] == "desks dark: ups-a runtime 4m58s below the 5m margin"
     assert steps[5][2].endswith("running on_battery_low") and steps[5][3]
     assert steps[-1][2] == "mains stable for 5m: leaving DR"
+    assert steps[-3][2].startswith("hold-down restarted: site on_battery; ups-a: on battery")
