@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from controller.config.fields import ConfigModel
 from controller.config.links import RULE_PRIORITY_MAX, Link, RouteGroup
 from controller.config.model import Config
+from controller.config.power import power_warnings
 from controller.config.telephony import Destination, DidRange, Trunk
 from controller.config.thresholds import Defaults, Thresholds
 from controller.core.durations import format_duration
@@ -45,6 +46,7 @@ def semantic_checks(cfg: Config) -> tuple[list[str], list[str]]:
         [(i, d.name) for i, d in enumerate(cfg.destinations)],
         list(enumerate(cfg.dids)),
     )
+    warnings += power_warnings(cfg.power, sum(d.dr_destination is not None for d in cfg.dids))
     return errors + tel_errors, warnings + tel_warnings
 
 

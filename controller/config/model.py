@@ -24,6 +24,7 @@ from controller.config.fields import (
     split_host_port,
 )
 from controller.config.links import Link, RouteGroup, RouteProtocol, RulePriority
+from controller.config.power import PowerConfig
 from controller.config.telephony import Destination, DidRange, SipEdge, Trunk
 from controller.config.thresholds import Defaults
 from controller.core.didplan import DidEntry
@@ -72,6 +73,7 @@ class Config(ConfigModel):
     dids: list[DidRange] = Field(default_factory=list)
     sip_edge: SipEdge = SipEdge()
     alertmanager: AlertmanagerPush | None = None
+    power: PowerConfig | None = None  # the site's UPSes (docs/power.md); None: not watched
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)

@@ -32,6 +32,15 @@ the daemon feeds it, actuators consume it. The rules:
    uses it while it is not down (maintenance counts as down), its fallback as rule 2 says;
    a range pinned to ``dr`` goes to its DR destination while that is not down. A pin that
    cannot hold is not applied (the rules above decide) and ``DidPlan.pins`` says why.
+5. The whole site in DR (``site_dr``: its cause, e.g. "power" when the agents' desks go
+   dark, controller.core.power): every range that names a DR destination is delivered to
+   it, whatever the primary's health, while that DR destination is not down; with the DR
+   destination down the range stays with rule 3 (its primary may still answer on its
+   last minutes of battery, and nowhere better is left), and the reason says so. A range
+   without a DR destination stays too. Trunks are chosen as rule 2 says: DR moves the
+   destination, never the numbers.
+Every range on DR says why in ``dr_cause``, a bounded word for status, journal and metric
+labels: the site's cause (``site_dr``), ``destination_down`` (rule 3) or ``pin`` (rule 4).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from controller.core.e164 import Number, NumberRange, RangeIndex
 from controller.core.health import HealthState
 
 __all__ = [
+    "DR_DESTINATION_DOWN",
+    "DR_PIN",
     "MAINTENANCE",
     "PIN_DR",
     "DidDecision",
@@ -59,6 +70,9 @@ __all__ = [
 # The why of a trunk in maintenance starts with this; the reasons then say it, not "down".
 MAINTENANCE = "in maintenance"
 PIN_DR = "dr"  # a pin to the range's disaster-recovery destination
+# DidDecision.dr_cause of a range on DR because its primary is down, or pinned there.
+DR_DESTINATION_DOWN = "destination_down"
+DR_PIN = "pin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +113,9 @@ class DidDecision:
     reason: str
     # Trunks a call that fails on ``trunk`` may try next within the call, in order.
     fallback: tuple[str, ...] = ()
+    # Why the range is on DR (None when it is not): the site's cause (e.g. "power"),
+    # DR_DESTINATION_DOWN or DR_PIN.
+    dr_cause: str | None = None
 
     @property
     def unroutable(self) -> bool:
@@ -217,18 +234,32 @@ def _choose_trunk(
     return _TrunkChoice(name, state, "; ".join(passed) + f"; {using}", fallback)
 
 
+# (destination, on DR, why (empty when plain), DR cause or None)
+_Dest = tuple[str, bool, str, str | None]
+
+
 def _choose_destination(
-    entry: DidEntry, destinations: Mapping[str, HealthState]
-) -> tuple[str, bool, str]:
+    entry: DidEntry, destinations: Mapping[str, HealthState], site_dr: str | None = None,
+) -> _Dest:
+    dr = entry.dr_destination
+    dr_down = dr is not None and destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN
+    site_note = ""
+    if site_dr is not None:
+        if dr is None:
+            site_note = f"site in DR ({site_dr}) but the range has no DR destination"
+        elif dr_down:
+            site_note = f"site in DR ({site_dr}) but DR {dr} is down"
+        else:
+            return dr, True, f"site in DR ({site_dr}); delivering to DR {dr}", site_dr
     primary_state = destinations.get(entry.destination, HealthState.UNKNOWN)
     if primary_state is not HealthState.DOWN:
-        return entry.destination, False, ""
-    dr = entry.dr_destination
+        return entry.destination, False, site_note, None
     if dr is None:
-        return entry.destination, False, f"{entry.destination} down, no DR destination"
-    if destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN:
-        return entry.destination, False, f"{entry.destination} and DR {dr} both down"
-    return dr, True, f"{entry.destination} down; delivering to DR {dr}"
+        return entry.destination, False, f"{entry.destination} down, no DR destination", None
+    if dr_down:
+        return entry.destination, False, f"{entry.destination} and DR {dr} both down", None
+    return (dr, True, f"{entry.destination} down; delivering to DR {dr}",
+            DR_DESTINATION_DOWN)
 
 
 # Reasons repeat across ranges that share trunks and destinations: build each once.
@@ -268,8 +299,8 @@ class DidPlan:
 
 def _pinned(entry: DidEntry, pin: str, states: Mapping[str, tuple[HealthState, str]],
             tripped: frozenset[str], choice: _TrunkChoice,
-            destination: tuple[str, bool, str], destinations: Mapping[str, HealthState],
-            ) -> tuple[_TrunkChoice, tuple[str, bool, str], str | None]:
+            destination: _Dest, destinations: Mapping[str, HealthState],
+            ) -> tuple[_TrunkChoice, _Dest, str | None]:
     """Rule 4: the choice and destination with the pin, and why it does not hold (None:
     it holds)."""
     if pin == PIN_DR:
@@ -278,11 +309,17 @@ def _pinned(entry: DidEntry, pin: str, states: Mapping[str, tuple[HealthState, s
             return choice, destination, "the range has no DR destination"
         if destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN:
             why = f"DR destination {dr} is down"
-            dest, on_dr, dest_why = destination
+            dest, on_dr, dest_why, cause = destination
             note = f"pin to DR not applied: {why}"
-            return choice, (dest, on_dr, f"{dest_why}; {note}" if dest_why else note), why
+            return choice, (dest, on_dr, f"{dest_why}; {note}" if dest_why else note,
+                            cause), why
+        if destination[1] and destination[3] != DR_DESTINATION_DOWN:
+            # Already on DR for the whole site: the pin holds, the site's cause stays.
+            dest, on_dr, dest_why, cause = destination
+            return choice, (dest, on_dr, f"{dest_why} (also pinned to DR by the operator)",
+                            cause), None
         return choice, (dr, True, f"DR drill: delivering to DR {dr} (pinned by the "
-                                  "operator)"), None
+                                  "operator)", DR_PIN), None
     if pin not in entry.trunks:
         return choice, destination, f"{pin} is not a trunk of the range"
     state, why = states[pin]
@@ -304,12 +341,15 @@ def compute_plan(
     destinations: Mapping[str, HealthState],
     waiting: frozenset[str] = frozenset(),
     pins: Mapping[NumberRange, str] | None = None,
+    site_dr: str | None = None,
 ) -> DidPlan:
     """The plan for ``entries``; see the module docstring for the rules.
 
     ``waiting``: trunks never judged whose verdict is still coming (the start-up hold,
     controller.core.peerpath); a trunk in maintenance or tripped is never waited for.
     ``pins``: range -> trunk name or PIN_DR, the operator's pins (rule 4).
+    ``site_dr``: the whole site is in DR, and why in one bounded word (rule 5; e.g.
+    "power"); None when it is not.
 
     A trunk an entry names but ``trunks`` does not hold counts as unknown. The entries'
     ranges must not overlap (config guarantees it); ValueError otherwise, since a number
@@ -330,7 +370,7 @@ def compute_plan(
     waiting = frozenset(n for n in waiting if n not in tripped
                         and states.get(n, (HealthState.UNKNOWN,))[0] is not HealthState.DOWN)
     per_trunk: dict[str, int] = dict.fromkeys(states, 0)
-    cache: dict[_Key, tuple[_TrunkChoice, tuple[str, bool, str]]] = {}
+    cache: dict[_Key, tuple[_TrunkChoice, _Dest]] = {}
     decisions: list[DidDecision] = []
     held: dict[NumberRange, str | None] = {}
     for entry in entries:
@@ -338,17 +378,17 @@ def compute_plan(
         hit = cache.get(key)
         if hit is None:
             hit = (_choose_trunk(entry.trunks, states, tripped, waiting),
-                   _choose_destination(entry, destinations))
+                   _choose_destination(entry, destinations, site_dr))
             cache[key] = hit
         pin = pins.get(entry.numbers) if pins else None
         if pin is not None:
             choice, dest_choice, held[entry.numbers] = _pinned(
                 entry, pin, states, tripped, *hit, destinations)
             hit = (choice, dest_choice)
-        choice, (dest, on_dr, dest_why) = hit
+        choice, (dest, on_dr, dest_why, cause) = hit
         reason = f"{choice.reason}; {dest_why}" if dest_why else choice.reason
         decisions.append(DidDecision(entry.numbers, choice.trunk, choice.state, dest, on_dr,
-                                     reason, choice.fallback))
+                                     reason, choice.fallback, cause if on_dr else None))
         if choice.trunk is not None:
             per_trunk[choice.trunk] += entry.numbers.size
     return DidPlan(tuple(decisions), per_trunk, index, held)
