@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from controller.config.model import Config
+from controller.config.services import services_summary
 from controller.core.durations import format_duration
 
 
@@ -65,6 +66,7 @@ def summary(cfg: Config) -> str:
             f"    on a switch flushes conntrack: {flush}",
         ]
     out += _telephony_summary(cfg)
+    out += services_summary(cfg.services)
     if cfg.warnings:
         out.append("warnings:")
         out += [f"  {w}" for w in cfg.warnings]
