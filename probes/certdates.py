@@ -42,7 +42,7 @@ def _time(der: bytes, pos: int) -> tuple[float, int]:
     tag, start, end = _item(der, pos)
     text = der[start:end].decode("ascii", "replace")
     if tag == 0x17:  # UTCTime: YYMMDDHHMMSSZ, years 1950-2049 (RFC 5280 4.1.2.5.1)
-        if len(text) != 13 or not text.endswith("Z"):
+        if len(text) != 13 or not text.endswith("Z") or not text[:12].isdigit():
             raise CertificateError(f"bad UTCTime {text!r}")
         year = int(text[:2])
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
