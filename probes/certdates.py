@@ -48,6 +48,8 @@ def _time(der: bytes, pos: int) -> tuple[float, int]:
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
     elif tag != 0x18:  # GeneralizedTime: YYYYMMDDHHMMSSZ
         raise CertificateError(f"not a time (tag {tag:#x})")
+    elif len(text) != 15 or not text.endswith("Z") or not text[:14].isdigit():
+        raise CertificateError(f"bad GeneralizedTime {text!r}")
     try:
         when = datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
