@@ -34,8 +34,9 @@ def cert(not_before: bytes, not_after: bytes, version: bool = True,
     return tlv(0x30, tlv(0x30, tbs) + tlv(0x30, b"sig"))
 
 
-def ts(*parts: int) -> float:
-    return datetime(*parts, tzinfo=UTC).timestamp()
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+       second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def test_utctime_and_generalizedtime_are_read() -> None:
