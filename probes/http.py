@@ -223,6 +223,8 @@ async def _request(spec: ProbeSpec, o: HttpOptions, timeout: float) -> ServiceRe
             return ServiceReading.failure(ErrorKind.TLS, f"TLS handshake failed: {exc}")
         except aiohttp.ClientConnectorError as exc:
             return ServiceReading.from_sample(connect_failure(exc.os_error))
+        except aiohttp.ClientOSError as exc:  # connected, then broken (a reset mid-answer)
+            return ServiceReading.failure(ErrorKind.BAD_REPLY, f"connection broken: {exc}")
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
                 aiohttp.ClientResponseError) as exc:
             return ServiceReading.failure(ErrorKind.BAD_REPLY,

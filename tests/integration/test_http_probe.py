@@ -8,6 +8,7 @@ finalizer, also when a test fails.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -218,3 +219,26 @@ async def test_a_service_name_is_resolved_by_the_guard_and_the_source_bound(
         ProbeSpec("http", "127.0.0.1", svc.port, source="192.0.2.77",
                   http=HttpOptions(url=svc.url())), 2.0)
     assert not elsewhere.ok and elsewhere.error is ErrorKind.NETWORK
+
+
+@pytest.mark.parametrize("answer", [
+    b"SIP/2.0 200 OK\r\n\r\n",  # not HTTP
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",  # cut mid-body
+    b"",  # closed without a word
+])
+async def test_what_is_not_usable_http_is_a_bad_reply(answer: bytes) -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/health"
+        reading = await http.check(spec(url, body_match="x"), timeout=2.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not reading.ok and reading.error is ErrorKind.BAD_REPLY, reading

@@ -1,8 +1,7 @@
 """The lab's site service: an aiohttp server a test can break, and the certificates it shows.
 
 ``HttpService`` is a stand-in for the CRM or the PBX's web side, run in the test's own event
-loop on 127.0.0.1 (or any address, such as one inside a lab namespace, when the caller is
-in it): a test sets ``status`` (500), ``delay`` (slow answers), ``body`` (what a body match
+loop on 127.0.0.1 (or on a listening socket the caller made inside a lab namespace): a test sets ``status`` (500), ``delay`` (slow answers), ``body`` (what a body match
 sees), or stops it (refused). ``make_pki`` makes, with the openssl CLI, a CA and leaf
 certificates for ``crm.lifeline.test`` and 127.0.0.1 with chosen lifetimes (valid, about to
 expire, already expired through ``openssl ca -startdate/-enddate``), plus a self-signed
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -102,10 +102,13 @@ class HttpService:
     (and any path) with ``status`` and ``body`` after ``delay`` seconds."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 tls: Leaf | None = None) -> None:
+                 tls: Leaf | None = None, sock: socket.socket | None = None) -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        # A listening socket made by the caller, e.g. inside a lab namespace
+        # (tests.lab.netns.inside): the service then lives in that namespace.
+        self.sock = sock
         self.status = 200
         self.body = "ok: crm ready"
         self.delay = 0.0
@@ -143,7 +146,11 @@ class HttpService:
         if self.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(self.tls.cert), str(self.tls.key))
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=ctx)
+        site: web.BaseSite
+        if self.sock is not None:
+            site = web.SockSite(runner, self.sock, ssl_context=ctx)
+        else:
+            site = web.TCPSite(runner, self.host, self.port, ssl_context=ctx)
         try:
             await site.start()
         except BaseException:
