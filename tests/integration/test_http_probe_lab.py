@@ -1,8 +1,9 @@
 """The HTTP service probe across a real path: the service in one namespace, the prober in
 another, joined by veth pairs (root needed).
 
-ns "site" (the prober) <-a0/b0-> ns "lan" (the service, as on the site's LAN), plus a1/b1, a path that does
-not lead to the service's address, so binding to a device is proven to matter. What
+ns "site" (the prober) <-a0/b0-> ns "lan" (the service, as on the site's LAN), plus
+a1/b1, a path that does not lead to the service's address, so binding to a device is
+proven to matter. What
 loopback cannot show is shown here: the check pinned to a device (the socket factory), a
 check pinned to the wrong one failing, and a blackhole (packets dropped on the way, not
 a slow server) ending in a timeout. Namespaces and the service are removed in the

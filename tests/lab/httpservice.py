@@ -1,8 +1,9 @@
 """The lab's site service: an aiohttp server a test can break, and the certificates it shows.
 
 ``HttpService`` is a stand-in for the CRM or the PBX's web side, run in the test's own event
-loop on 127.0.0.1 (or on a listening socket the caller made inside a lab namespace): a test sets ``status`` (500), ``delay`` (slow answers), ``body`` (what a body match
-sees), or stops it (refused). ``make_pki`` makes, with the openssl CLI, a CA and leaf
+loop on 127.0.0.1 (or on a listening socket the caller made inside a lab namespace): a
+test sets ``status`` (500), ``delay`` (slow answers), ``body`` (what a body match sees),
+or stops it (refused). ``make_pki`` makes, with the openssl CLI, a CA and leaf
 certificates for ``crm.lifeline.test`` and 127.0.0.1 with chosen lifetimes (valid, about to
 expire, already expired through ``openssl ca -startdate/-enddate``), plus a self-signed
 one no CA vouches for. Everything it makes lives in the caller's temporary directory.
