@@ -20,6 +20,9 @@ class ErrorKind(StrEnum):
     NETWORK = "network"  # local send error: no route, device down, ENETUNREACH
     BAD_REPLY = "bad_reply"  # an answer that does not make sense for the probe
     INTERNAL = "internal"  # a bug or a resource problem on our side
+    TLS = "tls"  # TLS handshake failed: expired, untrusted or wrong-name certificate, ...
+    BAD_STATUS = "bad_status"  # an HTTP answer whose status is not an expected one
+    BODY_MISMATCH = "body_mismatch"  # an HTTP answer whose body lacks the expected text
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,20 @@ class SipOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """What an HTTP(S) service probe needs beyond host and port (the ``http`` kind only)."""
+
+    url: str  # http:// or https://; host and port also in the spec (resolved there)
+    method: str = "GET"  # GET or HEAD
+    expect_status: frozenset[int] | None = None  # None: any 200-399
+    body_match: str | None = None  # a substring the body must hold (first 64 KiB)
+    body_regex: str | None = None  # or a regular expression it must match
+    verify: bool = True  # check the certificate chain and name
+    ca_file: str | None = None  # trust these CAs instead of the system's
+    server_name: str | None = None  # SNI and certificate name; default the URL's host
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeSpec:
     """One target of one probe kind, pinned to a link (device and source address).
 
@@ -43,13 +60,14 @@ class ProbeSpec:
     probe's server name). A probe function always gets an IP literal.
     """
 
-    kind: str  # "icmp", "tcp", "arp", "sip"
+    kind: str  # "icmp", "tcp", "arp", "sip", "http"
     host: str  # IPv4/IPv6 literal, or a name the scheduler resolves
     port: int | None = None  # tcp, sip
     device: str | None = None  # SO_BINDTODEVICE
     source: str | None = None  # source address to bind
     name: str | None = None  # the host name ``host`` was resolved from
     sip: SipOptions | None = None
+    http: HttpOptions | None = None
 
     def label(self) -> str:
         """Short human name of the target, e.g. ``icmp 192.0.2.1`` or ``tcp 192.0.2.2:443``."""

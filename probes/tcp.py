@@ -16,13 +16,14 @@ import time
 from probes.netutil import bind_to_link, family_of
 from probes.sample import ErrorKind, ProbeSpec, Sample
 
-__all__ = ["probe"]
+__all__ = ["connect_failure", "probe"]
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.EHOSTDOWN}
 _NETWORK = {errno.ENETUNREACH, errno.ENETDOWN, errno.ENODEV, errno.EADDRNOTAVAIL}
 
 
-def _classify(exc: OSError) -> Sample:
+def connect_failure(exc: OSError) -> Sample:
+    """The failed sample a connect error means (shared with the HTTP probe)."""
     detail = exc.strerror or str(exc) or type(exc).__name__
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return Sample.failure(ErrorKind.REFUSED, f"connection refused (path is up): {detail}")
@@ -64,7 +65,7 @@ async def probe(spec: ProbeSpec, *, timeout: float) -> Sample:
         except TimeoutError:
             return Sample.failure(ErrorKind.TIMEOUT, f"no handshake within {timeout:g} s")
         except OSError as exc:
-            return _classify(exc)
+            return connect_failure(exc)
         return Sample.success(time.perf_counter() - start)
     finally:
         sock.close()

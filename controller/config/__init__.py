@@ -16,6 +16,7 @@ from controller.config.errors import ConfigError
 from controller.config.links import Link, Probes, RouteGroup, Target
 from controller.config.loader import load_config, parse_config
 from controller.config.model import Config, JournalLimits
+from controller.config.services import Service
 from controller.config.sipuri import SipUri, parse_sip_uri
 from controller.config.summary import summary
 from controller.config.telephony import Destination, DidRange, Register, Trunk
@@ -36,6 +37,7 @@ __all__ = [
     "Probes",
     "Register",
     "RouteGroup",
+    "Service",
     "SipUri",
     "Target",
     "Thresholds",

@@ -20,6 +20,7 @@ from controller.config.fields import ConfigModel
 from controller.config.links import RULE_PRIORITY_MAX, Link, RouteGroup
 from controller.config.model import Config
 from controller.config.power import power_warnings
+from controller.config.services import Service, service_checks
 from controller.config.telephony import Destination, DidRange, Trunk
 from controller.config.thresholds import Defaults, Thresholds
 from controller.core.durations import format_duration
@@ -47,7 +48,10 @@ def semantic_checks(cfg: Config) -> tuple[list[str], list[str]]:
         list(enumerate(cfg.dids)),
     )
     warnings += power_warnings(cfg.power, sum(d.dr_destination is not None for d in cfg.dids))
-    return errors + tel_errors, warnings + tel_warnings
+    svc_errors, svc_warnings = service_checks(
+        list(enumerate(cfg.services)), [(i, s.name) for i, s in enumerate(cfg.services)],
+        {d.name for d in cfg.destinations})
+    return errors + tel_errors + svc_errors, warnings + tel_warnings + svc_warnings
 
 
 def partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -79,7 +83,10 @@ def partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]]
         _raw_names(data.get("destinations")),
         _valid_items(data, "dids", DidRange),
     )
-    return errors + tel_errors, warnings + tel_warnings
+    svc_errors, svc_warnings = service_checks(
+        _valid_items(data, "services", Service), _raw_names(data.get("services")),
+        {name for _, name in _raw_names(data.get("destinations"))})
+    return errors + tel_errors + svc_errors, warnings + tel_warnings + svc_warnings
 
 
 def _valid(model: type[_M], raw: object) -> _M | None:

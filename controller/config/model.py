@@ -25,6 +25,7 @@ from controller.config.fields import (
 )
 from controller.config.links import Link, RouteGroup, RouteProtocol, RulePriority
 from controller.config.power import PowerConfig
+from controller.config.services import Service
 from controller.config.telephony import Destination, DidRange, SipEdge, Trunk
 from controller.config.thresholds import Defaults
 from controller.core.didplan import DidEntry
@@ -74,6 +75,7 @@ class Config(ConfigModel):
     sip_edge: SipEdge = SipEdge()
     alertmanager: AlertmanagerPush | None = None
     power: PowerConfig | None = None  # the site's UPSes (docs/power.md); None: not watched
+    services: list[Service] = Field(default_factory=list)
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -111,6 +113,12 @@ class Config(ConfigModel):
         for dest in self.destinations:
             if dest.name == name:
                 return dest
+        raise KeyError(name)
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
         raise KeyError(name)
 
     def did_entries(self) -> tuple[DidEntry, ...]:

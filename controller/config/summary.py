@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from controller.config.model import Config
 from controller.config.power import power_summary
+from controller.config.services import services_summary
 from controller.core.durations import format_duration
 
 
@@ -67,6 +68,7 @@ def summary(cfg: Config) -> str:
         ]
     out += _telephony_summary(cfg)
     out += power_summary(cfg.power)
+    out += services_summary(cfg.services)
     if cfg.warnings:
         out.append("warnings:")
         out += [f"  {w}" for w in cfg.warnings]

@@ -12,8 +12,9 @@ scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), th
 a failover to the status page in Chromium showing it (``bench_statuspage``), the time from
 every uplink dying to the page at on-call's webhook, lifeline's own post and via Prometheus,
 with the shipped Prometheus and Alertmanager settings (``bench_paging``), one read of a UPS
-from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), and prints what
-each measured against its goal.
+from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), a service
+check's cost and the time from the CRM failing to its DIDs going to DR
+(``bench_services``), and prints what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -39,6 +40,7 @@ from tests.bench import (
     bench_nut,
     bench_paging,
     bench_probe_cost,
+    bench_services,
     bench_statuspage,
     bench_trunks,
 )
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paging-trials", type=int, default=3,
                         help="trials per paging path (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
-                                           "metrics", "page", "paging", "nut"),
+                                           "metrics", "page", "paging", "nut",
+                                           "services"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -222,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             data["nut"] = result
             return bench_nut.figures(result)
         rows += _part("UPS over NUT (real upsd)", nut, errors)
+
+    if "services" not in args.skip:
+        def services() -> list[Figure]:
+            result = bench_services.run()
+            data["services"] = result
+            return bench_services.figures(result)
+        rows += _part("services (CRM failing -> DIDs to DR)", services, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
