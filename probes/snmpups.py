@@ -97,6 +97,7 @@ class SnmpUps:
         self._engine: Any = None
         self._objects: tuple[Any, ...] = ()  # the request's objects, resolved once
         self._lock = asyncio.Lock()
+        self._unheard = False  # the last request got no answer, or an SNMP refusal
 
     def _problem(self) -> str | None:
         if (self._community is None) == (self._v3 is None):
@@ -115,24 +116,36 @@ class SnmpUps:
         if problem is not None:
             return UpsReading.failure(ErrorKind.INTERNAL, problem)
         async with self._lock:  # one request at a time on the engine's one socket
+            self._unheard = False
             try:
-                if self._engine is None:
-                    # Importing pysnmp and building an engine is blocking CPU work (0.1 s,
-                    # 0.5 s with pysmi installed): done off the event loop, once.
-                    self._engine, self._objects = await asyncio.to_thread(_new_engine)
-                async with asyncio.timeout(timeout + _GRACE):
-                    return await self._get(timeout)
-            except TimeoutError:
-                return UpsReading.failure(ErrorKind.TIMEOUT, self._silence(timeout))
-            except ImportError as exc:
-                return UpsReading.failure(ErrorKind.INTERNAL, f"SNMP needs {exc.name}: {exc}")
-            except OSError as exc:
-                return UpsReading.failure(ErrorKind.NETWORK, f"socket: {exc.strerror or exc}")
-            except Exception as exc:  # a bug in pysnmp or here: data, never a crash
-                return UpsReading.failure(ErrorKind.INTERNAL,
-                                          f"SNMP read failed: {type(exc).__name__}: {exc}")
+                return await self._read(timeout)
             finally:
                 await self._close_socket()
+                if self._unheard and self._v3 is not None:
+                    # The engine remembers the agent's engine ID, boots and clock: after
+                    # the agent restarts (a new ID, a clock from zero) our requests get no
+                    # answer at all, so a v3 read that was not answered (or was refused)
+                    # drops the engine, and the next read discovers the agent afresh.
+                    self._engine, self._objects = None, ()
+
+    async def _read(self, timeout: float) -> UpsReading:
+        try:
+            if self._engine is None:
+                # Importing pysnmp and building an engine is blocking CPU work (0.1 s,
+                # 0.5 s with pysmi installed): done off the event loop, once.
+                self._engine, self._objects = await asyncio.to_thread(_new_engine)
+            async with asyncio.timeout(timeout + _GRACE):
+                return await self._get(timeout)
+        except TimeoutError:
+            self._unheard = True
+            return UpsReading.failure(ErrorKind.TIMEOUT, self._silence(timeout))
+        except ImportError as exc:
+            return UpsReading.failure(ErrorKind.INTERNAL, f"SNMP needs {exc.name}: {exc}")
+        except OSError as exc:
+            return UpsReading.failure(ErrorKind.NETWORK, f"socket: {exc.strerror or exc}")
+        except Exception as exc:  # a bug in pysnmp or here: data, never a crash
+            return UpsReading.failure(ErrorKind.INTERNAL,
+                                      f"SNMP read failed: {type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
         """Drop the engine (the socket is already closed after every read)."""
@@ -178,6 +191,7 @@ class SnmpUps:
     def _indication(self, hlapi: Any, indication: Any, timeout: float) -> UpsReading:
         from pysnmp.proto import errind
 
+        self._unheard = True
         if isinstance(indication, errind.RequestTimedOut):
             return UpsReading.failure(ErrorKind.TIMEOUT, self._silence(timeout))
         if isinstance(indication, _v3_refusals(errind)):

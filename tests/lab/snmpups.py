@@ -52,6 +52,17 @@ V3_PRIV_KEY = "lab-priv-key"  # AES-128
 _UPS = "1.3.6.1.2.1.33.1"
 
 
+def _tlv(tag: int, body: bytes) -> bytes:
+    assert len(body) < 128  # BER short lengths suffice for one small request
+    return bytes([tag, len(body)]) + body
+
+
+# GET upsOutputSource.0 with the community, SNMP v2c, BER by hand.
+_GET_REQUEST = _tlv(0x30, _tlv(0x02, b"\x01") + _tlv(0x04, COMMUNITY.encode()) + _tlv(
+    0xA0, _tlv(0x02, b"\x01") + _tlv(0x02, b"\x00") + _tlv(0x02, b"\x00") + _tlv(
+        0x30, _tlv(0x30, _tlv(0x06, bytes([43, 6, 1, 2, 1, 33, 1, 4, 1, 0])) + b"\x05\x00"))))
+
+
 @dataclass(frozen=True)
 class UpsState:
     """What the simulated UPS says; None leaves the object out (the agent lacks it)."""
@@ -144,16 +155,28 @@ class LabSnmpUps:
                                          stderr=subprocess.STDOUT, env=env)
         proc = self.proc
 
-        def listening() -> bool:
+        def answers() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"snmpsim exited with {proc.returncode}: {self.log_tail()}")
-            return f"127.0.0.1:{self.port}" in self.log_tail(200)
+            return self.answers()
 
         try:
-            until(listening, timeout, 0.05, "snmpsim listening", detail=self.log_tail)
+            until(answers, timeout, 0.0, "snmpsim answering", detail=self.log_tail)
         except BaseException:
             self.stop()
             raise
+
+    def answers(self, wait: float = 0.1) -> bool:
+        """Does the agent answer a v2c GET now? A hand-made request, so that the lab does
+        not lean on the SNMP client it tests. (snmpsim logs "Listening" before it listens:
+        a request sent on that word alone may be lost.)"""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(wait)
+            s.sendto(_GET_REQUEST, ("127.0.0.1", self.port))
+            try:
+                return bool(s.recv(2048))
+            except OSError:  # no answer yet, or ICMP port unreachable
+                return False
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM our PID, SIGKILL if it lingers; a no-op when not running."""
