@@ -194,6 +194,10 @@ class SnmpUps:
         self._unheard = True
         if isinstance(indication, errind.RequestTimedOut):
             return UpsReading.failure(ErrorKind.TIMEOUT, self._silence(timeout))
+        if isinstance(indication, errind.EncryptionError):  # pysnmp found no cipher
+            return UpsReading.failure(
+                ErrorKind.INTERNAL, f"SNMPv3 privacy: {indication} (pysnmp ciphers with the "
+                "Python package cryptography: is it installed?)")
         if isinstance(indication, _v3_refusals(errind)):
             return UpsReading.failure(
                 ErrorKind.BAD_REPLY,

@@ -11,7 +11,8 @@ with the DID plan's compute and Kamailio push cost (``bench_trunks``), the ``/me
 scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), the time from
 a failover to the status page in Chromium showing it (``bench_statuspage``), the time from
 every uplink dying to the page at on-call's webhook, lifeline's own post and via Prometheus,
-with the shipped Prometheus and Alertmanager settings (``bench_paging``), and prints what
+with the shipped Prometheus and Alertmanager settings (``bench_paging``), what reading a UPS
+over SNMP costs (``bench_snmp_ups``: latency, import time and RSS), and prints what
 each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
@@ -37,6 +38,7 @@ from tests.bench import (
     bench_metrics_scrape,
     bench_paging,
     bench_probe_cost,
+    bench_snmp_ups,
     bench_statuspage,
     bench_trunks,
 )
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paging-trials", type=int, default=3,
                         help="trials per paging path (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
-                                           "metrics", "page", "paging"),
+                                           "metrics", "page", "paging", "snmp"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -213,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
             return bench_paging.figures(_kept(
                 bench_paging.run(trials=args.paging_trials), "paging", data, errors))
         rows += _part("paging (all uplinks down -> webhook)", paging, errors)
+
+    if "snmp" not in args.skip:
+        def snmp() -> list[Figure]:
+            result = bench_snmp_ups.run()
+            data["snmp_ups"] = result
+            return bench_snmp_ups.figures(result)
+        rows += _part("UPS over SNMP (snmpsim)", snmp, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]

@@ -227,3 +227,35 @@ async def test_reads_leave_no_task_or_socket_behind(agent: LabSnmpUps) -> None:
         assert {t for t in asyncio.all_tasks()} == before  # pysnmp's timer is gone
         assert ups._engine.transport_dispatcher is None  # and its socket
     await ups.aclose()
+
+
+async def test_snmpv3_privacy_without_a_cipher_library_says_what_is_missing(
+        agent: LabSnmpUps, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pysnmp.proto.secmod.rfc3826.priv import aes
+
+    monkeypatch.setattr(aes, "PysnmpCryptoError", True)  # as if `cryptography` were absent
+    reading = await read_snmp_ups("127.0.0.1", agent.port, timeout=TIMEOUT, v3=v3_user())
+    assert not reading.ok
+    assert reading.error is ErrorKind.INTERNAL
+    assert "cryptography" in reading.detail
+
+
+async def test_the_engine_is_kept_between_reads_and_dropped_after_an_unanswered_v3_read(
+        agent: LabSnmpUps) -> None:
+    v2c = SnmpUps("127.0.0.1", agent.port, community=COMMUNITY)
+    v3 = SnmpUps("127.0.0.1", agent.port, v3=v3_user())
+    try:
+        for ups in (v2c, v3):
+            assert (await ups.read(timeout=TIMEOUT)).ok
+        engines = (v2c._engine, v3._engine)
+        for ups in (v2c, v3):
+            assert (await ups.read(timeout=TIMEOUT)).ok
+        assert (v2c._engine, v3._engine) == engines  # built once, ~45 ms of CPU each
+        agent.stop()
+        for ups in (v2c, v3):
+            assert (await ups.read(timeout=0.3)).error is ErrorKind.TIMEOUT
+        assert v2c._engine is engines[0]  # v2c keeps no state about the agent
+        assert v3._engine is None  # v3 rediscovers the agent on the next read
+    finally:
+        await v2c.aclose()
+        await v3.aclose()
