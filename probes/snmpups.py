@@ -8,12 +8,13 @@ community, v3 an ``SnmpV3User`` whose keys the caller has read (the config layer
 from files; they are never logged or shown in a repr). A v2c agent drops a wrong community
 silently, so that shows up as a timeout, and the detail says so.
 
-pysnmp is imported at the first read, not with this module: it costs about 30 ms and 11 MB
-of RSS on import, and a router that watches no SNMP UPS should not pay that. An
-``SnmpUps`` keeps its pysnmp engine between reads (building one takes about 45 ms of CPU,
-and an SNMPv3 engine remembers the agent's engine ID and clock instead of rediscovering
-them), but opens its socket only for the length of a read: pysnmp's open dispatcher runs a
-timer task ten times a second, which a daemon polling every few seconds need not carry.
+pysnmp is imported at the first read (off the event loop), not with this module: it costs
+about 35 ms and 11 MiB of RSS, and a router that watches no SNMP UPS should not pay that.
+An ``SnmpUps`` keeps its pysnmp engine between reads (building one takes about 45 ms of
+CPU, and an SNMPv3 engine remembers the agent's engine ID and clock instead of rediscovering
+them; after a v3 read that got no answer it is dropped, as the agent may have restarted),
+but opens its socket only for the length of a read: pysnmp's open dispatcher runs a timer
+task ten times a second, which a daemon polling every few seconds need not carry.
 """
 
 from __future__ import annotations

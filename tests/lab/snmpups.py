@@ -18,8 +18,10 @@ What was found running it (snmpsim 1.2.2):
   second as the last one is missed, one with an older mtime is served from a stale index
   (wrong offsets). ``set`` therefore replaces the file atomically with an mtime one second
   past the last one and not before now; the next request then reopens it (a few ms).
-- The ``writecache`` variation with an SNMP SET also changes values at run time, but needs a
-  write community per OID and cannot make an object disappear; rewriting the file can.
+- The ``writecache`` variation (``OID|2:writecache|value=3``) also works: an SNMP SET with
+  the same community changes the value (2 ms here). But the lab would then need an SNMP
+  client of its own to set it, every object must be declared writable, and an object
+  cannot be made to disappear; rewriting the file does all of that.
 - v3 requests with the empty context are served from ``self.snmprec`` (a copy of the data
   file here: snmpsim ignores a link to a file it already serves); the context ``ups``
   reaches the data file by its name.
