@@ -12,9 +12,10 @@ scrape of a 100-link, 200-trunk, 1,000-range site (``bench_metrics_scrape``), th
 a failover to the status page in Chromium showing it (``bench_statuspage``), the time from
 every uplink dying to the page at on-call's webhook, lifeline's own post and via Prometheus,
 with the shipped Prometheus and Alertmanager settings (``bench_paging``), one read of a UPS
-from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), a service
-check's cost and the time from the CRM failing to its DIDs going to DR
-(``bench_services``), and prints what each measured against its goal.
+from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), what reading a
+UPS over SNMP costs (``bench_snmp_ups``: latency, import time and RSS), a service check's
+cost and the time from the CRM failing to its DIDs going to DR (``bench_services``), and
+prints what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -41,6 +42,7 @@ from tests.bench import (
     bench_paging,
     bench_probe_cost,
     bench_services,
+    bench_snmp_ups,
     bench_statuspage,
     bench_trunks,
 )
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per paging path (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
                                            "metrics", "page", "paging", "nut",
-                                           "services"),
+                                           "services", "snmp"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -232,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             data["services"] = result
             return bench_services.figures(result)
         rows += _part("services (CRM failing -> DIDs to DR)", services, errors)
+
+    if "snmp" not in args.skip:
+        def snmp() -> list[Figure]:
+            result = bench_snmp_ups.run()
+            data["snmp_ups"] = result
+            return bench_snmp_ups.figures(result)
+        rows += _part("UPS over SNMP (snmpsim)", snmp, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
