@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from controller.core.health import HealthState
 from controller.core.snapshot import Labels, Snapshot
+from exporters import power as pw
 
 STATES = tuple(s.value for s in HealthState)
 Series = Iterable[tuple[Labels, float]]
@@ -109,6 +110,7 @@ def _per_trunk(s: Snapshot) -> Series:
 
 TELEPHONY = "trunks or DIDs are configured"
 OVERRIDE = "an operator override is held"
+POWER = "a power section is configured"
 
 CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
@@ -239,6 +241,32 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_plan_push_duration_seconds", "histogram",
               "Time to push the plan to one SIP edge.", ("actuator",),
               "a sip_edge is configured"),
+    MetricDef("lifeline_dids_on_dr_by_cause", "gauge",
+              "DIDs (numbers) on their disaster-recovery destination, by why: "
+              "destination_down, pin (the operator), power (the site's power policy).",
+              ("cause",), "after the first DID plan", pw.dids_on_dr_by_cause),
+    # -- the site's power (UPSes) ---------------------------------------------------------
+    MetricDef("lifeline_ups_status", "gauge",
+              "1 for each NUT status word (OL, OB, LB, ...) the UPS's last good reading "
+              "has, 0 for the others.", ("ups", "flag"), POWER, pw.ups_status),
+    MetricDef("lifeline_ups_up", "gauge", "1 when the UPS's last read succeeded.", ("ups",),
+              POWER, pw.ups_up),
+    MetricDef("lifeline_ups_battery_charge_ratio", "gauge", "Battery charge (0..1).",
+              ("ups",), "the UPS is known and reports it", pw.ups_field("charge")),
+    MetricDef("lifeline_ups_battery_runtime_seconds", "gauge",
+              "Estimated runtime left on battery.", ("ups",),
+              "the UPS is known and reports it", pw.ups_field("runtime")),
+    MetricDef("lifeline_ups_input_voltage_volts", "gauge", "Input (mains) voltage.",
+              ("ups",), "the UPS is known and reports it", pw.ups_field("input_voltage")),
+    MetricDef("lifeline_ups_load_ratio", "gauge", "Output load (0..1 of the rated power).",
+              ("ups",), "the UPS is known and reports it", pw.ups_field("load")),
+    MetricDef("lifeline_site_power_state", "gauge",
+              "1 for the site's power state (the worst known UPS: mains, on_battery, "
+              "battery_low; unknown when no UPS is known), 0 for the others.", ("state",),
+              POWER, pw.site_power_state),
+    MetricDef("lifeline_power_outage", "gauge",
+              "1 while the site is on battery past the grace time, or in DR for power "
+              "(docs/power.md).", (), POWER, pw.power_outage),
     # -- the operator's overrides ---------------------------------------------------------
     MetricDef("lifeline_override_active", "gauge",
               "An operator override held now (docs/overrides.md): 1 while it applies, 0 "

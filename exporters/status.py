@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from controller.core.snapshot import PeerSnap, Snapshot
+from exporters.power import power_document
 
 
 def _peer(p: PeerSnap) -> dict[str, Any]:
@@ -46,6 +47,7 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         "overrides": [{"kind": o.kind, "target": o.target, "value": o.value,
                        "reason": o.reason, "by": o.by, "since": o.since, "until": o.until,
                        "applied": o.applied, "why_not": o.why_not} for o in s.overrides],
+        "power": power_document(s),
     }
     if not s.telephony:
         return doc
@@ -58,6 +60,9 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         "ranges": len(plan.decisions), "numbers": plan.total_numbers,
         "unroutable_numbers": plan.unroutable_numbers,
         "unroutable": [str(r) for r in plan.unroutable],
+        "on_dr": [{"range": str(d.numbers), "destination": d.destination,
+                   "cause": d.dr_cause, "reason": d.reason}
+                  for d in plan.decisions if d.on_dr],
     }
     doc["edges"] = [{"name": e.name, "error": e.error, "in_sync": e.in_sync} for e in s.edges]
     return doc
@@ -75,5 +80,6 @@ def did_document(s: Snapshot, number: str) -> dict[str, Any] | None:
             else decision.trunk_state.value,
             "destination": decision.destination,
             "destination_uri": s.destination_uris.get(decision.destination),
-            "disaster_recovery": decision.on_dr, "unroutable": decision.unroutable,
+            "disaster_recovery": decision.on_dr, "dr_cause": decision.dr_cause,
+            "unroutable": decision.unroutable,
             "reason": decision.reason}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters.operator_client import Daemon, call, path_of, unix_session
+from exporters.power import power_lines
 
 
 async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
@@ -96,9 +97,15 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"DIDs: {dids['numbers']} numbers in {dids['ranges']} ranges; "
                      f"unroutable: {dids['unroutable_numbers']}"
                      + (f" ({', '.join(dids['unroutable'])})" if dids["unroutable"] else ""))
+        for d in dids.get("on_dr") or []:
+            lines.append(f"  on DR: {d['range']} -> {d['destination']} ({d['cause']})")
     for e in doc.get("edges", []):
         state = "in sync" if e.get("in_sync") else (e.get("error") or "not pushed yet")
         lines.append(f"edge {e['name']}: {state}")
+    power = power_lines(doc.get("power"))
+    if power:
+        lines.append("")
+        lines.extend(power)
     lines.extend(_overrides(doc.get("overrides") or []))
     problems = doc.get("problems") or []
     if problems:

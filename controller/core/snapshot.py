@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from controller.core.didplan import DidPlan
 from controller.core.health import HealthState
+from controller.core.powersnap import PowerSnap
 
 # Label values of one series, in the order of the metric's label names.
 Labels = tuple[str, ...]
@@ -193,6 +194,7 @@ class Snapshot:
     config_path: str | None = None  # the file SIGHUP re-reads
     reload_error: str | None = None  # why the last reload was refused; None after a good one
     overrides: tuple[OverrideSnap, ...] = ()  # the operator's, held now
+    power: PowerSnap | None = None  # the site's UPSes; None: no power section
 
     def count(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get(name, {}).get(labels, 0.0)

@@ -37,6 +37,7 @@ from controller.runtime.maintenance import MAINTENANCE_FILE, MaintenanceAnswer
 from controller.runtime.overridebook import OVERRIDES_FILE, OverrideBook
 from controller.runtime.overrides import Overrides
 from controller.runtime.paging import AlertPoster
+from controller.runtime.power import PowerWatch, UpsReader
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
@@ -67,6 +68,7 @@ class Daemon:
         notifier: Notifier | None = None,
         config_path: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
+        ups_reader: Callable[..., UpsReader] = UpsReader,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
         ``start_probes`` no probe is sent and samples come from whoever calls the runtimes'
@@ -107,6 +109,9 @@ class Daemon:
         if self.telephony is not None:  # a loss over a failing link is not the trunk's
             self.telephony.link_proof = self.routing.proof
         self._edge_read_at = -1e9
+        self._ups_reader = ups_reader  # tests hand in fake UPS readers
+        self.power = (PowerWatch(cfg.power, self.journal, self.now, wake=self._wake.set,
+                                 reader=ups_reader) if cfg.power is not None else None)
         self._pending_refresh: set[str] = set()
         self.started = time.time()
         self._nl: Netlink | None = None
@@ -186,6 +191,7 @@ class Daemon:
             await tel.stop()
             self.telephony = None
             changes.append("telephony: off")
+        changes += await self._reload_power(new)
         if edges is not self.edges:
             for edge in self.edges:
                 await edge.close()
@@ -199,6 +205,22 @@ class Daemon:
         log.info("config reloaded from %s: %s", self.config_path, what)
         self.journal.record("action", "config", f"config reloaded: {what}")
         return True
+
+    async def _reload_power(self, new: Config) -> list[str]:
+        power = self.power
+        if new.power is None:
+            if power is None:
+                return []
+            await power.stop()
+            self.power = None
+            return ["power: off"]
+        if power is None:
+            self.power = PowerWatch(new.power, self.journal, self.now, wake=self._wake.set,
+                                    reader=self._ups_reader)
+            if self._start_probes:
+                self.power.start()
+            return ["power: on"]
+        return await power.reconfigure(new.power)
 
     # -- operator requests (the API on the unix socket) -----------------------------------
     def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> MaintenanceAnswer:
@@ -246,6 +268,8 @@ class Daemon:
         self.overrides.lapse()
         before = {name: g.decided for name, g in routing.groups.items()}
         routing.decide(self.overrides.forced(), self.overrides.maintenance())
+        site_dr = (self.power.decide(self.now()).site_dr if self.power is not None
+                   else None)
         left = {
             name: before[name]
             for name, g in routing.groups.items()
@@ -253,10 +277,10 @@ class Daemon:
         }
         await routing.reconcile(left)
         if self.telephony is not None:
-            await self._telephony_cycle(bool(left))
+            await self._telephony_cycle(bool(left), site_dr)
         self._override_snaps = self.overrides.tell(*self._health_now())
 
-    async def _telephony_cycle(self, links_moved: bool) -> None:
+    async def _telephony_cycle(self, links_moved: bool, site_dr: str | None = None) -> None:
         """DID plan from trunk, link and destination health; pushed to the SIP edge(s)."""
         tel = self.telephony
         assert tel is not None
@@ -267,7 +291,7 @@ class Daemon:
         links = {name: rt.health.state for name, rt in self.routing.links.items()}
         # Before deciding: a trunk's failures count only from when its path exists.
         tel.note_paths(now, self.routing.applied_link(), links)
-        plan = tel.decide(now, links, self.overrides.pins())
+        plan = tel.decide(now, links, self.overrides.pins(), site_dr)
         if self.dry_run:
             return
         # After the site's route moved, registrations must leave over the new link; the
@@ -307,7 +331,8 @@ class Daemon:
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
                                 cond.problem),
             counters=counters, histograms=histograms, telephony=tel is not None,
-            overrides=self._override_snaps)
+            overrides=self._override_snaps,
+            power=self.power.snapshot(now) if self.power is not None else None)
 
     def publish(self) -> Snapshot:
         """Take this cycle's snapshot and make it the one every reader sees."""
@@ -369,6 +394,8 @@ class Daemon:
         if self.telephony is not None:
             # No trunk's path exists yet (no link is proven up): the first cycles tell.
             self.telephony.start(self._wake, probes=self._start_probes)
+        if self.power is not None and self._start_probes:
+            self.power.start()
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
         self._cycle_started = None
@@ -408,6 +435,8 @@ class Daemon:
                 await self._watch.stop()
             if self.telephony is not None:
                 await self.telephony.stop()
+            if self.power is not None:
+                await self.power.stop()
             for edge in self.edges:
                 await edge.close()
             await server.stop()

@@ -513,8 +513,10 @@ class Telephony:
 
     # -- decide ----------------------------------------------------------------------------
     def decide(self, now: float, links: Mapping[str, HealthState],
-               pins: Mapping[NumberRange, str] | None = None) -> DidPlan:
-        """The plan of this cycle; ``pins``: the operator's (range -> trunk or "dr")."""
+               pins: Mapping[NumberRange, str] | None = None,
+               site_dr: str | None = None) -> DidPlan:
+        """The plan of this cycle; ``pins``: the operator's (range -> trunk or "dr");
+        ``site_dr``: the whole site is in DR and why (e.g. "power")."""
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
@@ -529,7 +531,8 @@ class Telephony:
         dests = {name: p.health.state for name, p in self.destinations.items()}
         self.effective = {n: effective_trunk_state(v, links) for n, v in views.items()}
         self.destination_states = dests
-        plan = compute_plan(self.entries, views, links, dests, self._waiting(now), pins)
+        plan = compute_plan(self.entries, views, links, dests, self._waiting(now), pins,
+                            site_dr=site_dr)
         changes = diff(self.plan, plan)
         before = self.plan.by_range() if changes.changed and self.plan is not None else {}
         for decision in changes.changed:
