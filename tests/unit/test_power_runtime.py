@@ -137,7 +137,7 @@ async def test_an_outage_pages_after_grace_lb_moves_dids_and_mains_brings_them_b
         took = await until(daemon, "the outage", lambda s: s.power is not None
                            and s.power.outage)
         assert 3.0 <= took <= 7.0, took  # the grace time (5 s), give or take a read
-        assert _on_dr(daemon.latest) == {}  # type: ignore[arg-type]
+        assert _on_dr(daemon.latest) == {}
         ups.now = LOW
         await until(daemon, "DR", lambda s: _on_dr(s) == {A_RANGE: "power"}, within=5.0)
         doc = daemon.status()
@@ -158,7 +158,7 @@ async def test_an_outage_pages_after_grace_lb_moves_dids_and_mains_brings_them_b
         ups.now = MAINS
         await until(daemon, "mains seen", lambda s: s.power is not None
                     and s.power.state == "mains")
-        assert _on_dr(daemon.latest) == {A_RANGE: "power"}  # type: ignore[arg-type]
+        assert _on_dr(daemon.latest) == {A_RANGE: "power"}
         back = await until(daemon, "DIDs back", lambda s: _on_dr(s) == {})
         assert 8.0 <= back <= 13.0, back  # the hold-down (10 s)
         assert daemon.status()["power"]["phase"] == "normal"
