@@ -275,10 +275,35 @@
         num(o.until) ? `, until ${when(o.until)} (in ${dur(o.until - now)})` : ", no expiry"))));
   }
 
+  // The site's power (docs/power.md): the policy's phase and each UPS's last reading.
   function renderPower(st) {
-    if (!st.power) return; // issue 12: the UPS joins the status document later
-    $("power").className = "";
-    $("power").textContent = typeof st.power === "string" ? st.power : JSON.stringify(st.power);
+    const p = st.power;
+    if (!p) return; // no power section: "not monitored yet" stays
+    const level = p.outage ? "crit" : p.state === "mains" ? "ok" : "warn";
+    const head = el("div", { class: level, "data-power": p.phase },
+      el("span", { class: `badge ${level}` }, p.state), " ",
+      p.phase === "normal" ? "" : el("b", {}, p.phase === "dr" ? "DR: DID ranges on their DR destination" : p.phase),
+      el("div", { class: "reason" }, p.reason || ""));
+    const list = el("ul", { class: "list" });
+    for (const u of p.ups || []) {
+      const ok = u.state === "mains" ? "ok" : u.state === "unknown" ? "warn" : "crit";
+      const figures = [
+        num(u.charge) ? `charge ${pct(u.charge)}` : null,
+        num(u.runtime) ? `runtime ${dur(u.runtime)}` : null,
+        num(u.input_voltage) ? `input ${Math.round(u.input_voltage)} V` : null,
+        num(u.load) ? `load ${pct(u.load)}` : null,
+      ].filter((f) => f);
+      list.append(el("li", { class: ok, "data-ups": u.name, "data-state": u.state },
+        el("b", {}, u.name), ` (${u.protocol}) `,
+        el("span", { class: `badge ${ok}` }, u.state), " ", (u.flags || []).join(" "),
+        figures.length ? el("div", { class: "muted" }, figures.join(" · ")) : null,
+        el("div", { class: "reason" }, u.reason || ""),
+        u.read_ok === false ? el("div", { class: "muted" }, `last read failed: ${u.read_detail || ""}`) : null));
+    }
+    if (p.command) list.append(el("li", { class: "warn" }, `on_battery_low: ${p.command}`));
+    const box = $("power");
+    box.className = "";
+    box.replaceChildren(head, list);
   }
 
   function renderEvents(events) {
@@ -311,6 +336,9 @@
     const trunksDown = (st.trunks || []).filter((t) => t.state === "down");
     if (trunksDown.length) { raise("warn"); lines.push(`trunk down: ${trunksDown.map((t) => t.name).join(", ")}`); }
     if (dids.dr_numbers > 0) { raise("warn"); lines.push(`${plural(dids.dr_numbers, "DID", "DIDs")} on DR`); }
+    const power = st.power;
+    if (power && power.outage) { raise("crit"); lines.push(power.phase === "dr" ? "power: DIDs to DR" : "power outage"); }
+    else if (power && power.state !== "mains") { raise("warn"); lines.push(`power ${power.state}`); }
     if ((st.edges || []).some((e) => !e.in_sync)) { raise("warn"); lines.push("SIP edge out of sync"); }
     if ((st.problems || []).length) { raise("warn"); lines.push(plural(st.problems.length, "problem", "problems")); }
     if (Array.isArray(st.overrides) && st.overrides.length) lines.push(plural(st.overrides.length, "override", "overrides"));

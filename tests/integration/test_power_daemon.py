@@ -1,0 +1,116 @@
+"""The daemon's power runtime against the real upsd with NUT's dummy-ups driver on
+127.0.0.1 (tests/lab/nut.py): logged in with a password from a file, the UPS goes OL ->
+OB -> OB LB and the DID range with a DR destination moves to it for power (status, the DID
+API's document, metrics), then OL brings it back after the hold-down. The daemon runs
+in-process on the unit tests' kernel in memory (no route is touched); upsd is the peer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+from prometheus_client import generate_latest
+
+from controller.actuators.netlink import Netlink
+from controller.config import parse_config
+from controller.core.snapshot import Snapshot
+from controller.runtime.daemon import Daemon
+from controller.runtime.journal import read_events
+from exporters.metrics import registry_for
+from exporters.status import did_document
+from tests.lab.nut import Upsd, nut_skip_reason
+from tests.unit.daemonloop import looping
+from tests.unit.test_calm_start import A_RANGE
+from tests.unit.test_calm_start import _config as _telephony_config
+from tests.unit.test_runtime import _kernel
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(nut_skip_reason() is not None, reason=str(nut_skip_reason())),
+]
+
+PASSWORD = "lab-secret"
+
+
+@pytest.fixture
+def upsd(tmp_path: Path) -> Iterator[Upsd]:
+    server = Upsd(tmp_path / "nut", users={"monitor": (PASSWORD, "upsmon secondary")})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def _until(daemon: Daemon, what: str, ok: Callable[[Snapshot], bool],
+                 within: float) -> float:
+    start = time.monotonic()
+    while True:
+        snap = daemon.latest
+        if snap is not None and ok(snap):
+            return time.monotonic() - start
+        assert time.monotonic() - start < within, f"not within {within} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+def _on_dr(s: Snapshot) -> dict[str, str | None]:
+    if s.plan is None:
+        return {}
+    return {str(d.numbers): d.dr_cause for d in s.plan.decisions if d.on_dr}
+
+
+async def test_a_power_cut_on_a_real_upsd_moves_the_dr_ranges_and_back(
+        upsd: Upsd, tmp_path: Path) -> None:
+    secret = tmp_path / "nut-password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    power = f"""
+power:
+  grace: 1s
+  hold_down: 3s
+  runtime_margin: 60s
+  ups:
+    - {{name: rack-ups, nut: {{host: 127.0.0.1, port: {upsd.port}, ups: {upsd.ups},
+       username: monitor, password_file: {secret}}}, interval: 500ms, timeout: 500ms,
+       stale_after: null}}
+"""
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(_telephony_config(tmp_path / "state") + power)
+    adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
+    daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
+                    config_path=path)
+    async with looping(daemon):
+        assert daemon.power is not None
+        daemon.power.start()  # only the UPS is read: no link or SIP probe leaves the host
+        await _until(daemon, "mains read from upsd", lambda s: s.power is not None
+                     and s.power.state == "mains", 10.0)
+        upsd.set(status="OB DISCHRG", charge=80, runtime=1200, input_voltage=0)
+        await _until(daemon, "the outage", lambda s: s.power is not None
+                     and s.power.outage, 15.0)
+        assert _on_dr(daemon.latest) == {}  # type: ignore[arg-type]
+        upsd.set(status="OB LB DISCHRG", charge=10, runtime=45)
+        await _until(daemon, "DR for power", lambda s: _on_dr(s) == {A_RANGE: "power"},
+                     15.0)
+        doc = daemon.status()
+        assert doc["power"]["phase"] == "dr"
+        [rack] = doc["power"]["ups"]
+        assert rack["flags"] == ["DISCHRG", "LB", "OB"] and rack["runtime"] == 45
+        assert rack["read_ok"] is True
+        assert doc["dids"]["on_dr"][0]["cause"] == "power"
+        number = did_document(daemon.latest, "+390212345650")  # type: ignore[arg-type]
+        assert number is not None and number["disaster_recovery"]
+        assert number["dr_cause"] == "power" and "site in DR (power)" in number["reason"]
+        scraped = generate_latest(registry_for(lambda: daemon.latest)).decode()
+        assert 'lifeline_ups_status{flag="LB",ups="rack-ups"} 1.0' in scraped
+        assert 'lifeline_dids_on_dr_by_cause{cause="power"} 100.0' in scraped
+        upsd.set(status="OL CHRG", charge=12, runtime=60, input_voltage=230)
+        back = await _until(daemon, "DIDs back", lambda s: _on_dr(s) == {}, 20.0)
+        assert back >= 2.5, back  # not before the hold-down (3 s)
+    moves = [e.message.split(":")[0]
+             for e in read_events(daemon.journal.path, 500, "transition", "rack-ups")]
+    assert moves == ["unknown -> mains", "mains -> on_battery", "on_battery -> battery_low",
+                     "battery_low -> mains"]
