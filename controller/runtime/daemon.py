@@ -111,7 +111,8 @@ class Daemon:
         self._edge_read_at = -1e9
         self._ups_reader = ups_reader  # tests hand in fake UPS readers
         self.power = (PowerWatch(cfg.power, self.journal, self.now, wake=self._wake.set,
-                                 reader=ups_reader) if cfg.power is not None else None)
+                                 reader=ups_reader, dry_run=dry_run)
+                      if cfg.power is not None else None)
         self._pending_refresh: set[str] = set()
         self.started = time.time()
         self._nl: Netlink | None = None
@@ -216,7 +217,7 @@ class Daemon:
             return ["power: off"]
         if power is None:
             self.power = PowerWatch(new.power, self.journal, self.now, wake=self._wake.set,
-                                    reader=self._ups_reader)
+                                    reader=self._ups_reader, dry_run=self.dry_run)
             if self._start_probes:
                 self.power.start()
             return ["power: on"]

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from controller.config.power import PowerConfig, UpsConfig
@@ -109,12 +109,13 @@ class PowerWatch:
 
     def __init__(self, cfg: PowerConfig, journal: Journal, now: Callable[[], float], *,
                  wake: Callable[[], None] = lambda: None,
-                 reader: ReaderFactory = UpsReader) -> None:
+                 reader: ReaderFactory = UpsReader, dry_run: bool = False) -> None:
         self.cfg = cfg
         self.journal = journal
         self.now = now
         self.wake = wake  # a UPS changed state: the daemon should decide now
         self._reader = reader
+        self.dry_run = dry_run  # a dry run journals the command it would run, runs nothing
         self.core = Power(cfg.ups_params(), cfg.policy())
         self.watched = {u.name: _Watched(u, reader(u)) for u in cfg.ups}
         self.decision: PowerDecision | None = None
@@ -183,7 +184,11 @@ class PowerWatch:
                                 phase=decision.phase.value, state=decision.state.value,
                                 dr=decision.dr, outage=decision.outage)
         argv = self.cfg.on_battery_low
-        if decision.run_command and argv is not None and (
+        if decision.run_command and argv is not None and self.dry_run:
+            self.command_outcome = "dry run: on_battery_low not run"
+            self.journal.record("action", "power", "dry run: would run on_battery_low: "
+                                + " ".join(argv), argv=list(argv))
+        elif decision.run_command and argv is not None and (
                 self.command_task is None or self.command_task.done()):
             self.command_task = asyncio.create_task(self._run_command(list(argv)),
                                                     name="on_battery_low")
@@ -302,15 +307,3 @@ def _tail(out: bytes | None) -> str:
     text = (out or b"").decode("utf-8", "replace").strip()
     return text[-_TAIL:]
 
-
-def readers_of(readers: Mapping[str, Reader]) -> ReaderFactory:
-    """A reader factory over plain functions by UPS name (tests hand in fakes)."""
-    class _Fake(UpsReader):
-        def __init__(self, cfg: UpsConfig) -> None:  # no secrets, no sockets
-            self.cfg = cfg
-            self._snmp = None
-
-        async def read(self, timeout: float) -> UpsReading:
-            return await readers[self.cfg.name](timeout)
-
-    return _Fake

@@ -13,6 +13,7 @@ from the core's own types and published the way the daemon publishes them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from aiohttp import web
 from controller.core.didplan import DidEntry, TrunkView, compute_plan
 from controller.core.e164 import parse_range
 from controller.core.health import HealthState
+from controller.core.powersnap import PowerSnap, UpsSnap
 from controller.core.snapshot import EdgeSnap, GroupSnap, LinkSnap, PeerSnap, Snapshot
 from exporters.http import make_app
 from exporters.status import status_document
@@ -228,6 +230,32 @@ def test_without_overrides_the_section_stays_hidden(web_ns: str, tmp_path: Path)
     with served(web_ns, tmp_path) as (_, b):
         wait_until(b, lambda: conn_mode(b) == "live", 10, "the page live")
         assert js(b, "return document.getElementById('overrides-sec').hidden;") is True
+        assert not severe(b.console())
+
+
+def test_the_power_section_shows_the_phase_and_each_ups_as_text(
+        web_ns: str, tmp_path: Path) -> None:
+    with served(web_ns, tmp_path) as (server, b):
+        wait_until(b, lambda: conn_mode(b) == "live", 10, "the page live")
+        ups = (UpsSnap("rack-a", "nut", "battery_low", f"rack-a: battery low {HOSTILE}", 40.0,
+                       ("DISCHRG", "LB", "OB"), 0.12, 45.0, 0.0, 0.35, True, ""),
+               UpsSnap("rack-b", "snmp", "unknown", "rack-b: 3 reads failed in a row", 9.0,
+                       read_ok=False, read_detail="timeout"))
+        power = PowerSnap("battery_low", "dr", "desks dark: rack-a: battery low", 40.0,
+                          outage=True, dr=True, upses=ups)
+        server.publish(dataclasses.replace(snapshot(time.time(), "fibre-a"), power=power))
+        wait_until(b, lambda: js(b, "return document.querySelectorAll('[data-ups]').length")
+                   == 2, 3.0, "the power section")
+        got = js(b, """
+            const q = (sel) => document.querySelector(sel).textContent;
+            return {power: q('#power'), a: q('[data-ups="rack-a"]'),
+                    b: q('[data-ups="rack-b"]'), banner: q('#banner'),
+                    pwned: document.querySelectorAll('#pwned, img').length};""")
+        assert "DR: DID ranges on their DR destination" in got["power"]
+        assert "battery_low" in got["a"] and "LB" in got["a"] and "runtime 45 s" in got["a"]
+        assert "charge 12%" in got["a"] and HOSTILE in got["a"] and got["pwned"] == 0
+        assert "last read failed: timeout" in got["b"]
+        assert "power: DIDs to DR" in got["banner"]
         assert not severe(b.console())
 
 

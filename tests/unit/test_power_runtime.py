@@ -17,10 +17,11 @@ from prometheus_client import generate_latest
 
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
+from controller.config.power import UpsConfig
 from controller.core.snapshot import Snapshot
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import Journal, read_events
-from controller.runtime.power import PowerWatch, Reader, readers_of
+from controller.runtime.power import PowerWatch, Reader, ReaderFactory, UpsReader
 from exporters.metrics import registry_for
 from exporters.statusview import render_status
 from probes.ups import UpsReading
@@ -67,6 +68,19 @@ class FakeUps:
         if self.hang:
             await asyncio.sleep(3600)
         return self.now
+
+
+def readers_of(readers: dict[str, Reader]) -> ReaderFactory:
+    """A reader factory over plain functions by UPS name: no secrets, no sockets."""
+    class Fake(UpsReader):
+        def __init__(self, cfg: UpsConfig) -> None:
+            self.cfg = cfg
+            self._snmp = None
+
+        async def read(self, timeout: float) -> UpsReading:
+            return await readers[self.cfg.name](timeout)
+
+    return Fake
 
 
 @contextlib.asynccontextmanager
@@ -231,6 +245,32 @@ async def test_a_reload_that_removes_the_power_section_stops_the_polling(
         assert ups.reads == reads
 
 
+@fast_clock
+async def test_a_reload_that_changes_a_ups_restarts_its_polling_and_keeps_the_event(
+        tmp_path: Path) -> None:
+    ups = FakeUps()
+    async with site(tmp_path, ups) as daemon:
+        watch = daemon.power
+        assert watch is not None and daemon.config_path is not None
+        ups.now = BATTERY
+        await until(daemon, "the outage", lambda s: s.power is not None and s.power.outage)
+        old = watch.watched["ups-a"].task
+        text = daemon.config_path.read_text().replace("interval: 1s", "interval: 2s")
+        daemon.config_path.write_text(text)
+        daemon.request_reload()
+        await until(daemon, "the new interval", lambda s: watch.watched["ups-a"].cfg.interval
+                    == 2.0, within=5.0)
+        assert old is not None and old.done()
+        new = watch.watched["ups-a"].task
+        assert new is not None and not new.done()
+        await until(daemon, "read again", lambda s: s.power is not None
+                    and s.power.upses[0].state == "on_battery", within=5.0)
+        assert daemon.latest is not None and daemon.latest.power is not None
+        assert daemon.latest.power.outage  # the battery event went on across the reload
+    reloads = read_events(daemon.journal.path, 100, "action", "config")
+    assert "UPS ups-a changed" in reloads[-1].message
+
+
 async def _command_run(tmp_path: Path) -> tuple[list[str], Path]:
     marker = tmp_path / "ran"
     script = (f"open({str(marker)!r}, 'a').write('x'); print('shutting down the desks'); "
@@ -276,3 +316,20 @@ def test_status_text_without_power_says_nothing_of_it() -> None:
     assert "power" not in render_status(doc)
 
 
+
+
+def test_a_dry_run_journals_the_command_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cfg = parse_config(_telephony_config(tmp_path / "state") + POWER
+                       + f"  on_battery_low: [/usr/bin/touch, {marker}]\n")
+    assert cfg.power is not None
+    journal = Journal(tmp_path / "j.sqlite3")
+    watch = PowerWatch(cfg.power, journal, lambda: 0.0, dry_run=True,
+                       reader=readers_of({"ups-a": FakeUps().read}))
+    for reading in (MAINS, LOW):
+        watch.on_reading("ups-a", reading)
+        decision = watch.decide(1.0)
+    journal.close()
+    assert decision.run_command and watch.command_task is None and not marker.exists()
+    [event] = read_events(tmp_path / "j.sqlite3", 100, "action", "power")
+    assert event.message == f"dry run: would run on_battery_low: /usr/bin/touch {marker}"
