@@ -111,6 +111,8 @@ def _per_trunk(s: Snapshot) -> Series:
 TELEPHONY = "trunks or DIDs are configured"
 OVERRIDE = "an operator override is held"
 POWER = "a power section is configured"
+UPS_KNOWN = "the UPS is known and reports it"
+POWER_WHEN = (POWER, UPS_KNOWN)  # served only with a power section (docs/power.md)
 
 CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
@@ -252,14 +254,14 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_ups_up", "gauge", "1 when the UPS's last read succeeded.", ("ups",),
               POWER, pw.ups_up),
     MetricDef("lifeline_ups_battery_charge_ratio", "gauge", "Battery charge (0..1).",
-              ("ups",), "the UPS is known and reports it", pw.ups_field("charge")),
+              ("ups",), UPS_KNOWN, pw.ups_field("charge")),
     MetricDef("lifeline_ups_battery_runtime_seconds", "gauge",
               "Estimated runtime left on battery.", ("ups",),
-              "the UPS is known and reports it", pw.ups_field("runtime")),
+              UPS_KNOWN, pw.ups_field("runtime")),
     MetricDef("lifeline_ups_input_voltage_volts", "gauge", "Input (mains) voltage.",
-              ("ups",), "the UPS is known and reports it", pw.ups_field("input_voltage")),
+              ("ups",), UPS_KNOWN, pw.ups_field("input_voltage")),
     MetricDef("lifeline_ups_load_ratio", "gauge", "Output load (0..1 of the rated power).",
-              ("ups",), "the UPS is known and reports it", pw.ups_field("load")),
+              ("ups",), UPS_KNOWN, pw.ups_field("load")),
     MetricDef("lifeline_site_power_state", "gauge",
               "1 for the site's power state (the worst known UPS: mains, on_battery, "
               "battery_low; unknown when no UPS is known), 0 for the others.", ("state",),

@@ -20,7 +20,7 @@ from controller.config import parse_config
 from controller.core.snapshot import Snapshot
 from controller.runtime.daemon import Daemon
 from controller.runtime.journal import read_events
-from exporters.metrics import registry_for
+from exporters.metrics import CATALOG, POWER_WHEN, registry_for
 from exporters.status import did_document
 from tests.lab.nut import Upsd, nut_skip_reason
 from tests.unit.daemonloop import looping
@@ -107,6 +107,9 @@ power:
         scraped = generate_latest(registry_for(lambda: daemon.latest)).decode()
         assert 'lifeline_ups_status{flag="LB",ups="rack-ups"} 1.0' in scraped
         assert 'lifeline_dids_on_dr_by_cause{cause="power"} 100.0' in scraped
+        for m in CATALOG:  # every power series is served by a daemon that reads a UPS
+            if m.when in POWER_WHEN or m.name == "lifeline_dids_on_dr_by_cause":
+                assert f"\n{m.name}{{" in scraped or f"\n{m.name} " in scraped, m.name
         upsd.set(status="OL CHRG", charge=12, runtime=60, input_voltage=230)
         back = await _until(daemon, "DIDs back", lambda s: _on_dr(s) == {}, 20.0)
         assert back >= 2.5, back  # not before the hold-down (3 s)
