@@ -46,18 +46,16 @@ class UpsReader:
     def __init__(self, cfg: UpsConfig) -> None:
         self.cfg = cfg
         self._snmp: SnmpUps | None = None
+        self._problem: str | None = None  # a secret that could not be read: every read fails
         if cfg.snmp is not None:
-            s = cfg.snmp
-            v3 = None
-            if s.v3 is not None:
-                v3 = SnmpV3User(
-                    s.v3.user, s.v3.auth_protocol, _secret(s.v3.auth_key_file),
-                    s.v3.priv_protocol or "none",
-                    None if s.v3.priv_key_file is None else _secret(s.v3.priv_key_file))
-            community = None if s.community_file is None else _secret(s.community_file)
-            self._snmp = SnmpUps(s.host, s.port, community=community, v3=v3)
+            try:
+                self._snmp = _snmp_client(cfg)
+            except OSError as exc:
+                self._problem = f"SNMP secret: {exc.strerror or exc}: {exc.filename}"
 
     async def read(self, timeout: float) -> UpsReading:
+        if self._problem is not None:
+            return UpsReading.failure(ErrorKind.INTERNAL, self._problem)
         if self._snmp is not None:
             return await self._snmp.read(timeout=timeout)
         nut = self.cfg.nut
@@ -77,6 +75,20 @@ class UpsReader:
     async def aclose(self) -> None:
         if self._snmp is not None:
             await self._snmp.aclose()
+
+
+def _snmp_client(cfg: UpsConfig) -> SnmpUps:
+    """The SNMP client of one UPS, its community or v3 keys read from their files now (a
+    reload that changes the UPS reads them again)."""
+    s = cfg.snmp
+    assert s is not None
+    v3 = None
+    if s.v3 is not None:
+        v3 = SnmpV3User(s.v3.user, s.v3.auth_protocol, _secret(s.v3.auth_key_file),
+                        s.v3.priv_protocol or "none",
+                        None if s.v3.priv_key_file is None else _secret(s.v3.priv_key_file))
+    community = None if s.community_file is None else _secret(s.community_file)
+    return SnmpUps(s.host, s.port, community=community, v3=v3)
 
 
 def _secret(path: os.PathLike[str]) -> str:

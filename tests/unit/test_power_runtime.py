@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import cast
 
+import pytest
 from prometheus_client import generate_latest
 
 from controller.actuators.netlink import Netlink
@@ -76,6 +77,7 @@ def readers_of(readers: dict[str, Reader]) -> ReaderFactory:
         def __init__(self, cfg: UpsConfig) -> None:
             self.cfg = cfg
             self._snmp = None
+            self._problem = None
 
         async def read(self, timeout: float) -> UpsReading:
             return await readers[self.cfg.name](timeout)
@@ -333,3 +335,31 @@ def test_a_dry_run_journals_the_command_and_runs_nothing(tmp_path: Path) -> None
     assert decision.run_command and watch.command_task is None and not marker.exists()
     [event] = read_events(tmp_path / "j.sqlite3", 100, "action", "power")
     assert event.message == f"dry run: would run on_battery_low: /usr/bin/touch {marker}"
+
+
+def _ups(tmp_path: Path, source: str) -> UpsConfig:
+    cfg = parse_config(_telephony_config(tmp_path / "state") + f"""
+power:
+  ups:
+    - {{name: ups-a, {source}}}
+""")
+    assert cfg.power is not None
+    return cfg.power.ups[0]
+
+
+async def test_a_secret_that_cannot_be_read_is_a_failed_reading_not_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFELINE_TEST_NUT_PW", raising=False)
+    nut = UpsReader(_ups(tmp_path, "nut: {host: 127.0.0.1, ups: u, username: m, "
+                                   "password_env: LIFELINE_TEST_NUT_PW}"))
+    reading = await nut.read(0.5)
+    assert not reading.ok and "LIFELINE_TEST_NUT_PW is not set" in reading.detail
+    snmp = UpsReader(_ups(tmp_path, f"snmp: {{host: 127.0.0.1, community_file: "
+                                    f"{tmp_path / 'missing'}}}"))
+    reading = await snmp.read(0.5)
+    assert not reading.ok and "missing" in reading.detail
+    (tmp_path / "community").write_text("public\n")
+    ok = UpsReader(_ups(tmp_path, f"snmp: {{host: 127.0.0.1, community_file: "
+                                  f"{tmp_path / 'community'}}}"))
+    assert ok._problem is None and ok._snmp is not None
+    await ok.aclose()
