@@ -63,7 +63,7 @@ def power_lines(doc: dict[str, Any] | None) -> list[str]:
         lines.append(f"  ups {u['name']} ({u['protocol']}): {u['state']} [{flags}]"
                      f"{' ' + ', '.join(figures) if figures else ''} - {u['reason']}{read}")
     if doc.get("command"):
-        lines.append(f"  on_battery_low: {doc['command']}")
+        lines.append(f"  command: {doc['command']}")
     return lines
 
 
