@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from controller.core.snapshot import PeerSnap, Snapshot
+from exporters.servicestatus import services_document
 
 
 def _peer(p: PeerSnap) -> dict[str, Any]:
@@ -47,13 +48,15 @@ def status_document(s: Snapshot) -> dict[str, Any]:
                        "reason": o.reason, "by": o.by, "since": o.since, "until": o.until,
                        "applied": o.applied, "why_not": o.why_not} for o in s.overrides],
     }
+    doc["services"] = services_document(s.services)
     if not s.telephony:
         return doc
     plan = s.plan
     doc["trunks"] = [_peer(t) | {"dids": t.dids, "edge_tripped": t.edge_tripped,
                                  "maintenance": t.maintenance}
                      for t in s.trunks]
-    doc["destinations"] = [_peer(d) for d in s.destinations]
+    doc["destinations"] = [_peer(d) | {"service_down": d.service_down}
+                           for d in s.destinations]
     doc["dids"] = None if plan is None else {
         "ranges": len(plan.decisions), "numbers": plan.total_numbers,
         "unroutable_numbers": plan.unroutable_numbers,
@@ -75,5 +78,6 @@ def did_document(s: Snapshot, number: str) -> dict[str, Any] | None:
             else decision.trunk_state.value,
             "destination": decision.destination,
             "destination_uri": s.destination_uris.get(decision.destination),
-            "disaster_recovery": decision.on_dr, "unroutable": decision.unroutable,
+            "disaster_recovery": decision.on_dr, "dr_cause": decision.dr_cause,
+            "unroutable": decision.unroutable,
             "reason": decision.reason}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters.operator_client import Daemon, call, path_of, unix_session
+from exporters.servicestatus import service_lines
 
 
 async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
@@ -89,7 +90,8 @@ def render_status(doc: dict[str, Any]) -> str:
                          f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
                          f"{why}")
     for d in doc.get("destinations", []):
-        lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})")
+        lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})" + (
+            f"; counted DOWN: {d['service_down']}" if d.get("service_down") else ""))
     dids = doc.get("dids")
     if dids:
         lines.append("")
@@ -99,6 +101,7 @@ def render_status(doc: dict[str, Any]) -> str:
     for e in doc.get("edges", []):
         state = "in sync" if e.get("in_sync") else (e.get("error") or "not pushed yet")
         lines.append(f"edge {e['name']}: {state}")
+    lines.extend(service_lines(doc.get("services") or []))
     lines.extend(_overrides(doc.get("overrides") or []))
     problems = doc.get("problems") or []
     if problems:

@@ -54,6 +54,11 @@ class Checked:
     scheduler: RecheckScheduler | None = None
 
 
+def _check_of(svc: Service) -> tuple[object, ...]:
+    """What a service's health is a verdict on: the check itself and its pacing."""
+    return (svc.probe_spec(), svc.interval, svc.timeout, svc.recheck_interval)
+
+
 def _result(reading: ServiceReading) -> str:
     if reading.ok:
         return "ok"
@@ -119,15 +124,23 @@ class ServiceChecks:
             await self._stop(c)
 
     async def reconfigure(self, services: Sequence[Service]) -> list[str]:
-        """Take a reloaded ``services:``: one checked as before (same check, pacing and
-        thresholds) keeps its health and last reading; one whose settings changed starts
-        anew (its health too: the old verdict was about another check). One line per
-        change, for the journal."""
+        """Take a reloaded ``services:``: one checked as before (same check and pacing)
+        keeps its health and last reading, retuned to new thresholds, ``needed_by`` and
+        ``cert_warn_days``; one whose check or pacing changed starts anew (its health too:
+        the old verdict was about another check). One line per change, for the journal."""
         changes: list[str] = []
         out: dict[str, Checked] = {}
         for svc in services:
             was = self.services.get(svc.name)
-            if was is not None and was.cfg == svc:
+            if was is not None and _check_of(was.cfg) == _check_of(svc):
+                restart = was.cfg.thresholds.down_after != svc.thresholds.down_after
+                was.cfg = svc
+                was.watch.health.retune(svc.health_params())
+                was.watch.needed_by = tuple(svc.needed_by)
+                was.watch.cert_warn_days = svc.cert_warn_days
+                if restart:  # the scheduler's in-flight limit
+                    await self._stop(was)
+                    self._start(was)
                 out[svc.name] = was
                 continue
             changes.append(f"service {svc.name}: " + ("added" if was is None
@@ -197,7 +210,7 @@ class ServiceChecks:
                 reason = f"{c.cfg.name}: {w.failure}"
             out.append(ServiceSnap(
                 c.cfg.name, c.cfg.kind, c.cfg.target(), w.state, reason,
-                None if last is None or not last.ok else last.latency,
+                None if last is None else last.latency,
                 None if last is None else last.code, w.cert_days_left, w.cert_not_after,
                 w.needed_by, w.cert(), w.health.hold_down_remaining(now)))
         return tuple(out)
