@@ -35,7 +35,7 @@ def service_lines(items: list[dict[str, Any]]) -> list[str]:
     (a down service takes those destinations down: their DIDs go to DR)."""
     if not items:
         return []
-    out = ["", f"{'SERVICE':<14} {'STATE':<9} {'CODE':>4} {'LATENCY':>9} {'CERT':<22} "
+    out = ["", f"{'SERVICE':<14} {'STATE':<9} {'CODE':>4} {'LATENCY':>9} {'CERT':<28} "
                f"{'NEEDED BY':<16} REASON"]
     for s in items:
         code = "-" if s.get("code") is None else str(s["code"])
@@ -49,5 +49,5 @@ def service_lines(items: list[dict[str, Any]]) -> list[str]:
         if s.get("hold_down_remaining"):
             why += f" (back in {s['hold_down_remaining']:.0f}s)"
         out.append(f"{s['name']:<14} {s['state']:<9} {code:>4} {_ms(s.get('latency')):>9} "
-                   f"{cert:<22} {needed:<16} {why}")
+                   f"{cert:<28} {needed:<16} {why}")
     return out
