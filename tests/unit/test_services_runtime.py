@@ -248,3 +248,22 @@ async def test_the_scheduler_checks_through_the_reader_and_keeps_the_whole_readi
     finally:
         await checks.stop()
     assert len(sent) >= 8
+
+
+@fast_clock
+async def test_services_are_watched_without_telephony(tmp_path: Path) -> None:
+    """A site with links only still watches (and tells) its services."""
+    text = _links_config(tmp_path / "state") + SERVICES.replace(
+        "\n     needed_by: [pbx]}", "}")
+    async with daemon_with(tmp_path, _kernel(), text) as daemon:
+        assert daemon.telephony is None
+        await until(daemon, "wiki down",
+                    lambda: service(latest(daemon), "wiki").state is HealthState.DOWN,
+                    timeout=10, wiki=REFUSED)
+        snap = latest(daemon)
+        assert service(snap, "crm").state is HealthState.UP
+        doc = status_document(snap)
+        assert "trunks" not in doc
+        assert {s["name"]: s["state"] for s in doc["services"]} == {"crm": "up",
+                                                                    "wiki": "down"}
+        assert metric(snap, "lifeline_service_up", service="wiki") == 0.0
