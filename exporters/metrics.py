@@ -113,6 +113,7 @@ OVERRIDE = "an operator override is held"
 POWER = "a power section is configured"
 UPS_KNOWN = "the UPS is known and reports it"
 POWER_WHEN = (POWER, UPS_KNOWN)  # served only with a power section (docs/power.md)
+SERVICES = "services are configured"
 
 CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
@@ -269,6 +270,28 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_power_outage", "gauge",
               "1 while the site is on battery past the grace time, or in DR for power "
               "(docs/power.md).", (), POWER, pw.power_outage),
+    # -- the site's services (docs/services.md) ----------------------------------------
+    MetricDef("lifeline_service_up", "gauge",
+              "1 when the service is up or degraded, 0 when down or not judged yet.",
+              ("service",), SERVICES, lambda s: (((v.name,), _up(v.state)) for v in s.services)),
+    MetricDef("lifeline_service_state", "gauge",
+              "1 for the service's current health state, 0 for the others. Down, it takes "
+              "the destinations that need it down (their DIDs go to DR).",
+              ("service", "state"), SERVICES,
+              _state_set(lambda s: ((v.name, v.state) for v in s.services))),
+    MetricDef("lifeline_service_latency_seconds", "gauge",
+              "Time to the answer of the service's last answered check (HTTP headers, TCP "
+              "handshake).", ("service",), "the service's last check was answered",
+              lambda s: (((v.name,), v.latency) for v in s.services if v.latency is not None)),
+    MetricDef("lifeline_service_checks_total", "counter",
+              "Checks of the service by result: ok, or the failure's kind (bad_status, "
+              "body_mismatch, timeout, refused, tls, ...).", ("service", "result"), SERVICES),
+    MetricDef("lifeline_service_cert_expiry_timestamp_seconds", "gauge",
+              "When the service's TLS certificate expires (its notAfter, seconds since the "
+              "epoch): alert on it well before.", ("service",),
+              "an https service has shown its certificate",
+              lambda s: (((v.name,), v.cert_not_after) for v in s.services
+                         if v.cert_not_after is not None)),
     # -- the operator's overrides ---------------------------------------------------------
     MetricDef("lifeline_override_active", "gauge",
               "An operator override held now (docs/overrides.md): 1 while it applies, 0 "

@@ -10,6 +10,7 @@ from typing import Any
 
 from controller.core.snapshot import PeerSnap, Snapshot
 from exporters.power import power_document
+from exporters.servicestatus import services_document
 
 
 def _peer(p: PeerSnap) -> dict[str, Any]:
@@ -49,13 +50,15 @@ def status_document(s: Snapshot) -> dict[str, Any]:
                        "applied": o.applied, "why_not": o.why_not} for o in s.overrides],
         "power": power_document(s),
     }
+    doc["services"] = services_document(s.services)
     if not s.telephony:
         return doc
     plan = s.plan
     doc["trunks"] = [_peer(t) | {"dids": t.dids, "edge_tripped": t.edge_tripped,
                                  "maintenance": t.maintenance}
                      for t in s.trunks]
-    doc["destinations"] = [_peer(d) for d in s.destinations]
+    doc["destinations"] = [_peer(d) | {"service_down": d.service_down}
+                           for d in s.destinations]
     doc["dids"] = None if plan is None else {
         "ranges": len(plan.decisions), "numbers": plan.total_numbers,
         "unroutable_numbers": plan.unroutable_numbers,

@@ -10,6 +10,7 @@ from typing import Any
 
 from exporters.operator_client import Daemon, call, path_of, unix_session
 from exporters.power import power_lines
+from exporters.servicestatus import service_lines
 
 
 async def fetch_status(socket_path: Path, timeout: float = 3.0) -> dict[str, Any]:
@@ -90,7 +91,8 @@ def render_status(doc: dict[str, Any]) -> str:
                          f"{_fmt(t.get('last_rtt'), 1000, 1, 'ms'):>8} {t.get('dids', 0):>7}  "
                          f"{why}")
     for d in doc.get("destinations", []):
-        lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})")
+        lines.append(f"destination {d['name']}: {d['state']} ({d['uri']})" + (
+            f"; counted DOWN: {d['service_down']}" if d.get("service_down") else ""))
     dids = doc.get("dids")
     if dids:
         lines.append("")
@@ -106,6 +108,7 @@ def render_status(doc: dict[str, Any]) -> str:
     if power:
         lines.append("")
         lines.extend(power)
+    lines.extend(service_lines(doc.get("services") or []))
     lines.extend(_overrides(doc.get("overrides") or []))
     problems = doc.get("problems") or []
     if problems:

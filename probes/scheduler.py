@@ -22,20 +22,23 @@ import math
 import random
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from probes import icmp
 from probes.netutil import family_of
 from probes.registry import run_probe
 from probes.sample import ErrorKind, ProbeSpec, Sample
 
-__all__ = ["RecheckScheduler", "RoundCallback", "RoundScheduler", "SampleCallback",
+__all__ = ["ProbeCall", "RecheckScheduler", "RoundCallback", "RoundScheduler", "SampleCallback",
            "next_probe_at"]
 
 log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[float, list[Sample]], None]
 SampleCallback = Callable[[float, Sample], None]
+# What RecheckScheduler runs per probe (default run_probe; a service check hands its own).
+ProbeCall = Callable[[ProbeSpec, float], Coroutine[Any, Any, Sample]]
 _IcmpKey = tuple[socket.AddressFamily, str | None, str | None]
 
 
@@ -203,11 +206,13 @@ class RecheckScheduler:
     down_after); ``on_sample(sent_at, sample)`` gets them in the order they were sent, so
     the health machine sees rounds in order even when a later probe answers first.
     ``is_down()`` tells whether the peer's health is already down (then no rechecks).
+    ``probe(spec, timeout)`` runs one probe (default ``run_probe``; a site service's check
+    hands a Sample that carries its whole reading, controller.runtime.services).
     """
 
     def __init__(self, spec: ProbeSpec, *, interval: float, timeout: float, recheck: float,
                  limit: int, on_sample: SampleCallback, is_down: Callable[[], bool],
-                 name: str = "") -> None:
+                 name: str = "", probe: ProbeCall | None = None) -> None:
         if interval <= 0 or timeout <= 0 or recheck <= 0:
             raise ValueError("interval, timeout and recheck must be positive")
         self.spec = spec
@@ -216,6 +221,7 @@ class RecheckScheduler:
         self.on_sample = on_sample
         self.is_down = is_down
         self.name = name or spec.label()
+        self.probe: ProbeCall = run_probe if probe is None else probe
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -254,7 +260,7 @@ class RecheckScheduler:
                 if now >= due and len(inflight) < self.limit:
                     planned, last_sent = due, now
                     inflight.append((now, loop.create_task(
-                        run_probe(self.spec, self.timeout), name=f"probe-{self.name}-once")))
+                        self.probe(self.spec, self.timeout), name=f"probe-{self.name}-once")))
                     continue
                 if inflight:
                     wait = None if len(inflight) >= self.limit else max(0.0, due - now)

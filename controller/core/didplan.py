@@ -40,7 +40,9 @@ the daemon feeds it, actuators consume it. The rules:
    without a DR destination stays too. Trunks are chosen as rule 2 says: DR moves the
    destination, never the numbers.
 Every range on DR says why in ``dr_cause``, a bounded word for status, journal and metric
-labels: the site's cause (``site_dr``), ``destination_down`` (rule 3) or ``pin`` (rule 4).
+labels: the site's cause (``site_dr``), ``destination_down`` (rule 3), ``service`` (rule 3,
+the primary down only because a service it needs is, controller.core.services; the reason
+then says which and why) or ``pin`` (rule 4).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from controller.core.health import HealthState
 __all__ = [
     "DR_DESTINATION_DOWN",
     "DR_PIN",
+    "DR_SERVICE",
     "MAINTENANCE",
     "PIN_DR",
     "DidDecision",
@@ -73,6 +76,8 @@ PIN_DR = "dr"  # a pin to the range's disaster-recovery destination
 # DidDecision.dr_cause of a range on DR because its primary is down, or pinned there.
 DR_DESTINATION_DOWN = "destination_down"
 DR_PIN = "pin"
+# ... because a service its primary needs is down (controller.core.services).
+DR_SERVICE = "service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,7 @@ _Dest = tuple[str, bool, str, str | None]
 
 def _choose_destination(
     entry: DidEntry, destinations: Mapping[str, HealthState], site_dr: str | None = None,
+    service_down: Mapping[str, str] | None = None,
 ) -> _Dest:
     dr = entry.dr_destination
     dr_down = dr is not None and destinations.get(dr, HealthState.UNKNOWN) is HealthState.DOWN
@@ -254,10 +260,15 @@ def _choose_destination(
     primary_state = destinations.get(entry.destination, HealthState.UNKNOWN)
     if primary_state is not HealthState.DOWN:
         return entry.destination, False, site_note, None
+    needs = (service_down or {}).get(entry.destination)
     if dr is None:
-        return entry.destination, False, f"{entry.destination} down, no DR destination", None
+        return entry.destination, False, (needs + "; no DR destination" if needs else
+                                          f"{entry.destination} down, no DR destination"), None
     if dr_down:
-        return entry.destination, False, f"{entry.destination} and DR {dr} both down", None
+        return entry.destination, False, (needs + f"; DR {dr} down too" if needs else
+                                          f"{entry.destination} and DR {dr} both down"), None
+    if needs:
+        return dr, True, f"{needs}; delivering to DR {dr}", DR_SERVICE
     return (dr, True, f"{entry.destination} down; delivering to DR {dr}",
             DR_DESTINATION_DOWN)
 
@@ -313,7 +324,7 @@ def _pinned(entry: DidEntry, pin: str, states: Mapping[str, tuple[HealthState, s
             note = f"pin to DR not applied: {why}"
             return choice, (dest, on_dr, f"{dest_why}; {note}" if dest_why else note,
                             cause), why
-        if destination[1] and destination[3] != DR_DESTINATION_DOWN:
+        if destination[1] and destination[3] not in (DR_DESTINATION_DOWN, DR_SERVICE):
             # Already on DR for the whole site: the pin holds, the site's cause stays.
             dest, on_dr, dest_why, cause = destination
             return choice, (dest, on_dr, f"{dest_why} (also pinned to DR by the operator)",
@@ -342,6 +353,7 @@ def compute_plan(
     waiting: frozenset[str] = frozenset(),
     pins: Mapping[NumberRange, str] | None = None,
     site_dr: str | None = None,
+    service_down: Mapping[str, str] | None = None,
 ) -> DidPlan:
     """The plan for ``entries``; see the module docstring for the rules.
 
@@ -350,6 +362,10 @@ def compute_plan(
     ``pins``: range -> trunk name or PIN_DR, the operator's pins (rule 4).
     ``site_dr``: the whole site is in DR, and why in one bounded word (rule 5; e.g.
     "power"); None when it is not.
+    ``service_down``: destination -> why, for a destination ``destinations`` counts as down
+    only because a service it needs is down (controller.core.services' verdict reason,
+    "pbx down: needs crm, which is down: HTTP 500"): its ranges on DR say so, with
+    dr_cause DR_SERVICE.
 
     A trunk an entry names but ``trunks`` does not hold counts as unknown. The entries'
     ranges must not overlap (config guarantees it); ValueError otherwise, since a number
@@ -378,7 +394,7 @@ def compute_plan(
         hit = cache.get(key)
         if hit is None:
             hit = (_choose_trunk(entry.trunks, states, tripped, waiting),
-                   _choose_destination(entry, destinations, site_dr))
+                   _choose_destination(entry, destinations, site_dr, service_down))
             cache[key] = hit
         pin = pins.get(entry.numbers) if pins else None
         if pin is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "CertStatus",
     "DestinationVerdict",
     "ServiceCheck",
+    "ServiceSnap",
     "ServiceView",
     "ServiceWatch",
     "cert_status",
@@ -190,3 +191,21 @@ def effective_destinations(
         out[name] = DestinationVerdict(name, HealthState.DOWN, why, own,
                                        tuple(v.name for v in down))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSnap:
+    """A site service as the snapshot tells it (status, metrics, ``lifeline status``)."""
+
+    name: str
+    kind: str  # http, tcp
+    target: str  # "GET https://crm.example/health", "tcp sbc.example:5060"
+    state: HealthState
+    reason: str  # health's why; when down, the last failed check's words
+    latency: float | None  # seconds, the last answered check
+    code: int | None  # the last HTTP status
+    cert_days_left: float | None
+    cert_not_after: float | None  # Unix seconds
+    needed_by: tuple[str, ...] = ()
+    cert: CertStatus | None = None  # cert_status() of the days left
+    hold_down_remaining: float = 0.0

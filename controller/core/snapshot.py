@@ -17,6 +17,7 @@ from types import MappingProxyType
 from controller.core.didplan import DidPlan
 from controller.core.health import HealthState
 from controller.core.powersnap import PowerSnap
+from controller.core.services import ServiceSnap
 
 # Label values of one series, in the order of the metric's label names.
 Labels = tuple[str, ...]
@@ -138,6 +139,9 @@ class PeerSnap:
     edge_tripped: str | None = None  # why the edge's failed calls hold it (trunks)
     dids: int = 0  # numbers whose calls use it now (trunks)
     maintenance: str | None = None  # why the trunk is out of service (trunks)
+    # Why a destination answering OPTIONS counts as down: a service it needs is down
+    # (controller.core.services), e.g. "pbx down: needs crm, which is down: HTTP 500".
+    service_down: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +199,7 @@ class Snapshot:
     reload_error: str | None = None  # why the last reload was refused; None after a good one
     overrides: tuple[OverrideSnap, ...] = ()  # the operator's, held now
     power: PowerSnap | None = None  # the site's UPSes; None: no power section
+    services: tuple[ServiceSnap, ...] = ()  # the site's software (``services:``)
 
     def count(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get(name, {}).get(labels, 0.0)

@@ -39,6 +39,7 @@ from controller.runtime.overrides import Overrides
 from controller.runtime.paging import AlertPoster
 from controller.runtime.power import PowerWatch, UpsReader
 from controller.runtime.sdnotify import Notifier
+from controller.runtime.services import ServiceChecks
 from controller.runtime.trunks import Telephony
 from controller.version import VERSION as VERSION  # importable from here, as before
 from exporters.http import HttpServer, make_app
@@ -108,6 +109,9 @@ class Daemon:
                           if cfg.trunks or cfg.dids else None)
         if self.telephony is not None:  # a loss over a failing link is not the trunk's
             self.telephony.link_proof = self.routing.proof
+        # The site's software; a down one a destination needs sends its DIDs to DR.
+        self.services = ServiceChecks(cfg.services, self.journal, self.tally,
+                                      on_change=self._wake.set)
         self._edge_read_at = -1e9
         self._ups_reader = ups_reader  # tests hand in fake UPS readers
         self.power = (PowerWatch(cfg.power, self.journal, self.now, wake=self._wake.set,
@@ -193,6 +197,7 @@ class Daemon:
             self.telephony = None
             changes.append("telephony: off")
         changes += await self._reload_power(new)
+        changes += await self.services.reconfigure(new.services)
         if edges is not self.edges:
             for edge in self.edges:
                 await edge.close()
@@ -277,6 +282,7 @@ class Daemon:
             if before[name] and set(before[name]) != set(g.decided)
         }
         await routing.reconcile(left)
+        self.services.tick(self.now())
         if self.telephony is not None:
             await self._telephony_cycle(bool(left), site_dr)
         self._override_snaps = self.overrides.tell(*self._health_now())
@@ -292,7 +298,8 @@ class Daemon:
         links = {name: rt.health.state for name, rt in self.routing.links.items()}
         # Before deciding: a trunk's failures count only from when its path exists.
         tel.note_paths(now, self.routing.applied_link(), links)
-        plan = tel.decide(now, links, self.overrides.pins(), site_dr)
+        plan = tel.decide(now, links, self.overrides.pins(), site_dr,
+                          self.services.views())
         if self.dry_run:
             return
         # After the site's route moved, registrations must leave over the new link; the
@@ -332,7 +339,7 @@ class Daemon:
             journal=JournalSnap(str(self.journal.path), cond.mode, cond.damaged_moved_to,
                                 cond.problem),
             counters=counters, histograms=histograms, telephony=tel is not None,
-            overrides=self._override_snaps,
+            overrides=self._override_snaps, services=self.services.snapshot(now),
             power=self.power.snapshot(now) if self.power is not None else None)
 
     def publish(self) -> Snapshot:
@@ -395,6 +402,7 @@ class Daemon:
         if self.telephony is not None:
             # No trunk's path exists yet (no link is proven up): the first cycles tell.
             self.telephony.start(self._wake, probes=self._start_probes)
+        self.services.start(probes=self._start_probes)
         if self.power is not None and self._start_probes:
             self.power.start()
         # SIGTERM must not wait for the next reconcile tick.
@@ -436,6 +444,7 @@ class Daemon:
                 await self._watch.stop()
             if self.telephony is not None:
                 await self.telephony.stop()
+            await self.services.stop()
             if self.power is not None:
                 await self.power.stop()
             for edge in self.edges:

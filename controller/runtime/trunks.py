@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ from controller.core.peerpath import (
     loss_verdict,
     pending,
 )
+from controller.core.services import DestinationVerdict, ServiceView, effective_destinations
 from controller.core.snapshot import PUSH_BUCKETS, EdgeSnap, PeerSnap, Tally
 from controller.runtime.journal import Journal
 from controller.runtime.maintenance import MaintenanceAnswer
@@ -148,6 +149,8 @@ class Telephony:
         # decide: what the override assessment reads (controller.core.overrides.assess).
         self.effective: dict[str, tuple[HealthState, str]] = {}
         self.destination_states: dict[str, HealthState] = {}
+        # Each destination's verdict once the services it needs are weighed (decide).
+        self.verdicts: dict[str, DestinationVerdict] = {}
         self.edge_plan: EdgePlan | None = None
         self.pushed: dict[str, EdgePlan] = {}
         self.push_errors: dict[str, str] = {}
@@ -514,9 +517,12 @@ class Telephony:
     # -- decide ----------------------------------------------------------------------------
     def decide(self, now: float, links: Mapping[str, HealthState],
                pins: Mapping[NumberRange, str] | None = None,
-               site_dr: str | None = None) -> DidPlan:
+               site_dr: str | None = None,
+               services: Sequence[ServiceView] = ()) -> DidPlan:
         """The plan of this cycle; ``pins``: the operator's (range -> trunk or "dr");
-        ``site_dr``: the whole site is in DR and why (e.g. "power")."""
+        ``site_dr``: the whole site is in DR and why (e.g. "power"); ``services``: the
+        site's services, whose down ones take the destinations that need them down
+        (controller.core.services)."""
         for kind, peers in (("trunk", self.trunks), ("destination", self.destinations)):
             for peer in peers.values():
                 self._handle(kind, peer.health.tick(now))
@@ -528,11 +534,17 @@ class Telephony:
                                     links=cfg_trunk.allowed_links, pinned=cfg_trunk.pinned,
                                     edge_tripped=failing, edge_reason=why,
                                     maintenance=self.maintenance(name))
-        dests = {name: p.health.state for name, p in self.destinations.items()}
+        verdicts = effective_destinations(
+            {name: (p.health.state, p.health.reason) for name, p in self.destinations.items()},
+            services)
+        dests = {name: v.state for name, v in verdicts.items()}
+        self.verdicts = verdicts
         self.effective = {n: effective_trunk_state(v, links) for n, v in views.items()}
         self.destination_states = dests
         plan = compute_plan(self.entries, views, links, dests, self._waiting(now), pins,
-                            site_dr=site_dr)
+                            site_dr=site_dr,
+                            service_down={n: v.reason for n, v in verdicts.items()
+                                          if v.cause == "service"})
         changes = diff(self.plan, plan)
         before = self.plan.by_range() if changes.changed and self.plan is not None else {}
         for decision in changes.changed:
@@ -620,6 +632,11 @@ class Telephony:
         return all_ok
 
     # -- tell ----------------------------------------------------------------------------
+    def _service_down(self, name: str) -> str | None:
+        """Why destination ``name`` counts as down for a service it needs, or None."""
+        verdict = self.verdicts.get(name)
+        return verdict.reason if verdict is not None and verdict.cause == "service" else None
+
     def snapshot(self, now: float) -> tuple[tuple[PeerSnap, ...], tuple[PeerSnap, ...],
                                             tuple[EdgeSnap, ...]]:
         """Trunks, destinations and edges as the snapshot tells them."""
@@ -639,7 +656,9 @@ class Telephony:
                  edge_tripped=p.edge_signal.verdict(now)[1] or None, dids=per_trunk.get(p.name, 0),
                  maintenance=self.maintenance(p.name))
             for p in self.trunks.values())
-        destinations = tuple(peer("destination", p) for p in self.destinations.values())
+        destinations = tuple(
+            peer("destination", p, service_down=self._service_down(p.name))
+            for p in self.destinations.values())
         edges = tuple(EdgeSnap(e.name, self.edge_plan is not None
                                and self.pushed.get(e.name) == self.edge_plan,
                                self.push_errors.get(e.name))

@@ -5,13 +5,15 @@ Run: ``python -m tests.bench.bench_services [--trials 3] [--repeat 200] [--json]
 Loopback only, no root. A real aiohttp service (tests.lab.httpservice) stands in for the
 CRM, with certificates from the openssl CLI. Part 1 times ``--repeat`` checks each of
 plain HTTP, HTTPS (verified against the lab CA) and TCP, and reports the median and p95
-of the check's wall time. Part 2 runs the chain the daemon will run: the config's
-defaults (a ``services:`` entry with only a URL and ``needed_by``), a RecheckScheduler
-with the ``http`` probe, ServiceWatch (the shared health machine), effective_destinations
-and the DID plan; the CRM is broken at a random moment (answers 500, is stopped, or stops
-answering) and the figure is the time until the plan sends the range to DR. The goal is
-what the defaults promise: at most one interval plus ``down_after - 1`` rechecks (and,
-for a service that hangs, their timeouts), plus a second of slack.
+of the check's wall time. Part 2 runs the chain the daemon runs: the config's
+defaults (a ``services:`` entry with only a URL and ``needed_by``), the services runtime
+(controller.runtime.services: a RecheckScheduler through read_service, the ServiceWatch
+health machine, whose transitions wake the plan), effective_destinations and the DID
+plan, as Telephony.decide chains them; the CRM is broken at a random moment (answers
+500, is stopped, or stops answering) and the figure is the time until the plan sends the
+range to DR. The goal is what the defaults promise: at most one interval plus
+``down_after - 1`` rechecks (and, for a service that hangs, their timeouts), plus a
+second of slack.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from controller.config import parse_config
 from controller.core.didplan import DidEntry, compute_plan
 from controller.core.e164 import parse_range
 from controller.core.health import HealthState
-from controller.core.services import ServiceCheck, ServiceWatch, effective_destinations
+from controller.core.services import effective_destinations
+from controller.core.snapshot import Tally
+from controller.runtime.journal import Journal
+from controller.runtime.services import ServiceChecks
 from probes.registry import read_service
-from probes.sample import HttpOptions, ProbeSpec, Sample
-from probes.scheduler import RecheckScheduler
+from probes.sample import HttpOptions, ProbeSpec
 from tests.bench.bench_failover import Figure, log, percentile, print_table
 from tests.lab.httpservice import SERVICE_NAME, HttpService, make_pki
 
@@ -86,24 +90,24 @@ async def _to_dr(mode: str) -> tuple[float, float]:
     await svc.start()
     cfg = parse_config(CONFIG.replace("URL", svc.url()))
     service = cfg.services[0]
-    watch = ServiceWatch(service.name, service.health_params(), service.needed_by)
     entries = [DidEntry(parse_range("+390212345600-+390212345699"), ("a1",), "pbx", "dr")]
     loop = asyncio.get_running_loop()
     in_dr = asyncio.Event()
+    tmp = tempfile.TemporaryDirectory(prefix="lifeline-bench-svc-")
+    journal = Journal(Path(tmp.name) / "journal.sqlite3")
 
-    def on_sample(sent_at: float, sample: Sample) -> None:
-        watch.observe(ServiceCheck(sent_at, sample.ok, sample.rtt, sample.detail))
+    def decide() -> None:  # what the daemon's cycle does once a transition woke it
         dests = effective_destinations({"pbx": (HealthState.UP, ""),
-                                        "dr": (HealthState.UP, "")}, [watch.view()])
-        plan = compute_plan(entries, {}, {}, {n: v.state for n, v in dests.items()})
+                                        "dr": (HealthState.UP, "")}, checks.views())
+        plan = compute_plan(entries, {}, {}, {n: v.state for n, v in dests.items()},
+                            service_down={n: v.reason for n, v in dests.items()
+                                          if v.cause == "service"})
         if plan.decisions[0].on_dr:
             in_dr.set()
 
-    sched = RecheckScheduler(service.probe_spec(), interval=service.interval,
-                             timeout=service.timeout, recheck=service.recheck_interval,
-                             limit=service.thresholds.down_after, on_sample=on_sample,
-                             is_down=lambda: watch.state is HealthState.DOWN)
-    sched.start()
+    checks = ServiceChecks(cfg.services, journal, Tally(), on_change=decide)
+    watch = checks.services[service.name].watch
+    checks.start()
     try:
         while watch.state is not HealthState.UP:
             await asyncio.sleep(0.1)
@@ -118,8 +122,10 @@ async def _to_dr(mode: str) -> tuple[float, float]:
         await asyncio.wait_for(in_dr.wait(), 60)
         took = loop.time() - broke
     finally:
-        await sched.stop()
+        await checks.stop()
         await svc.stop()
+        journal.close()
+        tmp.cleanup()
     rechecks = service.thresholds.down_after - 1
     extra = service.timeout if mode == "hangs" else 0.0
     goal = service.interval + extra + rechecks * (service.recheck_interval + extra) + 1.0

@@ -29,7 +29,9 @@ import pytest
 
 from controller.actuators.sipedge.kamailio import REG_FLAG_REGISTERED, REG_UUID_PREFIX
 from exporters.statusview import request_maintenance
+from tests.lab.httpservice import make_pki
 from tests.lab.lifelined import LifelineProcess
+from tests.lab.servicethread import ServiceThread
 from tests.lab.sipsite import (
     REGISTRAR_TRUNK,
     REGISTRAR_USER,
@@ -92,19 +94,28 @@ def edge_registers(registrar: SipPeer) -> list[str]:
 def site(lab: Lab, tmp_path: Path) -> Iterator[tuple[Lab, SipSite, LifelineProcess]]:
     """Telephony, the registrar and the daemon with the registration trunk; all trunks up and
     the edge registered over fibre-a. The lab kills every process by PID."""
-    sip = SipSite(lab, tmp_path / "sip").start()
-    sip.start_registrar()
+    # Every documented series must be served: a site service's too (an HTTPS one on the
+    # site's loopback, which no destination needs: it only alerts).
+    pki = make_pki(tmp_path / "pki")
+    wiki = ServiceThread(lab.site, tls=pki.valid)
+    try:
+        sip = SipSite(lab, tmp_path / "sip").start()
+        sip.start_registrar()
 
-    def has_registration_trunk(config: dict[str, Any]) -> None:
-        assert REGISTRAR_USER in json.dumps(config)
-        # Every documented series must be served: lifeline's own paging too. Nothing
-        # listens there (the site's loopback): its posts fail and are counted.
-        config["alertmanager"] = {"urls": ["http://127.0.0.1:9"], "timeout": "1s"}
+        def has_registration_trunk(config: dict[str, Any]) -> None:
+            assert REGISTRAR_USER in json.dumps(config)
+            # lifeline's own paging too. Nothing listens there (the site's loopback): its
+            # posts fail and are counted.
+            config["alertmanager"] = {"urls": ["http://127.0.0.1:9"], "timeout": "1s"}
+            config["services"] = [{"name": "wiki", "interval": "1s", "timeout": "500ms",
+                                   "http": {"url": wiki.url(), "ca_file": str(pki.ca)}}]
 
-    daemon = sip.start_daemon(tmp_path / "state", registration=True,
-                              edit=has_registration_trunk,
-                              what="trunks up (the registration trunk too), plan pushed")
-    yield lab, sip, daemon
+        daemon = sip.start_daemon(tmp_path / "state", registration=True,
+                                  edit=has_registration_trunk,
+                                  what="trunks up (the registration trunk too), plan pushed")
+        yield lab, sip, daemon
+    finally:
+        wiki.close()
 
 
 def fail_over(site: tuple[Lab, SipSite, LifelineProcess]) -> tuple[list[str], float]:
