@@ -12,9 +12,7 @@ inside a network namespace (`netns`), through `ip netns exec`.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 from dataclasses import dataclass, replace
@@ -22,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from controller.actuators.sipedge.kamailio.sitecfg import CFG_FILE, EdgeSite, site_files
 from controller.actuators.sipedge.kamailio.sitefiles import install
+from tests.lab.netns import end_process
 from tests.lab.wait import until
 
 __all__ = ["REFERENCE_CFG", "REFERENCE_DIR", "LabKamailio", "free_port"]
@@ -148,14 +147,7 @@ class LabKamailio:
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM our PID (Kamailio's main process takes its children down), then SIGKILL."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        end_process(proc, timeout)
 
     def restart(self) -> None:
         self.stop()

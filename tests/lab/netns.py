@@ -165,6 +165,19 @@ def namespace_pids(name: str) -> list[int]:
     return [int(tok) for tok in proc.stdout.split() if tok.isdigit()]
 
 
+def end_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    """SIGTERM a process we started, by its PID; SIGKILL it if it lingers past ``timeout``.
+    A no-op for None or a process that has already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
     """SIGTERM each PID, wait up to ``grace`` seconds, then SIGKILL what is left.
 

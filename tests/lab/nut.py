@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.lab.kamailio import free_port
+from tests.lab.netns import end_process
 from tests.lab.wait import until
 
 __all__ = ["DRIVER", "UPSD", "Upsd", "nut_skip_reason"]
@@ -162,7 +163,7 @@ class Upsd:
 
     def kill_driver(self) -> None:
         """The driver dies; upsd stays and answers ``ERR DRIVER-NOT-CONNECTED``."""
-        _end(self.driver)
+        end_process(self.driver)
         self.driver = None
 
     def freeze_driver(self) -> None:
@@ -177,8 +178,8 @@ class Upsd:
     def stop(self) -> None:
         """End upsd and the driver, by their PIDs; safe to call twice."""
         self.thaw_driver()
-        _end(self.upsd)
-        _end(self.driver)
+        end_process(self.upsd)
+        end_process(self.driver)
         self.upsd = self.driver = None
 
     def log_tail(self, lines: int = 20) -> str:
@@ -191,12 +192,3 @@ class Upsd:
         return "\n".join(out)
 
 
-def _end(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.lab.kamailio import free_port
+from tests.lab.netns import end_process
 from tests.lab.wait import until
 
 __all__ = ["BATTERY_LOW", "BYPASS", "MAINS", "ON_BATTERY", "LabSnmpUps", "UpsState",
@@ -183,14 +183,7 @@ class LabSnmpUps:
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM our PID, SIGKILL if it lingers; a no-op when not running."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        end_process(proc, timeout)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
