@@ -1,4 +1,5 @@
-"""A real upsd with NUT's dummy-ups driver on 127.0.0.1, for tests, benches and the demo.
+"""A real upsd with NUT's dummy-ups driver on 127.0.0.1 (of the machine, or of a lab
+namespace with ``ns=``), for tests, benches and the demo.
 
 ``Upsd(root)`` writes ``ups.conf``, ``upsd.conf``, ``upsd.users`` and the driver's
 ``dummy.dev`` into ``root`` and ``start()`` runs ``/lib/nut/dummy-ups -a <ups> -u root -F``
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.lab.kamailio import free_port
-from tests.lab.netns import end_process
+from tests.lab.netns import end_process, inside, ns_argv
 from tests.lab.wait import until
 
 __all__ = ["DRIVER", "UPSD", "Upsd", "nut_skip_reason"]
@@ -63,6 +64,7 @@ class Upsd:
         "ups.load": "35",
     })
     host: str = "127.0.0.1"
+    ns: str | None = None  # a lab namespace to run both in (its own loopback), or the machine
     driver: subprocess.Popen[bytes] | None = None
     upsd: subprocess.Popen[bytes] | None = None
     _mtime: float = 0.0
@@ -109,7 +111,8 @@ class Upsd:
         until(lambda: (self.root / f"dummy-ups-{self.ups}").exists(), timeout, 0.02,
               "the dummy-ups driver's socket", detail=self.log_tail)
         with (self.root / "upsd.log").open("ab") as log:  # the child keeps its own copy
-            self.upsd = subprocess.Popen([str(UPSD), "-u", "root", "-F"], env=self.env(),
+            self.upsd = subprocess.Popen(self._argv(str(UPSD), "-u", "root", "-F"),
+                                         env=self.env(),
                                          cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
         until(lambda: self.status() == self.state["ups.status"], timeout, 0.05,
               f"upsd on {self.host}:{self.port} to serve {self.ups}", detail=self.log_tail)
@@ -117,8 +120,12 @@ class Upsd:
     def start_driver(self) -> None:
         with (self.root / "driver.log").open("ab") as log:
             self.driver = subprocess.Popen(
-                [str(DRIVER), "-a", self.ups, "-u", "root", "-F"], env=self.env(),
+                self._argv(str(DRIVER), "-a", self.ups, "-u", "root", "-F"), env=self.env(),
                 cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
+
+    def _argv(self, *argv: str) -> list[str]:
+        # `ip netns exec` execs the program itself: the PID we hold is still the daemon's.
+        return list(argv) if self.ns is None else ns_argv(self.ns, argv)
 
     def set(self, *, status: str | None = None, charge: float | None = None,
             runtime: float | None = None, input_voltage: float | None = None,
@@ -135,7 +142,12 @@ class Upsd:
 
     def get(self, name: str) -> str:
         """upsd's one-line answer to ``GET VAR <ups> <name>`` (``VAR ...`` or ``ERR ...``)."""
-        with socket.create_connection((self.host, self.port), timeout=2.0) as sock:
+        if self.ns is not None:
+            with inside(self.ns):
+                sock = socket.create_connection((self.host, self.port), timeout=2.0)
+        else:
+            sock = socket.create_connection((self.host, self.port), timeout=2.0)
+        with sock:
             sock.sendall(f"GET VAR {self.ups} {name}\n".encode())
             data = b""
             while not data.endswith(b"\n"):
