@@ -135,8 +135,9 @@ class UpsConfig(ConfigModel):
     snmp: SnmpSource | None = None
     interval: PositiveDuration = 2.0
     timeout: PositiveDuration = 2.0
-    # Readings identical this long: unknown (a frozen driver); null: never stale by that.
-    stale_after: PositiveDuration | None = 60.0
+    # Readings identical this long: unknown (a frozen agent). Off by default: upsd already
+    # says ERR DATA-STALE for a silent driver, and many UPSes report flat figures for hours.
+    stale_after: PositiveDuration | None = None
     fail_after: Count = 3  # failed reads in a row before the UPS is unknown
 
     @model_validator(mode="after")

@@ -150,7 +150,7 @@ class UpsParams:
 
     interval: float = 2.0  # seconds between reads
     timeout: float = 2.0  # seconds one read may take
-    stale_after: float | None = 60.0  # no change this long: unknown; None: never stale
+    stale_after: float | None = None  # no change this long: unknown; None: never stale
     fail_after: int = 3  # failed reads in a row before unknown
 
     def __post_init__(self) -> None:

@@ -28,8 +28,8 @@ def test_defaults_are_filled_in_and_reach_the_core() -> None:
     assert cfg.power is not None
     assert cfg.power.policy() == PolicyParams(grace=30.0, dr_after=None, runtime_margin=300.0,
                                               hold_down=300.0, command=False)
-    assert cfg.power.ups_params() == {"ups-a": UpsParams(2.0, 2.0, 60.0, 3),
-                                      "ups-b": UpsParams(2.0, 2.0, 60.0, 3)}
+    assert cfg.power.ups_params() == {"ups-a": UpsParams(2.0, 2.0, None, 3),
+                                      "ups-b": UpsParams(2.0, 2.0, None, 3)}
     nut = cfg.power.ups[0].nut
     assert nut is not None and (nut.port, nut.username, nut.tls) == (3493, None, None)
     snmp = cfg.power.ups[1].snmp
@@ -125,8 +125,9 @@ def test_an_inline_secret_never_reaches_the_error_text() -> None:
 
 def test_summary_says_what_power_lifeline_watches_and_does() -> None:
     text = summary(parse_config(with_power({
-        "ups": [{**NUT, "nut": {**NUT["nut"], "username": "mon",
-                                "password_file": "/etc/lifeline/nut"}}, SNMP],
+        "ups": [{**NUT, "stale_after": "1m",
+                 "nut": {**NUT["nut"], "username": "mon", "password_file": "/etc/lifeline/nut"}},
+                SNMP],
         "dr_after": "10m", "on_battery_low": ["/usr/local/sbin/site-shutdown", "60"]})))
     lines = text.splitlines()
     head = next(line for line in lines if line.startswith("power:"))
@@ -137,6 +138,7 @@ def test_summary_says_what_power_lifeline_watches_and_does() -> None:
     assert lines[at + 1] == ("  ups-a: NUT dummy@127.0.0.1:3493, login mon, every 2s (timeout "
                              "2s); unknown after 3 failed reads or unchanged for 1m")
     assert lines[at + 2].startswith("  ups-b: SNMP 192.0.2.9:161 v2c, every 2s")
+    assert lines[at + 2].endswith("never stale by sameness")  # the default: off
     assert "/etc/lifeline/nut" not in text
 
 
