@@ -236,11 +236,10 @@ def power_summary(power: PowerConfig | None) -> list[str]:
             snmp = ups.snmp
             auth = (f"v3 user {snmp.v3.user}" if snmp.v3 is not None else "v2c")
             where = f"SNMP {_at(snmp.host, snmp.port)} {auth}"
-        stale = (f"unchanged for {fmt(ups.stale_after)}" if ups.stale_after is not None
-                 else "never stale by sameness")
+        stale = (f" or unchanged for {fmt(ups.stale_after)}" if ups.stale_after is not None
+                 else "; never stale by sameness")
         out.append(f"  {ups.name}: {where}, every {fmt(ups.interval)} (timeout "
-                   f"{fmt(ups.timeout)}); unknown after {ups.fail_after} failed reads or "
-                   f"{stale}")
+                   f"{fmt(ups.timeout)}); unknown after {ups.fail_after} failed reads{stale}")
     return out
 
 
