@@ -169,6 +169,10 @@ async def test_an_outage_pages_after_grace_lb_moves_dids_and_mains_brings_them_b
         assert "lifeline_power_outage 1.0" in scraped
         assert 'lifeline_site_power_state{state="battery_low"} 1.0' in scraped
         assert 'lifeline_dids_on_dr_by_cause{cause="power"} 100.0' in scraped
+        # Every cause is a series from the first plan on, 0 when none: rate() and alerts
+        # see a drop to 0, not a series that vanished.
+        for cause in ("destination_down", "pin", "service"):
+            assert f'lifeline_dids_on_dr_by_cause{{cause="{cause}"}} 0.0' in scraped, cause
         assert 'lifeline_ups_battery_runtime_seconds{ups="ups-a"} 40.0' in scraped
         assert 'lifeline_ups_up{ups="ups-a"} 1.0' in scraped
         ups.now = MAINS
