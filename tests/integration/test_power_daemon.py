@@ -1,12 +1,16 @@
 """The daemon's power runtime against the real upsd with NUT's dummy-ups driver on
 127.0.0.1 (tests/lab/nut.py): logged in with a password from a file, the UPS goes OL ->
 OB -> OB LB and the DID range with a DR destination moves to it for power (status, the DID
-API's document, metrics), then OL brings it back after the hold-down. The daemon runs
-in-process on the unit tests' kernel in memory (no route is touched); upsd is the peer."""
+API's document, metrics), then OL brings it back after the hold-down. A second site has
+two UPSes, that upsd's and an SNMPv3 card (snmpsim, tests/lab/snmpups.py, keys from
+files): the card alone running low moves the site, as the worst known UPS decides. The
+daemon runs in-process on the unit tests' kernel in memory (no route is touched); upsd and
+snmpsim are the peers."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ from controller.runtime.journal import read_events
 from exporters.metrics import CATALOG, POWER_WHEN, registry_for
 from exporters.status import did_document
 from tests.lab.nut import Upsd, nut_skip_reason
+from tests.lab.snmpups import BATTERY_LOW, MAINS, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, snmp_ups
 from tests.unit.daemonloop import looping
 from tests.unit.test_calm_start import A_RANGE
 from tests.unit.test_calm_start import _config as _telephony_config
@@ -117,3 +122,61 @@ power:
              for e in read_events(daemon.journal.path, 500, "transition", "rack-ups")]
     assert moves == ["unknown -> mains", "mains -> on_battery", "on_battery -> battery_low",
                      "battery_low -> mains"]
+
+
+def _secret(path: Path, value: str) -> Path:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.skipif(importlib.util.find_spec("snmpsim") is None,
+                    reason="the SNMP lab needs snmpsim (PyPI snmpsim 1.2)")
+async def test_two_upses_the_snmp_card_running_low_alone_moves_the_site(
+        upsd: Upsd, tmp_path: Path) -> None:
+    nut_secret = _secret(tmp_path / "nut-password", PASSWORD)
+    auth = _secret(tmp_path / "snmp-auth", V3_AUTH_KEY)
+    priv = _secret(tmp_path / "snmp-priv", V3_PRIV_KEY)
+    with snmp_ups(tmp_path / "snmpsim", MAINS) as card:
+        power = f"""
+power:
+  grace: 1s
+  hold_down: 2s
+  runtime_margin: 5m
+  ups:
+    - {{name: rack-nut, nut: {{host: 127.0.0.1, port: {upsd.port}, ups: {upsd.ups},
+       username: monitor, password_file: {nut_secret}}}, interval: 500ms, timeout: 500ms}}
+    - {{name: rack-snmp, snmp: {{host: 127.0.0.1, port: {card.port},
+       v3: {{user: {V3_USER}, auth_protocol: sha, auth_key_file: {auth},
+             priv_protocol: aes, priv_key_file: {priv}}}}}, interval: 500ms, timeout: 500ms}}
+"""
+        path = tmp_path / "lifeline.yaml"
+        path.write_text(_telephony_config(tmp_path / "state") + power)
+        adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
+        daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
+                        config_path=path)
+        async with looping(daemon):
+            assert daemon.power is not None
+            daemon.power.start()
+            await _until(daemon, "both UPSes on mains", lambda s: s.power is not None
+                         and s.power.state == "mains"
+                         and all(u.state == "mains" for u in s.power.upses), 15.0)
+            card.set(BATTERY_LOW)  # the card's UPS: on battery, low, 3 minutes left
+            await _until(daemon, "DR for power", lambda s: _on_dr(s) == {A_RANGE: "power"},
+                         15.0)
+            doc = daemon.status()
+            ups = {u["name"]: u for u in doc["power"]["ups"]}
+            assert doc["power"]["state"] == "battery_low", doc["power"]
+            assert ups["rack-nut"]["state"] == "mains", ups  # the other rack is fine
+            assert ups["rack-snmp"]["state"] == "battery_low", ups
+            assert "LB" in ups["rack-snmp"]["flags"] and ups["rack-snmp"]["runtime"] == 180
+            scraped = generate_latest(registry_for(lambda: daemon.latest)).decode()
+            assert 'lifeline_ups_status{flag="OB",ups="rack-snmp"} 1.0' in scraped
+            assert 'lifeline_ups_status{flag="OL",ups="rack-nut"} 1.0' in scraped
+            assert 'lifeline_site_power_state{state="battery_low"} 1.0' in scraped
+            card.set(MAINS)
+            back = await _until(daemon, "DIDs back", lambda s: _on_dr(s) == {}, 20.0)
+            assert back >= 1.5, back  # not before the hold-down (2 s)
+    moves = [e.message.split(":")[0]
+             for e in read_events(daemon.journal.path, 500, "transition", "rack-snmp")]
+    assert moves == ["unknown -> mains", "mains -> battery_low", "battery_low -> mains"], moves
