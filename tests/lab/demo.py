@@ -229,7 +229,7 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
     else:
         print("\n=== telephony: SIP trunk failover with calls going on", flush=True)
         sip_outcomes = run_sip_act(quick=quick, keep_going=keep_going)
-        passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0))
+        passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0, lambda _t, _on: None))
                   and all(o.ok for o in sip_outcomes))
     if sip_note:
         print(f"\n{sip_note}", flush=True)
