@@ -64,6 +64,7 @@ class PowerTiming:
     runtime_margin: float
     hold_down: float
     interval: float = 0.5  # how often the daemon reads the UPS
+    driver_poll: int = 1  # how often dummy-ups re-reads its file (NUT's default is 2 s)
     runtime_low: float = 90.0  # what the UPS says when its battery runs down
 
     @classmethod
@@ -413,7 +414,8 @@ def power_summary(act: PowerAct) -> str:
             f"PBX {f.at_pbx}, at the DR PBX {f.at_dr}",
             f"runtime low -> DIDs on DR and pushed to the edge: {s(f.to_dr_plan)}; "
             f"-> first call at the DR PBX: {s(f.to_first_dr_call)} "
-            f"(UPS read every {t.interval:g} s, calls every 0.5 s)",
+            f"(dummy-ups polls every {t.driver_poll} s, the daemon reads upsd every "
+            f"{t.interval:g} s, a call every 0.5 s)",
             f"mains back -> first call at the PBX again: {s(f.to_first_pbx_call)} "
             f"(hold-down {t.hold_down:g} s)",
         ]
@@ -466,7 +468,7 @@ def run_power_act(quick: bool = False, keep_going: bool = False) -> PowerAct:
     try:
         with Lab() as lab:
             t0 = time.monotonic()
-            ups = Upsd(workdir / "nut", ns=lab.site)
+            ups = Upsd(workdir / "nut", ns=lab.site, pollinterval=timing.driver_poll)
             site = SipSite(lab, workdir / "sip")
             daemon = None
             try:
