@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="do not stop at the first failed expectation")
     demo.add_argument("--no-sip", action="store_true",
                       help="skip the telephony act (Kamailio, SBCs, calls during a trunk failover)")
+    demo.add_argument("--no-power", action="store_true",
+                      help="skip the power act (a UPS runs down: calls to the DR PBX and back)")
     demo.set_defaults(func=cmd_demo)
     return p
 
@@ -336,7 +338,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("lifeline demo: the lab lives in the source tree (tests/lab); run `make demo` "
               "or `python -m controller demo` from a checkout", file=sys.stderr)
         return 2
-    return run_demo(quick=args.quick, keep_going=args.keep_going, sip=not args.no_sip)
+    return run_demo(quick=args.quick, keep_going=args.keep_going, sip=not args.no_sip,
+                    power=not args.no_power)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ degraded (5 % loss each way, 40 ms jitter) while fibre-b is up -> traffic leaves
 For every step a packet stream from the LAN host through the site's NAT measures the
 data-plane gap; the daemon's own timeline (state changes with their reasons) is printed as
 it happens. Then, unless skipped or Kamailio/sipp are missing, the telephony act
-(``lab.demo_sip``) plays a trunk failover on a fresh lab with calls going on. It ends with
-a summary table and removes every namespace and process it made.
+(``lab.demo_sip``) plays a trunk failover on a fresh lab with calls going on, and, unless
+skipped or NUT's upsd is missing too, the power act (``lab.demo_power``) runs a UPS down
+until the DIDs ring at the DR PBX and brings mains back. It ends with a summary table and
+removes every namespace and process it made.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.lab.demo_power import PowerAct, power_summary, run_power_act
 from tests.lab.demo_sip import SipOutcome, run_sip_act, sip_scenario, sip_summary
 from tests.lab.lifelined import LifelineProcess, route_devices
+from tests.lab.nut import nut_skip_reason
 from tests.lab.sipsite import sip_site_skip_reason
 from tests.lab.stream import Stream
 from tests.lab.topology import Lab
@@ -167,7 +171,8 @@ def _metrics_excerpt(lab: Lab, listen: str) -> list[str]:
             if line.startswith(keep) and not line.endswith(" 0.0")]
 
 
-def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True) -> int:
+def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
+             power: bool = True) -> int:
     if os.geteuid() != 0:
         print("lifeline demo: the lab needs root (it creates network namespaces); "
               "run it as root: sudo make demo", file=sys.stderr)
@@ -224,12 +229,29 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True) ->
     else:
         print("\n=== telephony: SIP trunk failover with calls going on", flush=True)
         sip_outcomes = run_sip_act(quick=quick, keep_going=keep_going)
-        passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0))
+        passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0, lambda _t, _on: None))
                   and all(o.ok for o in sip_outcomes))
     if sip_note:
         print(f"\n{sip_note}", flush=True)
+    power_act: PowerAct | None = None
+    power_note = ""
+    if not power:
+        power_note = "power act skipped (--no-power)"
+    elif (missing_peer := sip_site_skip_reason() or nut_skip_reason()) is not None:
+        power_note = f"power act skipped: it {missing_peer}; `make demo` installs it"
+    elif not passed and not keep_going:
+        power_note = "power act not played: an earlier act failed"
+    else:
+        print("\n=== power: the UPS runs down, the DIDs ring at the DR PBX, mains comes back",
+              flush=True)
+        power_act = run_power_act(quick=quick, keep_going=keep_going)
+        passed = passed and power_act.passed
+    if power_note:
+        print(f"\n{power_note}", flush=True)
     print("\n" + _summary(outcomes))
     if sip_outcomes:
         print("\n" + sip_summary(sip_outcomes))
+    if power_act is not None and power_act.outcomes:
+        print("\n" + power_summary(power_act))
     print("lab removed (namespaces and processes)")
     return 0 if passed else 1
