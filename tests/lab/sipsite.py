@@ -351,11 +351,18 @@ class SipSite:
                          timeout)
 
     def outbound(self, caller_did: str, called: str = "+441234567890",
-                 timeout: float = 5.0) -> int:
-        """The PBX (LAN host) calls out with ``caller_did`` as the caller; sipp's exit code."""
+                 timeout: float = 5.0, source: str | None = None) -> int:
+        """The PBX (LAN host) calls out with ``caller_did`` as the caller; sipp's exit code.
+        ``source`` names another started peer (e.g. "dr") whose host places the call
+        instead: the edge takes any request on its PBX-side socket as outbound, so a DR
+        PBX on the LAN calls out the same way (from a port of its own: sipp cannot share
+        the peer's listening port)."""
+        ns, src = self.lab.lan, str(self.lab.lan_host_addr)
+        if source is not None:
+            peer = self.peers[source]
+            ns, src = peer.ns, peer.addr
         dst = f"{self.lab.lan_site_addr}:{self.pbx_port}"
-        return self._uac(self.lab.lan, str(self.lab.lan_host_addr), dst, called, caller_did,
-                         timeout)
+        return self._uac(ns, src, dst, called, caller_did, timeout)
 
     # -- lifeline -------------------------------------------------------------------------
     def start_daemon(self, state_dir: Path, *, registration: bool = False,
