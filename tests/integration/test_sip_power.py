@@ -64,11 +64,7 @@ def power_section(upsd: Upsd) -> dict[str, Any]:
     return {
         "grace": f"{GRACE:g}s", "hold_down": f"{HOLD_DOWN:g}s",
         "runtime_margin": f"{MARGIN:g}s",
-        "ups": [{"name": "rack-ups",
-                 "nut": {"host": upsd.host, "port": upsd.port, "ups": upsd.ups},
-                 "interval": "500ms", "timeout": "500ms",
-                 # The dummy UPS repeats itself exactly: never stale by sameness.
-                 "stale_after": None}],
+        "ups": [upsd.ups_config()],
     }
 
 

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ class SipPeer:
         """The text of the last INVITE received ("" if none)."""
         invites = self._invites()
         return invites[-1] if invites else ""
+
+    def invite_times(self, called: str | None = None) -> list[float]:
+        """When each INVITE (for ``called``, if given) was received, in epoch seconds: sipp
+        stamps every logged message with the local wall-clock time."""
+        out = []
+        for chunk in self._invites():
+            if called is not None and f"INVITE sip:{called}@" not in chunk:
+                continue
+            stamp = chunk.strip().splitlines()[0].strip()
+            out.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp())
+        return out
 
     def invites_to(self, called: str) -> int:
         """INVITEs received for ``called`` (the Request-URI user)."""
