@@ -397,6 +397,13 @@ class PowerPolicy:
         return PowerDecision(state, self.phase, reason, self.since, self._battery_since,
                              self._mains_since, run, moved is not None)
 
+    def dr_due(self, now: float, site: SitePower) -> bool:
+        """Whether a step now would move to DR (no state is changed): a reading that
+        crosses the runtime margin leaves the UPS's state as it was, so the runtime asks
+        this to decide at once, as it does for a state change."""
+        return (self.phase is not Phase.DR and site.state in _ON_BATTERY
+                and self._dark(now, site) is not None)
+
     def _dark(self, now: float, site: SitePower) -> str | None:
         p = self.params
         if site.state is PowerState.BATTERY_LOW:
@@ -439,6 +446,10 @@ class Power:
 
     def observe(self, ups: str, at: float, reading: Reading) -> UpsChange | None:
         return self.upses[ups].observe(at, reading)
+
+    def dr_due(self, now: float) -> bool:
+        """The policy would move to DR at ``now`` (PowerPolicy.dr_due); changes nothing."""
+        return self.policy.dr_due(now, site_power(self.upses.values()))
 
     def decide(self, now: float) -> tuple[list[UpsChange], PowerDecision]:
         """Tick every UPS at ``now``, then the policy: (UPS state changes, the decision)."""

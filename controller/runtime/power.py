@@ -125,7 +125,7 @@ class PowerWatch:
         self.cfg = cfg
         self.journal = journal
         self.now = now
-        self.wake = wake  # a UPS changed state: the daemon should decide now
+        self.wake = wake  # a UPS changed state or DR is due: the daemon should decide now
         self._reader = reader
         self.dry_run = dry_run  # a dry run journals the command it would run, runs nothing
         self.core = Power(cfg.ups_params(), cfg.policy())
@@ -173,9 +173,13 @@ class PowerWatch:
         if w is None:
             return
         w.last, w.reads = reading, w.reads + 1
-        change = self.core.observe(name, self.now(), reading)
+        now = self.now()
+        change = self.core.observe(name, now, reading)
         if change is not None:
             self._journal_change(change)
+        # The runtime falling below the margin changes no UPS's state but moves the DIDs:
+        # decide at once, as for LB, rather than at the next cycle.
+        if change is not None or self.core.dr_due(now):
             self.wake()
 
     def _journal_change(self, c: UpsChange) -> None:

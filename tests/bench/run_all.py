@@ -14,8 +14,9 @@ every uplink dying to the page at on-call's webhook, lifeline's own post and via
 with the shipped Prometheus and Alertmanager settings (``bench_paging``), one read of a UPS
 from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), what reading a
 UPS over SNMP costs (``bench_snmp_ups``: latency, import time and RSS), a service check's
-cost and the time from the CRM failing to its DIDs going to DR (``bench_services``), and
-prints what each measured against its goal.
+cost and the time from the CRM failing to its DIDs going to DR (``bench_services``), the
+time from the UPS raising LB to the first call at the DR PBX in the SIP lab with the real
+upsd (``bench_power``), and prints what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -40,6 +41,7 @@ from tests.bench import (
     bench_metrics_scrape,
     bench_nut,
     bench_paging,
+    bench_power,
     bench_probe_cost,
     bench_services,
     bench_snmp_ups,
@@ -141,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials of the status page benchmark (default 5)")
     parser.add_argument("--paging-trials", type=int, default=3,
                         help="trials per paging path (default 3)")
+    parser.add_argument("--power-trials", type=int, default=3,
+                        help="trials per power mode (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
                                            "metrics", "page", "paging", "nut",
-                                           "services", "snmp"),
+                                           "services", "snmp", "power"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--page-trials must be 1..100")
     if not 1 <= args.paging_trials <= 50:
         parser.error("--paging-trials must be 1..50")
+    if not 1 <= args.power_trials <= 50:
+        parser.error("--power-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
 
@@ -241,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             data["snmp_ups"] = result
             return bench_snmp_ups.figures(result)
         rows += _part("UPS over SNMP (snmpsim)", snmp, errors)
+
+    if "power" not in args.skip:
+        def power() -> list[Figure]:
+            return bench_power.figures(_kept(
+                bench_power.run(trials=args.power_trials), "power", data, errors))
+        rows += _part("power (UPS raises LB -> calls at the DR PBX)", power, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]

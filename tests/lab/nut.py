@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.lab.kamailio import free_port
 from tests.lab.netns import end_process, inside, ns_argv
@@ -139,6 +140,14 @@ class Upsd:
                 self.state[name] = value if isinstance(value, str) else f"{value:g}"
         self._write_dev()
         return time.monotonic()
+
+    def ups_config(self, name: str = "rack-ups", interval: str = "500ms",
+                   timeout: str = "500ms") -> dict[str, Any]:
+        """lifeline's ``power.ups`` entry that reads this UPS (no login), from where upsd
+        listens (the machine, or ``ns``: the site's daemon there); never stale by sameness,
+        since the dummy UPS repeats itself exactly between changes."""
+        return {"name": name, "nut": {"host": self.host, "port": self.port, "ups": self.ups},
+                "interval": interval, "timeout": timeout, "stale_after": None}
 
     def get(self, name: str) -> str:
         """upsd's one-line answer to ``GET VAR <ups> <name>`` (``VAR ...`` or ``ERR ...``)."""

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ class SipPeer:
         """The text of the last INVITE received ("" if none)."""
         invites = self._invites()
         return invites[-1] if invites else ""
+
+    def invite_times(self, called: str | None = None) -> list[float]:
+        """When each INVITE (for ``called``, if given) was received, in epoch seconds: sipp
+        stamps every logged message with the local wall-clock time."""
+        out = []
+        for chunk in self._invites():
+            if called is not None and f"INVITE sip:{called}@" not in chunk:
+                continue
+            stamp = chunk.strip().splitlines()[0].strip()
+            out.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp())
+        return out
 
     def invites_to(self, called: str) -> int:
         """INVITEs received for ``called`` (the Request-URI user)."""
@@ -351,11 +363,18 @@ class SipSite:
                          timeout)
 
     def outbound(self, caller_did: str, called: str = "+441234567890",
-                 timeout: float = 5.0) -> int:
-        """The PBX (LAN host) calls out with ``caller_did`` as the caller; sipp's exit code."""
+                 timeout: float = 5.0, source: str | None = None) -> int:
+        """The PBX (LAN host) calls out with ``caller_did`` as the caller; sipp's exit code.
+        ``source`` names another started peer (e.g. "dr") whose host places the call
+        instead: the edge takes any request on its PBX-side socket as outbound, so a DR
+        PBX on the LAN calls out the same way (from a port of its own: sipp cannot share
+        the peer's listening port)."""
+        ns, src = self.lab.lan, str(self.lab.lan_host_addr)
+        if source is not None:
+            peer = self.peers[source]
+            ns, src = peer.ns, peer.addr
         dst = f"{self.lab.lan_site_addr}:{self.pbx_port}"
-        return self._uac(self.lab.lan, str(self.lab.lan_host_addr), dst, called, caller_did,
-                         timeout)
+        return self._uac(ns, src, dst, called, caller_did, timeout)
 
     # -- lifeline -------------------------------------------------------------------------
     def start_daemon(self, state_dir: Path, *, registration: bool = False,

@@ -253,6 +253,23 @@ def test_power_wires_upses_to_the_policy() -> None:
     assert d.dr and d.site_dr == "power"  # holding for the hold-down
 
 
+def test_dr_due_tells_a_runtime_crossing_the_margin_and_changes_nothing() -> None:
+    """The runtime falling below the margin leaves the UPS on_battery (no UpsChange to
+    wake the daemon): dr_due is what tells the runtime to decide at once."""
+    power = Power({"ups-a": UpsParams(stale_after=None)}, PolicyParams(runtime_margin=60.0))
+    power.observe("ups-a", 0.0, reading("OL"))
+    power.decide(0.0)
+    assert not power.dr_due(0.0)
+    power.observe("ups-a", 1.0, reading("OB DISCHRG", runtime=1200))
+    assert not power.dr_due(1.0)
+    power.decide(1.0)
+    assert power.observe("ups-a", 2.0, reading("OB DISCHRG", runtime=30)) is None
+    assert power.dr_due(2.0) and power.dr_due(2.0)  # asking twice moves nothing
+    assert power.policy.phase is Phase.BATTERY
+    _, d = power.decide(2.0)
+    assert d.dr and not power.dr_due(2.5)
+
+
 def test_site_dr_is_none_outside_dr() -> None:
     d = PowerPolicy(PolicyParams(grace=0.0)).step(0.0, site(OB))
     assert d.outage and not d.dr and d.site_dr is None
@@ -287,6 +304,23 @@ statuses = st.sampled_from(["OL", "OL CHRG", "OB", "OB DISCHRG", "OB LB", "FSD",
 readings = st.builds(
     lambda status, runtime, ok: reading(status, runtime=runtime) if ok else FAILED,
     statuses, st.none() | st.floats(0.0, 7200.0), st.booleans() | st.just(True))
+
+
+@given(policies, st.lists(st.tuples(st.floats(0.1, 10.0), readings), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_dr_due_is_always_followed_by_dr_at_the_same_moment(
+        policy: PolicyParams, script: list[tuple[float, UpsReading]]) -> None:
+    """Reads at most 10 s apart (a UPS never falls silent): whenever dr_due says so after
+    a reading, deciding at that moment enters DR; it never says so in DR."""
+    power = Power({"ups": UpsParams(stale_after=None)}, policy)
+    t = 0.0
+    for gap, r in script:
+        t += gap
+        power.observe("ups", t, r)
+        due, was_dr = power.dr_due(t), power.policy.phase is Phase.DR
+        _, d = power.decide(t)
+        if due:
+            assert d.dr and not was_dr, (t, d)
 
 
 @given(policies, st.lists(st.tuples(st.floats(0.1, 60.0), readings), max_size=80))

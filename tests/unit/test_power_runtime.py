@@ -341,6 +341,30 @@ def test_a_dry_run_journals_the_command_and_runs_nothing(tmp_path: Path) -> None
     assert event.message == f"dry run: would run on_battery_low: /usr/bin/touch {marker}"
 
 
+def test_a_runtime_below_the_margin_wakes_the_daemon_though_no_ups_changed_state(
+        tmp_path: Path) -> None:
+    """LB wakes the cycle through the UPS's state change; the runtime crossing the margin
+    changes no state, and once waited for the next cycle (up to reconcile_interval)."""
+    cfg = parse_config(_telephony_config(tmp_path / "state") + POWER)
+    assert cfg.power is not None
+    journal = Journal(tmp_path / "j.sqlite3")
+    woken: list[str] = []
+    watch = PowerWatch(cfg.power, journal, lambda: 0.0, wake=lambda: woken.append("wake"),
+                       reader=readers_of({"ups-a": FakeUps().read}))
+    try:
+        for reading, wakes in ((MAINS, 1), (BATTERY, 1), (BATTERY, 0),
+                               (_reading("OB", "DISCHRG", runtime=30.0), 1)):
+            before = len(woken)
+            watch.on_reading("ups-a", reading)
+            assert len(woken) - before == wakes, reading
+            watch.decide(0.0)
+        assert watch.decision is not None and watch.decision.dr
+        watch.on_reading("ups-a", _reading("OB", "DISCHRG", runtime=25.0))
+        assert len(woken) == 3  # already in DR: nothing to hurry
+    finally:
+        journal.close()
+
+
 def _ups(tmp_path: Path, source: str) -> UpsConfig:
     cfg = parse_config(_telephony_config(tmp_path / "state") + f"""
 power:
