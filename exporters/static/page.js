@@ -241,7 +241,7 @@
           el("h3", {}, s.name, " ", el("span", { class: "muted" }, s.target || s.kind)),
           el("span", {}, ...flags, " ", el("span", { class: "badge state", "data-state": s.state }, s.state))),
         el("div", { class: "reason" }, reason,
-          s.hold_down_remaining > 0 ? ` (back in ${dur(s.hold_down_remaining)})` : ""),
+          s.hold_down_remaining > 0 ? ` (hold-down ${dur(s.hold_down_remaining)})` : ""),
         el("div", { class: "metrics" },
           metric("latency", ms(s.latency)), metric("code", s.code ?? "–"),
           cert === null ? null : metric("cert", cert)),
