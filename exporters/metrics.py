@@ -246,7 +246,8 @@ CATALOG: tuple[MetricDef, ...] = (
               "a sip_edge is configured"),
     MetricDef("lifeline_dids_on_dr_by_cause", "gauge",
               "DIDs (numbers) on their disaster-recovery destination, by why: "
-              "destination_down, pin (the operator), power (the site's power policy).",
+              "destination_down, pin (the operator), power (the site's power policy), "
+              "service (a service the destination needs is down).",
               ("cause",), "after the first DID plan", pw.dids_on_dr_by_cause),
     # -- the site's power (UPSes) ---------------------------------------------------------
     MetricDef("lifeline_ups_status", "gauge",

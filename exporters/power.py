@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from controller.core.didplan import DR_DESTINATION_DOWN, DR_PIN
+from controller.core.didplan import DR_DESTINATION_DOWN, DR_PIN, DR_SERVICE
 from controller.core.power import SITE_DR_POWER
 from controller.core.snapshot import Labels, Snapshot
 from probes.ups import FLAGS
@@ -15,7 +15,7 @@ Series = Iterable[tuple[Labels, float]]
 
 SITE_STATES = ("mains", "on_battery", "battery_low", "unknown")
 _FLAGS = tuple(sorted(FLAGS))
-DR_CAUSES = (DR_DESTINATION_DOWN, DR_PIN, SITE_DR_POWER)  # bounded: a metric label
+DR_CAUSES = (DR_DESTINATION_DOWN, DR_PIN, SITE_DR_POWER, DR_SERVICE)  # bounded: a label
 
 
 def power_document(s: Snapshot) -> dict[str, Any] | None:

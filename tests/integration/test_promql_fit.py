@@ -15,13 +15,13 @@ certificate series is near its expiry from the start).
 
 The steps, each waited for in Prometheus itself before the expressions are asked: the site
 at work (lte slowed to a latency too high for voice, one trunk in maintenance by config),
-a power cut (on battery past the grace time, then LB with the runtime below the margin:
-the DIDs on DR for power; mains back after it and the DIDs home), the UPS unreadable (its
-driver killed) with the CRM slow (degraded) then answering 500 (down), both mended after, the
-primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR destination),
-one SBC dead and another failing calls while answering OPTIONS (trunk down, DIDs unroutable,
-edge tripped), Kamailio gone and a new plan to push (edge out of sync), a bad config
-refused, every uplink down, lifeline itself stopped.
+on battery past the grace time (a power outage), then LB with the runtime below the margin
+(the DIDs on DR for power; mains back after it and the DIDs home), the UPS unreadable (its
+driver killed) with the CRM slow (degraded), the CRM answering 500 (down; both mended
+after), the primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR
+destination), one SBC dead and another failing calls while answering OPTIONS (trunk down,
+DIDs unroutable, edge tripped), Kamailio gone and a new plan to push (edge out of sync), a
+bad config refused, every uplink down, lifeline itself stopped.
 Scrape and evaluation every second (the recording group's 30 s interval shortened to match
 in a copy of the rules; the expressions are the shipped ones). Run with ``-s`` for the table
 of expressions and result counts per step.
@@ -237,10 +237,12 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
     # below the margin (DIDs on DR for power); mains back, the DIDs come home.
     ups.set(status="OB DISCHRG", charge=70, runtime=600, input_voltage=0, load=40)
     steps.seen("lifeline_power_outage == 1", "the power outage (past the grace time)")
+    steps.seen('lifeline_site_power_state{state="on_battery"} == 1', "the site on battery")
+    steps.ask_all("on battery")
     ups.set(status="OB LB DISCHRG", charge=8, runtime=45)
     steps.seen('lifeline_dids_on_dr_by_cause{cause="power"} > 0', "DIDs on DR for power")
     steps.seen('lifeline_ups_status{flag="LB"} == 1', "LB scraped")
-    steps.ask_all("power cut")
+    steps.ask_all("battery low, DIDs on DR")
     ups.set(status="OL CHRG", charge=9, runtime=60, input_voltage=231, load=35)
     steps.seen('lifeline_power_outage == 0 and on () lifeline_dids_on_dr_by_cause'
                '{cause="power"} == 0', "mains back and the DIDs home (hold-down 2 s)")
