@@ -21,7 +21,8 @@ def services_document(services: Iterable[ServiceSnap]) -> list[dict[str, Any]]:
          "cert_not_after": s.cert_not_after,
          "cert": None if s.cert is None else s.cert.value,
          "needed_by": list(s.needed_by),
-         "hold_down_remaining": round(s.hold_down_remaining, 1)}
+         "hold_down_remaining": round(s.hold_down_remaining, 1),
+         "last_error": s.last_error}
         for s in services
     ]
 

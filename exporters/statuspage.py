@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.core.didplan import DR_DESTINATION_DOWN, DidDecision
 from controller.core.snapshot import Snapshot
 from exporters.history import History
 from exporters.status import status_document
@@ -70,8 +71,9 @@ def _load_static() -> dict[str, bytes]:
 
 
 def page_document(snap: Snapshot) -> dict[str, Any]:
-    """``/api/v1/status`` plus what only the page shows: when the snapshot was taken and
-    which DID ranges are on the disaster-recovery destination or unroutable."""
+    """``/api/v1/status`` plus what only the page shows: when the snapshot was taken,
+    which DID ranges are on the disaster-recovery destination or unroutable, and how many
+    numbers are on DR for each cause."""
     doc = status_document(snap)
     doc["taken_at"] = snap.taken_at
     plan = snap.plan
@@ -86,8 +88,19 @@ def page_document(snap: Snapshot) -> dict[str, Any]:
                          "unroutable": d.unroutable, "reason": d.reason}
                         for d in notable[:MAX_LISTED_RANGES]],
             "notable_left_off": max(0, len(notable) - MAX_LISTED_RANGES),
+            # Numbers on DR by why (power, destination_down, service, pin): the services
+            # section says how many a down service sent there.
+            "dr_by_cause": _dr_by_cause(on_dr),
         }
     return doc
+
+
+def _dr_by_cause(on_dr: list[DidDecision]) -> dict[str, int]:
+    by: dict[str, int] = {}
+    for d in on_dr:
+        cause = d.dr_cause or DR_DESTINATION_DOWN
+        by[cause] = by.get(cause, 0) + d.numbers.size
+    return by
 
 
 class StatusPage:

@@ -209,3 +209,6 @@ class ServiceSnap:
     needed_by: tuple[str, ...] = ()
     cert: CertStatus | None = None  # cert_status() of the days left
     hold_down_remaining: float = 0.0
+    # The newest failed check's words, kept once the service is back: a service that
+    # fails now and then shows what it last said (None: no check has failed).
+    last_error: str | None = None

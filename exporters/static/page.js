@@ -51,6 +51,11 @@
     const p = (n) => String(n).padStart(2, "0");
     return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   }
+  function day(ts) {
+    const d = new Date(ts * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  }
   function when(ts) {
     const d = new Date(ts * 1000);
     const today = new Date().toDateString() === d.toDateString();
@@ -208,6 +213,51 @@
     $("trunks").replaceChildren(...cards);
   }
 
+  // The site's software (docs/services.md): each service's state, last answer and
+  // certificate, the destinations that need it, and whether its being down has taken
+  // one of them down, so that destination's DIDs ring at their DR destination.
+  function renderServices(st) {
+    const services = Array.isArray(st.services) ? st.services : [];
+    $("services-sec").hidden = services.length === 0;
+    const dests = Object.fromEntries((st.destinations || []).map((d) => [d.name, d]));
+    const onDrForService = ((st.dids || {}).dr_by_cause || {}).service || 0;
+    const cards = services.map((s) => {
+      const needed = s.needed_by || [];
+      const takes = s.state === "down"
+        ? needed.filter((n) => dests[n] && dests[n].service_down) : [];
+      const flags = [];
+      if (takes.length) {
+        flags.push(el("span", { class: "badge crit" }, onDrForService ? "DIDs to DR" : "destination down"));
+      }
+      if (s.cert === "expiring" || s.cert === "expired") {
+        flags.push(el("span", { class: `badge ${s.cert === "expired" ? "crit" : "warn"}` }, `cert ${s.cert}`));
+      }
+      const cert = num(s.cert_days_left)
+        ? `${Math.floor(s.cert_days_left)} d` + (num(s.cert_not_after) ? ` (${day(s.cert_not_after)})` : "")
+        : null;
+      const reason = s.reason || "";
+      return el("div", { class: "card", "data-service": s.name, "data-state": s.state },
+        el("div", { class: "card-head" },
+          el("h3", {}, s.name, " ", el("span", { class: "muted" }, s.target || s.kind)),
+          el("span", {}, ...flags, " ", el("span", { class: "badge state", "data-state": s.state }, s.state))),
+        el("div", { class: "reason" }, reason,
+          s.hold_down_remaining > 0 ? ` (hold-down ${dur(s.hold_down_remaining)})` : ""),
+        el("div", { class: "metrics" },
+          metric("latency", ms(s.latency)), metric("code", s.code ?? "–"),
+          cert === null ? null : metric("cert", cert)),
+        takes.length ? el("div", { class: "takes-down", "data-takes-down": takes.join(" ") },
+          `${takes.join(", ")} counted down: ` + (onDrForService
+            ? `${onDrForService} ${onDrForService === 1 ? "DID" : "DIDs"} on DR for a service`
+            : "no DID on DR (no DR destination, or it is down too: see the DID plan)")) : null,
+        el("div", { class: "muted", "data-needed-by": needed.join(" ") },
+          needed.length ? `needed by ${needed.join(", ")}: down, their DIDs go to DR`
+            : "alerts only: no destination needs it"),
+        s.last_error && !reason.includes(s.last_error)
+          ? el("div", { class: "muted", "data-last-error": "" }, `last failed check: ${s.last_error}`) : null);
+    });
+    $("services").replaceChildren(...cards);
+  }
+
   function renderDids(st) {
     const d = st.dids;
     $("dids-sec").hidden = !d;
@@ -335,7 +385,19 @@
     }
     const trunksDown = (st.trunks || []).filter((t) => t.state === "down");
     if (trunksDown.length) { raise("warn"); lines.push(`trunk down: ${trunksDown.map((t) => t.name).join(", ")}`); }
-    if (dids.dr_numbers > 0) { raise("warn"); lines.push(`${plural(dids.dr_numbers, "DID", "DIDs")} on DR`); }
+    if (dids.dr_numbers > 0) {
+      raise("warn");
+      const causes = Object.keys(dids.dr_by_cause || {}).filter((c) => dids.dr_by_cause[c] > 0);
+      lines.push(`${plural(dids.dr_numbers, "DID", "DIDs")} on DR${causes.length ? ` (${causes.join(", ")})` : ""}`);
+    }
+    const services = Array.isArray(st.services) ? st.services : [];
+    const servicesDown = services.filter((s) => s.state === "down");
+    if (servicesDown.length) { raise("warn"); lines.push(`service down: ${servicesDown.map((s) => s.name).join(", ")}`); }
+    const certs = services.filter((s) => s.cert === "expiring" || s.cert === "expired");
+    if (certs.length) {
+      raise("warn");
+      lines.push(`certificate expiring: ${certs.map((s) => `${s.name} (${s.cert === "expired" ? "expired" : `${Math.floor(s.cert_days_left)} d left`})`).join(", ")}`);
+    }
     const power = st.power;
     if (power && power.outage) { raise("crit"); lines.push(power.phase === "dr" ? "power: DIDs to DR" : "power outage"); }
     else if (power && power.state !== "mains") { raise("warn"); lines.push(`power ${power.state}`); }
@@ -357,6 +419,7 @@
     renderGroups(st);
     renderLinks(st);
     renderTrunks(st);
+    renderServices(st);
     $("plot-span").textContent = `plots: last ${dur(plotSpan())}`;
     renderDids(st);
     renderEdges(st);

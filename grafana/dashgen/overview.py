@@ -6,6 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 
+from grafana.dashgen import power
 from grafana.dashgen.panels import (
     GREEN,
     GREY,
@@ -59,8 +60,10 @@ def build() -> db.Dashboard:
             query(f"max by (site) (lifeline_dids_unroutable{{{SITE}}})", "{{site}}",
                   instant=True)))
         .with_panel(stat_panel(
-            "DIDs on DR", "Numbers delivered to the disaster-recovery destination because "
-            "the PBX does not answer (a page).", "none", thresholds(GREEN, (1, ORANGE)),
+            "DIDs on DR", "Numbers delivered to the disaster-recovery destination: the PBX "
+            "does not answer, a service it needs is down, the power policy moved them, or "
+            "an operator's drill (a page; by cause below).", "none",
+            thresholds(GREEN, (1, ORANGE)),
             query(f"max by (site) (lifeline_dids_on_dr{{{SITE}}})", "{{site}}",
                   instant=True)))
         .with_panel(stat_panel(
@@ -69,6 +72,30 @@ def build() -> db.Dashboard:
             thresholds(GREEN, (1, YELLOW), (5, RED)),
             query(f"sum by (site) (increase(lifeline_failovers_total{{{SITE}}}[$__range]))",
                   "{{site}}", instant=True)))
+        .with_row(row("Power and services"))
+        .with_panel(stat_panel(
+            "Site power", "The worst known UPS: mains, on battery, battery low; unknown "
+            "when no UPS can be read. Details: the Power and services dashboard.", "none",
+            thresholds(GREY, *power.POWER_THRESHOLDS),
+            query(power.site_power_code(), "{{site}}", instant=True),
+            mappings=power.POWER_MAPPINGS, span=6))
+        .with_panel(stat_panel(
+            "Power outage", "On battery past the grace time, or DIDs moved to DR for power "
+            "(a page).", "none", thresholds(GREEN, (1, RED)),
+            query(f"max by (site) (lifeline_power_outage{{{SITE}}})", "{{site}}",
+                  instant=True),
+            mappings=value_text((0, "no", GREEN), (1, "OUTAGE", RED)), span=6))
+        .with_panel(stat_panel(
+            "DIDs on DR by cause", "Numbers on their DR destination by why: power, "
+            "destination_down (the PBX), service (a service the PBX needs), pin (a drill).",
+            "none", thresholds(GREEN, (1, ORANGE)),
+            query(f"max by (site, cause) (lifeline_dids_on_dr_by_cause{{{SITE}}})",
+                  "{{site}} {{cause}}", instant=True), span=6))
+        .with_panel(stat_panel(
+            "Services up", "Share of the site's services (PBX, CRM, SBC...) up or "
+            "degraded; a service down that a destination needs sends its DIDs to DR.",
+            "percentunit", thresholds(RED, (1, GREEN)),
+            query(power.services_up_ratio(), "{{site}}", instant=True), span=6))
         .with_row(row("State"))
         .with_panel(timeline(
             "Links", "Health of each link: up, degraded (bad for voice), down, unknown "

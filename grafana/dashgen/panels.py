@@ -115,12 +115,19 @@ HEALTH_MAPPINGS: Final = value_text((0, "unknown", GREY), (1, "down", RED),
 HEALTH_THRESHOLDS: Final = ((1.0, RED), (2.0, ORANGE), (3.0, GREEN))
 
 
+def state_code(metric: str, by: str, matchers: str, states: Sequence[str]) -> str:
+    """One series per ``by`` whose value is the index of its state in ``states``, from a
+    state-set gauge (label ``state``) that has exactly one state at 1. ``by`` may be empty
+    (a site-wide state set)."""
+    parts = " or ".join(f'{metric}{{{matchers}, state="{state}"}} * {code}'
+                        for code, state in enumerate(states))
+    return f"sum by (site{', ' + by if by else ''}) ({parts})"
+
+
 def health_code(metric: str, by: str, matchers: str) -> str:
     """One series per link/trunk whose value is its state (0 unknown, 1 down, 2 degraded,
     3 up) from the state-set gauge, which has exactly one state at 1."""
-    parts = " or ".join(f'{metric}{{{matchers}, state="{state}"}} * {code}'
-                        for code, state in enumerate(("unknown", "down", "degraded", "up")))
-    return f"sum by (site, {by}) ({parts})"
+    return state_code(metric, by, matchers, ("unknown", "down", "degraded", "up"))
 
 
 def quantile(q: float, metric: str, by: str, matchers: str) -> str:

@@ -14,7 +14,7 @@ from typing import Final
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from grafana.dashgen import daemon, fleet, overview, quality, trunks
+from grafana.dashgen import daemon, fleet, overview, power, quality, trunks
 
 DASHBOARDS_DIR: Final = Path(__file__).resolve().parents[1] / "dashboards"
 
@@ -23,6 +23,7 @@ DASHBOARDS: Final[dict[str, Callable[[], db.Dashboard]]] = {
     "site-overview.json": overview.build,
     "link-quality.json": quality.build,
     "trunks-dids.json": trunks.build,
+    "power.json": power.build,
     "daemon.json": daemon.build,
     "fleet.json": fleet.build,
 }

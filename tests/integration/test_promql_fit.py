@@ -8,12 +8,20 @@ renamed in the code without the dashboards and rules following returns nothing i
 step and fails here. The few alerts no lab step can provoke are in ALLOWED_EMPTY, each with
 its reason.
 
+The site has a UPS (the real upsd with NUT's dummy-ups driver on the site's own loopback,
+tests.lab.nut) and a service that only alerts (the CRM: HTTPS on the site's loopback,
+tests.lab.servicethread, its certificate from the lab CA with 3 days left, so the
+certificate series is near its expiry from the start).
+
 The steps, each waited for in Prometheus itself before the expressions are asked: the site
-at work (lte slowed to a latency too high for voice, one trunk in maintenance by config), the
-primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR destination),
-one SBC dead and another failing calls while answering OPTIONS (trunk down, DIDs unroutable,
-edge tripped), Kamailio gone and a new plan to push (edge out of sync), a bad config
-refused, every uplink down, lifeline itself stopped.
+at work (lte slowed to a latency too high for voice, one trunk in maintenance by config),
+on battery past the grace time (a power outage), then LB with the runtime below the margin
+(the DIDs on DR for power; mains back after it and the DIDs home), the UPS unreadable (its
+driver killed) with the CRM slow (degraded), the CRM answering 500 (down; both mended
+after), the primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR
+destination), one SBC dead and another failing calls while answering OPTIONS (trunk down,
+DIDs unroutable, edge tripped), Kamailio gone and a new plan to push (edge out of sync), a
+bad config refused, every uplink down, lifeline itself stopped.
 Scrape and evaluation every second (the recording group's 30 s interval shortened to match
 in a copy of the rules; the expressions are the shipped ones). Run with ``-s`` for the table
 of expressions and result counts per step.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import SIP_LAB
+from tests.lab.httpservice import make_pki, openssl_missing
 from tests.lab.monitoring import (
     ALERTMANAGER,
     AM_PORT,
@@ -44,7 +54,9 @@ from tests.lab.monitoring import (
     start_prometheus,
     start_sink,
 )
+from tests.lab.nut import Upsd, nut_skip_reason
 from tests.lab.promql_exprs import Expr, dashboard_exprs, rule_exprs, substitute
+from tests.lab.servicethread import ServiceThread
 from tests.lab.sipsite import DR_PORT, SipSite
 from tests.lab.topology import Lab
 from tests.lab.wait import until
@@ -54,9 +66,13 @@ RULES = REPO / "grafana" / "alerts" / "lifeline.rules.yaml"
 DASHBOARDS = REPO / "grafana" / "dashboards"
 AM_CONFIG = REPO / "grafana" / "alertmanager" / "alertmanager.yml"
 
-pytestmark = [*SIP_LAB, pytest.mark.skipif(
-    PROMETHEUS is None or ALERTMANAGER is None,
-    reason="needs prometheus and prometheus-alertmanager (Debian packages)")]
+pytestmark = [
+    *SIP_LAB,
+    pytest.mark.skipif(PROMETHEUS is None or ALERTMANAGER is None,
+                       reason="needs prometheus and prometheus-alertmanager (Debian packages)"),
+    pytest.mark.skipif(nut_skip_reason() is not None, reason=str(nut_skip_reason())),
+    pytest.mark.skipif(openssl_missing() is not None, reason=str(openssl_missing())),
+]
 
 # The dashboards' variables: the lab's site, every link and trunk.
 VARIABLES = {"site": SITE, "link": ".*", "trunk": ".*"}
@@ -75,6 +91,34 @@ ALLOWED_EMPTY = {
 
 SBC_DOWN, SBC_503, SBC_MAINT = "carrier-b-sbc1", "carrier-a-sbc1", "carrier-a-sbc2"
 A_DID = "+390212345601"  # carrier A's range: sbc1 (then sbc2, here in maintenance)
+
+
+NUT_PASSWORD = "lab-secret"
+
+
+@pytest.fixture
+def ups(lab: Lab, tmp_path: Path) -> Iterator[Upsd]:
+    """The site's UPS: upsd and dummy-ups on the site's loopback (where lifeline reads it),
+    on mains; stopped by PID at the end, before the lab goes."""
+    server = Upsd(tmp_path / "nut", ns=lab.site,
+                  users={"monitor": (NUT_PASSWORD, "upsmon secondary")})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def crm(lab: Lab, tmp_path: Path) -> Iterator[tuple[ServiceThread, Path]]:
+    """The CRM: HTTPS on the site's loopback with the lab CA's certificate that expires in 3
+    days, and the CA's file; closed at the end, before the lab goes."""
+    pki = make_pki(tmp_path / "pki")
+    service = ServiceThread(lab.site, tls=pki.expiring)
+    try:
+        yield service, pki.ca
+    finally:
+        service.close()
 
 
 def all_exprs() -> list[Expr]:
@@ -132,10 +176,11 @@ class Steps:
         return "\n".join(lines)
 
 
-def test_every_dashboard_and_rule_expression_fits_the_exporter(lab: Lab,
-                                                               tmp_path: Path) -> None:
+def test_every_dashboard_and_rule_expression_fits_the_exporter(
+        lab: Lab, tmp_path: Path, ups: Upsd, crm: tuple[ServiceThread, Path]) -> None:
     exprs = all_exprs()  # no dashboard: fail before building anything
     steps = Steps(lab, exprs)
+    service, ca = crm
     sip = SipSite(lab, tmp_path / "sip").start()
     # The DR destination answers too (the lab leaves it silent): a PBX gone sends DIDs there.
     sip.start_uas("dr", lab.lan, str(lab.lan_host_addr), DR_PORT)
@@ -154,6 +199,22 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(lab: Lab,
         lte["probes"].update(interval="500ms", timeout="500ms")
         next(t for t in config["trunks"] if t["name"] == SBC_MAINT)["maintenance"] = (
             "SBC swap, lab")
+        secret = tmp_path / "nut-password"
+        secret.write_text(NUT_PASSWORD + "\n")
+        secret.chmod(0o600)
+        # Lab pace: a page after 1 s on battery, DIDs home 2 s after mains is back. The
+        # dummy UPS's figures are flat, so sameness must not make it unknown.
+        config["power"] = {
+            "grace": "1s", "hold_down": "2s", "runtime_margin": "60s",
+            "ups": [{"name": "rack-ups", "interval": "500ms", "timeout": "500ms",
+                     "stale_after": None,
+                     "nut": {"host": "127.0.0.1", "port": ups.port, "ups": ups.ups,
+                             "username": "monitor", "password_file": str(secret)}}]}
+        # No needed_by: a service that only alerts (test_sip_services moves DIDs for one).
+        config["services"] = [{
+            "name": "crm", "http": {"url": service.url(), "ca_file": str(ca)},
+            "interval": "1s", "timeout": "800ms", "recheck_interval": "250ms",
+            "thresholds": {"down_after": 3, "hold_down": "2s", "slow": "250ms"}}]
 
     daemon = sip.start_daemon(tmp_path / "state", edit=edit, ready_timeout=None)
     daemon.wait_for(lambda s: s["dids"] is not None and s["dids"]["unroutable_numbers"] == 0
@@ -166,7 +227,40 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(lab: Lab,
     steps.seen('lifeline_link_state{link="lte", state="degraded"} == 1', "lte degraded")
     steps.seen("lifeline_trunk_maintenance == 1", "the trunk in maintenance")
     steps.seen("lifeline_alertmanager_posts_total", "lifeline's posts to Alertmanager")
+    steps.seen('lifeline_site_power_state{state="mains"} == 1', "the site on mains")
+    steps.seen('lifeline_service_state{service="crm", state="up"} == 1', "the CRM up")
+    steps.seen("lifeline_service_cert_expiry_timestamp_seconds - time() < 4 * 86400",
+               "the CRM's certificate 3 days from expiry")
     steps.ask_all("site at work")
+
+    # A power cut: on battery past the grace time (the page), then LB with the runtime
+    # below the margin (DIDs on DR for power); mains back, the DIDs come home.
+    ups.set(status="OB DISCHRG", charge=70, runtime=600, input_voltage=0, load=40)
+    steps.seen("lifeline_power_outage == 1", "the power outage (past the grace time)")
+    steps.seen('lifeline_site_power_state{state="on_battery"} == 1', "the site on battery")
+    steps.ask_all("on battery")
+    ups.set(status="OB LB DISCHRG", charge=8, runtime=45)
+    steps.seen('lifeline_dids_on_dr_by_cause{cause="power"} > 0', "DIDs on DR for power")
+    steps.seen('lifeline_ups_status{flag="LB"} == 1', "LB scraped")
+    steps.ask_all("battery low, DIDs on DR")
+    ups.set(status="OL CHRG", charge=9, runtime=60, input_voltage=231, load=35)
+    steps.seen('lifeline_power_outage == 0 and on () lifeline_dids_on_dr_by_cause'
+               '{cause="power"} == 0', "mains back and the DIDs home (hold-down 2 s)")
+
+    # The UPS unreadable (its driver gone: ERR DRIVER-NOT-CONNECTED, then unknown), and the
+    # CRM slow (degraded: over its 250 ms), then answering 500 (down).
+    ups.kill_driver()
+    service.set(delay=0.5)
+    steps.seen('lifeline_site_power_state{state="unknown"} == 1', "the UPS unknown")
+    steps.seen('lifeline_service_state{service="crm", state="degraded"} == 1',
+               "the CRM degraded (slow)")
+    steps.ask_all("UPS unreadable, CRM slow")
+    service.set(delay=0.0, status=500)
+    steps.seen('lifeline_service_up{service="crm"} == 0', "the CRM down (HTTP 500)")
+    steps.ask_all("CRM down")
+    ups.start_driver()
+    service.set(status=200)
+    steps.seen('lifeline_site_power_state{state="mains"} == 1', "the UPS read again")
 
     lab.faults.blackhole("fibre-a")
     daemon.wait_active(["fibre-b"], timeout=30.0)

@@ -2,7 +2,8 @@
 lab's SIP site (Kamailio, carrier SBCs, PBX): it loads with no console errors, shows the
 links, trunks and DID plan, shows a real failover (fibre-a blackholed) within 2 s of the
 kernel's route moving, fits a 360 px wide phone without horizontal scroll, and marks a
-force to the dead link as held, not applied. The browser
+force to the dead link as held, not applied; and its services section follows real services
+(up; then the CRM down, its PBX's DIDs on DR, and a tool down that only alerts). The browser
 runs inside the site's namespace, reaching only the daemon on the site's loopback.
 
 Screenshots go to ``$LIFELINE_ARTIFACTS`` (default ``tmp/artifacts`` in the repository);
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ import pytest
 
 from exporters.operator_client import Daemon, call, path_of
 from tests.integration.conftest import SIP_LAB
-from tests.lab.browser import browser, browser_skip_reason
+from tests.lab.browser import Browser, browser, browser_skip_reason
+from tests.lab.httpservice import make_pki, openssl_missing
 from tests.lab.lifelined import route_devices
 from tests.lab.pageview import (
     active_text,
@@ -35,7 +38,8 @@ from tests.lab.pageview import (
     watch_active,
 )
 from tests.lab.routewatch import RouteWatch
-from tests.lab.sipsite import SipSite
+from tests.lab.servicethread import ServiceThread
+from tests.lab.sipsite import DR_PORT, SipSite
 from tests.lab.topology import Lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,3 +135,94 @@ def test_the_page_shows_the_site_and_a_failover_within_2_s(lab: Lab, tmp_path: P
     assert not errors, f"console errors: {errors}"
     daemon.stop()
     assert daemon.exit_code == 0
+
+
+def _cards(b: Browser) -> dict[str, dict[str, Any]]:
+    """Every service card as the page shows it: state, text, and its marked parts."""
+    found: dict[str, dict[str, Any]] = b.call(lambda: b.driver.execute_script("""
+        const out = {};
+        for (const c of document.querySelectorAll('[data-service]')) {
+          const part = (sel) => { const e = c.querySelector(sel); return e && e.textContent; };
+          out[c.dataset.service] = {state: c.dataset.state, text: c.textContent,
+                                    takes: part('[data-takes-down]'),
+                                    needed: part('[data-needed-by]'),
+                                    error: part('[data-last-error]')};
+        }
+        return out;"""))
+    return found
+
+
+@pytest.mark.skipif(openssl_missing() is not None, reason=str(openssl_missing()))
+def test_the_services_section_shows_real_services_and_one_down_sending_dids_to_dr(
+        lab: Lab, tmp_path: Path) -> None:
+    """Two real services the daemon checks on the site's loopback: the CRM (HTTPS, the lab
+    CA, needed by the PBX) and a workforce tool (HTTP, alerts only). Both up, then the CRM
+    answers 500 and the tool stops: the page shows the CRM down with the PBX counted down
+    and every DID on DR for it, the tool down with no DID moved; the CRM mended, it is up
+    again and its last failed check stays on its card."""
+    pki = make_pki(tmp_path / "pki")
+    crm = ServiceThread(lab.site, tls=pki.valid)
+    wfm = ServiceThread(lab.site)
+    daemon = None
+    try:
+        sip = SipSite(lab, tmp_path / "sip").start()
+        sip.start_uas("dr", lab.lan, str(lab.lan_host_addr), DR_PORT)
+        pace = {"interval": "1s", "timeout": "500ms", "recheck_interval": "250ms",
+                "thresholds": {"down_after": 3, "hold_down": "3s"}}
+
+        def with_services(config: dict[str, Any]) -> None:
+            config["services"] = [
+                {"name": "crm", "http": {"url": crm.url(), "ca_file": str(pki.ca)},
+                 "needed_by": ["pbx"], **pace},
+                {"name": "wfm", "http": {"url": wfm.url()}, **pace},
+            ]
+
+        daemon = sip.start_daemon(tmp_path / "state", edit=with_services)
+        console: list[dict[str, Any]] = []
+        with browser(lab.site, tmp_path / "browser", width=1280, height=1400) as b:
+            open_page(b)
+            wait_until(b, lambda: {n: c["state"] for n, c in _cards(b).items()}
+                       == {"crm": "up", "wfm": "up"}, 20.0, "both services shown up")
+            cards = _cards(b)
+            assert "needed by pbx" in cards["crm"]["needed"]
+            assert "alerts only" in cards["wfm"]["needed"]
+            assert re.search(r"cert(29|30) d \(\d{4}-\d\d-\d\d\)", cards["crm"]["text"]), cards
+            assert re.search(r"latency\d+\.\d ms", cards["crm"]["text"]), cards
+            assert "code200" in cards["wfm"]["text"] and "cert" not in cards["wfm"]["text"]
+            assert cards["crm"]["takes"] is None and cards["crm"]["error"] is None
+
+            crm.set(status=500)
+            wfm.close()
+            wait_until(b, lambda: _cards(b)["crm"]["takes"] is not None
+                       and _cards(b)["wfm"]["state"] == "down", 20.0,
+                       "the CRM down with the PBX counted down, the tool down")
+            st = daemon.status()
+            assert st is not None
+            cards = _cards(b)
+            numbers = st["dids"]["numbers"]  # every range of the lab names pbx and dr
+            assert cards["crm"]["takes"] == f"pbx counted down: {numbers} DIDs on DR for a service"
+            assert "DIDs to DR" in cards["crm"]["text"] and "HTTP 500" in cards["crm"]["text"]
+            assert cards["wfm"]["takes"] is None and "refused" in cards["wfm"]["text"]
+            banner = b.call(lambda: b.driver.execute_script(
+                "return document.getElementById('banner').textContent;"))
+            assert "service down: crm, wfm" in banner and "DIDs on DR (service)" in banner
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            assert b.call(lambda: b.driver.save_screenshot(
+                str(ARTIFACTS / "status-page-services-lab.png")))
+
+            crm.set(status=200)
+            wait_until(b, lambda: _cards(b)["crm"]["state"] == "up"
+                       and _cards(b)["crm"]["takes"] is None, 20.0,
+                       "the CRM back after its hold-down")
+            error = _cards(b)["crm"]["error"]
+            assert error is not None and error.startswith("last failed check: HTTP 500"), error
+            console += b.console()
+        errors = severe(console)
+        assert not errors, f"console errors: {errors}"
+    finally:
+        try:
+            if daemon is not None:
+                assert daemon.stop() == 0
+        finally:
+            crm.close()
+            wfm.close()

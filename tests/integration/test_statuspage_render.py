@@ -1,6 +1,7 @@
 """What the status page renders, in a real headless Chromium, for states a lab run does not
 easily reach: operator overrides, DID ranges on the DR destination and unroutable, a trunk
-in maintenance and one tripped at the edge; free text that looks like HTML stays text; the
+in maintenance and one tripped at the edge, a service down that sends DIDs to DR next to
+one whose certificate is expiring; free text that looks like HTML stays text; the
 page falls back to polling when the stream is refused and still follows each snapshot; and
 it loads with no console error.
 
@@ -29,6 +30,7 @@ from controller.core.didplan import DidEntry, TrunkView, compute_plan
 from controller.core.e164 import parse_range
 from controller.core.health import HealthState
 from controller.core.powersnap import PowerSnap, UpsSnap
+from controller.core.services import CertStatus, ServiceSnap
 from controller.core.snapshot import EdgeSnap, GroupSnap, LinkSnap, PeerSnap, Snapshot
 from exporters.http import make_app
 from exporters.status import status_document
@@ -256,6 +258,84 @@ def test_the_power_section_shows_the_phase_and_each_ups_as_text(
         assert "charge 12%" in got["a"] and HOSTILE in got["a"] and got["pwned"] == 0
         assert "last read failed: timeout" in got["b"]
         assert "power: DIDs to DR" in got["banner"]
+        assert not severe(b.console())
+
+
+def services_snapshot(t: float) -> Snapshot:
+    """The CRM the PBX needs answering 500 (the PBX counted down, its ranges on DR for a
+    service), a web front answering with a certificate 5 days from expiry, and a TCP
+    check that failed once and is back."""
+    entries = (
+        DidEntry(parse_range("+390212345600-+390212345699"), ("a-sbc1",), "pbx", "dr"),
+        DidEntry(parse_range("+390287654300-+390287654349"), ("a-sbc1",), "pbx", "dr"),
+    )
+    crm_down = f"pbx down: needs crm, which is down: HTTP 500 Internal Server Error {HOSTILE}"
+    plan = compute_plan(entries, {"a-sbc1": TrunkView("a-sbc1", UP)}, {},
+                        {"pbx": DOWN, "dr": UP}, service_down={"pbx": crm_down})
+    services = (
+        ServiceSnap("crm", "http", "GET https://crm.lifeline.test/health", DOWN,
+                    f"crm: HTTP 500 Internal Server Error {HOSTILE}", 0.042, 500, 27.5,
+                    t + 27.5 * 86400, ("pbx",), CertStatus.OK, 0.0,
+                    f"HTTP 500 Internal Server Error {HOSTILE}"),
+        ServiceSnap("web", "http", "GET https://web.lifeline.test/", UP, "web: up", 0.011,
+                    200, 5.2, t + 5.2 * 86400, (), CertStatus.EXPIRING),
+        ServiceSnap("sbc-tcp", "tcp", "tcp 192.0.2.50:5061", UP, "sbc-tcp: up", 0.003, None,
+                    None, None, (), None, 0.0, "connection refused (path is up)"),
+    )
+    destinations = (
+        PeerSnap("pbx", "sip:192.0.2.30", UP, "200 OK", 200, 0.004, 0.0,
+                 service_down=crm_down),
+        PeerSnap("dr", "sip:192.0.2.31", UP, "200 OK", 200, 0.005, 0.0),
+    )
+    return dataclasses.replace(snapshot(t, "fibre-a"), plan=plan, services=services,
+                               destinations=destinations)
+
+
+def test_the_services_section_shows_a_service_down_that_sends_dids_to_dr(
+        web_ns: str, tmp_path: Path) -> None:
+    with served(web_ns, tmp_path) as (server, b):
+        wait_until(b, lambda: conn_mode(b) == "live", 10, "the page live")
+        assert js(b, "return document.getElementById('services-sec').hidden;") is True
+        server.publish(services_snapshot(time.time()))
+        wait_until(b, lambda: js(b, "return document.querySelectorAll('[data-service]')"
+                                    ".length") == 3, 3.0, "the services section")
+        got = js(b, """
+            const q = (sel) => document.querySelector(sel);
+            const card = (name) => {
+              const c = q(`[data-service="${name}"]`);
+              const part = (sel) => { const e = c.querySelector(sel); return e && e.textContent; };
+              return {text: c.textContent, state: c.dataset.state,
+                      takes: part('[data-takes-down]'), needed: part('[data-needed-by]'),
+                      error: part('[data-last-error]')};
+            };
+            return {crm: card('crm'), web: card('web'), tcp: card('sbc-tcp'),
+                    hidden: q('#services-sec').hidden, banner: q('#banner').textContent,
+                    pwned: document.querySelectorAll('#pwned, img').length};""")
+        crm, web, tcp = got["crm"], got["web"], got["tcp"]
+        assert not got["hidden"]
+        assert crm["state"] == "down" and "DIDs to DR" in crm["text"]
+        assert crm["takes"] == "pbx counted down: 150 DIDs on DR for a service"
+        assert "needed by pbx" in crm["needed"]
+        assert "HTTP 500 Internal Server Error" in crm["text"] and HOSTILE in crm["text"]
+        assert crm["error"] is None  # the reason already says it
+        assert "42.0 ms" in crm["text"] and "500" in crm["text"] and "27 d" in crm["text"]
+        assert web["state"] == "up" and web["takes"] is None and "alerts only" in web["needed"]
+        assert "cert expiring" in web["text"] and "5 d" in web["text"]
+        assert tcp["error"] == "last failed check: connection refused (path is up)"
+        assert "cert" not in tcp["text"]
+        assert "service down: crm" in got["banner"]
+        assert "150 DIDs on DR (service)" in got["banner"]
+        assert "certificate expiring: web (5 d left)" in got["banner"]
+        assert got["pwned"] == 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        b.viewport(1280, 1400)  # the services are below the trunks
+        time.sleep(0.2)
+        assert b.call(lambda: b.driver.save_screenshot(
+            str(ARTIFACTS / "status-page-services.png")))
+        b.viewport(360, 760, mobile=True)
+        time.sleep(0.2)
+        scroll, inner = horizontal_overflow(b)
+        assert scroll <= inner == 360
         assert not severe(b.console())
 
 

@@ -3,7 +3,9 @@ of life and a failover, in headless Chromium.
 
 Run as root from the repository:
 ``python -m tests.lab.statuspage_shot [--out docs/status-page.png] [--minutes 3]``.
-It builds the lab and the SIP site (Kamailio, carrier SBCs, PBX), runs the real daemon,
+It builds the lab and the SIP site (Kamailio, carrier SBCs, PBX), a UPS on mains (upsd
+with dummy-ups, tests.lab.nut) and the CRM the PBX needs (HTTPS from the lab CA,
+tests.lab.servicethread), all on the site's loopback, runs the real daemon,
 puts some loss and delay on the LTE link so the plots have a shape, blackholes fibre-a for
 the last minute (the internet group fails over to fibre-b; the trunks follow the route),
 and saves the page at a NOC-wall size. Everything it starts is removed at the end, also
@@ -18,9 +20,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.lab.browser import browser, browser_skip_reason
+from tests.lab.httpservice import make_pki, openssl_missing
+from tests.lab.nut import Upsd, nut_skip_reason
 from tests.lab.pageview import open_page, wait_active, watch_active
+from tests.lab.servicethread import ServiceThread
 from tests.lab.sipsite import SipSite
 from tests.lab.topology import Lab
 
@@ -29,12 +35,34 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def site_software(config: dict[str, Any], ups: Upsd, crm: ServiceThread, ca: Path,
+                  secret: Path) -> None:
+    """The UPS and the CRM (needed by the PBX) in the daemon's config, at their defaults
+    (the dummy UPS's figures are flat: never stale by sameness)."""
+    secret.write_text("lab-secret\n")
+    secret.chmod(0o600)
+    config["power"] = {"ups": [{
+        "name": "rack-ups", "stale_after": None,
+        "nut": {"host": "127.0.0.1", "port": ups.port, "ups": ups.ups,
+                "username": "monitor", "password_file": str(secret)}}]}
+    config["services"] = [{"name": "crm", "http": {"url": crm.url(), "ca_file": str(ca)},
+                           "needed_by": ["pbx"]}]
+
+
 def shoot(out: Path, minutes: float, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory(prefix="lifeline-shot-") as tmp, Lab() as lab:
         work = Path(tmp)
-        sip = SipSite(lab, work / "sip").start()
-        daemon = sip.start_daemon(work / "state")
+        ups = Upsd(work / "nut", ns=lab.site)
+        pki = make_pki(work / "pki")
+        crm = ServiceThread(lab.site, tls=pki.valid)
+        sip = None
+        daemon = None
         try:
+            ups.start()
+            ups.set(input_voltage=229.4, load=41, runtime=1620)
+            sip = SipSite(lab, work / "sip").start()
+            daemon = sip.start_daemon(work / "state", edit=lambda c: site_software(
+                c, ups, crm, pki.ca, work / "nut-password"))
             lab.faults.loss("lte", 0.02)
             try:
                 lab.faults.delay("lte", 30.0, 15.0)
@@ -56,8 +84,14 @@ def shoot(out: Path, minutes: float, width: int, height: int) -> None:
                     raise RuntimeError("the screenshot was not saved")
             log(f"wrote {out}")
         finally:
-            daemon.stop()
-            sip.stop()
+            try:
+                if daemon is not None:
+                    daemon.stop()
+                if sip is not None:
+                    sip.stop()
+            finally:
+                crm.close()
+                ups.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,15 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=3.0,
                         help="how long the site runs before the shot (default 3)")
     parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=1100)
+    parser.add_argument("--height", type=int, default=1400)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         log("statuspage_shot: needs root (the lab's network namespaces)")
         return 2
-    reason = browser_skip_reason()
-    if reason is not None:
-        log(f"statuspage_shot: {reason}")
-        return 2
+    for reason in (browser_skip_reason(), nut_skip_reason(), openssl_missing()):
+        if reason is not None:
+            log(f"statuspage_shot: {reason}")
+            return 2
     if not 1.0 <= args.minutes <= 60.0:
         parser.error("--minutes must be 1..60")
     shoot(args.out, args.minutes, args.width, args.height)

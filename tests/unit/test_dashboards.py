@@ -40,7 +40,7 @@ PROMTOOL = shutil.which("promtool")
 STANDARD = {"up", "ALERTS", "scrape_duration_seconds", "process_resident_memory_bytes",
             "process_cpu_seconds_total", "process_open_fds", "process_max_fds"}
 UIDS = {"lifeline-site-overview", "lifeline-link-quality", "lifeline-trunks-dids",
-        "lifeline-daemon", "lifeline-fleet"}
+        "lifeline-power", "lifeline-daemon", "lifeline-fleet"}
 
 
 def _recorded() -> set[str]:

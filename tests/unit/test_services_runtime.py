@@ -101,6 +101,8 @@ async def test_crm_down_sends_the_pbx_ranges_to_dr_and_back_after_its_hold_down(
         await until(daemon, "crm up, Rome on the PBX",
                     lambda: service(latest(daemon), "crm").state is HealthState.UP
                     and decision(daemon, ROME).destination == "pbx")
+        assert all(s["last_error"] is None
+                   for s in status_document(latest(daemon))["services"])  # none failed
         # Two failed checks are not down_after (3): nothing moves yet.
         await feed(daemon, 2, crm=E500)
         assert service(latest(daemon), "crm").state is not HealthState.DOWN
@@ -145,6 +147,10 @@ async def test_crm_down_sends_the_pbx_ranges_to_dr_and_back_after_its_hold_down(
         back = decision(daemon, ROME)
         assert back.dr_cause is None and "needs crm" not in back.reason
         assert service(latest(daemon), "crm").state is HealthState.UP
+        # Back, its last failed check is still told (the status page shows it).
+        crm = next(s for s in status_document(latest(daemon))["services"]
+                   if s["name"] == "crm")
+        assert crm["state"] == "up" and "HTTP 500" in crm["last_error"], crm
 
 
 @fast_clock

@@ -202,6 +202,7 @@ def test_the_page_document_lists_dr_and_unroutable_ranges() -> None:
     doc = page_document(telephony_snap())
     dids = doc["dids"]
     assert dids["dr_ranges"] == 2 and dids["dr_numbers"] == 150
+    assert dids["dr_by_cause"] == {"destination_down": 150}  # the PBX is down
     assert dids["unroutable_numbers"] == 1
     notable = {r["range"]: r for r in dids["notable"]}
     assert len(notable) == 3 and dids["notable_left_off"] == 0
