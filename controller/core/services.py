@@ -209,3 +209,4 @@ class ServiceSnap:
     needed_by: tuple[str, ...] = ()
     cert: CertStatus | None = None  # cert_status() of the days left
     hold_down_remaining: float = 0.0
+    cert_warn_days: float | None = None  # the certificate alert's threshold (config)

@@ -212,5 +212,6 @@ class ServiceChecks:
                 c.cfg.name, c.cfg.kind, c.cfg.target(), w.state, reason,
                 None if last is None else last.latency,
                 None if last is None else last.code, w.cert_days_left, w.cert_not_after,
-                w.needed_by, w.cert(), w.health.hold_down_remaining(now)))
+                w.needed_by, w.cert(), w.health.hold_down_remaining(now),
+                w.cert_warn_days))
         return tuple(out)
