@@ -6,11 +6,14 @@ lifeline posts the alerts that matter most straight to Alertmanager's v2 API as 
 
 - ``LifelineAllUplinksDown`` (page) while every link of the site is down;
 - ``LifelineDidsUnroutable`` (page) while some DIDs have no healthy capable trunk;
+- ``LifelinePowerOutage`` (page) while the site's power policy says outage (on battery past
+  the grace time, or in DR for power): a site on battery may soon lose the Prometheus that
+  watches it, or the uplink it is scraped over;
 - ``LifelineFailedOver`` (ticket) for ten minutes after a route group changed link, unless
   the operator moved it (an override forced it there, or lifting one moved it back): the
   operator knows, and a ticket for every drill teaches people to ignore the ticket.
 
-The first two carry the very label set the Prometheus rules give them (alertname, site,
+The first three carry the very label set the Prometheus rules give them (alertname, site,
 severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
 pages once. ``PageBook`` decides what to post: a new alert at once, a firing one again every
 ``resend`` seconds (Alertmanager resolves an alert nobody re-posts), a gone one once with its
@@ -94,6 +97,12 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
             f"{n} numbers ({ranges}) have no healthy capable trunk: calls to and from them "
             "fail now. `lifeline status` says why each trunk was left. (Sent by lifeline "
             "itself.)"))
+    power = snap.power
+    if power is not None and power.outage:
+        out.append(_page(
+            "LifelinePowerOutage", site, "page", "power",
+            f"{site} is on battery: mains is lost and the generator did not take over",
+            _power_words(site, power.dr)))
     for group, (old, new, at) in sorted(failovers.items()):
         out.append(_page(
             "LifelineFailedOver", site, "ticket", "site",
@@ -101,6 +110,20 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
             f"lifeline moved route group {group} of site {site} from link {old} to {new}; "
             "`lifeline events` tells why.", ends_at=at + FAILOVER_SHOWN, group=group))
     return out
+
+
+def _power_words(site: str, dr: bool) -> str:
+    """The outage's description: by phase only (not the policy's running reason, whose
+    clock ticks each cycle), so the alert is re-posted when DR begins, not every cycle."""
+    if dr:
+        return (f"Site {site} is on battery and its batteries are running out: every DID "
+                "range that names a DR destination is delivered there; agents must work "
+                "from the DR site. The numbers come back once mains has been stable for "
+                "the hold-down. `lifeline status` shows each UPS. (Sent by lifeline itself.)")
+    return (f"Site {site} has run on its UPS batteries past the grace time. Before they run "
+            "out (LB raised, or the runtime under the margin) lifeline moves every DID range "
+            "that names a DR destination there. `lifeline status` shows each UPS's charge "
+            "and runtime. (Sent by lifeline itself.)")
 
 
 @dataclass

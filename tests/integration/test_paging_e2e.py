@@ -95,9 +95,11 @@ def paging(lab: Lab, tmp_path: Path) -> Iterator[tuple[LifelineProcess, Paging]]
     yield daemon, chain
 
 
-# Served only with trunks, DIDs or a SIP edge configured: this lab has links only.
+# Served only with trunks, DIDs, a SIP edge, a power section or services configured: this
+# lab has links only.
 TELEPHONY = ("lifeline_trunk_", "lifeline_dids", "lifeline_did_", "lifeline_sip_edge_",
-             "lifeline_destination_", "lifeline_plan_")
+             "lifeline_destination_", "lifeline_plan_", "lifeline_ups_", "lifeline_power_",
+             "lifeline_site_power_", "lifeline_service_")
 
 
 def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,
