@@ -17,7 +17,7 @@ The first three carry the very label set the Prometheus rules give them (alertna
 severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
 pages once. ``PageBook`` decides what to post: a new alert at once, a firing one again every
 ``resend`` seconds (Alertmanager resolves an alert nobody re-posts), a gone one once with its
-end time (resolved). Wall-clock times in, posts out; no I/O, no clock.
+end time (resolved; the power outage's a little later, ``OUTAGE_LINGER``). Wall-clock times in, posts out; no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -29,9 +29,15 @@ from dataclasses import dataclass, field
 from controller.core.health import HealthState
 from controller.core.snapshot import Snapshot
 
-__all__ = ["FAILOVER_SHOWN", "Page", "PageBook", "Post", "pages_for"]
+__all__ = ["FAILOVER_SHOWN", "OUTAGE_LINGER", "Page", "PageBook", "Post", "pages_for"]
 
 FAILOVER_SHOWN = 600.0  # seconds a LifelineFailedOver alert stays up after the switch
+# The power outage's resolved post ends it this long after the policy did. It inhibits
+# LifelineDidsOnDr, which Prometheus still fires from its last scrape until it scrapes and
+# evaluates again: ended at once by lifeline, the outage would let that DR alert page as
+# the incident closes. Prometheus' own resolved copy ends it sooner (Alertmanager takes
+# a resolved end over a future one); without Prometheus it ends after this.
+OUTAGE_LINGER = 120.0
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -43,6 +49,7 @@ class Page:
     labels: Labels
     annotations: Labels
     ends_at: float | None = None  # an event's alert ends by itself at this wall time
+    linger: float = 0.0  # once gone, its resolved post ends it this much later (below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +76,14 @@ def _rfc3339(t: float) -> str:
 
 
 def _page(alertname: str, site: str, severity: str, scope: str, summary: str,
-          description: str, ends_at: float | None = None, **more: str) -> Page:
+          description: str, ends_at: float | None = None, linger: float = 0.0,
+          **more: str) -> Page:
     """An alert with the labels the rules give it and the runbook section of its name."""
     labels = tuple(sorted({"alertname": alertname, "site": site, "severity": severity,
                            "scope": scope, **more}.items()))
     return Page(labels, (("summary", summary), ("description", description),
-                         ("runbook", f"docs/alerts.md#{alertname.lower()}")), ends_at)
+                         ("runbook", f"docs/alerts.md#{alertname.lower()}")), ends_at,
+                linger)
 
 
 def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -> list[Page]:
@@ -102,7 +111,7 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
         out.append(_page(
             "LifelinePowerOutage", site, "page", "power",
             f"{site} is on battery: mains is lost and the generator did not take over",
-            _power_words(site, power.dr)))
+            _power_words(site, power.dr), linger=OUTAGE_LINGER))
     for group, (old, new, at) in sorted(failovers.items()):
         out.append(_page(
             "LifelineFailedOver", site, "ticket", "site",
@@ -179,7 +188,8 @@ class PageBook:
         for key, gone in list(self.active.items()):
             if key not in want:
                 del self.active[key]
-                self.ended[key] = Post(key, gone.page.annotations, gone.starts_at, now)
+                self.ended[key] = Post(key, gone.page.annotations, gone.starts_at,
+                                       now + gone.page.linger)
         posts = list(self.ended.values())
         for key, page in want.items():
             was = self.active.get(key)
