@@ -17,7 +17,8 @@ The first three carry the very label set the Prometheus rules give them (alertna
 severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
 pages once. ``PageBook`` decides what to post: a new alert at once, a firing one again every
 ``resend`` seconds (Alertmanager resolves an alert nobody re-posts), a gone one once with its
-end time (resolved; the power outage's a little later, ``OUTAGE_LINGER``). Wall-clock times in, posts out; no I/O, no clock.
+end time (resolved; the power outage's a little later, ``OUTAGE_LINGER``). Wall-clock
+times in, posts out; no I/O, no clock.
 """
 
 from __future__ import annotations
