@@ -253,6 +253,10 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_ups_status", "gauge",
               "1 for each NUT status word (OL, OB, LB, ...) the UPS's last good reading "
               "has, 0 for the others.", ("ups", "flag"), POWER, pw.ups_status),
+    MetricDef("lifeline_ups_state", "gauge",
+              "1 for the UPS's current state (mains, on_battery, battery_low, unknown: not "
+              "read, failing reads, or readings frozen past stale_after), 0 for the others.",
+              ("ups", "state"), POWER, pw.ups_state),
     MetricDef("lifeline_ups_up", "gauge", "1 when the UPS's last read succeeded.", ("ups",),
               POWER, pw.ups_up),
     MetricDef("lifeline_ups_battery_charge_ratio", "gauge", "Battery charge (0..1).",
@@ -293,6 +297,12 @@ CATALOG: tuple[MetricDef, ...] = (
               "an https service has shown its certificate",
               lambda s: (((v.name,), v.cert_not_after) for v in s.services
                          if v.cert_not_after is not None)),
+    MetricDef("lifeline_service_cert_warn_seconds", "gauge",
+              "How long before its certificate expires the service's alert fires (its "
+              "cert_warn_days): the alert compares the expiry with this.", ("service",),
+              "an https service has shown its certificate",
+              lambda s: (((v.name,), v.cert_warn_days * 86400.0) for v in s.services
+                         if v.cert_not_after is not None and v.cert_warn_days is not None)),
     # -- the operator's overrides ---------------------------------------------------------
     MetricDef("lifeline_override_active", "gauge",
               "An operator override held now (docs/overrides.md): 1 while it applies, 0 "

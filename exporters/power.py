@@ -15,7 +15,9 @@ Series = Iterable[tuple[Labels, float]]
 
 SITE_STATES = ("mains", "on_battery", "battery_low", "unknown")
 _FLAGS = tuple(sorted(FLAGS))
-DR_CAUSES = (DR_DESTINATION_DOWN, DR_PIN, SITE_DR_POWER, DR_SERVICE)  # bounded: a label
+# Bounded: a metric label. Each is served from the first plan on (0 until used), so an
+# alert or a panel on one cause sees it start.
+DR_CAUSES = (DR_DESTINATION_DOWN, DR_PIN, DR_SERVICE, SITE_DR_POWER)
 
 
 def power_document(s: Snapshot) -> dict[str, Any] | None:
@@ -84,6 +86,14 @@ def ups_field(attr: str) -> Any:
                 if value is not None and u.state != "unknown":
                     yield (u.name,), float(value)
     return read
+
+
+def ups_state(s: Snapshot) -> Series:
+    """Each UPS's own judged state (an unknown UPS, e.g. stale, may still answer reads)."""
+    if s.power is not None:
+        for u in s.power.upses:
+            for state in SITE_STATES:
+                yield (u.name, state), float(u.state == state)
 
 
 def ups_up(s: Snapshot) -> Series:

@@ -6,15 +6,19 @@ lifeline posts the alerts that matter most straight to Alertmanager's v2 API as 
 
 - ``LifelineAllUplinksDown`` (page) while every link of the site is down;
 - ``LifelineDidsUnroutable`` (page) while some DIDs have no healthy capable trunk;
+- ``LifelinePowerOutage`` (page) while the site's power policy says outage (on battery past
+  the grace time, or in DR for power): a site on battery may soon lose the Prometheus that
+  watches it, or the uplink it is scraped over;
 - ``LifelineFailedOver`` (ticket) for ten minutes after a route group changed link, unless
   the operator moved it (an override forced it there, or lifting one moved it back): the
   operator knows, and a ticket for every drill teaches people to ignore the ticket.
 
-The first two carry the very label set the Prometheus rules give them (alertname, site,
+The first three carry the very label set the Prometheus rules give them (alertname, site,
 severity, scope), so Alertmanager takes lifeline's copy and Prometheus' for one alert and
 pages once. ``PageBook`` decides what to post: a new alert at once, a firing one again every
 ``resend`` seconds (Alertmanager resolves an alert nobody re-posts), a gone one once with its
-end time (resolved). Wall-clock times in, posts out; no I/O, no clock.
+end time (resolved; the power outage's a little later, ``OUTAGE_LINGER``). Wall-clock
+times in, posts out; no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -26,9 +30,15 @@ from dataclasses import dataclass, field
 from controller.core.health import HealthState
 from controller.core.snapshot import Snapshot
 
-__all__ = ["FAILOVER_SHOWN", "Page", "PageBook", "Post", "pages_for"]
+__all__ = ["FAILOVER_SHOWN", "OUTAGE_LINGER", "Page", "PageBook", "Post", "pages_for"]
 
 FAILOVER_SHOWN = 600.0  # seconds a LifelineFailedOver alert stays up after the switch
+# The power outage's resolved post ends it this long after the policy did. It inhibits
+# LifelineDidsOnDr, which Prometheus still fires from its last scrape until it scrapes and
+# evaluates again: ended at once by lifeline, the outage would let that DR alert page as
+# the incident closes. Prometheus' own resolved copy ends it sooner (Alertmanager takes
+# a resolved end over a future one); without Prometheus it ends after this.
+OUTAGE_LINGER = 120.0
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -40,6 +50,7 @@ class Page:
     labels: Labels
     annotations: Labels
     ends_at: float | None = None  # an event's alert ends by itself at this wall time
+    linger: float = 0.0  # once gone, its resolved post ends it this much later (below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +77,14 @@ def _rfc3339(t: float) -> str:
 
 
 def _page(alertname: str, site: str, severity: str, scope: str, summary: str,
-          description: str, ends_at: float | None = None, **more: str) -> Page:
+          description: str, ends_at: float | None = None, linger: float = 0.0,
+          **more: str) -> Page:
     """An alert with the labels the rules give it and the runbook section of its name."""
     labels = tuple(sorted({"alertname": alertname, "site": site, "severity": severity,
                            "scope": scope, **more}.items()))
     return Page(labels, (("summary", summary), ("description", description),
-                         ("runbook", f"docs/alerts.md#{alertname.lower()}")), ends_at)
+                         ("runbook", f"docs/alerts.md#{alertname.lower()}")), ends_at,
+                linger)
 
 
 def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -> list[Page]:
@@ -94,6 +107,12 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
             f"{n} numbers ({ranges}) have no healthy capable trunk: calls to and from them "
             "fail now. `lifeline status` says why each trunk was left. (Sent by lifeline "
             "itself.)"))
+    power = snap.power
+    if power is not None and power.outage:
+        out.append(_page(
+            "LifelinePowerOutage", site, "page", "power",
+            f"{site} is on battery: mains is lost and the generator did not take over",
+            _power_words(site, power.dr), linger=OUTAGE_LINGER))
     for group, (old, new, at) in sorted(failovers.items()):
         out.append(_page(
             "LifelineFailedOver", site, "ticket", "site",
@@ -101,6 +120,20 @@ def pages_for(snap: Snapshot, failovers: Mapping[str, tuple[str, str, float]]) -
             f"lifeline moved route group {group} of site {site} from link {old} to {new}; "
             "`lifeline events` tells why.", ends_at=at + FAILOVER_SHOWN, group=group))
     return out
+
+
+def _power_words(site: str, dr: bool) -> str:
+    """The outage's description: by phase only (not the policy's running reason, whose
+    clock ticks each cycle), so the alert is re-posted when DR begins, not every cycle."""
+    if dr:
+        return (f"Site {site} is on battery and its batteries are running out: every DID "
+                "range that names a DR destination is delivered there; agents must work "
+                "from the DR site. The numbers come back once mains has been stable for "
+                "the hold-down. `lifeline status` shows each UPS. (Sent by lifeline itself.)")
+    return (f"Site {site} has run on its UPS batteries past the grace time. Before they run "
+            "out (LB raised, or the runtime under the margin) lifeline moves every DID range "
+            "that names a DR destination there. `lifeline status` shows each UPS's charge "
+            "and runtime. (Sent by lifeline itself.)")
 
 
 @dataclass
@@ -156,7 +189,8 @@ class PageBook:
         for key, gone in list(self.active.items()):
             if key not in want:
                 del self.active[key]
-                self.ended[key] = Post(key, gone.page.annotations, gone.starts_at, now)
+                self.ended[key] = Post(key, gone.page.annotations, gone.starts_at,
+                                       now + gone.page.linger)
         posts = list(self.ended.values())
         for key, page in want.items():
             was = self.active.get(key)

@@ -212,3 +212,4 @@ class ServiceSnap:
     # The newest failed check's words, kept once the service is back: a service that
     # fails now and then shows what it last said (None: no check has failed).
     last_error: str | None = None
+    cert_warn_days: float | None = None  # the certificate alert's threshold (config)

@@ -213,5 +213,5 @@ class ServiceChecks:
                 None if last is None else last.latency,
                 None if last is None else last.code, w.cert_days_left, w.cert_not_after,
                 w.needed_by, w.cert(), w.health.hold_down_remaining(now),
-                w.failure or None))
+                w.failure or None, w.cert_warn_days))
         return tuple(out)

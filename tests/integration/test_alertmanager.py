@@ -209,3 +209,94 @@ async def test_lifelines_copy_and_prometheus_copy_are_one_page(
             f"{url}/api/v2/alerts") as resp:
         held = await resp.json()
     assert len(held) == 1, held
+
+
+def _by_site(name: str, site: str, *, ended: bool = False, **labels: str) -> dict[str, Any]:
+    """An alert of a rule that aggregates by site (no job, no instance), as Prometheus
+    sends it."""
+    doc = _alert(name, site, ended=ended, **labels)
+    del doc["labels"]["job"]
+    return doc
+
+
+def _pages_of(rx: Receiver, site: str, status: str = "firing") -> list[list[str]]:
+    """Per on-call notification of ``site``'s group: its alerts with ``status``."""
+    return [sorted(a["labels"]["alertname"] for a in n["alerts"] if a["status"] == status)
+            for n in rx.got
+            if n["receiver"] == "oncall" and n["groupLabels"].get("site") == site]
+
+
+async def test_a_power_incident_is_one_page(alertmanager: tuple[str, Receiver]) -> None:
+    """On battery past the grace, then the DIDs to DR for power, then mains back: rome's
+    on-call gets the outage once (lifeline's copy and Prometheus' are one alert) and its
+    resolution; the DR move, the PBX that died with mains, the UPS and service tickets are
+    held back; a service still down after mains is back is ticketed then; milano's own DR
+    incident still pages."""
+    import time
+
+    from controller.core.pages import PageBook, pages_for
+    from tests.unit.test_pages import on_power
+
+    url, rx = alertmanager
+    book = PageBook()
+
+    async def lifeline_posts(phase: str) -> None:
+        posts = book.due(pages_for(on_power(phase), {}), time.time())
+        assert posts, phase
+        await _post(url, [p.document() for p in posts])
+        book.delivered(posts, time.time())
+
+    # The grace is over: lifeline posts its outage at once; Prometheus' copy and the
+    # consequences come a scrape and an evaluation later (the PBX, not on the UPS, died
+    # with mains and its DIDs went to DR; a UPS's network card is dark; the wiki is down).
+    await lifeline_posts("outage")
+    await _held(url, "LifelinePowerOutage")
+    await _post(url, [
+        _by_site("LifelinePowerOutage", "rome"),
+        _by_site("LifelineDidsOnDr", "rome", cause="destination_down"),
+        _alert("LifelineUpsUnknown", "rome", ups="ups-b", state="unknown"),
+        _alert("LifelineServiceDown", "rome", service="wiki", state="down"),
+        _by_site("LifelineDidsOnDr", "milano", cause="service"),
+    ])
+    await _until(lambda: _pages_of(rx, "rome") and _pages_of(rx, "milano"), 15)
+    await asyncio.sleep(3)  # a second group round: nothing else may come
+    assert _pages_of(rx, "rome") == [["LifelinePowerOutage"]]
+    assert _pages_of(rx, "milano") == [["LifelineDidsOnDr"]]  # another site: its own page
+    assert not [n for n in rx.got if n["receiver"] == "tickets"]
+
+    # The batteries run low: every range goes to DR for power. lifeline re-posts its outage
+    # with the DR words; Prometheus fires the DR alert. No new page.
+    await lifeline_posts("dr")
+    await _post(url, [_by_site("LifelineDidsOnDr", "rome", cause="power")])
+    await asyncio.sleep(5)
+    assert _pages_of(rx, "rome") == [["LifelinePowerOutage"]]
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{url}/api/v2/alerts") as resp:
+        held = [a for a in await resp.json() if a["labels"]["site"] == "rome"]
+    outage = [a for a in held if a["labels"]["alertname"] == "LifelinePowerOutage"]
+    assert len(outage) == 1, outage  # lifeline's copy and Prometheus' copy: one alert
+    assert "delivered there" in outage[0]["annotations"]["description"]  # lifeline's newest
+    others = [a for a in held if a["labels"]["alertname"] != "LifelinePowerOutage"]
+    assert len(others) == 4 and all(
+        a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in others)
+
+    # Mains stable for the hold-down: lifeline ends its copy at once. Prometheus still
+    # fires the DR alerts from its last scrape; the outage's linger keeps them held.
+    await lifeline_posts("normal")
+    await asyncio.sleep(5)
+    assert _pages_of(rx, "rome") == [["LifelinePowerOutage"]]
+    # Prometheus scrapes, evaluates, and ends its outage and the DR alerts together. The
+    # UPS card is back; the wiki is still down: its ticket goes out now.
+    await _post(url, [
+        _by_site("LifelinePowerOutage", "rome", ended=True),
+        _by_site("LifelineDidsOnDr", "rome", ended=True, cause="destination_down"),
+        _by_site("LifelineDidsOnDr", "rome", ended=True, cause="power"),
+        _alert("LifelineUpsUnknown", "rome", ended=True, ups="ups-b", state="unknown"),
+    ])
+    # The resolution lists the DR alerts too, as resolved: they were never sent firing.
+    await _until(lambda: any("LifelinePowerOutage" in n
+                             for n in _pages_of(rx, "rome", "resolved")), 15)
+    await _until(lambda: rx.names("tickets"), 15)
+    await asyncio.sleep(3)
+    assert [p for p in _pages_of(rx, "rome") if p] == [["LifelinePowerOutage"]]
+    assert rx.names("tickets") == [["LifelineServiceDown"]]

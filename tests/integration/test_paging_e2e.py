@@ -33,6 +33,7 @@ from tests.lab.monitoring import (
     start_sink,
 )
 from tests.lab.monitoring import quietly as _quietly
+from tests.lab.nut import Upsd, nut_skip_reason
 from tests.lab.topology import Lab
 from tests.lab.wait import until
 from tests.lab.webhook_sink import read
@@ -95,9 +96,11 @@ def paging(lab: Lab, tmp_path: Path) -> Iterator[tuple[LifelineProcess, Paging]]
     yield daemon, chain
 
 
-# Served only with trunks, DIDs or a SIP edge configured: this lab has links only.
+# Served only with trunks, DIDs, a SIP edge, a power section or services configured: this
+# lab has links only.
 TELEPHONY = ("lifeline_trunk_", "lifeline_dids", "lifeline_did_", "lifeline_sip_edge_",
-             "lifeline_destination_", "lifeline_plan_")
+             "lifeline_destination_", "lifeline_plan_", "lifeline_ups_", "lifeline_power_",
+             "lifeline_site_power_", "lifeline_service_")
 
 
 def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,
@@ -149,3 +152,73 @@ def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,
           60, 0.5, "the page resolved")
     print(f"\nall uplinks blackholed -> page at the webhook after {paged_after:.1f} s "
           "(Prometheus 1 s scrape and evaluation, group_wait shortened to 2 s)")
+
+
+@pytest.fixture
+def site_ups(lab: Lab, tmp_path: Path) -> Iterator[Upsd]:
+    """A real upsd and dummy UPS on the site's own loopback, where lifeline runs."""
+    reason = nut_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = Upsd(tmp_path / "nut", users={"monitor": ("lab-secret", "upsmon secondary")},
+                  ns=lab.site)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_site_on_battery_pages_once_and_resolves(lab: Lab, site_ups: Upsd,
+                                                   tmp_path: Path) -> None:
+    """The dummy UPS goes on battery: past the grace, lifeline posts the outage and
+    Prometheus' rule fires it from the scrape; Alertmanager holds one alert and on-call
+    gets one page. Mains back and stable: the page is resolved, by Prometheus' copy well
+    before the linger of lifeline's own resolved post."""
+    secret = tmp_path / "nut-password"
+    secret.write_text("lab-secret\n")
+    secret.chmod(0o600)
+    config = lifeline_config_dict(lab, tmp_path / "state", reliability=2, hold_down="2s")
+    config["alertmanager"] = {"urls": [f"http://127.0.0.1:{AM_PORT}"], "timeout": "1s"}
+    config["power"] = {"grace": "2s", "hold_down": "3s", "ups": [{
+        "name": "rack-ups", "interval": "500ms", "timeout": "500ms", "stale_after": None,
+        "nut": {"host": "127.0.0.1", "port": site_ups.port, "ups": site_ups.ups,
+                "username": "monitor", "password_file": str(secret)}}]}
+    daemon = LifelineProcess.with_config(lab, tmp_path / "state", config)
+    daemon.start()
+    daemon.wait_active(["fibre-a"], timeout=30.0)
+    chain = Paging(lab, tmp_path / "paging").start()
+    on_mains: Callable[[], bool] = lambda: bool(  # noqa: E731
+        chain.query('lifeline_site_power_state{job="lifeline", state="mains"} == 1'))
+    until(lambda: _quietly(on_mains), 30, 0.5, "Prometheus seeing the site on mains")
+
+    cut = time.monotonic()
+    site_ups.set(status="OB DISCHRG", charge=90, runtime=1500, input_voltage=0)
+    until(lambda: ("firing", ["LifelinePowerOutage"]) in chain.deliveries("oncall"),
+          60, 0.5, "the page for a site on battery")
+    paged_after = time.monotonic() - cut
+    assert paged_after >= 2.0, paged_after  # not before lifeline's grace
+    prometheus_fires: Callable[[], bool] = lambda: bool(chain.query(  # noqa: E731
+        'ALERTS{alertname="LifelinePowerOutage", alertstate="firing"}'))
+    until(lambda: _quietly(prometheus_fires), 30, 0.5, "Prometheus' rule firing too")
+    time.sleep(5)  # group rounds: nothing else may come
+    outage = [a for a in chain.am_alerts()
+              if a["labels"]["alertname"] == "LifelinePowerOutage"]
+    assert len(outage) == 1, outage  # lifeline's copy and Prometheus' copy: one alert
+    assert outage[0]["labels"] == {"alertname": "LifelinePowerOutage", "site": "lab",
+                                   "severity": "page", "scope": "power"}
+    assert chain.deliveries("oncall") == [("firing", ["LifelinePowerOutage"])]
+    assert chain.deliveries("tickets") == []
+
+    back = time.monotonic()
+    site_ups.set(status="OL CHRG", input_voltage=230)
+    until(lambda: ("resolved", ["LifelinePowerOutage"]) in chain.deliveries("oncall"),
+          60, 0.5, "the page resolved")
+    resolved_after = time.monotonic() - back
+    assert resolved_after >= 3.0, resolved_after  # not before the hold-down
+    # Prometheus' resolved copy ended it, not the 120 s linger of lifeline's own.
+    assert resolved_after < 60.0, resolved_after
+    assert [d for d in chain.deliveries("oncall") if d[0] == "firing"] == [
+        ("firing", ["LifelinePowerOutage"])]
+    print(f"\nUPS on battery -> page at the webhook after {paged_after:.1f} s (grace 2 s); "
+          f"mains back -> resolved after {resolved_after:.1f} s (hold-down 3 s)")

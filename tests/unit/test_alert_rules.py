@@ -90,7 +90,8 @@ def test_every_alert_can_page_someone_usefully() -> None:
     for rule in _alerts():
         name = rule["alert"]
         assert rule["labels"]["severity"] in ("page", "ticket"), name
-        assert rule["labels"]["scope"] in ("lifeline", "site", "link", "trunk", "dids"), name
+        assert rule["labels"]["scope"] in ("lifeline", "site", "link", "trunk", "dids",
+                                           "power", "service"), name
         ann = rule["annotations"]
         assert {"summary", "description", "runbook"} <= set(ann), name
         if name != "LifelineNotScraped":  # absent() has no labels to name a site with
@@ -105,7 +106,7 @@ def test_pages_are_few() -> None:
     """One incident, one page: only what needs someone now pages."""
     pages = sorted(r["alert"] for r in _alerts() if r["labels"]["severity"] == "page")
     assert pages == ["LifelineAllUplinksDown", "LifelineDidsOnDr", "LifelineDidsUnroutable",
-                     "LifelineDown", "LifelineSipEdgeOutOfSync"]
+                     "LifelineDown", "LifelinePowerOutage", "LifelineSipEdgeOutOfSync"]
 
 
 @needs_promtool

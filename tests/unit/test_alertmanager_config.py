@@ -94,17 +94,19 @@ def _own_pages() -> list[dict[str, str]]:
     """The label sets of the alerts lifeline posts itself (controller.core.pages)."""
     from controller.core.health import HealthState
     from controller.core.pages import pages_for
-    from tests.unit.test_pages import site
+    from tests.unit.test_pages import on_power, site
 
     book_failover = {"internet": ("a", "b", 0.0)}
-    pages = pages_for(site(HealthState.DOWN, HealthState.DOWN), book_failover)
+    pages = [*pages_for(site(HealthState.DOWN, HealthState.DOWN), book_failover),
+             *pages_for(on_power("dr"), {})]
     return [dict(p.labels) for p in pages]
 
 
 @needs_amtool
 def test_lifelines_own_pages_route_and_are_never_stale() -> None:
     own = _own_pages()
-    assert {p["alertname"] for p in own} == {"LifelineAllUplinksDown", "LifelineFailedOver"}
+    assert {p["alertname"] for p in own} == {"LifelineAllUplinksDown", "LifelineFailedOver",
+                                             "LifelinePowerOutage"}
     inhibits = yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]
     stale = next(i for i in inhibits if i["source_matchers"] == ['alertname="LifelineDown"'])
     for labels in [*own, {"alertname": "LifelineDidsUnroutable", "site": "rome",
@@ -114,3 +116,56 @@ def test_lifelines_own_pages_route_and_are_never_stale() -> None:
                        f"--verify.receivers={want}", *(f"{k}={v}" for k, v in labels.items()))
         assert done.returncode == 0, done.stdout + done.stderr
         assert not _matches(stale["target_matchers"], labels), labels
+
+
+def _inhibited(alert: dict[str, str], firing: list[dict[str, str]]) -> bool:
+    """Whether the shipped inhibit rules hold ``alert`` back while ``firing`` fire (what
+    Alertmanager does; tests/integration/test_alertmanager.py checks the real one)."""
+    for rule in yaml.safe_load(AM_CONFIG.read_text())["inhibit_rules"]:
+        if not _matches(rule["target_matchers"], alert):
+            continue
+        for source in firing:
+            if source is not alert and _matches(rule["source_matchers"], source) and all(
+                    source.get(k) == alert.get(k) for k in rule["equal"]):
+                return True
+    return False
+
+
+def _firing(name: str, site: str = "rome", **more: str) -> dict[str, str]:
+    rule = next(r for r in _alerts() if r["alert"] == name)
+    return {"alertname": name, "site": site, **rule["labels"], **more}
+
+
+def test_one_power_incident_is_one_page() -> None:
+    """On battery, then DR for power (and the PBX or the CRM, not on the UPS, dying with
+    mains): of every alert the incident raises, only the outage reaches on-call."""
+    incident = [
+        _firing("LifelinePowerOutage"),
+        _firing("LifelineDidsOnDr", cause="power"),
+        _firing("LifelineDidsOnDr", cause="destination_down"),
+        _firing("LifelineDidsOnDr", cause="service"),
+        _firing("LifelineServiceDown", service="crm", state="down"),
+        _firing("LifelineUpsUnknown", ups="ups-b", state="unknown"),
+        _firing("LifelineUpsBatteryLow", ups="ups-a"),
+    ]
+    delivered = [a["alertname"] for a in incident if not _inhibited(a, incident)]
+    assert delivered == ["LifelinePowerOutage"]
+    # Calls failing now still page; another site's DR still pages; and with mains back
+    # (the outage resolved) a service still down is delivered.
+    more = [_firing("LifelineDidsUnroutable"), _firing("LifelineSipEdgeOutOfSync",
+                                                       edge="kamailio"),
+            _firing("LifelineDidsOnDr", "milano", cause="service")]
+    assert not any(_inhibited(a, incident + more) for a in more)
+    after = [a for a in incident if a["alertname"] != "LifelinePowerOutage"]
+    assert not any(_inhibited(a, after) for a in after
+                   if a["alertname"] == "LifelineServiceDown")
+
+
+def test_a_service_incident_pages_once_as_dids_on_dr() -> None:
+    """The CRM down takes its PBX's DIDs to DR: the DR page, and a ticket naming the
+    service (tickets go to the queue, never to on-call)."""
+    incident = [_firing("LifelineServiceDown", service="crm", state="down"),
+                _firing("LifelineDidsOnDr", cause="service")]
+    pages = [a["alertname"] for a in incident
+             if a["severity"] == "page" and not _inhibited(a, incident)]
+    assert pages == ["LifelineDidsOnDr"]

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from controller.config.model import AlertmanagerPush
 from controller.core.health import HealthState
-from controller.core.pages import FAILOVER_SHOWN, PageBook, pages_for
+from controller.core.pages import FAILOVER_SHOWN, OUTAGE_LINGER, PageBook, pages_for
+from controller.core.powersnap import PowerSnap, UpsSnap
 from controller.core.snapshot import GroupSnap, LinkSnap, OverrideSnap, Snapshot, Tally
 from controller.runtime.paging import AlertPoster
 from tests.unit.test_alert_rules import RULES
@@ -64,6 +65,59 @@ def test_unroutable_dids_page(tmp_path: Path) -> None:
     assert dict(page.labels) == {"alertname": "LifelineDidsUnroutable", "site": "tel",
                                  "severity": "page", "scope": "dids"}
     assert "+390298765400-+390298765449" in dict(page.annotations)["description"]
+
+
+def on_power(phase: str, reason: str = "") -> Snapshot:
+    """The site with both links up and its power policy in ``phase``."""
+    outage, dr = phase in ("outage", "dr"), phase == "dr"
+    state = {"normal": "mains", "battery": "on_battery", "outage": "on_battery",
+             "dr": "battery_low"}[phase]
+    ups = UpsSnap("ups-a", "nut", state, reason, 10.0, ("OB",), 0.5, 600.0, 0.0, 0.3, True)
+    power = PowerSnap(state, phase, reason or f"{phase}: ups-a", 10.0, outage, dr, (ups,))
+    base = site(HealthState.UP, HealthState.UP)
+    return Snapshot(site=base.site, version=base.version, dry_run=False, taken_at=0.0,
+                    uptime=0.0, links=base.links, groups=base.groups, power=power)
+
+
+def test_a_power_outage_pages_with_the_rules_labels() -> None:
+    # Within the grace time, or on mains, nothing: the policy has not called an outage.
+    assert pages_for(on_power("normal"), {}) == []
+    assert pages_for(on_power("battery"), {}) == []
+    assert pages_for(site(HealthState.UP, HealthState.UP), {}) == []  # no power section
+    (page,) = pages_for(on_power("outage"), {})
+    rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
+                if r.get("alert") == "LifelinePowerOutage")
+    # The rule aggregates by site: Alertmanager keeps lifeline's copy and Prometheus' as one.
+    assert "max by (site)" in rule["expr"] and "for" not in rule
+    assert dict(page.labels) == {"alertname": "LifelinePowerOutage", "site": "rome",
+                                 **rule["labels"]}
+    assert dict(page.annotations)["summary"] == (
+        "rome is on battery: mains is lost and the generator did not take over")
+    assert dict(page.annotations)["runbook"] == "docs/alerts.md#lifelinepoweroutage"
+    (in_dr,) = pages_for(on_power("dr"), {})
+    assert in_dr.labels == page.labels  # DR is the same incident: the same alert
+    assert "delivered there" in dict(in_dr.annotations)["description"]
+
+
+def test_the_outage_is_posted_again_when_dr_begins_not_as_its_clock_ticks() -> None:
+    book = PageBook(resend=60.0)
+    (first,) = book.due(pages_for(on_power("outage", "outage: on battery for 31 s"), {}),
+                        1000.0)
+    book.delivered([first], 1000.0)
+    # The policy's reason changes every cycle (its clock); the alert's words do not.
+    assert book.due(pages_for(on_power("outage", "outage: on battery for 40 s"), {}),
+                    1009.0) == []
+    (dr,) = book.due(pages_for(on_power("dr", "desks dark: ups-a LB"), {}), 1010.0)
+    assert dr.starts_at == 1000.0 and dr.labels == first.labels
+    book.delivered([dr], 1010.0)
+    assert book.due(pages_for(on_power("dr", "dr: on battery for 5 m"), {}), 1020.0) == []
+    # Mains stable for the hold-down: the policy is back to normal, the page resolved,
+    # ending a little later so the DR alert Prometheus still fires stays held back.
+    (resolved,) = book.due(pages_for(on_power("normal"), {}), 1400.0)
+    assert resolved.labels == first.labels and resolved.ends_at == 1400.0 + OUTAGE_LINGER
+    assert resolved.document()["endsAt"] == "1970-01-01T00:25:20Z"
+    book.delivered([resolved], 1400.0)
+    assert book.due(pages_for(on_power("normal"), {}), 1401.0) == []
 
 
 def test_posted_once_then_again_after_resend_then_resolved() -> None:

@@ -175,6 +175,9 @@ async def test_an_outage_pages_after_grace_lb_moves_dids_and_mains_brings_them_b
             assert f'lifeline_dids_on_dr_by_cause{{cause="{cause}"}} 0.0' in scraped, cause
         assert 'lifeline_ups_battery_runtime_seconds{ups="ups-a"} 40.0' in scraped
         assert 'lifeline_ups_up{ups="ups-a"} 1.0' in scraped
+        assert 'lifeline_ups_state{state="battery_low",ups="ups-a"} 1.0' in scraped
+        assert 'lifeline_ups_state{state="mains",ups="ups-a"} 0.0' in scraped
+        assert 'lifeline_dids_on_dr_by_cause{cause="service"} 0.0' in scraped
         ups.now = MAINS
         await until(daemon, "mains seen", lambda s: s.power is not None
                     and s.power.state == "mains")
@@ -216,6 +219,7 @@ async def test_a_reader_that_raises_or_hangs_makes_the_ups_unknown_never_mains(
         assert snap.power.state == "unknown"
         scraped = generate_latest(registry_for(lambda: daemon.latest)).decode()
         assert 'lifeline_ups_up{ups="ups-a"} 0.0' in scraped
+        assert 'lifeline_ups_state{state="unknown",ups="ups-a"} 1.0' in scraped
         assert 'lifeline_site_power_state{state="mains"} 0.0' in scraped
         assert "lifeline_ups_battery_runtime_seconds{" not in scraped  # unknown: no figure
         ups.fail = False

@@ -188,6 +188,9 @@ async def test_the_certificate_days_left_and_expiry_are_served(tmp_path: Path) -
                       service="crm") == NOT_AFTER
         assert metric(snap, "lifeline_service_cert_expiry_timestamp_seconds",
                       service="wiki") is None
+        # The alert's threshold is the service's own cert_warn_days (default 21).
+        assert metric(snap, "lifeline_service_cert_warn_seconds", service="crm") == 21 * 86400
+        assert metric(snap, "lifeline_service_cert_warn_seconds", service="wiki") is None
         assert metric(snap, "lifeline_service_latency_seconds", service="crm") == 0.02
         doc = next(s for s in status_document(snap)["services"] if s["name"] == "crm")
         assert (doc["cert_days_left"], doc["cert"]) == (10.0, "expiring")
