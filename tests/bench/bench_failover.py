@@ -363,6 +363,13 @@ def secs(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f} s"
 
 
+def med_max(values: list[float]) -> str:
+    """Median and max of a few trials' seconds, for a figure's cell."""
+    if not values:
+        return "no data"
+    return f"median {statistics.median(values):.2f}, max {max(values):.2f}"
+
+
 class _HasError(Protocol):
     error: str | None
 

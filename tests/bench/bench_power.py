@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Any
 
 from controller.core.durations import parse_duration
 from controller.runtime.journal import read_events
-from tests.bench.bench_failover import Figure, add_json_arg, finish, log, secs
+from tests.bench.bench_failover import Figure, add_json_arg, finish, log, med_max, secs
 from tests.lab.nut import Upsd, nut_skip_reason
 from tests.lab.sipsite import (
     DR_PORT,
@@ -192,12 +191,6 @@ def run(trials: int = 3, interval: float = 0.5) -> Report:
     return report
 
 
-def _med_max(values: list[float]) -> str:
-    if not values:
-        return "no data"
-    return f"median {statistics.median(values):.2f}, max {max(values):.2f}"
-
-
 def figures(report: Report) -> list[Figure]:
     rows: list[Figure] = []
     goal = 2.0 + GRACE
@@ -208,14 +201,14 @@ def figures(report: Report) -> list[Figure]:
             continue
         calls = [t.dr_call for t in done if t.dr_call is not None]
         rows.append(Figure(f"UPS raises LB -> first call at the DR PBX, {mode}, {every} "
-                           f"(n={len(done)})", f"{_med_max(calls)} s",
+                           f"(n={len(done)})", f"{med_max(calls)} s",
                            f"<= {goal:g} s (2 s + grace {GRACE:g} s)",
                            bool(calls) and len(done) == sum(t.mode == mode
                                                             for t in report.trials)
                            and max(calls) <= goal))
         rows.append(Figure(f"  of which: upsd serves LB / DR journaled, {mode}",
-                           f"{_med_max([t.upsd_lb for t in done if t.upsd_lb is not None])}"
-                           f" s / {_med_max([t.decided for t in done if t.decided is not None])}"
+                           f"{med_max([t.upsd_lb for t in done if t.upsd_lb is not None])}"
+                           f" s / {med_max([t.decided for t in done if t.decided is not None])}"
                            " s"))
     return rows
 

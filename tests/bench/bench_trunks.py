@@ -29,7 +29,6 @@ import functools
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from tests.bench.bench_failover import (
     finish,
     guarded,
     log,
+    med_max,
     secs,
 )
 from tests.lab.kamailio import LabKamailio
@@ -318,12 +318,6 @@ def run(trials: int = 3, timing: str = "default", modes: Sequence[str] = MODES,
     return report
 
 
-def _med_max(values: list[float]) -> str:
-    if not values:
-        return "no data"
-    return f"median {statistics.median(values):.2f}, max {max(values):.2f}"
-
-
 def figures(report: Report) -> list[Figure]:
     rows: list[Figure] = []
     for mode in MODES:
@@ -335,17 +329,17 @@ def figures(report: Report) -> list[Figure]:
         goal_met = None
         if mode == "in-call":
             goal_met = bool(gaps) and max(gaps) <= GOAL_GAP
-        rows.append(Figure(f"trunk failover gap, {n}", f"{_med_max(gaps)} s",
+        rows.append(Figure(f"trunk failover gap, {n}", f"{med_max(gaps)} s",
                            f"<= {GOAL_GAP:g} s" if mode == "in-call" else "-", goal_met))
         rows.append(Figure(f"calls failed, {n}",
-                           _med_max([float(t.failed) for t in done if t.failed is not None])
+                           med_max([float(t.failed) for t in done if t.failed is not None])
                            + f" of {done[0].placed if done else 0}"))
         rows.append(Figure(f"good calls > {SLOW:g} s, {n}",
-                           _med_max([float(t.slow) for t in done if t.slow is not None])
-                           + f"; slowest {_med_max([t.slowest for t in done if t.slowest])} s"))
+                           med_max([float(t.slow) for t in done if t.slow is not None])
+                           + f"; slowest {med_max([t.slowest for t in done if t.slowest])} s"))
         rows.append(Figure(f"SBC killed -> trunk down / DIDs on sbc2, {mode}",
-                           f"{_med_max([t.trunk_down for t in done if t.trunk_down])} s / "
-                           f"{_med_max([t.dids_moved for t in done if t.dids_moved])} s"))
+                           f"{med_max([t.trunk_down for t in done if t.trunk_down])} s / "
+                           f"{med_max([t.dids_moved for t in done if t.dids_moved])} s"))
     if report.compute is not None:
         c = report.compute
         worst = max(float(c["compute_all_up_ms"]), float(c["compute_two_down_ms"]))
