@@ -160,13 +160,9 @@ def site_ups(lab: Lab, tmp_path: Path) -> Iterator[Upsd]:
     reason = nut_skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    server = Upsd(tmp_path / "nut", users={"monitor": ("lab-secret", "upsmon secondary")},
-                  ns=lab.site)
-    try:
-        server.start()
+    users = {"monitor": ("lab-secret", "upsmon secondary")}
+    with Upsd(tmp_path / "nut", users=users, ns=lab.site).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_site_on_battery_pages_once_and_resolves(lab: Lab, site_ups: Upsd,

@@ -43,12 +43,9 @@ PASSWORD = "lab-secret"
 
 @pytest.fixture
 def upsd(tmp_path: Path) -> Iterator[Upsd]:
-    server = Upsd(tmp_path / "nut", users={"monitor": (PASSWORD, "upsmon secondary")})
-    try:
-        server.start()
+    users = {"monitor": (PASSWORD, "upsmon secondary")}
+    with Upsd(tmp_path / "nut", users=users).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _until(daemon: Daemon, what: str, ok: Callable[[Snapshot], bool],
@@ -60,6 +57,16 @@ async def _until(daemon: Daemon, what: str, ok: Callable[[Snapshot], bool],
             return time.monotonic() - start
         assert time.monotonic() - start < within, f"not within {within} s: {what}"
         await asyncio.sleep(0.1)
+
+
+def _daemon(tmp_path: Path, power: str) -> Daemon:
+    """The telephony site of the unit tests plus ``power`` (YAML), on the kernel in memory;
+    no probe starts until the test starts the power runtime's own."""
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(_telephony_config(tmp_path / "state") + power)
+    adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
+    return Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
+                  config_path=path)
 
 
 def _on_dr(s: Snapshot) -> dict[str, str | None]:
@@ -83,11 +90,7 @@ power:
        username: monitor, password_file: {secret}}}, interval: 500ms, timeout: 500ms,
        stale_after: null}}
 """
-    path = tmp_path / "lifeline.yaml"
-    path.write_text(_telephony_config(tmp_path / "state") + power)
-    adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
-    daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
-                    config_path=path)
+    daemon = _daemon(tmp_path, power)
     async with looping(daemon):
         assert daemon.power is not None
         daemon.power.start()  # only the UPS is read: no link or SIP probe leaves the host
@@ -150,11 +153,7 @@ power:
        v3: {{user: {V3_USER}, auth_protocol: sha, auth_key_file: {auth},
              priv_protocol: aes, priv_key_file: {priv}}}}}, interval: 500ms, timeout: 500ms}}
 """
-        path = tmp_path / "lifeline.yaml"
-        path.write_text(_telephony_config(tmp_path / "state") + power)
-        adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
-        daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
-                        config_path=path)
+        daemon = _daemon(tmp_path, power)
         async with looping(daemon):
             assert daemon.power is not None
             daemon.power.start()

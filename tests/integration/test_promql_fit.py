@@ -100,13 +100,9 @@ NUT_PASSWORD = "lab-secret"
 def ups(lab: Lab, tmp_path: Path) -> Iterator[Upsd]:
     """The site's UPS: upsd and dummy-ups on the site's loopback (where lifeline reads it),
     on mains; stopped by PID at the end, before the lab goes."""
-    server = Upsd(tmp_path / "nut", ns=lab.site,
-                  users={"monitor": (NUT_PASSWORD, "upsmon secondary")})
-    try:
-        server.start()
+    users = {"monitor": (NUT_PASSWORD, "upsmon secondary")}
+    with Upsd(tmp_path / "nut", ns=lab.site, users=users).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -70,12 +70,8 @@ def power_section(upsd: Upsd) -> dict[str, Any]:
 
 @pytest.fixture
 def upsd(lab: Lab, tmp_path: Path) -> Iterator[Upsd]:
-    server = Upsd(tmp_path / "nut", ns=lab.site)
-    try:
-        server.start()
+    with Upsd(tmp_path / "nut", ns=lab.site).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

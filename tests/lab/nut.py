@@ -15,11 +15,13 @@ peer only; this module speaks just enough of the protocol to know upsd is up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,16 @@ class Upsd:
     def thaw_driver(self) -> None:
         if self.driver is not None:
             self.driver.send_signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Upsd]:
+        """Started for the block, stopped by PID after it, also when the block fails (the
+        body of every test fixture of a lab UPS)."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """End upsd and the driver, by their PIDs; safe to call twice."""
