@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-import tests.lab.demo as lab_demo
-from controller.cli import main
 from tests.lab.demo_power import (
     InviteLog,
     PowerAct,
@@ -110,18 +108,3 @@ def test_summary_gives_the_figures_and_why_a_step_failed() -> None:
     assert "8 placed (both ways), 1 failed" in text
     assert "first call at the DR PBX: 1.50 s" in text
     assert "first call at the PBX again: - (hold-down 5 s)" in text
-
-
-@pytest.mark.parametrize(("argv", "power"),
-                         [(["demo"], True), (["demo", "--no-power"], False)])
-def test_no_power_skips_the_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                                power: bool) -> None:
-    seen: dict[str, Any] = {}
-
-    def fake(**kw: Any) -> int:
-        seen.update(kw)
-        return 7
-
-    monkeypatch.setattr(lab_demo, "run_demo", fake)
-    assert main(argv) == 7
-    assert seen["power"] is power

@@ -99,9 +99,13 @@ def test_summary_shows_calls_and_why_a_step_failed() -> None:
     assert "FAILED: no good out call after the switch" in lines[2]
 
 
-@pytest.mark.parametrize(("argv", "sip"), [(["demo"], True), (["demo", "--no-sip"], False)])
-def test_no_sip_skips_the_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                              sip: bool) -> None:
+@pytest.mark.parametrize(("argv", "acts"), [
+    (["demo"], {"sip": True, "power": True}),
+    (["demo", "--no-sip"], {"sip": False, "power": True}),
+    (["demo", "--no-power"], {"sip": True, "power": False}),
+])
+def test_no_sip_and_no_power_skip_their_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                            acts: dict[str, bool]) -> None:
     seen: dict[str, Any] = {}
 
     def fake(**kw: Any) -> int:
@@ -110,4 +114,4 @@ def test_no_sip_skips_the_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
 
     monkeypatch.setattr(lab_demo, "run_demo", fake)
     assert main(argv) == 7
-    assert seen["sip"] is sip
+    assert {act: seen[act] for act in acts} == acts
