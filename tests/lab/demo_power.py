@@ -31,7 +31,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.lab.demo_sip import A_DID, A_RANGE, Call, CallLoad, dids_lookup, tally
+from tests.lab.demo_sip import (
+    A_DID,
+    A_RANGE,
+    Call,
+    CallLoad,
+    dids_lookup,
+    good_calls_after,
+    tally,
+)
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.nut import Upsd
 from tests.lab.sipsite import DID_RANGES, DR_PORT, SipPeer, SipSite, plan_ready
@@ -337,22 +345,14 @@ def _play(ups: Upsd, watch: _Watch, load: CallLoad, step: PowerStep, timeline: P
         until(done, begun + step.timeout - time.monotonic(), 0.1, step.expect)
         reached = time.monotonic()
     # Watch on: calls placed once the step has played out must succeed, both ways.
-    good = {"out": False, "in": False}
-    if reached is not None:
-        at = reached
+    def watch_on() -> None:
+        v = watch.view()
+        if v is not None:
+            last[:] = [v]
+            timeline.update(v)
 
-        def good_calls_both_ways() -> bool:
-            for c in load.calls():
-                if c.started >= at and c.ok:
-                    good[c.direction] = True
-            v = watch.view()
-            if v is not None:
-                last[:] = [v]
-                timeline.update(v)
-            return all(good.values())
-
-        with contextlib.suppress(TimeoutError):  # judged below, from good
-            until(good_calls_both_ways, 8.0, 0.1, "good calls both ways")
+    good = ({"out": False, "in": False} if reached is None
+            else good_calls_after(load, reached, 8.0, watch_on))
     ended = time.monotonic()
     calls = [c for c in load.calls() if begun <= c.ended < ended]
     failed = sum(not c.ok for c in calls)

@@ -338,6 +338,27 @@ def print_plan(v: View) -> None:
                                    for t in v.status["trunks"]), flush=True)
 
 
+def good_calls_after(load: CallLoad, at: float, within: float, watch: Callable[[], None],
+                     settle: float = 0.0) -> dict[str, bool]:
+    """Which directions ("out", "in") had a good call placed at or after ``at``, waited for
+    until both have and ``settle`` has passed, or ``within`` seconds from ``at``; ``watch``
+    runs on each poll (the timeline goes on while the calls are waited for)."""
+    good = {"out": False, "in": False}
+
+    def both() -> bool:
+        for c in load.calls():
+            if c.started >= at and c.ok:
+                good[c.direction] = True
+        if all(good.values()) and time.monotonic() >= at + settle:
+            return True
+        watch()
+        return False
+
+    with contextlib.suppress(TimeoutError):  # the caller judges from what it returns
+        until(both, at + within - time.monotonic(), 0.1, "good calls both ways")
+    return good
+
+
 def _play(site: SipSite, daemon: LifelineProcess, load: CallLoad, step: SipStep,
           timeline: SipTimeline, settle: float) -> SipOutcome:
     print(f"\n== {step.title}", flush=True)
@@ -357,24 +378,13 @@ def _play(site: SipSite, daemon: LifelineProcess, load: CallLoad, step: SipStep,
         until(done, begun + step.timeout - time.monotonic(), 0.1, step.expect)
         switched = time.monotonic()
     # Watch on: carrier-A calls placed after the switch must succeed, both ways.
-    after_ok = {"out": False, "in": False}
-    if switched is not None:
-        at = switched
+    def watch_on() -> None:
+        v = observe(daemon)
+        if v is not None:
+            timeline.update(v)
 
-        def good_calls_both_ways() -> bool:
-            for c in load.calls():
-                if c.started >= at and c.ok:
-                    after_ok[c.direction] = True
-            if all(after_ok.values()) and time.monotonic() >= at + settle:
-                return True
-            v = observe(daemon)
-            if v is not None:
-                timeline.update(v)
-            return False
-
-        with contextlib.suppress(TimeoutError):  # judged below, from after_ok
-            until(good_calls_both_ways, at + settle + 6.0 - time.monotonic(), 0.1,
-                  "good calls both ways after the switch")
+    after_ok = ({"out": False, "in": False} if switched is None
+                else good_calls_after(load, switched, settle + 6.0, watch_on, settle))
     ended = time.monotonic()
     calls = load.calls()
     out_calls = tally(calls, begun, ended, "out")
