@@ -1,4 +1,4 @@
-"""Durations as operators write them (``200ms``, ``5s``, ``1m30s``) and back.
+"""Durations as operators write them (``200ms``, ``5s``, ``1m30s``, ``5y``) and back.
 
 Parsing and rendering only: no clock and no config knowledge. The config loader, the CLI
 summary and any log line that shows an interval use these two functions, so an interval
@@ -11,15 +11,19 @@ import math
 import re
 
 # Milliseconds divide rather than multiply by 0.001, so "1234ms" == 1234 / 1000 exactly.
-_UNIT_MULTIPLY = {"s": 1.0, "m": 60.0, "h": 3600.0}
+# Days, weeks and years are for periods like a legal retention (``5y``); a year is 365
+# days, not a calendar year (docs/recordings.md says what that means for a retention).
+_DAY = 86400.0
+_UNIT_MULTIPLY = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": _DAY, "w": 7 * _DAY, "y": 365 * _DAY}
 
 # One or more number+unit parts ("1m30s"); a bare number stands alone and means seconds.
-_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)")
+_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d|w|y)")
 _BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``: ``"200ms"``, ``"1.5s"``, ``"1m30s"``, ``"1h"``, or a bare number.
+    """Seconds in ``value``: ``"200ms"``, ``"1.5s"``, ``"1m30s"``, ``"1h"``, ``"30d"``,
+    ``"2w"``, ``"5y"`` (365 days each), or a bare number.
 
     Raises ValueError with a sentence fit for an operator. Negative, infinite and NaN
     values are refused here; whether zero is allowed is the caller's business, since a
@@ -58,7 +62,8 @@ def _parse_text(text: str) -> float:
         pos = match.end()
     if pos != len(body) or pos == 0:
         raise ValueError(
-            f"not a duration: {text!r} (expected a number with ms, s, m or h, e.g. 200ms)"
+            f"not a duration: {text!r} (expected a number with ms, s, m, h, d, w or y, "
+            "e.g. 200ms)"
         )
     return total
 
@@ -94,3 +99,17 @@ def format_duration(seconds: float) -> str:
     if secs:
         parts.append(f"{secs}s")
     return "".join(parts)
+
+
+def format_period(seconds: float) -> str:
+    """A long period in the largest whole unit: ``5y``, ``3w``, ``30d``; else as
+    format_duration (``26h``). For retentions and schedules, where ``43800h`` says nothing.
+
+    ``parse_duration(format_period(x)) == x`` wherever format_duration's round trip holds.
+    """
+    if seconds >= _DAY and not math.isinf(seconds) and not math.isnan(seconds):
+        for unit in ("y", "w", "d"):
+            count = seconds / _UNIT_MULTIPLY[unit]
+            if count >= 1 and count == int(count):
+                return f"{int(count)}{unit}"
+    return format_duration(seconds)

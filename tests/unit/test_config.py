@@ -313,8 +313,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Any], str | list[str]]] = [
     (
         "garbage interval",
         _set("defaults.interval", "fast"),
-        "defaults.interval: not a duration: 'fast' (expected a number with ms, s, m or h, e.g. "
-        "200ms)",
+        "defaults.interval: not a duration: 'fast' (expected a number with ms, s, m, h, d, w "
+        "or y, e.g. 200ms)",
     ),
     (
         "negative hold_down",
