@@ -20,6 +20,7 @@ from controller.config.fields import ConfigModel
 from controller.config.links import RULE_PRIORITY_MAX, Link, RouteGroup
 from controller.config.model import Config
 from controller.config.power import power_warnings
+from controller.config.recordings import RecordingsConfig, recordings_checks
 from controller.config.services import Service, service_checks
 from controller.config.telephony import Destination, DidRange, Trunk
 from controller.config.thresholds import Defaults, Thresholds
@@ -51,7 +52,9 @@ def semantic_checks(cfg: Config) -> tuple[list[str], list[str]]:
     svc_errors, svc_warnings = service_checks(
         list(enumerate(cfg.services)), [(i, s.name) for i, s in enumerate(cfg.services)],
         {d.name for d in cfg.destinations})
-    return errors + tel_errors + svc_errors, warnings + tel_warnings + svc_warnings
+    rec_errors, rec_warnings = recordings_checks(cfg.recordings, cfg.state_dir, cfg.api_socket)
+    return (errors + tel_errors + svc_errors + rec_errors,
+            warnings + tel_warnings + svc_warnings + rec_warnings)
 
 
 def partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -86,7 +89,22 @@ def partial_semantic_checks(data: dict[str, Any]) -> tuple[list[str], list[str]]
     svc_errors, svc_warnings = service_checks(
         _valid_items(data, "services", Service), _raw_names(data.get("services")),
         {name for _, name in _raw_names(data.get("destinations"))})
-    return errors + tel_errors + svc_errors, warnings + tel_warnings + svc_warnings
+    rec_errors, rec_warnings = _partial_recordings(data)
+    return (errors + tel_errors + svc_errors + rec_errors,
+            warnings + tel_warnings + svc_warnings + rec_warnings)
+
+
+def _partial_recordings(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The recordings checks when that section is valid, against a state_dir (and
+    api_socket) that is valid too; the default state_dir when it is left out."""
+    rec = _valid(RecordingsConfig, data.get("recordings"))
+    state_dir = data.get("state_dir", "/var/lib/lifeline")
+    socket = data.get("api_socket")
+    if rec is None or not isinstance(state_dir, str) or not state_dir.startswith("/"):
+        return [], []
+    return recordings_checks(rec, state_dir,
+                             socket if isinstance(socket, str) and socket.startswith("/")
+                             else None)
 
 
 def _valid(model: type[_M], raw: object) -> _M | None:

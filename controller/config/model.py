@@ -25,6 +25,7 @@ from controller.config.fields import (
 )
 from controller.config.links import Link, RouteGroup, RouteProtocol, RulePriority
 from controller.config.power import PowerConfig
+from controller.config.recordings import RecordingsConfig
 from controller.config.services import Service
 from controller.config.telephony import Destination, DidRange, SipEdge, Trunk
 from controller.config.thresholds import Defaults
@@ -76,6 +77,8 @@ class Config(ConfigModel):
     alertmanager: AlertmanagerPush | None = None
     power: PowerConfig | None = None  # the site's UPSes (docs/power.md); None: not watched
     services: list[Service] = Field(default_factory=list)
+    # Call recordings and their backups (docs/recordings.md); None: not watched.
+    recordings: RecordingsConfig | None = None
 
     # Warnings are found by the semantic pass, not read from YAML, so not a field.
     _warnings: list[str] = PrivateAttr(default_factory=list)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from controller.config.model import Config
 from controller.config.power import power_summary
+from controller.config.recordings import recordings_summary
 from controller.config.services import services_summary
 from controller.core.durations import format_duration
 
@@ -69,6 +70,7 @@ def summary(cfg: Config) -> str:
     out += _telephony_summary(cfg)
     out += power_summary(cfg.power)
     out += services_summary(cfg.services)
+    out += recordings_summary(cfg.recordings)
     if cfg.warnings:
         out.append("warnings:")
         out += [f"  {w}" for w in cfg.warnings]
