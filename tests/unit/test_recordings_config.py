@@ -4,16 +4,19 @@ secrets), warnings, the summary, and the d/w/y duration units it brought."""
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.config import ConfigError, parse_config, summary
 from controller.config.recordings import recordings_summary
 from controller.core.durations import format_duration, format_period, parse_duration
-from controller.core.recordings import RecordingsParams
+from controller.core.recordings import RecordingsParams, verify_plan
 from tests.unit.test_config import build, errors_of
 
 DAY = 86400.0
@@ -269,3 +272,29 @@ def test_format_period_prefers_the_largest_whole_unit() -> None:
 @given(st.integers(min_value=0, max_value=100 * 365 * 86400))
 def test_format_period_round_trips_whole_seconds(seconds: int) -> None:
     assert parse_duration(format_period(float(seconds))) == seconds
+
+
+# ------------------------------------------------------------------ docs/recordings.md
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "recordings.md"
+
+
+def test_the_config_reference_of_docs_recordings_md_loads_without_warnings() -> None:
+    text = DOC.read_text()
+    block = text.split("## Config reference", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    section = yaml.safe_load(block)["recordings"]
+    cfg = parse_config(with_rec(section))
+    assert cfg.recordings is not None and cfg.warnings == []
+    assert cfg.recordings.must_hold_names == ["nas", "offsite"]
+
+
+def test_the_verification_table_of_docs_recordings_md_is_what_verify_plan_says() -> None:
+    rows = re.findall(r"^\| ([\d,]+) \| (\d+) \| 5m \| (\d+) \| (\d+) MB \(([\d.]+) MB/s\) \|$",
+                      DOC.read_text(), re.MULTILINE)
+    assert len(rows) == 3
+    for files, days, per_cycle, mb, rate in rows:
+        total = int(files.replace(",", ""))
+        plan = verify_plan(total, total * 1_000_000, int(days), 300, backups=2)
+        assert plan.files_per_cycle == int(per_cycle)
+        assert round(plan.bytes_per_cycle / 1e6) == int(mb)
+        assert f"{plan.read_bytes_per_s / 1e6:.2g}" == rate
