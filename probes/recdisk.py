@@ -17,7 +17,10 @@ it from its worker thread once per recordings cycle. Three readers and one that 
 - ``arrays_of(path)``: the md arrays under the filesystem of ``path``, found from its
   ``st_dev`` through ``/sys/dev/block/MAJ:MIN`` and the ``slaves/`` of device-mapper
   (LVM, LUKS) layers, partitions included (``md0p1``).
-- ``read_disk(path)``: all three for the runtime, never raising: errors are words.
+- ``md_from_sysfs(name)``: one array from ``/sys/block/<name>/md/`` (``level``,
+  ``raid_disks``, ``degraded``, ``array_state``, ``sync_action``), for an array under the
+  store that /proc/mdstat does not list (or when it cannot be read).
+- ``read_disk(path)``: all of them for the runtime, never raising: errors are words.
 
 The /proc and /sys locations are parameters, so tests run on sample files.
 """
@@ -38,6 +41,7 @@ __all__ = [
     "arrays_of",
     "arrays_of_dev",
     "md_arrays",
+    "md_from_sysfs",
     "parse_mdstat",
     "read_disk",
     "volume",
@@ -309,14 +313,52 @@ def array_of(path: str | os.PathLike[str], *, sys_root: str = "/sys") -> str | N
     return found[0] if found else None
 
 
+def _attr(md_dir: str, name: str) -> str | None:
+    try:
+        with open(os.path.join(md_dir, name), encoding="ascii", errors="replace") as fh:
+            return fh.read(256).strip()
+    except OSError:
+        return None
+
+
+def _small_int(text: str | None) -> int | None:
+    return int(text) if text is not None and re.fullmatch(r"[0-9]{1,6}", text) else None
+
+
+# md's sync_action words, as mdstat's progress line says them.
+_SYNC_WORDS = {"resync": "resync", "recover": "recovery", "check": "check",
+               "repair": "repair", "reshape": "reshape"}
+
+
+def md_from_sysfs(name: str, *, sys_root: str = "/sys") -> MdArray | None:
+    """Array ``name`` as ``/sys/block/<name>/md/`` describes it (no member list), or None
+    when there is no such array. ``degraded`` there is the count of missing members."""
+    md_dir = os.path.join(sys_root, "block", name, "md")
+    state = _attr(md_dir, "array_state")
+    if state is None:
+        return None
+    active = state not in ("inactive", "clear", "")
+    raid_disks = _small_int(_attr(md_dir, "raid_disks"))
+    missing = _small_int(_attr(md_dir, "degraded"))
+    sync = _SYNC_WORDS.get(_attr(md_dir, "sync_action") or "")
+    level = _attr(md_dir, "level") or None
+    working = (raid_disks - missing if raid_disks is not None and missing is not None
+               and missing <= raid_disks else None)
+    return MdArray(name=name, level=level if active else None, devices=(), active=active,
+                   degraded=active and bool(missing), state_words=(state[:32],),
+                   raid_disks=raid_disks if missing is not None else None,
+                   working_disks=working, sync_action=sync,
+                   recovery=f"sync_action {sync}" if sync is not None else None)
+
+
 @dataclass(frozen=True, slots=True)
 class DiskReport:
     """One reading of the recordings volume, for the runtime (never an exception)."""
 
     volume: Volume | None
     error: str | None  # why volume is None: the OS's words
-    arrays: tuple[MdArray, ...]  # the arrays under the volume, as /proc/mdstat has them
-    raid_error: str | None = None  # an array under the volume that mdstat does not show
+    arrays: tuple[MdArray, ...]  # the arrays under the volume (from mdstat, else sysfs)
+    raid_error: str | None = None  # an array under the volume that neither describes
 
 
 def read_disk(path: str | os.PathLike[str], *, mdstat_path: str = "/proc/mdstat",
@@ -329,13 +371,22 @@ def read_disk(path: str | os.PathLike[str], *, mdstat_path: str = "/proc/mdstat"
         return DiskReport(None, f"{os.fspath(path)}: {exc.strerror or exc}", ())
     if not names:
         return DiskReport(vol, None, ())
+    why: list[str] = []
     try:
         with open(mdstat_path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read(MAX_TEXT)
+            by_name = {a.name: a for a in md_arrays(fh.read(MAX_TEXT))}
     except OSError as exc:
-        return DiskReport(vol, None, (), f"{mdstat_path}: {exc.strerror or exc}")
-    by_name = {a.name: a for a in md_arrays(text)}
-    arrays = tuple(by_name[n] for n in names if n in by_name)
-    absent = [n for n in names if n not in by_name]
-    raid_error = (f"{', '.join(absent)} not in {mdstat_path}" if absent else None)
-    return DiskReport(vol, None, arrays, raid_error)
+        by_name = {}
+        why.append(f"{mdstat_path}: {exc.strerror or exc}")
+    arrays: list[MdArray] = []
+    absent: list[str] = []
+    for name in names:
+        array = by_name.get(name) or md_from_sysfs(name, sys_root=sys_root)
+        if array is not None:
+            arrays.append(array)
+        else:
+            absent.append(name)
+    if absent:
+        why.append(f"{', '.join(absent)} in neither {mdstat_path} nor "
+                   f"{os.path.join(sys_root, 'block')}")
+    return DiskReport(vol, None, tuple(arrays), "; ".join(why) if absent else None)

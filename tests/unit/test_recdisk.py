@@ -40,6 +40,7 @@ from probes.recdisk import (
     arrays_of,
     arrays_of_dev,
     md_arrays,
+    md_from_sysfs,
     parse_mdstat,
     read_disk,
     volume,
@@ -311,12 +312,37 @@ def test_read_disk_says_what_it_could_not_read_and_never_raises(sysfs: Path,
     _on(sysfs, tmp_path, "md1")
     no_mdstat = read_disk(tmp_path, mdstat_path=str(tmp_path / "mdstat"), sys_root=str(sysfs))
     assert no_mdstat.volume is not None and no_mdstat.arrays == ()
-    assert no_mdstat.raid_error == f"{tmp_path / 'mdstat'}: No such file or directory"
-    mdstat = tmp_path / "mdstat"
-    shutil.copy(SAMPLES / "raid1-clean.txt", mdstat)  # has md0 and md1 ...
+    assert no_mdstat.raid_error == (f"{tmp_path / 'mdstat'}: No such file or directory; md1 "
+                                    f"in neither {tmp_path / 'mdstat'} nor {sysfs / 'block'}")
     (tmp_path / "other").write_text(sample("no-arrays.txt"))
     absent = read_disk(tmp_path, mdstat_path=str(tmp_path / "other"), sys_root=str(sysfs))
-    assert absent.raid_error == f"md1 not in {tmp_path / 'other'}"
+    assert absent.raid_error == f"md1 in neither {tmp_path / 'other'} nor {sysfs / 'block'}"
+
+
+def _md_attrs(sysfs: Path, name: str, **attrs: str) -> None:
+    """/sys/block/<name> -> the device's directory, with md/ attributes as the kernel has."""
+    link = sysfs / "block" / name
+    if not link.exists():
+        _link(link, f"../devices/virtual/block/{name}")
+    for attr, value in attrs.items():
+        (sysfs / "devices" / "virtual" / "block" / name / "md" / attr).write_text(value + "\n")
+
+
+def test_an_array_mdstat_does_not_list_is_read_from_sysfs(sysfs: Path, tmp_path: Path) -> None:
+    _md_attrs(sysfs, "md1", array_state="clean", level="raid1", raid_disks="2", degraded="1",
+              sync_action="recover")
+    md1 = md_from_sysfs("md1", sys_root=str(sysfs))
+    assert md1 is not None
+    assert (md1.active, md1.level, md1.degraded, md1.raid_disks, md1.working_disks) == (
+        True, "raid1", True, 2, 1)
+    assert md1.describe() == "raid1 [2/1], sync_action recovery"
+    _on(sysfs, tmp_path, "md1")
+    report = read_disk(tmp_path, mdstat_path=str(tmp_path / "mdstat"), sys_root=str(sysfs))
+    assert report.arrays == (md1,) and report.raid_error is None
+    _md_attrs(sysfs, "md0", array_state="inactive", raid_disks="2", degraded="garbage")
+    md0 = md_from_sysfs("md0", sys_root=str(sysfs))
+    assert md0 is not None and (md0.active, md0.degraded, md0.level) == (False, False, None)
+    assert md_from_sysfs("md9", sys_root=str(sysfs)) is None
 
 
 def test_a_volume_not_on_md_reads_no_mdstat(sysfs: Path, tmp_path: Path) -> None:
