@@ -35,6 +35,11 @@ recorder's own tree and disk):
 7. **raid**: the Linux software RAID under the store: degraded or inactive pages (one more
    disk failure loses everything not yet copied); a failed member with redundancy
    restored (a spare took over) is a ticket (replace the disk).
+8. **unreadable**: what the walk could not read in a tree (a folder or file lifeline may
+   not read, an I/O error, a symlink it does not follow, a fifo where a recording should
+   be) is a ticket naming each: a human must look, and whatever it hides from lifeline
+   shows up as missing (and pages) if it is not in a backup. A file that vanished
+   between listing and reading is a race, not a finding: the runtime leaves it out.
 
 Findings on a backup that is not in ``must_hold`` never page: the site does not rely on
 it, so its troubles are tickets. Every check of every subject yields a Finding, the good
@@ -94,6 +99,7 @@ class Check(StrEnum):
     DISK_DAYS = "disk_days"
     DISK_FREE = "disk_free"
     RAID = "raid"
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +148,8 @@ class BackupFacts:
     corrupt: int = 0
     corrupt_names: tuple[str, ...] = ()
     oldest_mtime: float | None = None  # the oldest recording held (a metric)
+    problems: int = 0  # what the walk could not read (probes.recfiles.ScanProblem), counted
+    problem_names: tuple[str, ...] = ()  # "2026/12/03: permission ([Errno 13] ...)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,8 @@ class StoreFacts:
     written_recent_bytes: int = 0  # bytes of recordings written in the recent window
     recent_window_s: float = 0.0  # 0: no write rate known yet
     raid: tuple[RaidFacts, ...] = ()
+    problems: int = 0  # as BackupFacts.problems
+    problem_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,9 +292,19 @@ def _store_findings(p: RecordingsParams, store: StoreFacts) -> list[Finding]:
         else:
             out.append(Finding(Check.LOST, STORE, Severity.OK, 0.0,
                                "store: no recording left it before reaching a backup"))
+        out.append(_unreadable(STORE, store.problems, store.problem_names))
         out += _disk_findings(p, store)
     out += [_raid_finding(array) for array in store.raid]
     return out
+
+
+def _unreadable(subject: str, count: int, names: tuple[str, ...]) -> Finding:
+    if not count:
+        return Finding(Check.UNREADABLE, subject, Severity.OK, 0.0,
+                       f"{subject}: everything in the tree could be read")
+    return Finding(Check.UNREADABLE, subject, Severity.TICKET, float(count),
+                   f"{subject}: {count} {'entry' if count == 1 else 'entries'} could not be "
+                   f"read{_names(names, count)}", names)
 
 
 def _disk_findings(p: RecordingsParams, store: StoreFacts) -> list[Finding]:
@@ -378,6 +398,7 @@ def _backup_findings(p: RecordingsParams, b: BackupFacts, now: float) -> list[Fi
         else:
             out.append(Finding(check, n, Severity.OK, 0.0, f"{n}: no {check.value} recording"
                                + (f" ({b.verified} verified)" if check is Check.CORRUPT else "")))
+    out.append(_unreadable(n, b.problems, b.problem_names))
     return out
 
 

@@ -60,9 +60,10 @@ def test_a_site_whose_backups_hold_everything_has_no_problem_and_every_number() 
     checks = {(f.check, f.subject) for f in verdict.findings}
     for name in ("nas", "offsite"):
         for check in (Check.AVAILABLE, Check.FRESHNESS, Check.MISSING, Check.MISMATCHED,
-                      Check.CORRUPT, Check.GONE):
+                      Check.CORRUPT, Check.GONE, Check.UNREADABLE):
             assert (check, name) in checks
-    for check in (Check.AVAILABLE, Check.LOST, Check.DISK_DAYS, Check.DISK_FREE):
+    for check in (Check.AVAILABLE, Check.LOST, Check.DISK_DAYS, Check.DISK_FREE,
+                  Check.UNREADABLE):
         assert (check, "store") in checks
     assert (Check.RAID, "md0") in checks
     nas_age = verdict.of(Check.FRESHNESS, "nas")
@@ -157,7 +158,8 @@ def test_an_unavailable_backup_is_always_exactly_one_finding(backup: BackupFacts
     if not backup.available:
         assert [(f.check, f.severity) for f in mine] == [(Check.AVAILABLE, Severity.PAGE)]
     else:
-        assert len(mine) == 6  # available, freshness, missing, mismatched, corrupt, gone
+        # available, freshness, missing, mismatched, corrupt, gone, unreadable
+        assert len(mine) == 7
 
 
 @given(backup_facts)
@@ -218,6 +220,19 @@ def test_completeness_window_is_older_than_the_backups_newest_by_the_grace() -> 
     # a backup clock ahead of ours does not move the window into the future
     assert completeness_window(P, NOW + DAY, NOW) == (NOW - P.retention, NOW - P.grace)
     assert completeness_window(P, NOW - P.retention, NOW) is None
+
+
+def test_what_the_walk_could_not_read_is_a_ticket_naming_each() -> None:
+    names = ("2026/11/29: permission ([Errno 13] Permission denied)",
+             "2026/11/29/loop.wav: symlink (not followed)")
+    store = dataclasses.replace(HEALTHY_STORE, problems=2, problem_names=names)
+    verdict = judge(P, store, [fresh("nas", problems=1, problem_names=names[1:])], NOW)
+    assert [(f.check, f.subject, f.severity) for f in verdict.problems] == [
+        (Check.UNREADABLE, "store", Severity.TICKET), (Check.UNREADABLE, "nas", Severity.TICKET)]
+    assert verdict.problems[0].reason == (
+        "store: 2 entries could not be read: 2026/11/29: permission ([Errno 13] Permission "
+        "denied), 2026/11/29/loop.wav: symlink (not followed)")
+    assert verdict.problems[1].names == names[1:]
 
 
 # ---------------------------------------------------------------------------- disk, RAID
