@@ -312,20 +312,22 @@ def _disk_findings(p: RecordingsParams, store: StoreFacts) -> list[Finding]:
         return []
     out: list[Finding] = []
     left = days_left(store.free_bytes, store.written_recent_bytes, store.recent_window_s)
-    words = f"store: {store.free_bytes / 2**30:.3g} GiB free"
-    if math.isinf(left):
-        words += ", no recent writes"
+    if store.free_bytes <= 0:
+        words, sev, why = "store: the volume is full", Severity.PAGE, ": the recorder cannot record"
     else:
-        per_day = (store.written_recent_bytes / store.recent_window_s * DAY / 2**30
-                   if store.recent_window_s > 0 else 0.0)
-        words += f", {left:.1f} days left at {per_day:.3g} GiB/day"
-    if left <= p.page_days_left:
-        sev, why = (Severity.PAGE, f"; full within {p.page_days_left:g} days: the recorder "
-                    "stops recording")
-    elif left <= p.warn_days_left:
-        sev, why = Severity.TICKET, f"; full within {p.warn_days_left:g} days"
-    else:
-        sev, why = Severity.OK, ""
+        words = f"store: {store.free_bytes / 2**30:.3g} GiB free"
+        if math.isinf(left):
+            words += ", no recent writes"
+        else:
+            per_day = store.written_recent_bytes / store.recent_window_s * DAY / 2**30
+            words += f", {left:.1f} days left at {per_day:.3g} GiB/day"
+        if left <= p.page_days_left:
+            sev, why = (Severity.PAGE, f"; full within {p.page_days_left:g} days: the "
+                        "recorder stops recording")
+        elif left <= p.warn_days_left:
+            sev, why = Severity.TICKET, f"; full within {p.warn_days_left:g} days"
+        else:
+            sev, why = Severity.OK, ""
     out.append(Finding(Check.DISK_DAYS, STORE, sev, left, words + why))
     if store.total_bytes:
         ratio = store.free_bytes / store.total_bytes
@@ -381,20 +383,24 @@ def _backup_findings(p: RecordingsParams, b: BackupFacts, now: float) -> list[Fi
     else:
         out.append(Finding(Check.FRESHNESS, n, Severity.OK, age, f"{n}: {newest}"))
 
-    for check, count, names, words in (
+    for check, count, names, (one, many) in (
         (Check.MISSING, b.missing, b.missing_names,
-         "older than its last copy by the grace are not in it"),
+         ("older than its last copy by the grace is not in it",
+          "older than its last copy by the grace are not in it")),
         (Check.MISMATCHED, b.mismatched, b.mismatched_names,
-         "are there with another size than the original"),
+         ("is there with another size than the original",
+          "are there with another size than the original")),
         (Check.CORRUPT, b.corrupt, b.corrupt_names,
-         "read back differ from the original (SHA-256)"),
+         ("read back differs from the original (SHA-256)",
+          "read back differ from the original (SHA-256)")),
         (Check.GONE, b.gone_young, b.gone_names,
-         "younger than the retention were dropped from it"),
+         ("younger than the retention was dropped from it",
+          "younger than the retention were dropped from it")),
     ):
         if count:
             out.append(Finding(check, n, bad, float(count),
-                               f"{n}: {_plural(count, 'recording')} {words}"
-                               f"{_names(names, count)}", names))
+                               f"{n}: {_plural(count, 'recording')} "
+                               f"{one if count == 1 else many}{_names(names, count)}", names))
         else:
             out.append(Finding(check, n, Severity.OK, 0.0, f"{n}: no {check.value} recording"
                                + (f" ({b.verified} verified)" if check is Check.CORRUPT else "")))

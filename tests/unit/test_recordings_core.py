@@ -192,7 +192,7 @@ def test_missing_and_different_copies_page_and_name_the_recordings() -> None:
                               "2026/11/29/call-2.wav and 4 more")
     other = verdict.of(Check.MISMATCHED, "nas")
     assert other is not None and other.reason == (
-        "nas: 1 recording are there with another size than the original: "
+        "nas: 1 recording is there with another size than the original: "
         "2026/11/29/call-0.wav")
 
 
@@ -260,6 +260,10 @@ def test_the_disk_reason_says_space_days_and_rate() -> None:
     assert days is not None and days.value == 2.0
     assert days.reason == ("store: 2 GiB free, 2.0 days left at 1 GiB/day; full within 3 "
                            "days: the recorder stops recording")
+    full = judge(P, dataclasses.replace(store, free_bytes=0), [], NOW).of(Check.DISK_DAYS,
+                                                                          "store")
+    assert full is not None
+    assert full.reason == "store: the volume is full: the recorder cannot record"
     low = verdict.of(Check.DISK_FREE, "store")
     assert low is not None and (low.severity, low.value) == (Severity.TICKET, 0.02)
     assert low.reason == "store: 2.0% of the volume free, below the 5% minimum"
