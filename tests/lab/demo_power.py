@@ -353,6 +353,7 @@ def _play(ups: Upsd, watch: _Watch, load: CallLoad, step: PowerStep, timeline: P
 
     good = ({"out": False, "in": False} if reached is None
             else good_calls_after(load, reached, 8.0, watch_on))
+    watch_on()  # the step's tally below counts the calls that rang up to its very end
     ended = time.monotonic()
     calls = [c for c in load.calls() if begun <= c.ended < ended]
     failed = sum(not c.ok for c in calls)
