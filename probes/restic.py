@@ -36,7 +36,7 @@ import subprocess
 import tarfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -627,7 +627,7 @@ class Restic:
                     "corrupt", f"snapshot {sid} is there but cannot be read: {said or '(no words)'}"
                 ))
 
-    def listing(self, snapshot_id: str, root: str) -> Iterator[FileEntry]:
+    def listing(self, snapshot_id: str, root: str) -> Generator[FileEntry, None, None]:
         """Every file under ``root`` (the path as it was backed up) in a snapshot, relative to
         it, streamed from one ``restic ls --json``; a second, plain ``ls`` only when some names
         are not UTF-8 (module docstring). An unknown snapshot or a root the snapshot does not
@@ -666,7 +666,7 @@ class Restic:
 
     def hashes(
         self, snapshot_id: str, root: str, directory: bytes
-    ) -> Iterator[tuple[bytes, int, str]]:
+    ) -> Generator[tuple[bytes, int, str], None, None]:
         """(path relative to ``root``, size, SHA-256) of every file under ``directory`` (relative
         to root; b'' for root itself) as the snapshot holds it: one ``restic dump`` of the
         directory, a tar stream hashed as it passes, nothing written anywhere. restic stops at
