@@ -48,12 +48,15 @@ from probes.recfiles import FileEntry
 __all__ = [
     "ERROR_KINDS",
     "ErrorKind",
+    "LsNode",
     "Restic",
     "ResticError",
     "SnapshotInfo",
     "classify",
     "go_lossy",
     "hash_tar",
+    "parse_ls_line",
+    "parse_snapshots",
     "parse_time_ns",
     "relative_to",
     "resolve_names",
@@ -210,24 +213,34 @@ def _record_kind(obj: Mapping[str, object]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Node:
+class LsNode:
+    """A node of a listing: its type ("file", "dir", "symlink", ...) and absolute path."""
+
     type: str
     path: str
     size: int
     mtime_ns: int
 
 
-def _node(obj: Mapping[str, object]) -> _Node:
-    """One ``ls --json`` node line; size and mtime are read for files only."""
+def _node(obj: Mapping[str, object]) -> LsNode:
+    """One ``ls --json`` node; size and mtime are read for files only."""
     node_type, path = obj.get("type"), obj.get("path")
     if not isinstance(node_type, str) or not isinstance(path, str) or not path.startswith("/"):
         raise _bad("a node without type or absolute path", obj)
     if node_type != "file":
-        return _Node(node_type, path, 0, 0)
+        return LsNode(node_type, path, 0, 0)
     size = obj.get("size", 0)  # omitted by some releases for an empty file
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _bad("a file node with a bad size", obj)
-    return _Node(node_type, path, size, parse_time_ns(obj.get("mtime")))
+    return LsNode(node_type, path, size, parse_time_ns(obj.get("mtime")))
+
+
+def parse_ls_line(line: bytes) -> tuple[str, LsNode | None]:
+    """One line of ``restic ls --json``: ("snapshot", None), ("node", the node), or another
+    kind a newer restic may add, (kind, None), to be skipped."""
+    obj = _json_line(line)
+    kind = _record_kind(obj)
+    return kind, _node(obj) if kind == "node" else None
 
 
 def _path_bytes(path: str) -> bytes:
@@ -317,33 +330,45 @@ def resolve_names(
 
     The plain listing prints every path raw, one a line, in the order of the JSON listing, so
     the n-th raw path whose lossy form equals a held path is that held entry's (equal lossy
-    forms are paired in order). A name with a newline spans lines: up to as many lines are
-    joined as the held names have. An entry never matched keeps its lossy path (it then shows
-    as missing, not silently as present).
+    forms are paired in order). A name with a newline spans lines, so a path is tried from
+    each line on, the most lines first (up to as many as the held names span): a name cut at
+    its newline is never taken for another. An entry never matched keeps its lossy path (it
+    then shows as missing, not silently as present).
     """
     pending: dict[str, deque[FileEntry]] = {}
     for entry in held:
         pending.setdefault(entry.path.decode("utf-8", "replace"), deque()).append(entry)
     if not pending:
         return
-    window: deque[bytes] = deque(maxlen=1 + max(key.count("\n") for key in pending))
-    for raw in raw_lines:
-        window.append(raw)
-        for span in range(1, len(window) + 1):
-            rel = relative_to(b"\n".join(list(window)[-span:]), root)
-            if rel is None:
-                continue
-            key = go_lossy(rel)
-            queue = pending.get(key)
-            if queue:
+    span_max = 1 + max(key.count("\n") for key in pending)
+    window: deque[bytes] = deque()
+
+    def match() -> FileEntry | None:
+        """The held entry the path starting at window[0] is, its lines taken off; else None
+        and that line dropped."""
+        for span in range(len(window), 0, -1):
+            rel = relative_to(b"\n".join(list(window)[:span]), root)
+            queue = None if rel is None else pending.get(go_lossy(rel))
+            if rel is not None and queue:
                 entry = queue.popleft()
                 if not queue:
-                    del pending[key]
-                yield FileEntry(rel, entry.size, entry.mtime_ns)
-                window.clear()
+                    del pending[go_lossy(rel)]
+                for _ in range(span):
+                    window.popleft()
+                return FileEntry(rel, entry.size, entry.mtime_ns)
+        window.popleft()
+        return None
+
+    lines = iter(raw_lines)
+    while pending:
+        for raw in lines:
+            window.append(raw)
+            if len(window) == span_max:
                 break
-        if not pending:
-            return
+        if not window:
+            break
+        if (found := match()) is not None:
+            yield found
     for queue in pending.values():
         yield from queue
 
@@ -638,14 +663,11 @@ class Restic:
         seen_snapshot = seen_root = False
         with self._run("ls", "--json", "--recursive", snapshot_id, *where) as run:
             for line in _lines(run.stdout):
-                obj = _json_line(line)
-                kind = _record_kind(obj)
+                kind, node = parse_ls_line(line)
                 if kind == "snapshot":
                     seen_snapshot = True
+                if node is None:
                     continue
-                if kind != "node":
-                    continue
-                node = _node(obj)
                 path = _path_bytes(node.path)
                 if path.rstrip(b"/") == base:
                     seen_root = True
