@@ -306,6 +306,8 @@ def classify(returncode: int, stderr: str) -> ResticError:
         return ResticError("wrong_password", detail(found))
     if returncode == 12:
         return ResticError("wrong_password", detail(None))
+    if found := _pick(lines, "permission denied"):  # lifeline may not read it: not "no repo"
+        return ResticError("failed", detail(found))
     if found := _pick(
         lines, "unable to open config file", "is there a repository", "repository does not exist"
     ):

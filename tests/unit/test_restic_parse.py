@@ -257,6 +257,8 @@ def test_snapshots_json_never_raises_anything_but_a_restic_error(body: bytes) ->
         "directory\nIs there a repository at the following location?\n/mnt/usb/restic",
      "no_repository"),
     (10, "Fatal: repository does not exist", "no_repository"),
+    (1, "Fatal: unable to open config file: open /mnt/usb/restic/config: permission denied\n"
+        "Is there a repository at the following location?", "failed"),
     (2, 'cannot dump file: path "/srv/rec/2026/12/31" not found in snapshot', "not_found"),
     (1, 'invalid id "deadbeef": no matching ID found for prefix "deadbeef"', "not_found"),
     (2, "cannot dump file: decrypting blob 4882fc53 failed: ciphertext verification failed",
