@@ -658,7 +658,8 @@ class Restic:
         """Every file under ``root`` (the path as it was backed up) in a snapshot, relative to
         it, streamed from one ``restic ls --json``; a second, plain ``ls`` only when some names
         are not UTF-8 (module docstring). An unknown snapshot or a root the snapshot does not
-        hold is ``not_found``."""
+        hold is ``not_found``. Streamed: a listing that fails gives its error after the
+        entries read until then, so keep a listing only when it ended without one."""
         base = _root_bytes(root)
         where = [os.fsdecode(base)] if base else []
         held: list[FileEntry] = []
