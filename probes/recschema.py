@@ -131,17 +131,15 @@ class Opened:
 def _connect(path: str) -> sqlite3.Connection:
     # One connection, used by one thread at a time (the runtime's worker thread, which may be
     # a different pool thread each call); autocommit: the index manages its transactions.
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    _configure(conn)
-    return conn
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
 def _configure(conn: sqlite3.Connection) -> None:
+    """Only once the file is known to be ours: WAL mode rewrites the file's header."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the hot key ranges stay in memory
     conn.execute("PRAGMA journal_size_limit=67108864")
-    conn.execute("PRAGMA foreign_keys=OFF")
 
 
 def _refused(conn: sqlite3.Connection) -> str | None:
@@ -150,6 +148,7 @@ def _refused(conn: sqlite3.Connection) -> str | None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if objects == 0 and app == 0:
+        _configure(conn)
         conn.executescript(f"BEGIN; {_TABLES} {_TRIGGERS} "
                            f"PRAGMA application_id={APPLICATION_ID}; "
                            f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
@@ -158,6 +157,7 @@ def _refused(conn: sqlite3.Connection) -> str | None:
         return f"not a lifeline recordings index (application_id {app:#x})"
     if version != SCHEMA_VERSION:
         return f"schema version {version}, this lifeline uses {SCHEMA_VERSION}"
+    _configure(conn)
     check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if check != "ok":
         return f"damaged: {check}"
@@ -187,9 +187,9 @@ def open_index(path: str | Path) -> Opened:
         _refused(conn)
         return Opened(conn, None)
     file = Path(path)
-    conn = sqlite3.connect(str(file), check_same_thread=False, isolation_level=None)
+    file.parent.mkdir(parents=True, exist_ok=True)  # in state_dir: lifeline's own
+    conn = _connect(str(file))
     try:
-        _configure(conn)
         why = _refused(conn)
     except sqlite3.DatabaseError as exc:  # "file is not a database", a damaged page
         why = f"unreadable: {exc}"
