@@ -13,8 +13,8 @@ directories that may have changed and takes the rest from what the index knew:
   directory mtime shows;
 - the root is listed every time: that is how an unmounted share (an empty mount point, or a
   different disk) is told from a tree whose recordings were deleted. A root that is missing,
-  or holds none of what the index knew, yields nothing (the index changes nothing) and one
-  problem;
+  cannot be listed, or holds none of what the index knew, yields nothing (the index changes
+  nothing) and one problem;
 - symlinks are never followed (no loops, no escapes out of the tree): each is a problem.
 
 It only reads: ``lstat`` and ``scandir``, no file is opened. It works on bytes paths, so a
@@ -191,6 +191,9 @@ class TreeWalk:
             stack.extend(sorted(known.subdirs, reverse=True))
             return
         listed = self._list(rel, st.st_mtime_ns)
+        if listed is None and rel == b"":  # a root we may not list: the source is unavailable
+            self.root_state = "missing"
+            return
         if listed is None:
             yield Failed(rel)
             if known is not None:
