@@ -206,7 +206,7 @@ class TreeWalk:
         if known is not None:
             now = set(listed.subdirs)
             for sub in known.subdirs:
-                if sub not in now:
+                if sub not in now and sub not in listed.unread:  # unread: state unknown
                     yield from self._gone(sub)
         stack.extend(sorted(listed.subdirs, reverse=True))
 

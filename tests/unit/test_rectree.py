@@ -211,11 +211,13 @@ def test_a_file_pattern_list_matches_any_and_is_case_sensitive() -> None:
 class _Entry:
     """A DirEntry whose stat fails as a broken file system's would."""
 
-    def __init__(self, real: os.DirEntry[bytes], error: OSError) -> None:
-        self._real, self._error = real, error
+    def __init__(self, real: os.DirEntry[bytes], error: OSError, *, kind_too: bool) -> None:
+        self._real, self._error, self._kind_too = real, error, kind_too
         self.name, self.path = real.name, real.path
 
     def is_symlink(self) -> bool:
+        if self._kind_too:  # no d_type: telling its kind needs the lstat that fails
+            raise self._error
         return self._real.is_symlink()
 
     def is_dir(self, *, follow_symlinks: bool = True) -> bool:
@@ -238,7 +240,7 @@ class _Listing:
 
 def _inject(monkeypatch: pytest.MonkeyPatch, *, listing: bytes | None = None,
             entry: bytes | None = None, lstat: bytes | None = None,
-            error: OSError) -> None:
+            error: OSError, kind_too: bool = False) -> None:
     """Make one directory's listing, one entry's stat or one path's lstat fail."""
     real_scandir, real_lstat = os.scandir, os.lstat
 
@@ -246,7 +248,8 @@ def _inject(monkeypatch: pytest.MonkeyPatch, *, listing: bytes | None = None,
         if path == listing:
             raise error
         entries = list(real_scandir(path))
-        return _Listing([_Entry(e, error) if e.path == entry else e for e in entries])
+        return _Listing([_Entry(e, error, kind_too=kind_too) if e.path == entry else e
+                         for e in entries])
 
     def fake_lstat(path: Any, *a: Any, **kw: Any) -> os.stat_result:
         if path == lstat:
@@ -309,6 +312,20 @@ def test_an_entry_we_cannot_stat_is_a_problem_and_not_a_removal_unless_it_vanish
         r = _scan(index, tree)
         assert [(p.path, p.kind) for p in r.problems] == [(b"2025/01/01/c2.wav", kind)]
         assert (r.removed, r.files) == (removed, 9 - removed)
+
+
+def test_a_subdirectory_whose_kind_cannot_be_read_is_not_taken_for_gone(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    month = tree / "2025" / "01"
+    with RecIndex(":memory:") as index:
+        _scan(index, tree)
+        os.utime(month, ns=(OLD + 1, OLD + 1))
+        _inject(monkeypatch, entry=os.fsencode(month / "02"),
+                error=OSError(errno.EIO, "Input/output error"), kind_too=True)
+        r = _scan(index, tree)
+        assert [(p.path, p.kind) for p in r.problems] == [(b"2025/01/02",
+                                                           ProblemKind.UNREADABLE)]
+        assert (r.removed, r.files) == (0, 9)
 
 
 def test_problems_are_capped_and_all_counted(tmp_path: Path) -> None:
