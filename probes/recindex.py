@@ -19,6 +19,7 @@ touches a source: it stores what the walk and the restic reader report.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,7 +29,7 @@ from typing import Literal
 
 from probes.recfiles import FileEntry, ScanProblem
 from probes.recschema import open_index
-from probes.rectree import DIRTY, Failed, Gone, KnownDir, Listed, TreeWalk
+from probes.rectree import DIRTY, Failed, Gone, KnownDir, Listed, TreeWalk, name_matcher
 
 __all__ = [
     "Comparison",
@@ -238,10 +239,30 @@ class RecIndex:
         if known is None or known.mtime_ns != DIRTY:
             self._set_dir(src, path, DIRTY)
 
+    def _repattern(self, src: int, patterns: Sequence[str]) -> bool:
+        """New file patterns: the rows of names they no longer match are dropped, not made
+        tombstones (a config change is not a recording gone before its time), and the scan
+        becomes a full pass to pick up what they match now. True when they changed."""
+        wanted = "\n".join(sorted(set(patterns)))
+        stored = self._db.execute("SELECT patterns FROM sources WHERE id = ?",
+                                  (src,)).fetchone()[0]
+        if stored == wanted:
+            return False
+        self._db.execute("UPDATE sources SET patterns = ? WHERE id = ?", (wanted, src))
+        if stored is None:
+            return False
+        match = name_matcher(patterns).match
+        drop = [(src, d, n) for d, n in self._db.execute(
+            "SELECT dir, name FROM files WHERE src = ?", (src,)) if not match(os.fsdecode(n))]
+        self._db.executemany("DELETE FROM files WHERE src = ? AND dir = ? AND name = ?", drop)
+        return True
+
     def scan_tree(self, source: str, root: str | bytes | Path, patterns: Sequence[str], *,
                   now_ns: int, full: bool = False, hot_ns: int = HOT_NS) -> ScanReport:
-        """Walk the tree at ``root`` incrementally (probes/rectree.py says what is re-listed
-        and why a full pass, ``full=True``, is still needed now and then) and apply it.
+        """Walk the tree at ``root`` incrementally (probes/rectree.py says what is re-listed)
+        and apply it. ``full=True`` lists every directory: the runtime asks for it every
+        ``full_scan_every``, since a file changed in place in an old directory shows in no
+        directory's mtime; a change of ``patterns`` makes a scan full by itself.
 
         A root that is missing, or holds none of what the index knew (an unmounted share),
         changes nothing and is reported (``root_state``); a directory or file that cannot
@@ -250,13 +271,14 @@ class RecIndex:
         started = time.monotonic()
         with self._lock:
             src = self._source(source, "tree")
-            known = self._known_dirs(src)
-            walk = TreeWalk(root if isinstance(root, str | bytes) else str(root), known,
-                            patterns, now_ns=now_ns, hot_ns=hot_ns, full=full,
-                            held_files=self._held(src))
             counts = _Counts()
             self._db.execute("BEGIN")
             try:
+                full = self._repattern(src, patterns) or full
+                known = self._known_dirs(src)
+                walk = TreeWalk(root if isinstance(root, str | bytes) else str(root), known,
+                                patterns, now_ns=now_ns, hot_ns=hot_ns, full=full,
+                                held_files=self._held(src))
                 for ev in walk:
                     if isinstance(ev, Listed):
                         self._apply_listed(src, ev, now_ns, counts)
@@ -495,6 +517,20 @@ class RecIndex:
                 f"f.src = ? AND f.gone_ns IS NOT NULL AND f.mtime_ns >= ? AND NOT EXISTS "  # noqa: S608
                 f"(SELECT 1 FROM files b WHERE b.src IN ({marks}) AND b.dir = f.dir "
                 f"AND b.name = f.name)", (src, younger_than_ns, *ids), limit)
+
+    def prune(self, source: str, *, older_than_ns: int) -> int:
+        """Forget the tombstones of files with an mtime before ``older_than_ns`` (past the
+        retention: no check asks about them again), so a store that purges old recordings
+        every day does not grow its index for ever. Returns how many went."""
+        with self._lock:
+            src = self._known_source(source)
+            if src is None:
+                return 0
+            self._db.execute("BEGIN")
+            cur = self._db.execute("DELETE FROM files WHERE src = ? AND gone_ns IS NOT NULL "
+                                   "AND mtime_ns < ?", (src, older_than_ns))
+            self._db.execute("COMMIT")
+            return max(cur.rowcount, 0)
 
     def written_bytes(self, source: str, since_ns: int) -> int:
         """Bytes of the held files with an mtime at or after ``since_ns`` (the write rate)."""

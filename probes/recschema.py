@@ -36,7 +36,8 @@ CREATE TABLE sources (
     name TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL CHECK (kind IN ('tree', 'snapshots', 'new')),  -- new: only queried
     files INTEGER NOT NULL DEFAULT 0,   -- held files (trigger-maintained)
-    bytes INTEGER NOT NULL DEFAULT 0
+    bytes INTEGER NOT NULL DEFAULT 0,
+    patterns TEXT                       -- a tree's file patterns at its last scan
 );
 CREATE TABLE dirnames (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE);
 CREATE TABLE dirs (                     -- a tree source's directories as last listed

@@ -291,3 +291,32 @@ def test_the_index_survives_a_reopen(tmp_path: Path) -> None:
         r = index.scan_tree("store", tmp_path / "tree", WAV, now_ns=time.time_ns())
         assert (r.added, r.removed, r.files) == (0, 0, 1)
         assert len(index.verify_batch("store", None, ALL)) == 1
+
+
+def test_new_patterns_drop_what_they_no_longer_match_without_tombstones(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    put(site.store, "a/c.wav", 1, site.now - DAY)
+    put(site.store, "a/c.mp3", 2, site.now - DAY)
+    with RecIndex(":memory:") as index:
+        site.scan(index)
+        r = index.scan_tree("store", site.store, ["*.mp3"], now_ns=site.now)
+        assert (r.full, r.added, r.removed, r.files) == (True, 1, 0, 1)
+        assert {e.path for e in held(index, "store")} == {b"a/c.mp3"}
+        assert tombstones(index, "store") == set()
+        r = index.scan_tree("store", site.store, ["*.mp3"], now_ns=site.now)
+        assert (r.full, r.added) == (False, 0)
+
+
+def test_prune_forgets_tombstones_past_the_retention_only(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    put(site.store, "a/ancient.wav", 1, site.now - 6 * YEAR)
+    put(site.store, "a/young.wav", 1, site.now - YEAR)
+    put(site.store, "b/kept.wav", 1, site.now)
+    with RecIndex(":memory:") as index:
+        site.scan(index)
+        shutil.rmtree(site.store / "a")
+        site.scan(index)
+        assert index.prune("store", older_than_ns=site.now - RETENTION) == 1
+        assert {p for p, _, _ in tombstones(index, "store")} == {b"a/young.wav"}
+        assert index.stats("store").files == 1
+        assert index.prune("nothing", older_than_ns=site.now) == 0
