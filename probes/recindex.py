@@ -6,7 +6,7 @@ Sources are named as in the config. A *tree* source (the store, a mirrored folde
 repository) by ``add_snapshot`` for each new snapshot and ``set_snapshots`` with the ones
 still in the repository. A file that went away is kept as a tombstone (when it went), which
 the retention checks need: a recording gone from a backup before its legal time, or gone
-from the store before any backup held it.
+from the store before any backup held it; ``prune`` forgets those past the retention.
 
 A snapshot source keeps two numbers per path, the times of the first and the last snapshot
 that held it, not a row per (snapshot, path): a recording is in the store continuously from

@@ -249,7 +249,7 @@ def _one_file_index(path: Path, tree: Path) -> None:
         index.scan_tree("store", tree, WAV, now_ns=time.time_ns())
 
 
-@pytest.mark.parametrize("damage", ["garbage", "foreign", "version", "empty"])
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "version", "damaged", "empty"])
 def test_a_file_that_is_not_our_index_is_moved_aside_and_rebuilt(tmp_path: Path,
                                                                  damage: str) -> None:
     path = tmp_path / "index.sqlite"
@@ -264,6 +264,11 @@ def test_a_file_that_is_not_our_index_is_moved_aside_and_rebuilt(tmp_path: Path,
         with sqlite3.connect(path) as db:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
         db.close()
+    elif damage == "damaged":  # a valid header, then pages of garbage
+        _one_file_index(path, tmp_path / "tree")
+        data = bytearray(path.read_bytes())
+        data[4096:] = b"\xa5" * (len(data) - 4096)
+        path.write_bytes(bytes(data))
     else:
         path.write_bytes(b"")
     original = path.read_bytes()
