@@ -16,7 +16,9 @@ from the real upsd and the dummy UPS's change pick-up time (``bench_nut``), what
 UPS over SNMP costs (``bench_snmp_ups``: latency, import time and RSS), a service check's
 cost and the time from the CRM failing to its DIDs going to DR (``bench_services``), the
 time from the UPS raising LB to the first call at the DR PBX in the SIP lab with the real
-upsd (``bench_power``), and prints what each measured against its goal.
+upsd (``bench_power``), the recordings index's first scan and steady-state cycle at a
+million recordings and a mirror (``bench_recordings``), and prints what each measured
+against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -43,6 +45,7 @@ from tests.bench import (
     bench_paging,
     bench_power,
     bench_probe_cost,
+    bench_recordings,
     bench_services,
     bench_snmp_ups,
     bench_statuspage,
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per power mode (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
                                            "metrics", "page", "paging", "nut",
-                                           "services", "snmp", "power"),
+                                           "services", "snmp", "power", "recordings"),
                         action="append", default=[], help="leave a part out (repeatable)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
@@ -253,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             return bench_power.figures(_kept(
                 bench_power.run(trials=args.power_trials), "power", data, errors))
         rows += _part("power (UPS raises LB -> calls at the DR PBX)", power, errors)
+
+    if "recordings" not in args.skip:
+        def recordings() -> list[Figure]:
+            result = bench_recordings.run(out=log)
+            data["recordings"] = result
+            return bench_recordings.figures(result)
+        rows += _part("recordings index (1,000,000 files and a mirror)", recordings, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
