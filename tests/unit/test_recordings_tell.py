@@ -9,6 +9,8 @@ import json
 import math
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -248,3 +250,45 @@ def test_before_the_first_check_the_block_says_so() -> None:
     assert recordings_lines(doc["recordings"]) == ["", "recordings: not checked yet"]
     _, got = _scrape(_snap(RecordingsSnap(judged_at=None)))
     assert not any(name.startswith("lifeline_recordings_findings") for name, _ in got)
+
+
+_times = st.one_of(st.none(), st.floats(NOW - 400 * DAY, NOW + DAY))
+_counts = st.integers(0, 10**6)
+
+
+@st.composite
+def _any_facts(draw: st.DrawFn) -> tuple[StoreFacts, list[BackupFacts]]:
+    store = StoreFacts(
+        available=draw(st.booleans()), files=draw(_counts), newest_mtime=draw(_times),
+        lost_young=draw(st.integers(0, 3)), free_bytes=draw(st.one_of(st.none(), _counts)),
+        total_bytes=draw(st.one_of(st.none(), st.integers(1, 10**12))),
+        written_recent_bytes=draw(_counts), recent_window_s=draw(st.sampled_from([0.0, DAY])),
+        raid=tuple(RaidFacts(f"md{i}", draw(st.booleans()), draw(st.booleans()))
+                   for i in range(draw(st.integers(0, 2)))))
+    backups = [BackupFacts(name, available=draw(st.booleans()), newest_mtime=draw(_times),
+                           pending_since=draw(_times), last_run=draw(_times),
+                           missing=draw(st.integers(0, 3)), corrupt=draw(st.integers(0, 2)),
+                           verified=draw(_counts))
+               for name in ("nas", "offsite")]
+    return store, backups
+
+
+@settings(max_examples=150, deadline=None)
+@given(_any_facts(), st.integers(0, 10**6))
+def test_any_verdict_makes_a_plain_json_document_a_text_and_a_scrape(
+        facts: tuple[StoreFacts, list[BackupFacts]], verified: int) -> None:
+    """Whatever the facts, the page gets JSON it can parse (no Infinity, no NaN), the text
+    renders, and /metrics serves every finding's state set with exactly one severity on."""
+    store, backups = facts
+    verdict = judge(PARAMS, store, backups, NOW)
+    rec = recordings_snap(PARAMS, store, backups, verdict, now=NOW, sources=SOURCES[:3],
+                          scans={}, verify_days=30, interval=300.0,
+                          verified_this_period=verified)
+    snap = _snap(rec)
+    doc = status_document(snap)
+    json.dumps(doc, allow_nan=False)
+    assert render_status(doc).count("\n  ") >= len(SOURCES[:3])
+    _, got = _scrape(snap)
+    on = [labels for (name, labels), value in got.items()
+          if name == "lifeline_recordings_check_severity" and value == 1]
+    assert len(on) == len(verdict.findings)
