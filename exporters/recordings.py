@@ -35,10 +35,12 @@ def _finite(value: float | None, digits: int | None = None) -> float | None:
     return value if digits is None else round(value, digits)
 
 
+# Checks whose value counts the recordings (or entries) its names list.
+_NAMED = frozenset({*(check for _, check in COUNTS), Check.LOST.value, Check.UNREADABLE.value})
+
+
 def _finding(f: FindingSnap) -> dict[str, Any]:
-    counted = f.check in (c for _, c in COUNTS) or f.check in (Check.LOST.value,
-                                                               Check.UNREADABLE.value)
-    left_off = max(0, int(f.value) - len(f.names)) if counted and f.names else 0
+    left_off = max(0, int(f.value) - len(f.names)) if f.check in _NAMED and f.names else 0
     return {"check": f.check, "subject": f.subject, "severity": f.severity,
             "value": _finite(f.value, 6), "reason": f.reason, "names": list(f.names),
             "names_left_off": left_off}

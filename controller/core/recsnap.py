@@ -194,7 +194,9 @@ def recordings_snap(params: RecordingsParams, store: StoreFacts,
             write_bytes_per_day=rate, raid=raid)
 
     total_bytes = scans.get(STORE, ScanStats()).bytes
-    plan = verify_plan(store.files, total_bytes, verify_days, interval, len(backups))
+    # Each verified recording is read from the store and from every configured backup.
+    copies = sum(1 for info in sources if info.name != STORE)
+    plan = verify_plan(store.files, total_bytes, verify_days, interval, copies)
     verifier = VerifierSnap(
         verify_days=verify_days, files_per_cycle=plan.files_per_cycle,
         read_bytes_per_s=plan.read_bytes_per_s,
