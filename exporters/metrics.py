@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from controller.core.health import HealthState
 from controller.core.snapshot import Labels, Snapshot
 from exporters import power as pw
+from exporters import recordings as rec
 
 STATES = tuple(s.value for s in HealthState)
 Series = Iterable[tuple[Labels, float]]
@@ -42,7 +43,7 @@ class MetricDef:
     help: str
     labels: tuple[str, ...] = ()
     when: str = "always"  # when the series is served, for docs/metrics.md
-    read: Callable[[Snapshot], Series] | None = None  # gauges only
+    read: Callable[[Snapshot], Series] | None = None  # gauges (counters: see _family)
 
 
 def _up(state: HealthState) -> float:
@@ -114,6 +115,16 @@ POWER = "a power section is configured"
 UPS_KNOWN = "the UPS is known and reports it"
 POWER_WHEN = (POWER, UPS_KNOWN)  # served only with a power section (docs/power.md)
 SERVICES = "services are configured"
+RECORDINGS = "a recordings section is configured"
+REC_CHECKED = "after the first recordings check"
+REC_SCANNED = "after the source's first scan"
+REC_HOLDS = "the source holds a recording"
+REC_READABLE = "the source can be read"
+REC_DISK = "the store's volume was read"
+REC_RAID = "a software RAID array is under the store"
+# Served only with a recordings section (docs/recordings.md).
+RECORDINGS_WHEN = (RECORDINGS, REC_CHECKED, REC_SCANNED, REC_HOLDS, REC_READABLE, REC_DISK,
+                   REC_RAID)
 
 CATALOG: tuple[MetricDef, ...] = (
     MetricDef("lifeline_build_info", "gauge", "Version of the running lifeline and its site "
@@ -303,6 +314,87 @@ CATALOG: tuple[MetricDef, ...] = (
               "an https service has shown its certificate",
               lambda s: (((v.name,), v.cert_warn_days * 86400.0) for v in s.services
                          if v.cert_not_after is not None and v.cert_warn_days is not None)),
+    # -- the call recordings and their backups (docs/recordings.md) ----------------------
+    MetricDef("lifeline_recordings_source_up", "gauge",
+              "1 when the source (the store, or a backup by its name) can be read; 0 when "
+              "it cannot (an unmounted share, a missing root, a repository restic cannot "
+              "open): one finding, and its other checks wait.", ("source",), RECORDINGS,
+              rec.source_up),
+    MetricDef("lifeline_recordings_files", "gauge",
+              "Recordings the source holds (for restic: held by a snapshot still in the "
+              "repository).", ("source",), REC_SCANNED, rec.source_scanned("files")),
+    MetricDef("lifeline_recordings_bytes", "gauge", "Bytes of the recordings the source "
+              "holds.", ("source",), REC_SCANNED, rec.source_scanned("bytes")),
+    MetricDef("lifeline_recordings_last_scan_timestamp_seconds", "gauge",
+              "When the source's last scan (a walk of the tree, or the listing of new restic "
+              "snapshots) ended.", ("source",), REC_SCANNED,
+              rec.source_scanned("scanned_at")),
+    MetricDef("lifeline_recordings_scan_duration_seconds", "gauge",
+              "How long the source's last scan took (incremental, or the periodic full "
+              "walk).", ("source",), REC_SCANNED, rec.source_scanned("scan_seconds")),
+    MetricDef("lifeline_recordings_unreadable_entries", "gauge",
+              "Entries of the source's tree lifeline could not read (permission, I/O error, "
+              "a symlink it does not follow, a fifo): a ticket; the status API names them.",
+              ("source",), REC_READABLE, rec.unreadable),
+    MetricDef("lifeline_recordings_oldest_timestamp_seconds", "gauge",
+              "mtime of the oldest recording the source holds: how far back it keeps.",
+              ("source",), REC_HOLDS, rec.oldest_timestamp),
+    MetricDef("lifeline_recordings_backup_newest_age_seconds", "gauge",
+              "Age of the newest recording the backup holds. Only a number: stale is when a "
+              "newer recording has waited past schedule + grace "
+              "(lifeline_recordings_check_severity{check=\"freshness\"}).", ("backup",),
+              REC_HOLDS, rec.newest_age),
+    MetricDef("lifeline_recordings_missing", "gauge",
+              "Recordings older than the backup's last copy by the grace (and younger than "
+              "the retention) that are not in it; the status API names them.", ("backup",),
+              REC_READABLE, rec.finding_value("missing")),
+    MetricDef("lifeline_recordings_mismatched", "gauge",
+              "Recordings the backup holds with another size than the original.",
+              ("backup",), REC_READABLE, rec.finding_value("mismatched")),
+    MetricDef("lifeline_recordings_corrupt", "gauge",
+              "Copies read back from the backup whose SHA-256 differs from the original's.",
+              ("backup",), REC_READABLE, rec.finding_value("corrupt")),
+    MetricDef("lifeline_recordings_dropped_early", "gauge",
+              "Recordings younger than the legal retention that went from the backup (a "
+              "retention breach).", ("backup",), REC_READABLE, rec.finding_value("gone")),
+    MetricDef("lifeline_recordings_lost", "gauge",
+              "Recordings younger than the retention that left the store before any backup "
+              "held them (lost for good).", (), REC_READABLE,
+              rec.finding_value("lost", store=True)),
+    MetricDef("lifeline_recordings_verified_total", "counter",
+              "Copies read back from the backup and found equal to the original (SHA-256): "
+              "the integrity check's running count.", ("backup",), RECORDINGS, rec.verified),
+    MetricDef("lifeline_recordings_verify_coverage_ratio", "gauge",
+              "Share of the store's recordings read back in this verification period (every "
+              "recording once in verify_days).", (), REC_CHECKED,
+              rec.verifier_field("period_coverage")),
+    MetricDef("lifeline_recordings_verify_files_per_cycle", "gauge",
+              "Recordings read back per check cycle so that each is verified once in "
+              "verify_days.", (), REC_CHECKED, rec.verifier_field("files_per_cycle")),
+    MetricDef("lifeline_recordings_disk_avail_bytes", "gauge",
+              "Bytes the recorder (an unprivileged writer) may still write on the store's "
+              "volume (statvfs f_bavail).", (), REC_DISK, rec.disk_field("avail_bytes")),
+    MetricDef("lifeline_recordings_disk_size_bytes", "gauge",
+              "Size of the store's volume.", (), REC_DISK, rec.disk_field("total_bytes")),
+    MetricDef("lifeline_recordings_disk_time_left_seconds", "gauge",
+              "Time until the store's volume is full at the recent write rate (+Inf when "
+              "nothing was written lately).", (), REC_DISK,
+              rec.disk_field("days_left", 86400.0)),
+    MetricDef("lifeline_recordings_raid_degraded", "gauge",
+              "1 while the Linux software RAID array under the store is degraded or "
+              "inactive (one more disk failure loses what is not yet copied).", ("array",),
+              REC_RAID, rec.raid_degraded),
+    MetricDef("lifeline_recordings_last_check_timestamp_seconds", "gauge",
+              "When the last recordings check cycle ended (a stuck checker stops it).", (),
+              REC_CHECKED, rec.last_check),
+    MetricDef("lifeline_recordings_findings", "gauge",
+              "Recordings findings that stand now, by severity: page (a recording can be "
+              "lost) or ticket.", ("severity",), REC_CHECKED, rec.findings_by_severity),
+    MetricDef("lifeline_recordings_check_severity", "gauge",
+              "1 for the severity (ok, ticket, page) lifeline judged for the check on the "
+              "subject (a backup, store, or an md array), 0 for the others: alert on it "
+              "rather than redo the rules (docs/recordings.md).",
+              ("check", "subject", "severity"), REC_CHECKED, rec.check_severity),
     # -- the operator's overrides ---------------------------------------------------------
     MetricDef("lifeline_override_active", "gauge",
               "An operator override held now (docs/overrides.md): 1 while it applies, 0 "
@@ -349,7 +441,10 @@ def _family(m: MetricDef, snap: Snapshot) -> Metric:
         return gauge
     if m.kind == "counter":
         counter = CounterMetricFamily(m.name, m.help, labels=labels)
-        for values, value in snap.counters.get(m.name, {}).items():
+        # A counter with a reader serves a running count the snapshot carries itself (one
+        # kept in a persistent index); the others come from the runtime's Tally.
+        series = m.read(snap) if m.read is not None else snap.counters.get(m.name, {}).items()
+        for values, value in series:
             counter.add_metric(list(values), value)
         return counter
     histo = HistogramMetricFamily(m.name, m.help, labels=labels)

@@ -10,6 +10,7 @@ from typing import Any
 
 from controller.core.snapshot import PeerSnap, Snapshot
 from exporters.power import power_document
+from exporters.recordings import recordings_document
 from exporters.servicestatus import services_document
 
 
@@ -51,6 +52,7 @@ def status_document(s: Snapshot) -> dict[str, Any]:
         "power": power_document(s),
     }
     doc["services"] = services_document(s.services)
+    doc["recordings"] = recordings_document(s)  # None: no recordings section
     if not s.telephony:
         return doc
     plan = s.plan

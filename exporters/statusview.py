@@ -10,6 +10,7 @@ from typing import Any
 
 from exporters.operator_client import Daemon, call, path_of, unix_session
 from exporters.power import power_lines
+from exporters.recordings import recordings_lines
 from exporters.servicestatus import service_lines
 
 
@@ -109,6 +110,7 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append("")
         lines.extend(power)
     lines.extend(service_lines(doc.get("services") or []))
+    lines.extend(recordings_lines(doc.get("recordings")))
     lines.extend(_overrides(doc.get("overrides") or []))
     problems = doc.get("problems") or []
     if problems:

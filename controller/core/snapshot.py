@@ -17,6 +17,7 @@ from types import MappingProxyType
 from controller.core.didplan import DidPlan
 from controller.core.health import HealthState
 from controller.core.powersnap import PowerSnap
+from controller.core.recsnap import RecordingsSnap
 from controller.core.services import ServiceSnap
 
 # Label values of one series, in the order of the metric's label names.
@@ -200,6 +201,7 @@ class Snapshot:
     overrides: tuple[OverrideSnap, ...] = ()  # the operator's, held now
     power: PowerSnap | None = None  # the site's UPSes; None: no power section
     services: tuple[ServiceSnap, ...] = ()  # the site's software (``services:``)
+    recordings: RecordingsSnap | None = None  # None: no recordings section
 
     def count(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get(name, {}).get(labels, 0.0)

@@ -356,6 +356,117 @@
     box.replaceChildren(head, list);
   }
 
+  // The call recordings (docs/recordings.md): a card per backup (fresh or stale, what is
+  // missing, different or corrupt there, named on expand, retention breaches, copies
+  // verified), the store's disk and RAID, the verifier's coverage, and every other
+  // finding that is not ok. Page-severity findings raise the banner (see banner()).
+  const REC_COUNTS = [["missing", "missing", "missing"], ["mismatched", "mismatched", "mismatched"],
+    ["corrupt", "corrupt", "corrupt"], ["gone", "dropped_early", "dropped early"]];
+  const REC_LEVEL = { page: "crit", ticket: "warn", ok: "ok" };
+  const REC_STATE = { page: "down", ticket: "degraded", ok: "up" };
+  function bytes(n) {
+    if (!num(n)) return "–";
+    for (const [unit, scale] of [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) {
+      if (n >= scale) return `${(n / scale).toFixed(n / scale < 100 ? 1 : 0)} ${unit}`;
+    }
+    return `${n} B`;
+  }
+  function recWorst(findings) {
+    return findings.some((f) => f.severity === "page") ? "page"
+      : findings.some((f) => f.severity === "ticket") ? "ticket" : "ok";
+  }
+  function recNames(f, label) {
+    if (!f || !(f.names || []).length) return null;
+    return el("details", { class: "names", "data-names": f.check },
+      el("summary", {}, `${label}: ${f.value}`),
+      el("ul", {}, ...f.names.map((n) => el("li", {}, n)),
+        f.names_left_off ? el("li", { class: "muted" }, `and ${f.names_left_off} more`) : null));
+  }
+  function renderRecordings(st) {
+    const r = st.recordings;
+    $("recordings-sec").hidden = !r;
+    if (!r) return;
+    if (r.judged_at === null || r.judged_at === undefined) {
+      $("recordings").replaceChildren(el("div", { class: "muted" }, "not checked yet"));
+      return;
+    }
+    const findings = r.findings || [];
+    const of = (check, subject) => findings.find((f) => f.check === check && f.subject === subject);
+    const sources = r.sources || [];
+    const backups = sources.filter((s) => s.name !== "store");
+    const shown = new Set(["available", "freshness", "missing", "mismatched", "corrupt", "gone"]);
+    const cards = backups.map((b) => {
+      const mine = findings.filter((f) => f.subject === b.name);
+      const worst = b.available ? recWorst(mine) : (b.must_hold ? "page" : "ticket");
+      const fresh = of("freshness", b.name);
+      const badge = !b.available ? ["unavailable", REC_LEVEL[worst]]
+        : fresh && fresh.severity === "page" ? ["stale", "crit"]
+          : fresh && fresh.severity === "ticket" ? ["no backup run", "warn"] : ["fresh", "ok"];
+      return el("div", { class: "card", "data-backup": b.name, "data-state": REC_STATE[worst] },
+        el("div", { class: "card-head" },
+          el("h3", {}, b.name, " ", el("span", { class: "muted" }, `${b.kind} ${b.where}`)),
+          el("span", {}, b.must_hold ? null : el("span", { class: "badge info" }, "tickets only"), " ",
+            el("span", { class: `badge ${badge[1]}` }, badge[0]))),
+        el("div", { class: "reason" }, b.available ? (fresh ? fresh.reason : "")
+          : `cannot be read: ${b.why_unavailable || "unknown"}`),
+        b.available ? el("div", { class: "metrics" },
+          metric("newest", dur(b.newest_age)),
+          metric("recordings", b.scanned_at === null || b.scanned_at === undefined ? "–" : b.files),
+          ...REC_COUNTS.map(([, key, label]) => metric(label, b[key] ?? "–")),
+          metric("verified", b.verified ?? 0)) : null,
+        ...REC_COUNTS.map(([check, , label]) => recNames(of(check, b.name), label)),
+        ...mine.filter((f) => f.severity !== "ok" && !shown.has(f.check)).map((f) =>
+          el("div", { class: "reason", "data-finding": f.check }, f.reason)));
+    });
+
+    const store = sources.find((s) => s.name === "store");
+    const d = r.disk;
+    const storeFindings = findings.filter((f) => f.subject === "store"
+      || (d && (d.raid || []).some((a) => a.name === f.subject)));
+    const parts = [];
+    if (store) {
+      parts.push(store.available ? `${store.files} recordings (${bytes(store.bytes)})`
+        : `cannot be read: ${store.why_unavailable || "unknown"}`);
+    }
+    if (d) {
+      parts.push(`disk ${bytes(d.avail_bytes)} free of ${bytes(d.total_bytes)}`
+        + (num(d.days_left) ? `, ${d.days_left.toFixed(1)} d left` : ""));
+      for (const a of d.raid || []) {
+        parts.push(`${a.name} ${!a.active ? "inactive" : a.degraded ? "degraded" : "healthy"}`);
+      }
+    }
+    const storeWorst = store && !store.available ? "page" : recWorst(storeFindings);
+    const list = el("ul", { class: "list" },
+      el("li", { class: REC_LEVEL[storeWorst], "data-store": "" },
+        el("b", {}, "store"), " ", el("span", { class: "muted" }, store ? store.where : ""),
+        el("div", {}, parts.join(" · ")),
+        ...storeFindings.filter((f) => f.severity !== "ok").map((f) =>
+          el("div", { class: "reason", "data-finding": f.check }, f.reason)),
+        recNames(of("lost", "store"), "lost")));
+    const v = r.verifier;
+    const verify = v ? el("div", { class: "muted", "data-verifier": "" },
+      `verified ${pct(v.period_coverage)} of the recordings this period (each once in `
+      + `${v.verify_days} d, ${v.files_per_cycle} per cycle)`) : null;
+    $("recordings").replaceChildren(list, el("div", { class: "grid rec-grid" }, ...cards), verify);
+  }
+
+  // The banner's words for a recordings finding that pages.
+  function recWords(f) {
+    const n = num(f.value) ? f.value : "";
+    switch (f.check) {
+      case "freshness": return `${f.subject} stale`;
+      case "available": return `${f.subject} unavailable`;
+      case "missing": return `${n} missing from ${f.subject}`;
+      case "mismatched": return `${n} mismatched in ${f.subject}`;
+      case "corrupt": return `${n} corrupt in ${f.subject}`;
+      case "gone": return `${n} dropped early from ${f.subject}`;
+      case "lost": return `${n} lost`;
+      case "raid": return `${f.subject} degraded`;
+      case "disk_days": return "disk filling";
+      default: return `${f.subject} ${f.check}`;
+    }
+  }
+
   function renderEvents(events) {
     const items = (events || []).slice().reverse().map((e) => el("li", {},
       el("time", {}, when(e.ts)), el("span", { class: "kind", "data-kind": e.kind }, e.kind),
@@ -401,6 +512,13 @@
     const power = st.power;
     if (power && power.outage) { raise("crit"); lines.push(power.phase === "dr" ? "power: DIDs to DR" : "power outage"); }
     else if (power && power.state !== "mains") { raise("warn"); lines.push(`power ${power.state}`); }
+    const rec = st.recordings;
+    if (rec) {
+      const recPages = (rec.findings || []).filter((f) => f.severity === "page");
+      const recTickets = (rec.findings || []).filter((f) => f.severity === "ticket");
+      if (recPages.length) { raise("crit"); lines.push(`recordings: ${recPages.map(recWords).join(", ")}`); }
+      else if (recTickets.length) { raise("warn"); lines.push(`recordings: ${plural(recTickets.length, "ticket", "tickets")}`); }
+    }
     if ((st.edges || []).some((e) => !e.in_sync)) { raise("warn"); lines.push("SIP edge out of sync"); }
     if ((st.problems || []).length) { raise("warn"); lines.push(plural(st.problems.length, "problem", "problems")); }
     if (Array.isArray(st.overrides) && st.overrides.length) lines.push(plural(st.overrides.length, "override", "overrides"));
@@ -426,6 +544,7 @@
     renderProblems(st);
     renderOverrides(st);
     renderPower(st);
+    renderRecordings(st);
     renderEvents(msg.events);
     tick();
   }

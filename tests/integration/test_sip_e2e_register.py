@@ -180,7 +180,7 @@ def test_every_documented_metric_is_served_after_a_failover(
     docs/metrics.md lists, counters at their first events, and no ``_created`` series."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from exporters.metrics import CATALOG, POWER_WHEN
+    from exporters.metrics import CATALOG, POWER_WHEN, RECORDINGS_WHEN
 
     _, _, daemon = site
     fail_over(site)
@@ -202,7 +202,11 @@ def test_every_documented_metric_is_served_after_a_failover(
                if f.type == "counter" and f.samples}
     # The power series need a UPS: tests/integration/test_power_daemon.py checks them.
     power = {m.name for m in CATALOG if m.when in POWER_WHEN}
-    assert set(documented) - served - power == set()
+    # The recordings series need a recordings section (a store and its backups), which
+    # this lab has not: tests/unit/test_recordings_tell.py reads each off a snapshot, and
+    # the recordings runtime's own test (coming next) scrapes them off a daemon.
+    recordings = {m.name for m in CATALOG if m.when in RECORDINGS_WHEN}
+    assert set(documented) - served - power - recordings == set()
     assert "process_resident_memory_bytes" in families
     failovers = {(s.labels["from"], s.labels["to"]): s.value
                  for s in families["lifeline_failovers"].samples if s.name.endswith("_total")}

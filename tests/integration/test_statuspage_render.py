@@ -1,7 +1,8 @@
 """What the status page renders, in a real headless Chromium, for states a lab run does not
 easily reach: operator overrides, DID ranges on the DR destination and unroutable, a trunk
 in maintenance and one tripped at the edge, a service down that sends DIDs to DR next to
-one whose certificate is expiring; free text that looks like HTML stays text; the
+one whose certificate is expiring, call recordings with a stale backup, missing names and
+a degraded RAID; free text that looks like HTML stays text; the
 page falls back to polling when the stream is refused and still follows each snapshot; and
 it loads with no console error.
 
@@ -30,6 +31,14 @@ from controller.core.didplan import DidEntry, TrunkView, compute_plan
 from controller.core.e164 import parse_range
 from controller.core.health import HealthState
 from controller.core.powersnap import PowerSnap, UpsSnap
+from controller.core.recordings import (
+    BackupFacts,
+    RaidFacts,
+    RecordingsParams,
+    StoreFacts,
+    judge,
+)
+from controller.core.recsnap import ScanStats, SourceInfo, recordings_snap
 from controller.core.services import CertStatus, ServiceSnap
 from controller.core.snapshot import EdgeSnap, GroupSnap, LinkSnap, PeerSnap, Snapshot
 from exporters.http import make_app
@@ -352,3 +361,91 @@ def test_a_refused_stream_falls_back_to_polling(web_ns: str, tmp_path: Path) -> 
         assert any("events/stream" in e and "503" in e for e in logged), logged
         errors = [e for e in logged if "events/stream" not in e]
         assert not errors, errors
+
+
+def recordings_snapshot(t: float) -> Snapshot:
+    """A recordings section from hand-made facts judged by the core: the NAS's copy did not
+    run last night (stale) and skipped 120 recordings earlier, one with another size; the
+    restic repository is fresh and whole; the store's md0 is degraded; a file name carries
+    markup (names are text)."""
+    day = 86400.0
+    params = RecordingsParams(retention=5 * 365 * day)
+    missing = (f"2026/12/02/{HOSTILE}.wav",
+               *(f"2026/12/02/call-{i:04}.wav" for i in range(1, 120)))
+    store = StoreFacts(files=5000, newest_mtime=t - 300, oldest_mtime=t - 90 * day,
+                       free_bytes=400 * 2**30, total_bytes=2000 * 2**30,
+                       written_recent_bytes=8 * 2**30, recent_window_s=day,
+                       raid=(RaidFacts("md0", degraded=True, failed_devices=("sdb1",),
+                                       detail="raid1 [2/1] [U_]"),))
+    nas = BackupFacts("nas", newest_mtime=t - 2 * day - 3 * 3600, pending_since=t - 2 * day,
+                      missing=len(missing), missing_names=missing, mismatched=1,
+                      mismatched_names=("2026/12/01/short.wav",), verified=700,
+                      oldest_mtime=t - 90 * day)
+    offsite = BackupFacts("offsite", newest_mtime=t - 5 * 3600, last_run=t - 4 * 3600,
+                          verified=650, oldest_mtime=t - 90 * day)
+    backups = [nas, offsite]
+    verdict = judge(params, store, backups, t)
+    rec = recordings_snap(
+        params, store, backups, verdict, now=t,
+        sources=(SourceInfo("store", "store", "/srv/recordings"),
+                 SourceInfo("nas", "folder", "/mnt/nas/recordings"),
+                 SourceInfo("offsite", "restic", "/mnt/usb/restic")),
+        scans={"store": ScanStats(5000, 5000 * 2**20, t - 20, 0.4, False)},
+        verify_days=30, interval=300.0, verified_this_period=1250)
+    return dataclasses.replace(snapshot(t, "fibre-a"), recordings=rec)
+
+
+def test_the_recordings_section_shows_a_stale_backup_missing_names_and_a_degraded_raid(
+        web_ns: str, tmp_path: Path) -> None:
+    with served(web_ns, tmp_path) as (server, b):
+        wait_until(b, lambda: conn_mode(b) == "live", 10, "the page live")
+        assert js(b, "return document.getElementById('recordings-sec').hidden;") is True
+        server.publish(recordings_snapshot(time.time()))
+        wait_until(b, lambda: js(b, "return document.querySelectorAll('[data-backup]')"
+                                    ".length") == 2, 3.0, "the recordings section")
+        got = js(b, """
+            const q = (sel) => document.querySelector(sel);
+            const card = (name) => {
+              const c = q(`[data-backup="${name}"]`);
+              const d = c.querySelector('details[data-names="missing"]');
+              return {text: c.textContent, state: c.dataset.state,
+                      summary: d && d.querySelector('summary').textContent,
+                      names: d ? [...d.querySelectorAll('li')].map((e) => e.textContent) : [],
+                      open: d ? d.open : null};
+            };
+            return {nas: card('nas'), offsite: card('offsite'),
+                    hidden: q('#recordings-sec').hidden, store: q('[data-store]').textContent,
+                    verifier: q('[data-verifier]').textContent,
+                    banner: q('#banner').textContent, level: q('#banner').dataset.level,
+                    pwned: document.querySelectorAll('#pwned, img').length};""")
+        nas, offsite = got["nas"], got["offsite"]
+        assert not got["hidden"]
+        assert nas["state"] == "down" and "stale" in nas["text"]
+        assert "a recording made 2d ago is not there" in nas["text"]
+        assert "missing120" in nas["text"] and "mismatched1" in nas["text"]
+        assert nas["summary"] == "missing: 120" and nas["open"] is False  # names on expand
+        assert len(nas["names"]) == 101 and nas["names"][-1] == "and 20 more"  # 100 kept
+        assert nas["names"][0] == f"2026/12/02/{HOSTILE}.wav" and got["pwned"] == 0
+        assert offsite["state"] == "up" and "fresh" in offsite["text"]
+        assert "verified650" in offsite["text"] and offsite["summary"] is None
+        assert "md0 degraded" in got["store"] and "d left" in got["store"]
+        assert "one more disk failure" in got["store"]
+        assert "verified 25% of the recordings this period" in got["verifier"]
+        assert got["level"] == "crit"
+        assert "recordings: " in got["banner"] and "nas stale" in got["banner"]
+        assert "120 missing from nas" in got["banner"] and "md0 degraded" in got["banner"]
+        # Expanding the list shows the names as text.
+        js(b, "document.querySelector('[data-backup=\"nas\"] details[data-names=\"missing\"]')"
+              ".open = true;")
+        assert js(b, "return document.querySelector('[data-backup=\"nas\"] "
+                     "details[data-names=\"missing\"] li').offsetHeight") > 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        b.viewport(1280, 1600)
+        time.sleep(0.2)
+        assert b.call(lambda: b.driver.save_screenshot(
+            str(ARTIFACTS / "status-page-recordings.png")))
+        b.viewport(360, 760, mobile=True)
+        time.sleep(0.2)
+        scroll, inner = horizontal_overflow(b)
+        assert scroll <= inner == 360
+        assert not severe(b.console())
