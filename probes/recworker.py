@@ -4,9 +4,10 @@ Every RecIndex method blocks (a first scan of a million recordings and a mirror 
 of seconds), and the event loop also runs the link probe rounds that failover is judged
 on. ``tests/bench/bench_scan_lateness.py`` measured both ways of moving the work off the
 loop (docs/recordings.md, "How the scan stays off the event loop"): in a worker thread the
-rounds stay on time, because the walk's system calls and SQLite's steps release the GIL
-and the loop gets it back within the switch interval; a child process bought nothing more
-for its start-up, pickling and restart logic. So this is a thread, and a single one: the
+rounds stay on time (p99 3 ms during a 1M-file scan), because the walk's system calls and
+SQLite's steps release the GIL and the loop gets it back within the switch interval; a
+child process kept them on time too but scanned 3x slower (glibc trims a main thread's
+heap) and needs starting, feeding and restarting. So this is a thread, and a single one: the
 index's SQLite connection is used from one thread only, jobs run one after another in the
 order they were asked, and a cycle can hand the whole of its work over in one ``run``.
 
