@@ -17,8 +17,9 @@ UPS over SNMP costs (``bench_snmp_ups``: latency, import time and RSS), a servic
 cost and the time from the CRM failing to its DIDs going to DR (``bench_services``), the
 time from the UPS raising LB to the first call at the DR PBX in the SIP lab with the real
 upsd (``bench_power``), the recordings index's first scan and steady-state cycle at a
-million recordings and a mirror (``bench_recordings``), and prints what each measured
-against its goal.
+million recordings and a mirror (``bench_recordings``), the lateness of 100 ms probe rounds
+while such a tree is scanned in a thread and in a process (``bench_scan_lateness``), and
+prints what each measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -46,6 +47,7 @@ from tests.bench import (
     bench_power,
     bench_probe_cost,
     bench_recordings,
+    bench_scan_lateness,
     bench_services,
     bench_snmp_ups,
     bench_statuspage,
@@ -150,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per power mode (default 3)")
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
                                            "metrics", "page", "paging", "nut",
-                                           "services", "snmp", "power", "recordings"),
+                                           "services", "snmp", "power", "recordings",
+                                           "scanlate"),
                         action="append", default=[], help="leave a part out (repeatable)")
+    parser.add_argument("--scanlate-files", type=int, default=200_000,
+                        help="recordings (and a mirror) scanned while probe rounds run "
+                             "(default 200,000; 1000000 for the issue's figure)")
     add_json_arg(parser)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--power-trials must be 1..50")
     if not 1 <= args.seconds <= 600 or not 3 <= args.targets <= 60000:
         parser.error("--seconds must be 1..600 and --targets 3..60000")
+    if not 1000 <= args.scanlate_files <= 2_000_000:
+        parser.error("--scanlate-files must be 1000..2000000")
 
     errors: list[str] = []
     rows: list[Figure] = []
@@ -263,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             data["recordings"] = result
             return bench_recordings.figures(result)
         rows += _part("recordings index (1,000,000 files and a mirror)", recordings, errors)
+
+    if "scanlate" not in args.skip:
+        def scanlate() -> list[Figure]:
+            result = bench_scan_lateness.run(files=args.scanlate_files, out=log)
+            data["scan_lateness"] = result
+            return bench_scan_lateness.figures(result)
+        rows += _part("probe rounds during a recordings scan", scanlate, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
