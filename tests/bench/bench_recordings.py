@@ -24,6 +24,7 @@ a full scan) comes with the runtime's wiring.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -132,6 +133,14 @@ def _cycle(index: RecIndex, roots: dict[str, Path], now_ns: int) -> dict[str, An
 
 def run(files: int = 1_000_000, where: str = "shm",
         out: Callable[[str], None] = print) -> dict[str, Any]:
+    """The bench, on one worker thread as the daemon scans (probes/recworker.py): glibc
+    grows and shrinks a main thread's heap on every big scan, which about doubled the
+    first scan's time when this ran on the main thread (bench_scan_lateness's finding)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-rec") as worker:
+        return worker.submit(_run, files, where, out).result()
+
+
+def _run(files: int, where: str, out: Callable[[str], None]) -> dict[str, Any]:
     result: dict[str, Any] = {"files": files, "where": where}
     with tempfile.TemporaryDirectory(prefix="bench-rec-", dir=WHERE[where]) as trees, \
             tempfile.TemporaryDirectory(prefix="bench-rec-state-") as state:
