@@ -56,11 +56,11 @@ def test_sha256_file_refuses_a_symlink_and_a_fifo(tmp_path: Path) -> None:
     target = put(tmp_path, b"real.wav", b"data")
     os.symlink(target, tmp_path / "link.wav")
     with pytest.raises(OSError) as caught:
-        sha256_file(tmp_path / "link.wav")
+        sha256_file(str(tmp_path / "link.wav"))
     assert caught.value.errno == errno.ELOOP
     os.mkfifo(tmp_path / "pipe.wav")  # opening it for reading must not block
     with pytest.raises(OSError, match="not a regular file"):
-        sha256_file(tmp_path / "pipe.wav")
+        sha256_file(str(tmp_path / "pipe.wav"))
 
 
 def test_mirror_equal_different_and_missing_each_found(trees: tuple[Path, Path]) -> None:
