@@ -319,7 +319,12 @@ def run_verify(rec: RecordingsConfig, *, since_s: float, names: Sequence[str] = 
     start = max(now - int(since_s * 1e9), now - int(rec.retention * 1e9))
     run = VerifyRun(str(rec.store.path), since_s, now, start)
     backups = [b for b in rec.backups if not names or b.name in names]
-    scratch = Path(tempfile.mkdtemp(prefix="lifeline-verify-"))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix="lifeline-verify-"))
+    except OSError as exc:
+        run.error = f"cannot make a temporary directory for the index: {exc}"
+        prog.done()
+        return run
     try:
         if why := _inside_a_tree(scratch, rec):
             run.error = why
@@ -351,6 +356,10 @@ def _run(index: RecIndex, rec: RecordingsConfig, backups: Sequence[Backup], run:
                              full=True)
     if report.root_state != "ok":
         run.error = f"the store {rec.store.path} does not exist or is not a folder"
+        return
+    if report.files == 0:
+        run.error = (f"the store {rec.store.path} holds no recording matching "
+                     f"{', '.join(rec.store.patterns)} (not mounted?)")
         return
     run.store_problems = _relevant(report.problems)
     run.store_problems_total = (len(run.store_problems)

@@ -212,18 +212,28 @@ def test_a_window_with_nothing_wrong_is_exit_0(site: Site, unchanged: None) -> N
     assert only.returncode == 1 and [b["name"] for b in doc["backups"]] == ["nas"]
 
 
-def test_a_non_utf8_name_is_shown_with_backslashreplace(site: Site, tmp_path: Path) -> None:
-    # Its copy is flipped in a mirror of our own, so that the name is reported.
+def test_a_non_utf8_name_and_a_symlink_in_a_mirror_of_our_own(site: Site, tmp_path: Path) -> None:
+    # The non-UTF-8 name's copy is changed, so that the name is reported; equal.wav's copy
+    # is a symlink to the original (same bytes): never followed, so not "equal".
     mirror = tmp_path / "mirror2"
     shutil.copytree(site.mirror, mirror)
     name = os.path.join(os.fsencode(mirror), D_WEEK, b"caf\xe9-latin1.wav")
     with open(name, "r+b") as f:
         f.write(b"\x00")
+    link = mirror / "week" / "equal.wav"
+    link.unlink()
+    link.symlink_to(site.store / "week" / "equal.wav")
     config = site.config_with(tmp_path, lambda rec: rec["backups"].__setitem__(
         0, {"name": "nas", "folder": str(mirror)}))
-    doc = json.loads(verify(config, "--json", "--backup", "nas").stdout)
-    assert [p["path"] for p in doc["backups"][0]["sha_different_paths"]] == [
+    done = verify(config, "--json", "--backup", "nas")
+    doc = json.loads(done.stdout)
+    nas = doc["backups"][0]
+    assert [p["path"] for p in nas["sha_different_paths"]] == [
         "week/caf\\xe9-latin1.wav", "week/flip.wav"]
+    assert [(p["path"], p["kind"]) for p in nas["problem_paths"]] == [
+        ("week/equal.wav", "symlink")]
+    assert nas["missing_paths"] == ["week/equal.wav", "week/missing.wav"]
+    assert (done.returncode, nas["equal"], nas["findings"]) == (1, 2, 6)  # 2+1+2+1
 
 
 def test_what_cannot_be_checked_is_exit_2_with_a_clear_error(site: Site, tmp_path: Path,
@@ -255,6 +265,12 @@ def test_what_cannot_be_checked_is_exit_2_with_a_clear_error(site: Site, tmp_pat
     done = verify(config)
     assert done.returncode == 2
     assert f"the store {tmp_path / 'no-store'} does not exist" in done.stderr
+
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    config = site.config_with(tmp_path, lambda rec: rec["store"].__setitem__("path", str(empty)))
+    done = verify(config)
+    assert done.returncode == 2 and "holds no recording matching *.wav" in done.stderr
 
     done = verify(site.config, "--backup", "nsa")
     assert done.returncode == 2 and "no backup 'nsa' (did you mean 'nas'?)" in done.stderr
