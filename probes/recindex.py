@@ -450,26 +450,30 @@ class RecIndex:
         return pair
 
     def compare(self, store: str, backup: str, *, older_than_ns: int,
-                limit: int = 100) -> Comparison:
+                limit: int = 100, since_ns: int | None = None) -> Comparison:
         """Store files with an mtime before ``older_than_ns`` (past the grace) that the
-        backup does not hold, or holds with another size; lists sorted by path."""
+        backup does not hold, or holds with another size; lists sorted by path. With
+        ``since_ns``, only files with an mtime at or after it (``lifeline recordings verify
+        --since``: a window, so that gaps older than it cannot crowd the list out)."""
         if store == backup:
             raise ValueError("a source compared with itself")
         limit = max(0, min(limit, _LIMIT_MAX))
+        floor = -(2**63) if since_ns is None else since_ns
         with self._lock:
             s = self._source_any(store)
             b = self._source_any(backup)
             pair = self._pair(s, b)
             missing, mismatched = self._db.execute(
                 "SELECT total(backup_size IS NULL), total(backup_size IS NOT NULL) FROM gaps "
-                "WHERE pair = ? AND mtime_ns < ?", (pair, older_than_ns)).fetchone()
+                "WHERE pair = ? AND mtime_ns < ? AND mtime_ns >= ?",
+                (pair, older_than_ns, floor)).fetchone()
             lists = []
             for which in ("IS NULL", "IS NOT NULL"):
                 lists.append(self._db.execute(
                     f"SELECT {_PATH} AS p, f.store_size, f.backup_size FROM gaps f "  # noqa: S608
                     f"JOIN dirnames d ON d.id = f.dir WHERE f.pair = ? AND f.mtime_ns < ? "
-                    f"AND f.backup_size {which} ORDER BY p LIMIT ?",
-                    (pair, older_than_ns, limit)).fetchall())
+                    f"AND f.mtime_ns >= ? AND f.backup_size {which} ORDER BY p LIMIT ?",
+                    (pair, older_than_ns, floor, limit)).fetchall())
             return Comparison(int(missing), [bytes(r[0]) for r in lists[0]], int(mismatched),
                               [(bytes(r[0]), int(r[1]), int(r[2])) for r in lists[1]])
 

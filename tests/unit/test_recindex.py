@@ -155,6 +155,19 @@ def test_compare_lists_are_bounded_and_counts_exact(tmp_path: Path) -> None:
             index.compare("store", "store", older_than_ns=site.now)
 
 
+def test_compare_since_keeps_older_gaps_from_crowding_out_a_window(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    for i in range(30):  # old gaps that sort before the window's
+        put(site.store, f"a/c{i:02}.wav", 1, site.now - 30 * DAY)
+    put(site.store, "b/recent.wav", 1, site.now - DAY)
+    with RecIndex(":memory:") as index:
+        site.scan(index)
+        cmp = index.compare("store", "nas", older_than_ns=site.now, limit=5,
+                            since_ns=site.now - 7 * DAY)
+        assert (cmp.missing, cmp.missing_paths) == (1, [b"b/recent.wav"])
+        assert index.compare("store", "nas", older_than_ns=site.now, limit=5).missing == 31
+
+
 def test_stats_written_bytes_and_the_rotating_sample(tmp_path: Path) -> None:
     site = Site(tmp_path)
     for i in range(25):
