@@ -120,6 +120,9 @@ class RecIndex:
         self.reset = opened.reset
         self._reported_reset = False
         self._lock = threading.Lock()  # one thread at a time, as SQLite's connection wants
+        # The caller's small values; made here, not in the versioned schema, so that an
+        # index of version 1 made before it is kept and gains it.
+        self._db.execute("CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT)")
         self._dir_ids: dict[bytes, int] = dict(
             (bytes(p), i) for i, p in self._db.execute("SELECT id, path FROM dirnames"))
 
@@ -450,9 +453,11 @@ class RecIndex:
         return pair
 
     def compare(self, store: str, backup: str, *, older_than_ns: int,
-                limit: int = 100) -> Comparison:
+                newer_than_ns: int | None = None, limit: int = 100) -> Comparison:
         """Store files with an mtime before ``older_than_ns`` (past the grace) that the
-        backup does not hold, or holds with another size; lists sorted by path."""
+        backup does not hold, or holds with another size; lists sorted by path.
+        ``newer_than_ns`` (optional) leaves out files with an older mtime: a recording past
+        its retention may leave a backup, so it is never "missing" from it."""
         if store == backup:
             raise ValueError("a source compared with itself")
         limit = max(0, min(limit, _LIMIT_MAX))
@@ -460,18 +465,59 @@ class RecIndex:
             s = self._source_any(store)
             b = self._source_any(backup)
             pair = self._pair(s, b)
+            floor = -(2**63) if newer_than_ns is None else newer_than_ns
             missing, mismatched = self._db.execute(
                 "SELECT total(backup_size IS NULL), total(backup_size IS NOT NULL) FROM gaps "
-                "WHERE pair = ? AND mtime_ns < ?", (pair, older_than_ns)).fetchone()
+                "WHERE pair = ? AND mtime_ns < ? AND mtime_ns >= ?",
+                (pair, older_than_ns, floor)).fetchone()
             lists = []
             for which in ("IS NULL", "IS NOT NULL"):
                 lists.append(self._db.execute(
                     f"SELECT {_PATH} AS p, f.store_size, f.backup_size FROM gaps f "  # noqa: S608
                     f"JOIN dirnames d ON d.id = f.dir WHERE f.pair = ? AND f.mtime_ns < ? "
-                    f"AND f.backup_size {which} ORDER BY p LIMIT ?",
-                    (pair, older_than_ns, limit)).fetchall())
+                    f"AND f.mtime_ns >= ? AND f.backup_size {which} ORDER BY p LIMIT ?",
+                    (pair, older_than_ns, floor, limit)).fetchall())
             return Comparison(int(missing), [bytes(r[0]) for r in lists[0]], int(mismatched),
                               [(bytes(r[0]), int(r[1]), int(r[2])) for r in lists[1]])
+
+    def pending_since(self, store: str, backup: str) -> int | None:
+        """The mtime of the oldest store file newer than the newest file the backup holds
+        (the backup holds nothing: the store's oldest); None when nothing waits. How long
+        the oldest recording not yet copied has waited: the freshness check's number."""
+        with self._lock:
+            s = self._known_source(store)
+            if s is None:
+                return None
+            b = self._known_source(backup)
+            newest = None if b is None else self._db.execute(
+                "SELECT max(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL",
+                (b,)).fetchone()[0]
+            row = self._db.execute(
+                "SELECT min(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL "
+                "AND mtime_ns > ?", (s, -(2**63) if newest is None else newest)).fetchone()
+            return None if row[0] is None else int(row[0])
+
+    def snapshot_times(self, source: str) -> dict[str, int]:
+        """id -> time_ns of the snapshots added and not forgotten (the last run's time
+        without asking restic again)."""
+        with self._lock:
+            src = self._known_source(source)
+            if src is None:
+                return {}
+            return {r[0]: int(r[1]) for r in self._db.execute(
+                "SELECT id, time_ns FROM snapshots WHERE src = ?", (src,))}
+
+    def note(self, key: str, value: str) -> None:
+        """Keep a small value of the caller's (the verifier's cursor and counts) in the
+        index file, so that a restart keeps it; a rebuilt index starts it over."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)",
+                             (key, value))
+
+    def noted(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
 
     def _source_any(self, name: str) -> int:
         src = self._known_source(name)
