@@ -5,21 +5,30 @@ document, ``lifeline status`` and /metrics show both; the trees are never writte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from prometheus_client import generate_latest
 
+from controller.actuators.netlink import Netlink
+from controller.config import parse_config
 from controller.config.recordings import RecordingsConfig
 from controller.core.snapshot import Snapshot
+from controller.runtime.daemon import Daemon
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.recordings import INDEX_FILE, RecordingsWatch
 from exporters.metrics import registry_for
 from exporters.recordings import recordings_lines
 from exporters.status import status_document
 from probes.recdisk import DiskReport, Volume
+from tests.unit.daemonloop import looping
 from tests.unit.rectrees import put, tree_state
+from tests.unit.test_runtime import _config as _runtime_config
+from tests.unit.test_runtime import _kernel
 
 NOW = 1_796_000_000.0  # a fixed wall clock (Unix seconds), late 2026
 NS = 10**9
@@ -202,3 +211,49 @@ async def test_an_unmounted_mirror_is_one_finding_not_every_recording_missing(
     finally:
         await watch.stop()
         journal.close()
+
+
+async def _until(what: str, ok: Callable[[], bool], within: float = 10.0) -> None:
+    for _ in range(int(within / 0.02)):
+        if ok():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {within} s: {what}")
+
+
+async def test_sighup_turns_the_recordings_check_on_changes_it_and_off(
+        tmp_path: Path) -> None:
+    """A reload adds the watch (its snapshot part appears), a changed section keeps it
+    (and its index), a section removed stops it and its part of the status is gone."""
+    store, nas, _ = _site(tmp_path)
+    base = _runtime_config(tmp_path / "state")
+    section = (f"recordings:\n  store: {{path: {store}}}\n"
+               f"  backups: [{{name: nas, folder: {nas}}}]\n  retention: 5y\n")
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(base)
+    adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
+    daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
+                    config_path=path)
+    async with looping(daemon):
+        assert daemon.recordings is None and daemon.status()["recordings"] is None
+        path.write_text(base + section)
+        daemon.request_reload()
+        await _until("recordings on", lambda: daemon.recordings is not None)
+        watch = daemon.recordings
+        assert watch is not None
+        await watch.check()
+        await _until("the first check published", lambda: daemon.latest is not None
+                     and daemon.latest.recordings is not None
+                     and daemon.latest.recordings.judged_at is not None)
+        path.write_text(base + section + "  interval: 10m\n")
+        daemon.request_reload()
+        await _until("the new interval", lambda: watch.cfg.interval == 600.0)
+        assert daemon.recordings is watch  # the same watch, its verdict kept
+        path.write_text(base)
+        daemon.request_reload()
+        await _until("recordings off", lambda: daemon.recordings is None)
+        await _until("gone from the status", lambda: daemon.status()["recordings"] is None)
+    reloads = [e.message for e in read_events(daemon.journal.path, 100, "action", "config")]
+    assert any("recordings: on" in m for m in reloads)
+    assert any("recordings: changed" in m for m in reloads)
+    assert any("recordings: off" in m for m in reloads)
