@@ -221,6 +221,10 @@ async def _until(what: str, ok: Callable[[], bool], within: float = 10.0) -> Non
     raise AssertionError(f"not within {within} s: {what}")
 
 
+def _watch(daemon: Daemon) -> RecordingsWatch | None:
+    return daemon.recordings  # read anew each time (a reload replaces it)
+
+
 async def test_sighup_turns_the_recordings_check_on_changes_it_and_off(
         tmp_path: Path) -> None:
     """A reload adds the watch (its snapshot part appears), a changed section keeps it
@@ -234,12 +238,13 @@ async def test_sighup_turns_the_recordings_check_on_changes_it_and_off(
     adapter = cast(Callable[[str | None], Netlink], _kernel().adapter)
     daemon = Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
                     config_path=path)
+    assert _watch(daemon) is None
     async with looping(daemon):
-        assert daemon.recordings is None and daemon.status()["recordings"] is None
+        assert daemon.status()["recordings"] is None
         path.write_text(base + section)
         daemon.request_reload()
         await _until("recordings on", lambda: daemon.recordings is not None)
-        watch = daemon.recordings
+        watch = _watch(daemon)
         assert watch is not None
         await watch.check()
         await _until("the first check published", lambda: daemon.latest is not None
