@@ -262,3 +262,36 @@ async def test_sighup_turns_the_recordings_check_on_changes_it_and_off(
     assert any("recordings: on" in m for m in reloads)
     assert any("recordings: changed" in m for m in reloads)
     assert any("recordings: off" in m for m in reloads)
+
+
+async def test_a_copy_that_did_not_run_is_stale_and_a_repository_that_is_not_there_is_down(
+        tmp_path: Path) -> None:
+    """The mirror's newest copy is two nights old and last night's recordings have waited
+    past schedule + grace: one freshness page (not "missing" as well). A restic repository
+    that is not there is one ``available`` page, read without a restic call."""
+    store, nas, _ = _site(tmp_path)
+    for f in (nas / "2026/11/29").iterdir():
+        f.unlink()  # last night's copy did not run at all
+    password = tmp_path / "pw"
+    password.write_text("x\n")
+    cfg = RecordingsConfig.model_validate({
+        "store": {"path": str(store)},
+        "backups": [{"name": "nas", "folder": str(nas)},
+                    {"name": "offsite", "restic": {"repository": str(tmp_path / "no-repo"),
+                                                   "password_file": str(password)}}],
+        "retention": "5y"})
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    clock = Clock()
+    clock.t += 8 * HOUR  # last night's first call (19:00) has waited 37 h, past 24 h + 2 h
+    watch = RecordingsWatch(cfg, journal, tmp_path / "state", clock, disk=_disk)
+    try:
+        await watch.check()
+        snap = watch.snapshot(clock.t)
+        assert [(f.check, f.subject, f.severity) for f in snap.problems] == [
+            ("freshness", "nas", "page"), ("available", "offsite", "page")]
+        assert "stale" in snap.problems[0].reason
+        assert "no_repository" in snap.problems[1].reason
+        assert snap.finding("missing", "nas").value == 0  # type: ignore[union-attr]
+    finally:
+        await watch.stop()
+        journal.close()
