@@ -8,9 +8,9 @@ worker process, can be handed in). The cycle, in the worker:
 1. scans the store and each folder backup into the index (``RecIndex.scan_tree``:
    incremental, a full pass every ``full_scan_every``: it is what sees a file changed in
    place in an old folder), and lists each restic repository's *new* snapshots only
-   (``snapshot_ids`` minus the index's, then ``snapshots`` and ``listing`` per new one,
-   then ``set_snapshots`` so forgotten ones stop counting); tombstones past the retention
-   are pruned on full passes;
+   (``snapshot_ids`` minus the index's, then ``snapshots`` and ``listing`` for a few new
+   ones per cycle, newest first, then ``set_snapshots`` so forgotten ones stop counting);
+   tombstones past the retention are pruned on full passes;
 2. asks the index its questions (stats, compare within the completeness window, pending,
    gone, lost, the recent write rate) and reads the store's volume and RAID;
 3. reads back the verifier's quota of recordings (``verify_plan``: every recording once in
@@ -64,7 +64,7 @@ from probes.recindex import RecIndex, ScanReport
 from probes.recverify import Verified, verify_mirror, verify_restic
 from probes.restic import Restic, ResticError
 
-__all__ = ["INDEX_FILE", "Offload", "RecordingsWatch", "thread_offload"]
+__all__ = ["INDEX_FILE", "NEW_SNAPSHOTS_PER_CYCLE", "Offload", "RecordingsWatch", "thread_offload"]
 
 log = logging.getLogger("lifeline.recordings")
 
@@ -72,6 +72,7 @@ INDEX_FILE = "recordings.sqlite3"
 RECENT_WINDOW_S = 7 * 86400.0  # the write rate behind "days left": the last week's bytes
 _NS = 1_000_000_000
 _CORRUPT_KEPT = NAMES_KEPT  # corrupt copies remembered per backup (the count stays exact)
+NEW_SNAPSHOTS_PER_CYCLE = 3  # restic snapshots listed per cycle (the rest in the next ones)
 _STOP_WAIT = 5.0  # seconds stop() waits for a cycle in progress before leaving it be
 
 T = TypeVar("T")
@@ -384,11 +385,18 @@ class RecordingsWatch:
             seen = index.snapshots_seen(b.name)
             new = sorted(set(ids) - seen - ignored)
             if new:
-                for info in sorted(restic.snapshots(new), key=lambda i: i.time_ns):
-                    if not any(root == p or root.startswith(p.rstrip("/") + "/")
-                               for p in info.paths):
+                ours = []
+                for info in restic.snapshots(new):
+                    if any(root == p or root.startswith(p.rstrip("/") + "/")
+                           for p in info.paths):
+                        ours.append(info)
+                    else:
                         ignored.add(info.id)
-                        continue
+                # Newest first, a few per cycle: a first run over a year of snapshots
+                # (~20 s of `restic ls` each at a million files) spreads over cycles, and
+                # the newest copy (freshness, the verifier's snapshot) is known at once.
+                ours.sort(key=lambda i: i.time_ns, reverse=True)
+                for info in ours[:NEW_SNAPSHOTS_PER_CYCLE]:
                     index.add_snapshot(b.name, info.id, info.time_ns,
                                        restic.listing(info.id, root))
             times = index.snapshot_times(b.name)

@@ -26,9 +26,11 @@ from prometheus_client import generate_latest
 
 from controller.actuators.netlink import Netlink
 from controller.config import parse_config
+from controller.config.recordings import RecordingsConfig
 from controller.core.recsnap import RecordingsSnap
 from controller.runtime.daemon import Daemon
-from controller.runtime.journal import read_events
+from controller.runtime.journal import Journal, read_events
+from controller.runtime.recordings import NEW_SNAPSHOTS_PER_CYCLE, RecordingsWatch
 from exporters.metrics import CATALOG, REC_RAID, RECORDINGS_WHEN, registry_for
 from tests.integration.test_restic import run_restic, write_recording
 from tests.unit.daemonloop import looping
@@ -175,3 +177,52 @@ async def test_every_trouble_of_a_night_s_copy_is_found_named_and_served(
     assert len(missing_moves) == 1, [e.message for e in missing_moves]  # journaled once
     for p, before in trees.items():
         assert tree_state(p) == before, f"{p} was changed"
+
+
+async def test_restic_snapshots_are_listed_newest_first_a_few_a_cycle_and_never_again(
+        tmp_path: Path) -> None:
+    """Four snapshots: the first cycle lists the newest three (freshness and the verifier
+    know the newest at once), the second the last one, the third none (``restic ls`` is
+    counted through a wrapper that logs each call's subcommand)."""
+    now = time.time()
+    store, repo, password = tmp_path / "store", tmp_path / "repo", tmp_path / "pw"
+    password.write_text("lab recordings secret\n")
+    run_restic(repo, password, "init", "-q")
+    for i in range(NEW_SNAPSHOTS_PER_CYCLE + 1):
+        write_recording(store / f"2026/12/0{i + 1}/call-{i}.wav", 1000 + i,
+                        int((now - (5 - i) * DAY) * NS))
+        run_restic(repo, password, "backup", "-q", "--host", "recorder", str(store))
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "restic-logged"
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do case "$a" in -*) ;; *) '
+                       f'echo "$a" >> {calls}; break;; esac; done\n'
+                       f'exec {shutil.which("restic")} "$@"\n')
+    wrapper.chmod(0o755)
+    cfg = RecordingsConfig.model_validate({
+        "store": {"path": str(store)},
+        "backups": [{"name": "offsite", "restic": {"repository": str(repo),
+                                                   "password_file": str(password),
+                                                   "binary": str(wrapper)}}],
+        "retention": "5y", "verify_days": 30})
+    before = {p: tree_state(p) for p in (store, repo)}
+    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    watch = RecordingsWatch(cfg, journal, tmp_path / "state", time.time)
+
+    def ls_calls() -> int:
+        return calls.read_text().split().count("ls") if calls.exists() else 0
+
+    try:
+        first = await watch.check()
+        assert first is not None and ls_calls() == NEW_SNAPSHOTS_PER_CYCLE
+        offsite = next(s for s in first.sources if s.name == "offsite")
+        assert offsite.files == NEW_SNAPSHOTS_PER_CYCLE + 1  # the newest holds them all
+        assert first.problems == (), [f.reason for f in first.problems]
+        await watch.check()
+        assert ls_calls() == NEW_SNAPSHOTS_PER_CYCLE + 1
+        third = await watch.check()
+        assert ls_calls() == NEW_SNAPSHOTS_PER_CYCLE + 1  # nothing new: no listing
+        assert third is not None and third.problems == ()
+    finally:
+        await watch.stop()
+        journal.close()
+    assert {p: tree_state(p) for p in (store, repo)} == before
