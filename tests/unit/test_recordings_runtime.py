@@ -295,3 +295,31 @@ async def test_a_copy_that_did_not_run_is_stale_and_a_repository_that_is_not_the
     finally:
         await watch.stop()
         journal.close()
+
+
+async def test_a_cycle_that_fails_is_journaled_once_and_keeps_no_false_verdict(
+        tmp_path: Path) -> None:
+    """The index cannot be made (state_dir's place is a file): the error is journaled once,
+    however many cycles fail, and no verdict is made up; once it works that is said too."""
+    store, nas, _ = _site(tmp_path)
+    blocker = tmp_path / "state-file"
+    blocker.write_text("not a folder\n")
+    journal = Journal(tmp_path / "journal.sqlite3")
+    clock = Clock()
+    watch = RecordingsWatch(_cfg(store, nas), journal, blocker, clock, disk=_disk)
+    try:
+        assert await watch.check() is None
+        assert await watch.check() is None
+        failed = watch.error
+        assert failed is not None and watch.snapshot(clock.t).judged_at is None
+        errors = read_events(journal.path, 100, "error", "recordings")
+        assert len(errors) == 1 and "check failed" in errors[0].message
+        blocker.unlink()
+        blocker.mkdir()
+        snap = await watch.check()
+        assert snap is not None and snap.judged_at == clock.t and watch.error is None
+        assert [e.message for e in read_events(journal.path, 100, "action", "recordings")] == [
+            "check works again"]
+    finally:
+        await watch.stop()
+        journal.close()
