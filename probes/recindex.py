@@ -453,19 +453,19 @@ class RecIndex:
         return pair
 
     def compare(self, store: str, backup: str, *, older_than_ns: int,
-                newer_than_ns: int | None = None, limit: int = 100) -> Comparison:
+                limit: int = 100, since_ns: int | None = None) -> Comparison:
         """Store files with an mtime before ``older_than_ns`` (past the grace) that the
-        backup does not hold, or holds with another size; lists sorted by path.
-        ``newer_than_ns`` (optional) leaves out files with an older mtime: a recording past
-        its retention may leave a backup, so it is never "missing" from it."""
+        backup does not hold, or holds with another size; lists sorted by path. With
+        ``since_ns``, only files with an mtime at or after it (``lifeline recordings verify
+        --since``: a window, so that gaps older than it cannot crowd the list out)."""
         if store == backup:
             raise ValueError("a source compared with itself")
         limit = max(0, min(limit, _LIMIT_MAX))
+        floor = -(2**63) if since_ns is None else since_ns
         with self._lock:
             s = self._source_any(store)
             b = self._source_any(backup)
             pair = self._pair(s, b)
-            floor = -(2**63) if newer_than_ns is None else newer_than_ns
             missing, mismatched = self._db.execute(
                 "SELECT total(backup_size IS NULL), total(backup_size IS NOT NULL) FROM gaps "
                 "WHERE pair = ? AND mtime_ns < ? AND mtime_ns >= ?",
@@ -479,45 +479,6 @@ class RecIndex:
                     (pair, older_than_ns, floor, limit)).fetchall())
             return Comparison(int(missing), [bytes(r[0]) for r in lists[0]], int(mismatched),
                               [(bytes(r[0]), int(r[1]), int(r[2])) for r in lists[1]])
-
-    def pending_since(self, store: str, backup: str) -> int | None:
-        """The mtime of the oldest store file newer than the newest file the backup holds
-        (the backup holds nothing: the store's oldest); None when nothing waits. How long
-        the oldest recording not yet copied has waited: the freshness check's number."""
-        with self._lock:
-            s = self._known_source(store)
-            if s is None:
-                return None
-            b = self._known_source(backup)
-            newest = None if b is None else self._db.execute(
-                "SELECT max(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL",
-                (b,)).fetchone()[0]
-            row = self._db.execute(
-                "SELECT min(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL "
-                "AND mtime_ns > ?", (s, -(2**63) if newest is None else newest)).fetchone()
-            return None if row[0] is None else int(row[0])
-
-    def snapshot_times(self, source: str) -> dict[str, int]:
-        """id -> time_ns of the snapshots added and not forgotten (the last run's time
-        without asking restic again)."""
-        with self._lock:
-            src = self._known_source(source)
-            if src is None:
-                return {}
-            return {r[0]: int(r[1]) for r in self._db.execute(
-                "SELECT id, time_ns FROM snapshots WHERE src = ?", (src,))}
-
-    def note(self, key: str, value: str) -> None:
-        """Keep a small value of the caller's (the verifier's cursor and counts) in the
-        index file, so that a restart keeps it; a rebuilt index starts it over."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)",
-                             (key, value))
-
-    def noted(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
-            return None if row is None else str(row[0])
 
     def _source_any(self, name: str) -> int:
         src = self._known_source(name)
@@ -587,6 +548,45 @@ class RecIndex:
             return int(self._db.execute(
                 "SELECT total(size) FROM files WHERE src = ? AND gone_ns IS NULL "
                 "AND mtime_ns >= ?", (src, since_ns)).fetchone()[0])
+
+    def pending_since(self, store: str, backup: str) -> int | None:
+        """The mtime of the oldest store file newer than the newest file the backup holds
+        (the backup holds nothing: the store's oldest); None when nothing waits. How long
+        the oldest recording not yet copied has waited: the freshness check's number."""
+        with self._lock:
+            s = self._known_source(store)
+            if s is None:
+                return None
+            b = self._known_source(backup)
+            newest = None if b is None else self._db.execute(
+                "SELECT max(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL",
+                (b,)).fetchone()[0]
+            row = self._db.execute(
+                "SELECT min(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL "
+                "AND mtime_ns > ?", (s, -(2**63) if newest is None else newest)).fetchone()
+            return None if row[0] is None else int(row[0])
+
+    def snapshot_times(self, source: str) -> dict[str, int]:
+        """id -> time_ns of the snapshots added and not forgotten (the last run's time
+        without asking restic again)."""
+        with self._lock:
+            src = self._known_source(source)
+            if src is None:
+                return {}
+            return {r[0]: int(r[1]) for r in self._db.execute(
+                "SELECT id, time_ns FROM snapshots WHERE src = ?", (src,))}
+
+    def note(self, key: str, value: str) -> None:
+        """Keep a small value of the caller's (the verifier's cursor and counts) in the
+        index file, so that a restart keeps it; a rebuilt index starts it over."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)",
+                             (key, value))
+
+    def noted(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
 
     def verify_batch(self, store: str, after: bytes | None, n: int) -> list[FileEntry]:
         """The next ``n`` held files after the cursor path ``after`` (None: from the start),

@@ -425,7 +425,7 @@ class RecordingsWatch:
         mismatched_names: tuple[str, ...] = ()
         if window is not None:
             comp = index.compare(STORE, b.name, older_than_ns=int(window[1] * _NS),
-                                 newer_than_ns=int(window[0] * _NS), limit=NAMES_KEPT)
+                                 since_ns=int(window[0] * _NS), limit=NAMES_KEPT)
             missing, mismatched = comp.missing, comp.mismatched
             s.mismatched = {p for p, _, _ in comp.mismatched_paths}
             missing_names = tuple(_name(p) for p in comp.missing_paths)
