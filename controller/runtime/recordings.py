@@ -247,7 +247,10 @@ class RecordingsWatch:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a bug in judging or telling: the next cycle tries again
+                log.exception("recordings check cycle failed")
             await asyncio.sleep(max(0.0, self.cfg.interval - (loop.time() - started)))
 
     async def check(self) -> RecordingsSnap | None:
