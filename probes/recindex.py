@@ -120,6 +120,9 @@ class RecIndex:
         self.reset = opened.reset
         self._reported_reset = False
         self._lock = threading.Lock()  # one thread at a time, as SQLite's connection wants
+        # The caller's small values; made here, not in the versioned schema, so that an
+        # index of version 1 made before it is kept and gains it.
+        self._db.execute("CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT)")
         self._dir_ids: dict[bytes, int] = dict(
             (bytes(p), i) for i, p in self._db.execute("SELECT id, path FROM dirnames"))
 
@@ -545,6 +548,45 @@ class RecIndex:
             return int(self._db.execute(
                 "SELECT total(size) FROM files WHERE src = ? AND gone_ns IS NULL "
                 "AND mtime_ns >= ?", (src, since_ns)).fetchone()[0])
+
+    def pending_since(self, store: str, backup: str) -> int | None:
+        """The mtime of the oldest store file newer than the newest file the backup holds
+        (the backup holds nothing: the store's oldest); None when nothing waits. How long
+        the oldest recording not yet copied has waited: the freshness check's number."""
+        with self._lock:
+            s = self._known_source(store)
+            if s is None:
+                return None
+            b = self._known_source(backup)
+            newest = None if b is None else self._db.execute(
+                "SELECT max(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL",
+                (b,)).fetchone()[0]
+            row = self._db.execute(
+                "SELECT min(mtime_ns) FROM files WHERE src = ? AND gone_ns IS NULL "
+                "AND mtime_ns > ?", (s, -(2**63) if newest is None else newest)).fetchone()
+            return None if row[0] is None else int(row[0])
+
+    def snapshot_times(self, source: str) -> dict[str, int]:
+        """id -> time_ns of the snapshots added and not forgotten (the last run's time
+        without asking restic again)."""
+        with self._lock:
+            src = self._known_source(source)
+            if src is None:
+                return {}
+            return {r[0]: int(r[1]) for r in self._db.execute(
+                "SELECT id, time_ns FROM snapshots WHERE src = ?", (src,))}
+
+    def note(self, key: str, value: str) -> None:
+        """Keep a small value of the caller's (the verifier's cursor and counts) in the
+        index file, so that a restart keeps it; a rebuilt index starts it over."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)",
+                             (key, value))
+
+    def noted(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
 
     def verify_batch(self, store: str, after: bytes | None, n: int) -> list[FileEntry]:
         """The next ``n`` held files after the cursor path ``after`` (None: from the start),

@@ -38,6 +38,7 @@ from controller.runtime.overridebook import OVERRIDES_FILE, OverrideBook
 from controller.runtime.overrides import Overrides
 from controller.runtime.paging import AlertPoster
 from controller.runtime.power import PowerWatch, UpsReader
+from controller.runtime.recordings import RecordingsWatch
 from controller.runtime.sdnotify import Notifier
 from controller.runtime.services import ServiceChecks
 from controller.runtime.trunks import Telephony
@@ -117,6 +118,8 @@ class Daemon:
         self.power = (PowerWatch(cfg.power, self.journal, self.now, wake=self._wake.set,
                                  reader=ups_reader, dry_run=dry_run)
                       if cfg.power is not None else None)
+        # The call recordings and their backups, checked off the loop on a worker of its own.
+        self.recordings = self._recordings_watch(cfg)
         self._pending_refresh: set[str] = set()
         self.started = time.time()
         self._nl: Netlink | None = None
@@ -197,6 +200,7 @@ class Daemon:
             self.telephony = None
             changes.append("telephony: off")
         changes += await self._reload_power(new)
+        changes += await self._reload_recordings(new)
         changes += await self.services.reconfigure(new.services)
         if edges is not self.edges:
             for edge in self.edges:
@@ -227,6 +231,27 @@ class Daemon:
                 self.power.start()
             return ["power: on"]
         return await power.reconfigure(new.power)
+
+    def _recordings_watch(self, cfg: Config) -> RecordingsWatch | None:
+        if cfg.recordings is None:
+            return None
+        return RecordingsWatch(cfg.recordings, self.journal, cfg.state_dir, self.wall,
+                               self._wake.set)
+
+    async def _reload_recordings(self, new: Config) -> list[str]:
+        rec = self.recordings
+        if new.recordings is None:
+            if rec is None:
+                return []
+            await rec.stop()
+            self.recordings = None
+            return ["recordings: off"]
+        if rec is None:
+            self.recordings = self._recordings_watch(new)
+            if self._start_probes and self.recordings is not None:
+                self.recordings.start()
+            return ["recordings: on"]
+        return await rec.reconfigure(new.recordings)
 
     # -- operator requests (the API on the unix socket) -----------------------------------
     def set_maintenance(self, trunk: str, on: bool, reason: str = "") -> MaintenanceAnswer:
@@ -340,7 +365,9 @@ class Daemon:
                                 cond.problem),
             counters=counters, histograms=histograms, telephony=tel is not None,
             overrides=self._override_snaps, services=self.services.snapshot(now),
-            power=self.power.snapshot(now) if self.power is not None else None)
+            power=self.power.snapshot(now) if self.power is not None else None,
+            recordings=(self.recordings.snapshot(self.wall()) if self.recordings is not None
+                        else None))
 
     def publish(self) -> Snapshot:
         """Take this cycle's snapshot and make it the one every reader sees."""
@@ -405,6 +432,8 @@ class Daemon:
         self.services.start(probes=self._start_probes)
         if self.power is not None and self._start_probes:
             self.power.start()
+        if self.recordings is not None and self._start_probes:
+            self.recordings.start()
         # SIGTERM must not wait for the next reconcile tick.
         waker = asyncio.create_task(self._wake_on(stop))
         self._cycle_started = None
@@ -447,6 +476,8 @@ class Daemon:
             await self.services.stop()
             if self.power is not None:
                 await self.power.stop()
+            if self.recordings is not None:
+                await self.recordings.stop()
             for edge in self.edges:
                 await edge.close()
             await server.stop()

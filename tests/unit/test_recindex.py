@@ -338,3 +338,56 @@ def test_prune_forgets_tombstones_past_the_retention_only(tmp_path: Path) -> Non
         assert {p for p, _, _ in tombstones(index, "store")} == {b"a/young.wav"}
         assert index.stats("store").files == 1
         assert index.prune("nothing", older_than_ns=site.now) == 0
+
+
+def test_compare_leaves_out_what_is_older_than_its_lower_bound(tmp_path: Path) -> None:
+    """A recording past the retention may leave a backup: with ``since_ns`` it is never
+    "missing" (nor "mismatched"), and a file exactly at the bound still counts."""
+    site = Site(tmp_path)
+    put(site.store, "old/past.wav", 1, site.now - RETENTION - DAY)
+    put(site.store, "old/edge.wav", 1, site.now - RETENTION)
+    put(site.store, "new/young.wav", 1, site.now - DAY)
+    put(site.store, "new/short.wav", 5, site.now - DAY)
+    put(site.nas, "new/short.wav", 4, site.now - DAY)
+    put(site.store, "old/short.wav", 5, site.now - RETENTION - DAY)
+    put(site.nas, "old/short.wav", 4, site.now - RETENTION - DAY)
+    with RecIndex(":memory:") as index:
+        site.scan(index)
+        everything = index.compare("store", "nas", older_than_ns=site.now)
+        assert (everything.missing, everything.mismatched) == (3, 2)
+        bounded = index.compare("store", "nas", older_than_ns=site.now,
+                                since_ns=site.now - RETENTION)
+        assert bounded.missing_paths == [b"new/young.wav", b"old/edge.wav"]
+        assert bounded.missing == 2
+        assert bounded.mismatched_paths == [(b"new/short.wav", 5, 4)]
+
+
+def test_pending_since_is_the_oldest_store_file_newer_than_the_backup_s_newest(
+        tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.both("a/one.wav", 1, 3 * DAY)
+    site.both("a/two.wav", 1, 2 * DAY)
+    with RecIndex(":memory:") as index:
+        site.scan(index)
+        assert index.pending_since("store", "nas") is None  # the backup has it all
+        assert index.pending_since("store", "never-scanned") == site.now - 3 * DAY
+        put(site.store, "b/three.wav", 1, site.now - 30 * 3600 * NS)
+        put(site.store, "b/four.wav", 1, site.now - 3600 * NS)
+        put(site.store, "a/older.wav", 1, site.now - 4 * DAY)  # older: missing, not pending
+        site.scan(index)
+        assert index.pending_since("store", "nas") == site.now - 30 * 3600 * NS
+        put(site.nas, "b/four.wav", 1, site.now - 3600 * NS)  # a newer copy covers it all
+        site.scan(index)
+        assert index.pending_since("store", "nas") is None
+        assert index.pending_since("unknown", "nas") is None
+
+
+def test_notes_outlive_the_connection(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "index.sqlite3"
+    with RecIndex(path) as index:
+        assert index.noted("verifier") is None
+        index.note("verifier", '{"cursor": "00"}')
+        index.note("verifier", '{"cursor": "01"}')
+    with RecIndex(path) as index:
+        assert index.reset is None
+        assert index.noted("verifier") == '{"cursor": "01"}'
