@@ -91,7 +91,7 @@ def test_every_alert_can_page_someone_usefully() -> None:
         name = rule["alert"]
         assert rule["labels"]["severity"] in ("page", "ticket"), name
         assert rule["labels"]["scope"] in ("lifeline", "site", "link", "trunk", "dids",
-                                           "power", "service"), name
+                                           "power", "service", "recordings"), name
         ann = rule["annotations"]
         assert {"summary", "description", "runbook"} <= set(ann), name
         if name != "LifelineNotScraped":  # absent() has no labels to name a site with
@@ -106,7 +106,8 @@ def test_pages_are_few() -> None:
     """One incident, one page: only what needs someone now pages."""
     pages = sorted(r["alert"] for r in _alerts() if r["labels"]["severity"] == "page")
     assert pages == ["LifelineAllUplinksDown", "LifelineDidsOnDr", "LifelineDidsUnroutable",
-                     "LifelineDown", "LifelinePowerOutage", "LifelineSipEdgeOutOfSync"]
+                     "LifelineDown", "LifelinePowerOutage", "LifelineRecordingsMissing",
+                     "LifelineSipEdgeOutOfSync"]
 
 
 @needs_promtool
