@@ -20,7 +20,7 @@ layers: deps
 	sys.exit(lint_imports(no_cache=True, no_logo=True))'
 
 test: lint typecheck layers
-	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -ra --durations=25 $(PYTEST_ARGS)
 
 unit: deps
 	$(PYTHON) -m pytest -q tests/unit $(PYTEST_ARGS)
