@@ -304,6 +304,10 @@ def _wait(what: str, check: Callable[[], bool], timeout: float) -> float | None:
     return time.monotonic() - began
 
 
+def _hm(seconds: float) -> str:
+    return f"{int(seconds // HOUR)}h{int(seconds % HOUR // 60):02d}m"
+
+
 def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
@@ -369,6 +373,10 @@ def _play(act: RecAct, site: _Site, today: list[Recording], keep_going: bool) ->
     site.acted()
     print(f"  {site.stamp()}  copy done: {len(nightly)} copied to the mirror, skipped "
           + ", ".join(r.rel for r in skipped), flush=True)
+    behind = [(nightly[-1].mtime_ns - r.mtime_ns) / NS for r in skipped]
+    print(f"  {site.stamp()}  the skipped were recorded {_hm(min(behind))} to "
+          f"{_hm(max(behind))} before the newest copy: past the {t.grace} grace, so missing",
+          flush=True)
     expected = tuple(sorted(f.skipped))
     outcome = RecOutcome(title, f"{len(skipped)} missing, 1 page", False, None)
     found = _wait("lifeline to find the skipped recordings",
