@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="skip the telephony act (Kamailio, SBCs, calls during a trunk failover)")
     demo.add_argument("--no-power", action="store_true",
                       help="skip the power act (a UPS runs down: calls to the DR PBX and back)")
+    demo.add_argument("--no-recordings", action="store_true",
+                      help="skip the recordings act (a night's copy misses files: paged)")
     demo.set_defaults(func=cmd_demo)
     return p
 
@@ -404,7 +406,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "or `python -m controller demo` from a checkout", file=sys.stderr)
         return 2
     return run_demo(quick=args.quick, keep_going=args.keep_going, sip=not args.no_sip,
-                    power=not args.no_power)
+                    power=not args.no_power, recordings=not args.no_recordings)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ data-plane gap; the daemon's own timeline (state changes with their reasons) is 
 it happens. Then, unless skipped or Kamailio/sipp are missing, the telephony act
 (``lab.demo_sip``) plays a trunk failover on a fresh lab with calls going on, and, unless
 skipped or NUT's upsd is missing too, the power act (``lab.demo_power``) runs a UPS down
-until the DIDs ring at the DR PBX and brings mains back. It ends with a summary table and
-removes every namespace and process it made.
+until the DIDs ring at the DR PBX and brings mains back; then, unless skipped or Prometheus
+or Alertmanager are missing, the recordings act (``lab.demo_recordings``) has a night's
+copy skip recordings, found and paged, and re-run. It ends with a summary table and removes
+every namespace and process it made.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.demo_power import PowerAct, power_summary, run_power_act
+from tests.lab.demo_recordings import (
+    RecAct,
+    recordings_skip_reason,
+    recordings_summary,
+    run_recordings_act,
+)
 from tests.lab.demo_sip import SipOutcome, run_sip_act, sip_scenario, sip_summary
 from tests.lab.lifelined import LifelineProcess, route_devices
 from tests.lab.nut import nut_skip_reason
@@ -172,7 +180,7 @@ def _metrics_excerpt(lab: Lab, listen: str) -> list[str]:
 
 
 def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
-             power: bool = True) -> int:
+             power: bool = True, recordings: bool = True) -> int:
     if os.geteuid() != 0:
         print("lifeline demo: the lab needs root (it creates network namespaces); "
               "run it as root: sudo make demo", file=sys.stderr)
@@ -248,10 +256,27 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
         passed = passed and power_act.passed
     if power_note:
         print(f"\n{power_note}", flush=True)
+    rec_act: RecAct | None = None
+    rec_note = ""
+    if not recordings:
+        rec_note = "recordings act skipped (--no-recordings)"
+    elif (missing_mon := recordings_skip_reason()) is not None:
+        rec_note = f"recordings act skipped: it {missing_mon}; `make demo` installs them"
+    elif not passed and not keep_going:
+        rec_note = "recordings act not played: an earlier act failed"
+    else:
+        print("\n=== recordings: last night's copy skipped recordings: found, paged, "
+              "copied again", flush=True)
+        rec_act = run_recordings_act(quick=quick, keep_going=keep_going)
+        passed = passed and rec_act.passed
+    if rec_note:
+        print(f"\n{rec_note}", flush=True)
     print("\n" + _summary(outcomes))
     if sip_outcomes:
         print("\n" + sip_summary(sip_outcomes))
     if power_act is not None and power_act.outcomes:
         print("\n" + power_summary(power_act))
+    if rec_act is not None and rec_act.outcomes:
+        print("\n" + recordings_summary(rec_act))
     print("lab removed (namespaces and processes)")
     return 0 if passed else 1

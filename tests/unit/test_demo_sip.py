@@ -100,9 +100,10 @@ def test_summary_shows_calls_and_why_a_step_failed() -> None:
 
 
 @pytest.mark.parametrize(("argv", "acts"), [
-    (["demo"], {"sip": True, "power": True}),
+    (["demo"], {"sip": True, "power": True, "recordings": True}),
     (["demo", "--no-sip"], {"sip": False, "power": True}),
     (["demo", "--no-power"], {"sip": True, "power": False}),
+    (["demo", "--no-recordings"], {"sip": True, "power": True, "recordings": False}),
 ])
 def test_no_sip_and_no_power_skip_their_act(monkeypatch: pytest.MonkeyPatch, argv: list[str],
                                             acts: dict[str, bool]) -> None:

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.config import ConfigError, parse_config, summary
-from controller.config.recordings import recordings_summary
+from controller.config import ConfigError, load_config, parse_config, summary
+from controller.config.recordings import recordings_checks, recordings_summary
 from controller.core.durations import format_duration, format_period, parse_duration
 from controller.core.recordings import RecordingsParams, verify_plan
 from tests.unit.test_config import build, errors_of
@@ -298,3 +298,17 @@ def test_the_verification_table_of_docs_recordings_md_is_what_verify_plan_says()
         assert plan.files_per_cycle == int(per_cycle)
         assert round(plan.bytes_per_cycle / 1e6) == int(mb)
         assert f"{plan.read_bytes_per_s / 1e6:.2g}" == rate
+
+
+def test_the_shipped_example_watches_a_mirror_and_a_restic_repository() -> None:
+    """examples/lifeline.yaml's section is what docs/recordings.md describes, and clean."""
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "lifeline.yaml")
+    rec = cfg.recordings
+    assert rec is not None and cfg.warnings == []
+    assert [(b.name, b.kind) for b in rec.backups] == [("nas", "folder"), ("offsite", "restic")]
+    restic = rec.backup("offsite").restic
+    assert restic is not None and restic.password_file == Path("/etc/lifeline/secrets/restic")
+    assert rec.must_hold_names == ["nas", "offsite"]
+    assert (rec.retention, rec.schedule, rec.grace, rec.verify_days) == (
+        5 * 365 * 86400.0, 86400.0, 7200.0, 30)
+    assert recordings_checks(rec, cfg.state_dir, cfg.api_socket) == ([], [])
