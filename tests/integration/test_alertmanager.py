@@ -300,3 +300,37 @@ async def test_a_power_incident_is_one_page(alertmanager: tuple[str, Receiver]) 
     await asyncio.sleep(3)
     assert [p for p in _pages_of(rx, "rome") if p] == [["LifelinePowerOutage"]]
     assert rx.names("tickets") == [["LifelineServiceDown"]]
+
+
+async def test_a_recordings_night_is_one_page_per_site(
+        alertmanager: tuple[str, Receiver]) -> None:
+    """rome's NAS unmounted, its md0 degraded and its disk near full: three pages in one
+    on-call notification; its tickets (usb unreadable entries, no run on offsite) one
+    ticket; milano's disk filling its own ticket. Then milano's lifeline stops answering:
+    its recordings page, made of stale data, is held back behind LifelineDown."""
+    url, rx = alertmanager
+    await _post(url, [
+        _alert("LifelineRecordingsUnavailable", "rome", check="available", subject="nas"),
+        _alert("LifelineRecordingsRaidDegraded", "rome", check="raid", subject="md0"),
+        _alert("LifelineRecordingsDiskFull", "rome", check="disk_days", subject="store"),
+        _alert("LifelineRecordingsFinding", "rome", check="unreadable", subject="usb"),
+        _alert("LifelineRecordingsFinding", "rome", check="freshness", subject="offsite"),
+        _alert("LifelineRecordingsDiskFilling", "milano", check="disk_free", subject="store"),
+    ])
+    await _until(lambda: _pages_of(rx, "rome") and len(rx.names("tickets")) >= 2, 15)
+    await asyncio.sleep(3)  # a second group round: nothing else may come
+    assert _pages_of(rx, "rome") == [["LifelineRecordingsDiskFull",
+                                      "LifelineRecordingsRaidDegraded",
+                                      "LifelineRecordingsUnavailable"]]
+    tickets = sorted((n["groupLabels"]["site"], len(n["alerts"])) for n in rx.got
+                     if n["receiver"] == "tickets")
+    assert tickets == [("milano", 1), ("rome", 2)]
+
+    rx.got.clear()
+    await _post(url, [_alert("LifelineDown", "milano", instance="milano-gw:9730")])
+    await _held(url, "LifelineDown")
+    await _post(url, [_alert("LifelineRecordingsCorrupt", "milano", check="corrupt",
+                             subject="nas")])
+    await _until(lambda: _pages_of(rx, "milano"), 15)
+    await asyncio.sleep(3)
+    assert _pages_of(rx, "milano") == [["LifelineDown"]]

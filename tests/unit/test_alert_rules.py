@@ -106,7 +106,10 @@ def test_pages_are_few() -> None:
     """One incident, one page: only what needs someone now pages."""
     pages = sorted(r["alert"] for r in _alerts() if r["labels"]["severity"] == "page")
     assert pages == ["LifelineAllUplinksDown", "LifelineDidsOnDr", "LifelineDidsUnroutable",
-                     "LifelineDown", "LifelinePowerOutage", "LifelineRecordingsMissing",
+                     "LifelineDown", "LifelinePowerOutage", "LifelineRecordingsBackupStale",
+                     "LifelineRecordingsCorrupt", "LifelineRecordingsDiskFull",
+                     "LifelineRecordingsMissing", "LifelineRecordingsRaidDegraded",
+                     "LifelineRecordingsRetentionBreached", "LifelineRecordingsUnavailable",
                      "LifelineSipEdgeOutOfSync"]
 
 

@@ -169,3 +169,20 @@ def test_a_service_incident_pages_once_as_dids_on_dr() -> None:
     pages = [a["alertname"] for a in incident
              if a["severity"] == "page" and not _inhibited(a, incident)]
     assert pages == ["LifelineDidsOnDr"]
+
+
+def test_recordings_alerts_are_held_back_only_by_a_stale_lifeline() -> None:
+    """No inhibition of their own (one cause is already one finding in lifeline): a
+    recordings incident delivers every one of its alerts, and neither a site cut off nor a
+    power outage hides a recording at risk; lifeline not scraped (their data stale) does."""
+    recordings = [_firing(r["alert"], check="available", subject="nas") for r in _alerts()
+                  if r["labels"]["scope"] == "recordings"]
+    assert len(recordings) >= 10
+    assert not any(_inhibited(a, recordings) for a in recordings)
+    larger = [_firing("LifelineAllUplinksDown"), _firing("LifelinePowerOutage")]
+    assert not any(_inhibited(a, recordings + larger) for a in recordings)
+    stale = [*recordings, _firing("LifelineDown", job="lifeline", instance="rome-gw:9730")]
+    assert all(_inhibited(a, stale) for a in recordings)
+    milano = [_firing(r["alert"], "milano") for r in _alerts()
+              if r["labels"]["scope"] == "recordings"]
+    assert not any(_inhibited(a, stale + milano) for a in milano)
