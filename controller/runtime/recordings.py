@@ -36,10 +36,11 @@ daemon is woken to publish it. Nothing here writes in the store or a backup: the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -98,14 +99,56 @@ Offload = Callable[[Callable[[], T]], Awaitable[T]]
 
 def thread_offload() -> tuple[Offload[object], Callable[[], None]]:
     """An offload on one worker thread of its own (sqlite3 connections are per thread),
-    and the function that lets that thread go once the work queued on it is done."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
-                                                 thread_name_prefix="recordings")
+    and the function that lets that thread go once the work queued on it is done.
+
+    A daemon thread, not a ThreadPoolExecutor's: at exit Python joins an executor's
+    threads, so a job hung in the kernel (a stat on a dead NFS mount) would keep the
+    daemon from ever stopping. A job cancelled before it starts is not run."""
+    jobs: queue.SimpleQueue[tuple[Callable[[], object], asyncio.Future[object],
+                                  asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
+
+    def settle(fut: asyncio.Future[object], result: object, exc: BaseException | None) -> None:
+        if fut.cancelled():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def work() -> None:
+        while (job := jobs.get()) is not None:
+            fn, fut, loop = job
+            if fut.cancelled():
+                continue
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, as an executor does
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, fut, result, error)
+            del fn, fut, result, error  # hold nothing of a finished job while idle
+
+    thread = threading.Thread(target=work, name="recordings", daemon=True)
+    released: list[bool] = []
 
     async def run(fn: Callable[[], object]) -> object:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        if released:
+            raise RuntimeError("the recordings worker was let go")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[object] = loop.create_future()
+        if thread.ident is None:
+            thread.start()
+        jobs.put((fn, fut, loop))
+        return await fut
 
-    return run, lambda: pool.shutdown(wait=False)
+    def release() -> None:
+        if not released:
+            released.append(True)
+            jobs.put(None)
+
+    return run, release
 
 
 def _name(path: bytes) -> str:

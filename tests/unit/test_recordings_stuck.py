@@ -9,7 +9,10 @@ or the mirror's read-back); the bound is a fraction of a second."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -220,3 +223,55 @@ def test_a_walk_reports_progress_for_every_directory(tmp_path: Path) -> None:
                               progress=lambda: ticks.append(time.monotonic()))
     assert rep.files == 9 and rep.dirs_listed >= 3
     assert len(ticks) >= rep.dirs_listed
+
+
+_HUNG_AT_EXIT = """
+import asyncio, sys, threading
+from controller.runtime.recordings import thread_offload
+hung = threading.Event()
+async def main():
+    run, release = thread_offload()
+    job = asyncio.ensure_future(run(lambda: hung.wait(60)))
+    await asyncio.sleep(0.2)
+    job.cancel()
+    release()
+asyncio.run(main())
+print("left", flush=True)
+"""
+
+
+def test_a_worker_hung_in_the_kernel_does_not_keep_the_daemon_from_exiting() -> None:
+    """A ThreadPoolExecutor's thread is joined at exit: a stat hung on a dead mount would
+    keep a stopped daemon alive until systemd kills it. The watch's worker is a daemon
+    thread (here a job blocked for 60 s; the process ends at once)."""
+    repo = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _HUNG_AT_EXIT], cwd=repo, timeout=30,
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0 and proc.stdout == "left\n", proc.stderr
+    assert time.monotonic() - started < 20
+
+
+async def test_the_worker_runs_jobs_in_order_passes_errors_and_refuses_after_release(
+        ) -> None:
+    run, release = runtime.thread_offload()
+    names: list[str] = []
+
+    def job(name: str) -> int:
+        names.append(name)
+        return len(names)
+
+    assert list(await asyncio.gather(run(lambda: job("a")), run(lambda: job("b")))) == [1, 2]
+    assert names == ["a", "b"]
+
+    def broken() -> object:
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError, match="bug"):
+        await run(broken)
+    assert threading.current_thread().name != await run(
+        lambda: threading.current_thread().name) == "recordings"
+    release()
+    with pytest.raises(RuntimeError, match="let go"):
+        await run(lambda: None)
