@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -261,7 +261,8 @@ class RecIndex:
         return True
 
     def scan_tree(self, source: str, root: str | bytes | Path, patterns: Sequence[str], *,
-                  now_ns: int, full: bool = False, hot_ns: int = HOT_NS) -> ScanReport:
+                  now_ns: int, full: bool = False, hot_ns: int = HOT_NS,
+                  progress: Callable[[], None] | None = None) -> ScanReport:
         """Walk the tree at ``root`` incrementally (probes/rectree.py says what is re-listed)
         and apply it. ``full=True`` lists every directory: the runtime asks for it every
         ``full_scan_every``, since a file changed in place in an old directory shows in no
@@ -270,6 +271,8 @@ class RecIndex:
         A root that is missing, or holds none of what the index knew (an unmounted share),
         changes nothing and is reported (``root_state``); a directory or file that cannot
         be read keeps its rows (it is not a removal) and is a problem in the report.
+        ``progress`` is called after each directory the walk reports (the runtime tells a
+        long walk from one stuck on a hung mount by it).
         """
         started = time.monotonic()
         with self._lock:
@@ -289,6 +292,8 @@ class RecIndex:
                         self._apply_gone(src, ev.path, now_ns, counts)
                     elif isinstance(ev, Failed):
                         self._apply_failed(src, ev.path, known.get(ev.path))
+                    if progress is not None:
+                        progress()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -69,6 +69,7 @@ __all__ = [
     "completeness_window",
     "days_left",
     "judge",
+    "unavailable",
     "verify_plan",
     "verify_quota",
 ]
@@ -273,12 +274,24 @@ def completeness_window(params: RecordingsParams, newest_in_backup: float | None
     return (oldest, newest) if newest > oldest else None
 
 
+def unavailable(params: RecordingsParams, subject: str, why: str) -> Finding:
+    """The ``available`` finding of a subject that cannot be read (``why``: the runtime's
+    words, e.g. a scan that has not answered for minutes): the store pages, a backup pages
+    when it must hold every recording, else it is a ticket."""
+    if subject == STORE:
+        return Finding(Check.AVAILABLE, STORE, Severity.PAGE, 0.0,
+                       f"store: cannot be read ({why or 'unknown'}); nothing proves "
+                       "recordings are being kept")
+    return Finding(Check.AVAILABLE, subject,
+                   Severity.PAGE if params.must(subject) else Severity.TICKET, 0.0,
+                   f"{subject}: unavailable ({why or 'unknown'}); its other checks wait "
+                   "until it can be read")
+
+
 def _store_findings(p: RecordingsParams, store: StoreFacts) -> list[Finding]:
     out: list[Finding] = []
     if not store.available:
-        out.append(Finding(Check.AVAILABLE, STORE, Severity.PAGE, 0.0,
-                           f"store: cannot be read ({store.why_unavailable or 'unknown'}); "
-                           "nothing proves recordings are being kept"))
+        out.append(unavailable(p, STORE, store.why_unavailable))
     else:
         out.append(Finding(Check.AVAILABLE, STORE, Severity.OK, 1.0,
                            f"store: {_plural(store.files, 'recording')} readable"))
@@ -362,9 +375,7 @@ def _backup_findings(p: RecordingsParams, b: BackupFacts, now: float) -> list[Fi
     bad = Severity.PAGE if must else Severity.TICKET
     n = b.name
     if not b.available:
-        return [Finding(Check.AVAILABLE, n, bad, 0.0,
-                        f"{n}: unavailable ({b.why_unavailable or 'unknown'}); its other "
-                        "checks wait until it can be read")]
+        return [unavailable(p, n, b.why_unavailable)]
     out = [Finding(Check.AVAILABLE, n, Severity.OK, 1.0, f"{n}: readable")]
 
     limit = p.stale_after

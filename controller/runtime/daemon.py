@@ -48,6 +48,7 @@ from exporters.operator_api import ApiPolicy
 from exporters.status import status_document
 from exporters.statuspage import StatusPage
 from probes.icmp import close_all
+from probes.recdisk import DiskReport, read_disk
 
 log = logging.getLogger("lifeline")
 
@@ -71,6 +72,7 @@ class Daemon:
         config_path: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
         ups_reader: Callable[..., UpsReader] = UpsReader,
+        recordings_disk: Callable[[str], DiskReport] = read_disk,
     ) -> None:
         """``netlink`` builds the kernel adapter (tests hand in a fake); without
         ``start_probes`` no probe is sent and samples come from whoever calls the runtimes'
@@ -119,6 +121,7 @@ class Daemon:
                                  reader=ups_reader, dry_run=dry_run)
                       if cfg.power is not None else None)
         # The call recordings and their backups, checked off the loop on a worker of its own.
+        self._recordings_disk = recordings_disk  # tests hand in sample /proc/mdstat and /sys
         self.recordings = self._recordings_watch(cfg)
         self._pending_refresh: set[str] = set()
         self.started = time.time()
@@ -236,7 +239,7 @@ class Daemon:
         if cfg.recordings is None:
             return None
         return RecordingsWatch(cfg.recordings, self.journal, cfg.state_dir, self.wall,
-                               self._wake.set)
+                               self._wake.set, disk=self._recordings_disk)
 
     async def _reload_recordings(self, new: Config) -> list[str]:
         rec = self.recordings

@@ -18,6 +18,15 @@ worker process, can be handed in). The cycle, in the worker:
    originals (probes/recverify.py). Its cursor, running counts and corrupt copies are kept
    in the index file (``RecIndex.note``), so a restart goes on where it stopped.
 
+While a cycle runs, the worker notes which source and step it is in, and when it last made
+progress (a directory walked); the loop looks every few seconds. A step with no progress
+for ``stuck_after`` (default: twice the interval, at least ten minutes) is what a dead NFS
+mount looks like (a stat that blocks for minutes): the watch publishes that source's
+``available`` finding from the core (``unavailable``: the store, or a must-hold backup,
+pages), "no answer for 12 min while scanning /mnt/nas (a hung mount?)", over the last
+cycle's figures (its check time does not move), until the cycle ends and normal findings
+resume. The loop never waits for the worker.
+
 Back on the loop the facts are judged (controller.core.recordings), each finding whose
 severity moved is journaled with its reason, the snapshot part is built (recsnap) and the
 daemon is woken to publish it. Nothing here writes in the store or a backup: the index is
@@ -27,10 +36,11 @@ daemon is woken to publish it. Nothing here writes in the store or a backup: the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,10 +57,12 @@ from controller.core.recordings import (
     StoreFacts,
     completeness_window,
     judge,
+    unavailable,
     verify_plan,
 )
 from controller.core.recsnap import (
     NAMES_KEPT,
+    FindingSnap,
     RecordingsSnap,
     RecSourceSnap,
     ScanStats,
@@ -64,7 +76,8 @@ from probes.recindex import RecIndex, ScanReport
 from probes.recverify import Verified, verify_mirror, verify_restic
 from probes.restic import Restic, ResticError
 
-__all__ = ["INDEX_FILE", "NEW_SNAPSHOTS_PER_CYCLE", "Offload", "RecordingsWatch", "thread_offload"]
+__all__ = ["INDEX_FILE", "NEW_SNAPSHOTS_PER_CYCLE", "STUCK_AFTER_MIN", "Offload", "RecordingsWatch",
+           "thread_offload"]
 
 log = logging.getLogger("lifeline.recordings")
 
@@ -74,6 +87,10 @@ _NS = 1_000_000_000
 _CORRUPT_KEPT = NAMES_KEPT  # corrupt copies remembered per backup (the count stays exact)
 NEW_SNAPSHOTS_PER_CYCLE = 3  # restic snapshots listed per cycle (the rest in the next ones)
 _STOP_WAIT = 5.0  # seconds stop() waits for a cycle in progress before leaving it be
+# A step of a cycle with no progress this long (and twice the interval) is stuck: a hung
+# mount, not a big tree (a walk progresses every directory; a first NFS walk of a million
+# recordings can take many minutes and is not stuck).
+STUCK_AFTER_MIN = 600.0
 
 T = TypeVar("T")
 # Runs one blocking callable off the event loop; always the same worker for one watch.
@@ -82,14 +99,56 @@ Offload = Callable[[Callable[[], T]], Awaitable[T]]
 
 def thread_offload() -> tuple[Offload[object], Callable[[], None]]:
     """An offload on one worker thread of its own (sqlite3 connections are per thread),
-    and the function that lets that thread go once the work queued on it is done."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
-                                                 thread_name_prefix="recordings")
+    and the function that lets that thread go once the work queued on it is done.
+
+    A daemon thread, not a ThreadPoolExecutor's: at exit Python joins an executor's
+    threads, so a job hung in the kernel (a stat on a dead NFS mount) would keep the
+    daemon from ever stopping. A job cancelled before it starts is not run."""
+    jobs: queue.SimpleQueue[tuple[Callable[[], object], asyncio.Future[object],
+                                  asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
+
+    def settle(fut: asyncio.Future[object], result: object, exc: BaseException | None) -> None:
+        if fut.cancelled():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def work() -> None:
+        while (job := jobs.get()) is not None:
+            fn, fut, loop = job
+            if fut.cancelled():
+                continue
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, as an executor does
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, fut, result, error)
+            del fn, fut, result, error  # hold nothing of a finished job while idle
+
+    thread = threading.Thread(target=work, name="recordings", daemon=True)
+    released: list[bool] = []
 
     async def run(fn: Callable[[], object]) -> object:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        if released:
+            raise RuntimeError("the recordings worker was let go")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[object] = loop.create_future()
+        if thread.ident is None:
+            thread.start()
+        jobs.put((fn, fut, loop))
+        return await fut
 
-    return run, lambda: pool.shutdown(wait=False)
+    def release() -> None:
+        if not released:
+            released.append(True)
+            jobs.put(None)
+
+    return run, release
 
 
 def _name(path: bytes) -> str:
@@ -98,6 +157,10 @@ def _name(path: bytes) -> str:
 
 def _secs(ns: int | None) -> float | None:
     return None if ns is None else ns / _NS
+
+
+def _quiet(seconds: float) -> str:
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{int(seconds)} s"
 
 
 @dataclass
@@ -215,11 +278,14 @@ class RecordingsWatch:
     def __init__(self, cfg: RecordingsConfig, journal: Journal, state_dir: Path | str,
                  now: Callable[[], float], wake: Callable[[], None] = lambda: None, *,
                  offload: tuple[Offload[object], Callable[[], None]] | None = None,
-                 disk: Callable[[str], DiskReport] = read_disk) -> None:
+                 disk: Callable[[str], DiskReport] = read_disk,
+                 stuck_after: float | None = None) -> None:
         """``now``: the wall clock (Unix seconds, as the recordings' mtimes); ``wake``: the
         daemon should publish (a cycle ended); ``offload``: where the blocking cycle runs
         and how to let it go (default: a worker thread of its own); ``disk``: reads the
-        store's volume and RAID (tests hand in sample /proc and /sys)."""
+        store's volume and RAID (tests hand in sample /proc and /sys); ``stuck_after``:
+        seconds without progress after which a step is stuck (None: max(2 x interval,
+        STUCK_AFTER_MIN); tests hand in a short one)."""
         self.cfg = cfg
         self.journal = journal
         self.index_path = Path(state_dir) / INDEX_FILE
@@ -237,6 +303,14 @@ class RecordingsWatch:
         self.cycles = 0
         self.error: str | None = None  # why the last cycle failed (None: it did not)
         self._snap: RecordingsSnap | None = None
+        self._stuck_after = stuck_after
+        self._last: _Cycle | None = None  # the last cycle's facts (a stuck one is judged on)
+        # Written by the worker, read by the loop (whole values: no lock needed): the
+        # subject (None: lifeline's own index) and words of the step in progress, and when
+        # the worker last made progress (time.monotonic).
+        self._step: tuple[str | None, str] | None = None
+        self._alive = 0.0
+        self.stuck: str | None = None  # what the cycle in progress is stuck on, in words
 
     # -- the task ------------------------------------------------------------------------
     def start(self) -> None:
@@ -257,9 +331,14 @@ class RecordingsWatch:
         """One cycle now (the task's, or a test's). A cycle that fails keeps the last
         snapshot (its check time stops moving: the stuck-checker alert) and says why."""
         cfg, now = self.cfg, self.now()
+        bound = self.stuck_bound(cfg)
+        running = asyncio.ensure_future(self._offload(lambda: self._blocking(cfg, now)))
         try:
-            cycle = await self._offload(lambda: self._blocking(cfg, now))
+            while not (await asyncio.wait({running}, timeout=min(30.0, max(0.02, bound / 10))))[0]:
+                self._look_stuck(cfg, bound)
+            cycle = running.result()
         except asyncio.CancelledError:
+            running.cancel()  # only the waiting: the worker's job runs to its end
             raise
         except Exception as exc:
             why = f"{type(exc).__name__}: {exc}"
@@ -271,7 +350,11 @@ class RecordingsWatch:
         assert isinstance(cycle, _Cycle)
         if self.error is not None:
             self.journal.record("action", "recordings", "check works again")
-        self.error = None
+        if self.stuck is not None:
+            self.journal.record("action", "recordings",
+                                f"check answers again (was stuck: {self.stuck})")
+        self.error = self.stuck = None
+        self._last = cycle
         if cycle.index_reset is not None:
             self.journal.record("error", "recordings", cycle.index_reset)
         self._judged(cfg, cycle)
@@ -279,10 +362,55 @@ class RecordingsWatch:
         self.wake()
         return self._snap
 
-    def _judged(self, cfg: RecordingsConfig, c: _Cycle) -> None:
+    def stuck_bound(self, cfg: RecordingsConfig) -> float:
+        """Seconds a step may go without progress before it is called stuck."""
+        if self._stuck_after is not None:
+            return self._stuck_after
+        return max(2 * cfg.interval, STUCK_AFTER_MIN)
+
+    def _look_stuck(self, cfg: RecordingsConfig, bound: float) -> None:
+        """On the loop, while the cycle runs: a step quiet for ``bound`` is published as its
+        subject's ``available`` finding over the last cycle's figures."""
+        step, quiet = self._step, time.monotonic() - self._alive
+        if step is None or quiet < bound:
+            return
+        subject, doing = step
+        why = f"no answer for {_quiet(quiet)} while {doing} (a hung mount?)"
+        first = self.stuck is None
+        self.stuck = f"{subject or 'the index'}: {why}"
+        if first:
+            log.warning("recordings check stuck: %s", self.stuck)
+            if subject is None:  # no source to blame: the stuck-checker alert says it
+                self.journal.record("error", "recordings", f"check stuck: {self.stuck}")
+        if subject is None:
+            return
+        params = cfg.params()
+        c = self._last
+        if c is None:  # the first cycle: no figures yet, only this finding
+            f = unavailable(params, subject, why)
+            self._journal_changes(RecordingsVerdict((f,)), keep=True)
+            pre = self._not_read_yet()
+            self._snap = replace(pre, sources=tuple(
+                replace(s, why_unavailable=why) if s.name == subject else s
+                for s in pre.sources), findings=(FindingSnap(
+                    f.check.value, f.subject, f.severity.value, f.value, f.reason),))
+        else:
+            store, backups = c.store, c.backups
+            if subject == STORE:
+                store = replace(store, available=False, why_unavailable=why)
+            elif any(b.name == subject for b in backups):
+                backups = tuple(replace(b, available=False, why_unavailable=why)
+                                if b.name == subject else b for b in backups)
+            else:  # a backup added by a reload since
+                backups = (*backups, BackupFacts(subject, available=False,
+                                                 why_unavailable=why))
+            self._judged(cfg, replace(c, store=store, backups=backups), keep=True)
+        self.wake()
+
+    def _judged(self, cfg: RecordingsConfig, c: _Cycle, *, keep: bool = False) -> None:
         params = cfg.params()
         verdict = judge(params, c.store, c.backups, c.at)
-        self._journal_changes(verdict)
+        self._journal_changes(verdict, keep=keep)
         self.verdict = verdict
         self._snap = recordings_snap(
             params, c.store, c.backups, verdict, now=c.at, sources=self._sources(cfg),
@@ -290,9 +418,11 @@ class RecordingsWatch:
             verified_this_period=c.verified_this_period,
             disk_free_bytes=c.disk_free_bytes, cycle_seconds=c.seconds)
 
-    def _journal_changes(self, verdict: RecordingsVerdict) -> None:
+    def _journal_changes(self, verdict: RecordingsVerdict, *, keep: bool = False) -> None:
         """A finding whose severity moved (a first finding: when it is not ok) is one
-        journal line with its reason; one that stays as it was is not repeated."""
+        journal line with its reason; one that stays as it was is not repeated. ``keep``:
+        the findings the verdict lacks keep their severity (a stuck source's other checks
+        are not judged, and are not new when they come back)."""
         seen: dict[tuple[str, str], str] = {}
         for f in verdict.findings:
             key = (f.check.value, f.subject)
@@ -308,7 +438,7 @@ class RecordingsWatch:
                 "transition", f.subject, f"recordings {f.check.value}: {was} -> "
                 f"{f.severity.value}: {f.reason}", check=f.check.value, old=was,
                 new=f.severity.value, value=f.value, names=list(f.names[:20]))
-        self._severities = seen
+        self._severities = {**self._severities, **seen} if keep else seen
 
     # -- the blocking cycle (in the worker) ----------------------------------------------
     def _open(self) -> RecIndex:
@@ -319,8 +449,23 @@ class RecordingsWatch:
             self._last_full = None if noted is None else float(noted)
         return self._index
 
+    def _doing(self, subject: str | None, doing: str) -> None:
+        """In the worker: the step it starts now (the loop reads it to say what hangs)."""
+        self._alive = time.monotonic()
+        self._step = (subject, doing)
+
+    def _progress(self) -> None:
+        self._alive = time.monotonic()
+
     def _blocking(self, cfg: RecordingsConfig, now: float) -> _Cycle:
+        try:
+            return self._cycle(cfg, now)
+        finally:
+            self._step = None
+
+    def _cycle(self, cfg: RecordingsConfig, now: float) -> _Cycle:
         started = time.monotonic()
+        self._doing(None, "opening the index")
         index = self._open()
         verifier = self._verifier
         assert verifier is not None
@@ -332,7 +477,9 @@ class RecordingsWatch:
 
         def tree(name: str, root: Path) -> None:
             nonlocal reset
-            rep = index.scan_tree(name, str(root), patterns, now_ns=now_ns, full=full)
+            self._doing(name, f"scanning {root}")
+            rep = index.scan_tree(name, str(root), patterns, now_ns=now_ns, full=full,
+                                  progress=self._progress)
             reset = reset or rep.index_reset
             s = srcs[name] = _Source(scan=ScanStats(at=time.time(), seconds=rep.seconds,
                                                     full=rep.full))
@@ -351,7 +498,10 @@ class RecordingsWatch:
             if b.folder is not None:
                 tree(b.name, b.folder)
             else:
+                assert b.restic is not None
+                self._doing(b.name, f"listing the snapshots of {b.restic.repository}")
                 srcs[b.name] = self._restic_scan(index, cfg, b, now_ns)
+        self._doing(None, "querying the index")
         if full:
             for name in (STORE, *(b.name for b in cfg.backups)):
                 index.prune(name, older_than_ns=now_ns - int(cfg.retention * _NS))
@@ -463,6 +613,8 @@ class RecordingsWatch:
             s = srcs[b.name]
             paths = [p for p in batch if p not in s.mismatched]
             if paths and facts.available:
+                where = b.folder if b.folder is not None else "its latest snapshot"
+                self._doing(b.name, f"reading back copies from {where} (and the store)")
                 if b.folder is not None:
                     results = verify_mirror(cfg.store.path, b.folder, paths)
                     verifier.record(b.name, results)
@@ -474,6 +626,7 @@ class RecordingsWatch:
             names = tuple(sorted(corrupt))
             out.append(replace(facts, verified=verifier.verified.get(b.name, 0),
                                 corrupt=len(corrupt), corrupt_names=names[:NAMES_KEPT]))
+        self._doing(None, "querying the index")
         verifier.advance(batch)
         verifier.save(index)
         return verifier.period, out
@@ -485,6 +638,7 @@ class RecordingsWatch:
         lost, tombs = index.lost(STORE, [b.name for b in cfg.backups],
                                  younger_than_ns=young_ns, limit=NAMES_KEPT)
         written = index.written_bytes(STORE, int((now - RECENT_WINDOW_S) * _NS))
+        self._doing(STORE, f"reading the volume of {cfg.store.path}")
         disk = self._disk(str(cfg.store.path))
         vol = disk.volume
         if disk.error is not None:
@@ -545,6 +699,9 @@ class RecordingsWatch:
         yet", no verdict)."""
         if self._snap is not None:
             return self._snap
+        return self._not_read_yet()
+
+    def _not_read_yet(self) -> RecordingsSnap:
         return RecordingsSnap(judged_at=None, sources=tuple(
             RecSourceSnap(i.name, i.kind, i.where,
                           must_hold=i.name != STORE and self.cfg.params().must(i.name),

@@ -18,8 +18,10 @@ cost and the time from the CRM failing to its DIDs going to DR (``bench_services
 time from the UPS raising LB to the first call at the DR PBX in the SIP lab with the real
 upsd (``bench_power``), the recordings index's first scan and steady-state cycle at a
 million recordings and a mirror (``bench_recordings``), the lateness of 100 ms probe rounds
-while such a tree is scanned in a thread and in a process (``bench_scan_lateness``), and
-prints what each measured against its goal.
+while such a tree is scanned in a thread and in a process (``bench_scan_lateness``), what
+reading a restic repository of 100,000 recordings costs (``bench_restic``: listing and
+read-back, about 15 s; skipped when restic is not installed), and prints what each
+measured against its goal.
 Each part builds and removes its own namespaces; a part that breaks is reported as such and
 the others still run. The boundary: it orchestrates and summarises; the measuring is in the
 three modules.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +50,7 @@ from tests.bench import (
     bench_power,
     bench_probe_cost,
     bench_recordings,
+    bench_restic,
     bench_scan_lateness,
     bench_services,
     bench_snmp_ups,
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", choices=("failover", "cost", "daemon", "probes", "trunks",
                                            "metrics", "page", "paging", "nut",
                                            "services", "snmp", "power", "recordings",
-                                           "scanlate"),
+                                           "scanlate", "restic"),
                         action="append", default=[], help="leave a part out (repeatable)")
     parser.add_argument("--scanlate-files", type=int, default=200_000,
                         help="recordings (and a mirror) scanned while probe rounds run "
@@ -278,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
             data["scan_lateness"] = result
             return bench_scan_lateness.figures(result)
         rows += _part("probe rounds during a recordings scan", scanlate, errors)
+
+    if "restic" not in args.skip:  # ~15 s at 100,000 files; skipped without restic
+        if shutil.which("restic") is None:
+            rows.append(Figure("restic repository reads", "skipped: restic is not installed"))
+        else:
+            def restic() -> list[Figure]:
+                result = bench_restic.run()
+                data["restic"] = result
+                return bench_restic.figures(result)
+            rows += _part("restic repository reads (100,000 files)", restic, errors)
 
     print_table(rows, "lifeline benchmarks")
     data["summary"] = [asdict(f) for f in rows]
