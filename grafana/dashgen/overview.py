@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
 
-from grafana.dashgen import power
+from grafana.dashgen import power, recordings
 from grafana.dashgen.panels import (
     GREEN,
     GREY,
@@ -96,6 +96,28 @@ def build() -> db.Dashboard:
             "degraded; a service down that a destination needs sends its DIDs to DR.",
             "percentunit", thresholds(RED, (1, GREEN)),
             query(power.services_up_ratio(), "{{site}}", instant=True), span=6))
+        .with_row(row("Recordings"))
+        .with_panel(stat_panel(
+            "Recordings: worst finding", "The worst recordings finding standing: a page "
+            "when a recording can be lost. Details: the Recordings and backups dashboard.",
+            "none", thresholds(GREEN, *recordings.SEVERITY_THRESHOLDS),
+            query(recordings.worst_severity(), "{{site}}", instant=True),
+            mappings=recordings.SEVERITY_MAPPINGS, span=6))
+        .with_panel(stat_panel(
+            "Newest backup age", "Age of the newest recording in the stalest backup; red "
+            f"past the default schedule + grace ({recordings.stale_after() / 3600:g} h).",
+            "s", thresholds(GREEN, (recordings.stale_after(), RED)),
+            query(recordings.newest_backup_age(), "{{site}}", instant=True), span=6))
+        .with_panel(stat_panel(
+            "Recordings missing", "Recordings older than a backup's last copy by the grace "
+            "and not in it, summed over the backups.", "none", thresholds(GREEN, (1, RED)),
+            query(recordings.missing(), "{{site}}", instant=True), span=6))
+        .with_panel(stat_panel(
+            "Recordings disk days left", "Days until the store's volume is full at the "
+            "recent write rate.", "d",
+            thresholds(RED, (recordings.disk_days()[0], ORANGE),
+                       (recordings.disk_days()[1], GREEN)),
+            query(recordings.disk_days_left(), "{{site}}", instant=True), span=6))
         .with_row(row("State"))
         .with_panel(timeline(
             "Links", "Health of each link: up, degraded (bad for voice), down, unknown "

@@ -128,8 +128,8 @@ def metric_names(expr: str) -> set[str]:
     text = _LABEL_LIST.sub(" ", text)
     names = set()
     for ident, call in _IDENT.findall(text):
-        if call:
-            if ident not in FUNCTIONS:
+        if call:  # a binary operator's keyword may open a parenthesis: "a or (b)"
+            if ident not in FUNCTIONS and ident not in KEYWORDS:
                 raise ValueError(f"{ident}( is not a PromQL function, in: {expr}")
         elif ident not in KEYWORDS:
             names.add(ident)

@@ -14,7 +14,7 @@ from typing import Final
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from grafana.dashgen import daemon, fleet, overview, power, quality, trunks
+from grafana.dashgen import daemon, fleet, overview, power, quality, recordings, trunks
 
 DASHBOARDS_DIR: Final = Path(__file__).resolve().parents[1] / "dashboards"
 
@@ -24,6 +24,7 @@ DASHBOARDS: Final[dict[str, Callable[[], db.Dashboard]]] = {
     "link-quality.json": quality.build,
     "trunks-dids.json": trunks.build,
     "power.json": power.build,
+    "recordings.json": recordings.build,
     "daemon.json": daemon.build,
     "fleet.json": fleet.build,
 }

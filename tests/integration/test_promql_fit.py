@@ -11,13 +11,21 @@ its reason.
 The site has a UPS (the real upsd with NUT's dummy-ups driver on the site's own loopback,
 tests.lab.nut) and a service that only alerts (the CRM: HTTPS on the site's loopback,
 tests.lab.servicethread, its certificate from the lab CA with 3 days left, so the
-certificate series is near its expiry from the start).
+certificate series is near its expiry from the start), and call recordings (a store and two
+mirror backups, folders under the test's tmp dir that lifeline only reads, checked every
+second: ``nas`` must hold every recording, so its findings page, ``usb`` need not, so its
+findings are tickets). From the start both mirrors skipped two recordings (missing), hold
+one with another size (mismatched) and one with other bytes (corrupt, found by the
+read-back), and their newest copy is 30 h old while a 28 h old recording waits (stale).
 
 The steps, each waited for in Prometheus itself before the expressions are asked: the site
 at work (lte slowed to a latency too high for voice, one trunk in maintenance by config),
-on battery past the grace time (a power outage), then LB with the runtime below the margin
+on battery past the grace time (a power outage; meanwhile a cleanup drops a recording from
+both mirrors five years early and one not yet copied leaves the store: dropped early, lost),
+then LB with the runtime below the margin
 (the DIDs on DR for power; mains back after it and the DIDs home), the UPS unreadable (its
-driver killed) with the CRM slow (degraded), the CRM answering 500 (down; both mended
+driver killed) with the CRM slow (degraded) and both mirrors unmounted (moved aside:
+unavailable; back after the step), the CRM answering 500 (down; both mended
 after), the primary uplink blackholed (failover to fibre-b), the PBX gone (DIDs on the DR
 destination), one SBC dead and another failing calls while answering OPTIONS (trunk down,
 DIDs unroutable, edge tripped), Kamailio gone and a new plan to push (edge out of sync), a
@@ -30,6 +38,7 @@ of expressions and result counts per step.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -40,6 +49,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import SIP_LAB
+from tests.integration.test_restic import write_recording
 from tests.lab.httpservice import make_pki, openssl_missing
 from tests.lab.monitoring import (
     ALERTMANAGER,
@@ -87,6 +97,9 @@ ALLOWED_EMPTY = {
                                       "at the group's key when lifeline starts",
     "rules: LifelineFlapping": "needs more than 4 failovers in 30 min, which flap damping "
                                "(a growing hold-down) stretches to minutes",
+    "recordings.json: RAID degraded [A]": "lifeline_recordings_raid_degraded needs an md "
+                                          "array under the store; the lab's tmp dir has none "
+                                          "(test_recdisk covers the reader)",
 }
 
 SBC_DOWN, SBC_503, SBC_MAINT = "carrier-b-sbc1", "carrier-a-sbc1", "carrier-a-sbc2"
@@ -115,6 +128,44 @@ def crm(lab: Lab, tmp_path: Path) -> Iterator[tuple[ServiceThread, Path]]:
         yield service, pki.ca
     finally:
         service.close()
+
+
+HOUR, DAY = 3600.0, 86400.0
+ROT = "2026/11/01/a-rot.wav"  # same size, other bytes in the mirrors: corrupt
+EARLY = "2026/11/01/b-early.wav"  # dropped from the mirrors by a cleanup: a retention breach
+CHANGED = "2026/11/02/c-changed.wav"  # another size in the mirrors: mismatched
+SKIPPED = ("2026/12/02/d-skipped.wav", "2026/12/02/e-skipped.wav")  # missing
+COPIED = "2026/12/02/f-copied.wav"  # the mirrors' newest copy, 30 h old
+WAITING = "2026/12/03/g-waiting.wav"  # 28 h waiting, past schedule + grace: stale
+UNCOPIED = "2026/12/04/h-new.wav"  # leaves the store before any copy: lost
+MIRRORS = ("nas", "usb")  # nas must hold every recording (pages), usb need not (tickets)
+
+
+def recordings_site(base: Path, now: float) -> dict[str, Any]:
+    """The store and its two mirrors as a night's copy left them (see the module's
+    docstring), and the recordings config that watches them every second."""
+    ages = {ROT: 30 * DAY, EARLY: 30 * DAY - 60, "2026/11/01/c-fine.wav": 30 * DAY - 120,
+            CHANGED: 29 * DAY, SKIPPED[0]: 40 * HOUR, SKIPPED[1]: 39 * HOUR,
+            COPIED: 30 * HOUR, WAITING: 28 * HOUR, UNCOPIED: 1 * HOUR}
+    store = base / "store"
+    for i, (rel, age) in enumerate(ages.items()):
+        write_recording(store / rel, 1000 + 100 * i, int((now - age) * 1e9))
+    for name in MIRRORS:
+        for rel in ages:
+            if rel in SKIPPED or rel in (WAITING, UNCOPIED):
+                continue
+            copy = base / name / rel
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(store / rel, copy)
+        for rel, damage in ((CHANGED, lambda b: b[:-100]), (ROT, lambda b: bytes(len(b)))):
+            copy = base / name / rel
+            st = copy.stat()
+            copy.write_bytes(damage(copy.read_bytes()))
+            os.utime(copy, ns=(st.st_mtime_ns, st.st_mtime_ns))
+    return {"store": {"path": str(store)},
+            "backups": [{"name": name, "folder": str(base / name)} for name in MIRRORS],
+            "must_hold": ["nas"], "retention": "5y", "interval": "1s",
+            "full_scan_every": "1h", "verify_days": 1}
 
 
 def all_exprs() -> list[Expr]:
@@ -189,6 +240,8 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
     start_sink(lab, tmp_path / "am")
     start_alertmanager(lab, tmp_path / "am", yaml.safe_load(AM_CONFIG.read_text()))
 
+    rec = tmp_path / "recordings"
+
     def edit(config: dict[str, Any]) -> None:
         config["alertmanager"] = {"urls": [f"http://127.0.0.1:{AM_PORT}"], "timeout": "1s"}
         lte = next(lk for lk in config["links"] if lk["name"] == "lte")
@@ -211,6 +264,7 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
             "name": "crm", "http": {"url": service.url(), "ca_file": str(ca)},
             "interval": "1s", "timeout": "800ms", "recheck_interval": "250ms",
             "thresholds": {"down_after": 3, "hold_down": "2s", "slow": "250ms"}}]
+        config["recordings"] = recordings_site(rec, time.time())
 
     daemon = sip.start_daemon(tmp_path / "state", edit=edit, ready_timeout=None)
     daemon.wait_for(lambda s: s["dids"] is not None and s["dids"]["unroutable_numbers"] == 0
@@ -227,13 +281,30 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
     steps.seen('lifeline_service_state{service="crm", state="up"} == 1', "the CRM up")
     steps.seen("lifeline_service_cert_expiry_timestamp_seconds - time() < 4 * 86400",
                "the CRM's certificate 3 days from expiry")
+    for check in ("missing", "mismatched", "freshness"):
+        steps.seen(f'lifeline_recordings_check_severity{{check="{check}", subject="nas", '
+                   'severity="page"} == 1', f"recordings {check} on nas (a page)")
+    steps.seen('lifeline_recordings_check_severity{check="missing", subject="usb", '
+               'severity="ticket"} == 1', "recordings missing on usb (a ticket)")
+    steps.seen('lifeline_recordings_corrupt{backup="nas"} > 0 and on () '
+               'lifeline_recordings_corrupt{backup="usb"} > 0', "the corrupt copies read back")
     steps.ask_all("site at work")
+
+    # A cleanup drops a recording from both mirrors five years early, and one not yet
+    # copied leaves the store (seen with the power cut's step, to keep the run short).
+    for name in MIRRORS:
+        (rec / name / EARLY).unlink()
+    (rec / "store" / UNCOPIED).unlink()
 
     # A power cut: on battery past the grace time (the page), then LB with the runtime
     # below the margin (DIDs on DR for power); mains back, the DIDs come home.
     ups.set(status="OB DISCHRG", charge=70, runtime=600, input_voltage=0, load=40)
     steps.seen("lifeline_power_outage == 1", "the power outage (past the grace time)")
     steps.seen('lifeline_site_power_state{state="on_battery"} == 1', "the site on battery")
+    steps.seen('lifeline_recordings_dropped_early{backup="nas"} > 0 and on () '
+               'lifeline_recordings_dropped_early{backup="usb"} > 0',
+               "the recording dropped early from both mirrors")
+    steps.seen("lifeline_recordings_lost > 0", "the recording lost from the store")
     steps.ask_all("on battery")
     ups.set(status="OB LB DISCHRG", charge=8, runtime=45)
     steps.seen('lifeline_dids_on_dr_by_cause{cause="power"} > 0', "DIDs on DR for power")
@@ -247,10 +318,16 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
     # CRM slow (degraded: over its 250 ms), then answering 500 (down).
     ups.kill_driver()
     service.set(delay=0.5)
+    for name in MIRRORS:  # unmounted: unavailable, a page (nas) and a ticket (usb)
+        (rec / name).rename(rec / f"{name}.away")
     steps.seen('lifeline_site_power_state{state="unknown"} == 1', "the UPS unknown")
     steps.seen('lifeline_service_state{service="crm", state="degraded"} == 1',
                "the CRM degraded (slow)")
-    steps.ask_all("UPS unreadable, CRM slow")
+    steps.seen('lifeline_recordings_source_up{source="nas"} == 0 and on () '
+               'lifeline_recordings_source_up{source="usb"} == 0', "both mirrors unmounted")
+    steps.ask_all("UPS unreadable, CRM slow, mirrors unmounted")
+    for name in MIRRORS:
+        (rec / f"{name}.away").rename(rec / name)
     service.set(delay=0.0, status=500)
     steps.seen('lifeline_service_up{service="crm"} == 0', "the CRM down (HTTP 500)")
     steps.ask_all("CRM down")
