@@ -16,7 +16,9 @@ mirror backups, folders under the test's tmp dir that lifeline only reads, check
 second: ``nas`` must hold every recording, so its findings page, ``usb`` need not, so its
 findings are tickets). From the start both mirrors skipped two recordings (missing), hold
 one with another size (mismatched) and one with other bytes (corrupt, found by the
-read-back), and their newest copy is 30 h old while a 28 h old recording waits (stale).
+read-back), and their newest copy is 30 h old while a 28 h old recording waits (stale); the
+store is a 2 MiB tmpfs that a long call 20 minutes ago all but filled (disk full within a
+day: a page; under 5 % free: a ticket).
 
 The steps, each waited for in Prometheus itself before the expressions are asked: the site
 at work (lte slowed to a latency too high for voice, one trunk in maintenance by config),
@@ -40,6 +42,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,8 +101,12 @@ ALLOWED_EMPTY = {
     "rules: LifelineFlapping": "needs more than 4 failovers in 30 min, which flap damping "
                                "(a growing hold-down) stretches to minutes",
     "recordings.json: RAID degraded [A]": "lifeline_recordings_raid_degraded needs an md "
-                                          "array under the store; the lab's tmp dir has none "
-                                          "(test_recdisk covers the reader)",
+                                          "array under the store, and the lab has none "
+                                          "(test_recordings_raid serves it from sample "
+                                          "/proc/mdstat and /sys through the daemon)",
+    "rules: LifelineRecordingsRaidDegraded": "as the RAID panel: no md array in the lab",
+    "rules: LifelineRecordingsCheckStalled": "needs an hour without a completed check "
+                                             "(test_recordings_stuck holds a check hung)",
 }
 
 SBC_DOWN, SBC_503, SBC_MAINT = "carrier-b-sbc1", "carrier-a-sbc1", "carrier-a-sbc2"
@@ -138,7 +145,25 @@ SKIPPED = ("2026/12/02/d-skipped.wav", "2026/12/02/e-skipped.wav")  # missing
 COPIED = "2026/12/02/f-copied.wav"  # the mirrors' newest copy, 30 h old
 WAITING = "2026/12/03/g-waiting.wav"  # 28 h waiting, past schedule + grace: stale
 UNCOPIED = "2026/12/04/h-new.wav"  # leaves the store before any copy: lost
+LONG = "2026/12/04/i-long.wav"  # a long call 20 min ago that all but fills the store's volume
 MIRRORS = ("nas", "usb")  # nas must hold every recording (pages), usb need not (tickets)
+STORE_VOLUME = "2m"  # the store's own tmpfs: small enough to fill with one recording
+
+
+@pytest.fixture
+def store_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs for the recordings store, so its volume can be all but full (the disk
+    checks' page and ticket) without filling this machine's disk; unmounted at the end."""
+    where = tmp_path / "recordings" / "store"
+    where.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STORE_VOLUME},mode=0755",
+                           "lifeline-lab-store", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount the store's tmpfs: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def recordings_site(base: Path, now: float) -> dict[str, Any]:
@@ -150,6 +175,11 @@ def recordings_site(base: Path, now: float) -> dict[str, Any]:
     store = base / "store"
     for i, (rel, age) in enumerate(ages.items()):
         write_recording(store / rel, 1000 + 100 * i, int((now - age) * 1e9))
+    # One long call, too young to be judged, leaves about 3 % of the volume free: below
+    # min_free (a ticket), and less than a day left at the rate it was written (a page).
+    vfs = os.statvfs(store)
+    room = vfs.f_bavail * vfs.f_frsize - int(0.03 * vfs.f_blocks * vfs.f_frsize)
+    write_recording(store / LONG, room - room % 4096, int((now - 20 * 60) * 1e9))
     for name in MIRRORS:
         for rel in ages:
             if rel in SKIPPED or rel in (WAITING, UNCOPIED):
@@ -224,7 +254,8 @@ class Steps:
 
 
 def test_every_dashboard_and_rule_expression_fits_the_exporter(
-        lab: Lab, tmp_path: Path, ups: Upsd, crm: tuple[ServiceThread, Path]) -> None:
+        lab: Lab, tmp_path: Path, ups: Upsd, crm: tuple[ServiceThread, Path],
+        store_volume: Path) -> None:
     exprs = all_exprs()  # no dashboard: fail before building anything
     steps = Steps(lab, exprs)
     service, ca = crm
@@ -286,6 +317,9 @@ def test_every_dashboard_and_rule_expression_fits_the_exporter(
                    'severity="page"} == 1', f"recordings {check} on nas (a page)")
     steps.seen('lifeline_recordings_check_severity{check="missing", subject="usb", '
                'severity="ticket"} == 1', "recordings missing on usb (a ticket)")
+    steps.seen('lifeline_recordings_check_severity{check="disk_days", severity="page"} == 1 '
+               'and on () lifeline_recordings_check_severity{check="disk_free", '
+               'severity="ticket"} == 1', "the store's volume all but full")
     steps.seen('lifeline_recordings_corrupt{backup="nas"} > 0 and on () '
                'lifeline_recordings_corrupt{backup="usb"} > 0', "the corrupt copies read back")
     steps.ask_all("site at work")
