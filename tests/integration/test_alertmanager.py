@@ -22,8 +22,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.lab.monitoring import shipped_alertmanager
 from tests.unit.test_alert_rules import _alerts
-from tests.unit.test_alertmanager_config import AM_CONFIG
 
 BINARY = shutil.which("prometheus-alertmanager")
 
@@ -53,14 +53,6 @@ class Receiver:
                 for n in self.got if n["receiver"] == receiver]
 
 
-def _test_config(hook: str) -> dict[str, Any]:
-    cfg: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
-    for route in [cfg["route"], *cfg["route"]["routes"]]:
-        route.update(group_wait="2s", group_interval="2s")
-    for receiver in cfg["receivers"]:
-        for wh in receiver["webhook_configs"]:
-            wh["url"] = f"{hook}/{receiver['name']}"
-    return cfg
 
 
 @pytest.fixture
@@ -73,7 +65,7 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[tuple[str, Receiver]]:
     hook_port = _port()
     await web.TCPSite(runner, "127.0.0.1", hook_port).start()
     config = tmp_path / "alertmanager.yml"
-    config.write_text(yaml.safe_dump(_test_config(f"http://127.0.0.1:{hook_port}")))
+    config.write_text(yaml.safe_dump(shipped_alertmanager(f"http://127.0.0.1:{hook_port}")))
     port = _port()
     assert BINARY is not None
     with (tmp_path / "am.log").open("w") as log:

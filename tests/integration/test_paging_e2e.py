@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.test_alertmanager import _test_config
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
 from tests.lab.monitoring import (
@@ -27,6 +26,7 @@ from tests.lab.monitoring import (
     SINK_PORT,
     prometheus_config,
     query,
+    shipped_alertmanager,
     site_get,
     start_alertmanager,
     start_prometheus,
@@ -56,7 +56,7 @@ class Paging:
 
     def start(self) -> Paging:
         lab, w = self.lab, self.workdir
-        am = _test_config(f"http://127.0.0.1:{SINK_PORT}")
+        am = shipped_alertmanager(f"http://127.0.0.1:{SINK_PORT}")
         # Tickets wait as shipped-like (longer than a page): a failover ticket posted while
         # the links go down one by one must meet the every-uplink-down page that inhibits it.
         next(r for r in am["route"]["routes"] if "severity=\"ticket\"" in r["matchers"][0]
@@ -96,11 +96,11 @@ def paging(lab: Lab, tmp_path: Path) -> Iterator[tuple[LifelineProcess, Paging]]
     yield daemon, chain
 
 
-# Served only with trunks, DIDs, a SIP edge, a power section or services configured: this
-# lab has links only.
+# Served only with trunks, DIDs, a SIP edge, a power section, services or recordings
+# configured: this lab has links only (test_promql_fit has them all).
 TELEPHONY = ("lifeline_trunk_", "lifeline_dids", "lifeline_did_", "lifeline_sip_edge_",
              "lifeline_destination_", "lifeline_plan_", "lifeline_ups_", "lifeline_power_",
-             "lifeline_site_power_", "lifeline_service_")
+             "lifeline_site_power_", "lifeline_service_", "lifeline_recordings_")
 
 
 def test_a_site_cut_off_pages_once_and_resolves(lab: Lab,

@@ -56,6 +56,7 @@ from tests.integration.test_restic import write_recording
 from tests.lab.httpservice import make_pki, openssl_missing
 from tests.lab.monitoring import (
     ALERTMANAGER,
+    AM_CONFIG,
     AM_PORT,
     PROMETHEUS,
     SITE,
@@ -77,7 +78,6 @@ from tests.lab.wait import until
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "grafana" / "alerts" / "lifeline.rules.yaml"
 DASHBOARDS = REPO / "grafana" / "dashboards"
-AM_CONFIG = REPO / "grafana" / "alertmanager" / "alertmanager.yml"
 
 pytestmark = [
     *SIP_LAB,

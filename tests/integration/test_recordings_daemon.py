@@ -32,7 +32,7 @@ from controller.runtime.daemon import Daemon
 from controller.runtime.journal import Journal, read_events
 from controller.runtime.recordings import NEW_SNAPSHOTS_PER_CYCLE, RecordingsWatch
 from exporters.metrics import CATALOG, RECORDINGS_WHEN, registry_for
-from tests.integration.test_recordings_raid import md_disk
+from tests.integration.test_recordings_raid import _until, md_disk
 from tests.integration.test_restic import run_restic, write_recording
 from tests.unit.daemonloop import looping
 from tests.unit.rectrees import tree_state
@@ -109,17 +109,6 @@ recordings:
     disk, _ = md_disk(tmp_path / "host", store)
     return Daemon(parse_config(path.read_text()), netlink=adapter, start_probes=False,
                   config_path=path, recordings_disk=disk)
-
-
-async def _until(daemon: Daemon, what: str, ok: Callable[[RecordingsSnap], bool],
-                 within: float) -> RecordingsSnap:
-    start = time.monotonic()
-    while True:
-        snap = daemon.latest
-        if snap is not None and snap.recordings is not None and ok(snap.recordings):
-            return snap.recordings
-        assert time.monotonic() - start < within, f"not within {within} s: {what}"
-        await asyncio.sleep(0.1)
 
 
 def _names(r: RecordingsSnap, check: str, subject: str) -> tuple[str, ...]:

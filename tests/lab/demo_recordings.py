@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporters.recordings import recordings_lines
 from tests.lab.config import lifeline_config_dict
 from tests.lab.lifelined import LifelineProcess
@@ -43,6 +41,7 @@ from tests.lab.monitoring import (
     prometheus_config,
     query,
     quietly,
+    shipped_alertmanager,
     start_alertmanager,
     start_prometheus,
     start_sink,
@@ -65,7 +64,6 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "grafana" / "alerts" / "lifeline.rules.yaml"
-AM_CONFIG = REPO / "grafana" / "alertmanager" / "alertmanager.yml"
 ALERT = "LifelineRecordingsMissing"
 BACKUP = "nas"
 HOUR, DAY = 3600.0, 86400.0
@@ -188,18 +186,6 @@ def _copy(store: Path, mirror: Path, recs: list[Recording]) -> None:
 
 
 # -- the paging chain -----------------------------------------------------------------------
-
-def _shipped_alertmanager(hook: str) -> dict[str, Any]:
-    """The shipped Alertmanager config with its receivers posting to ``hook``/<receiver>
-    and its group timings shortened (test_alertmanager's test config, the same edits)."""
-    cfg: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
-    for route in [cfg["route"], *cfg["route"]["routes"]]:
-        route.update(group_wait="2s", group_interval="2s")
-    for receiver in cfg["receivers"]:
-        for wh in receiver["webhook_configs"]:
-            wh["url"] = f"{hook}/{receiver['name']}"
-    return cfg
-
 
 def _deliveries(sink: Path, receiver: str) -> list[tuple[str, list[str]]]:
     """(status, alert names) of every notification ``receiver`` got so far."""
@@ -486,7 +472,7 @@ def run_recordings_act(quick: bool = False, keep_going: bool = False) -> RecAct:
                 paging = workdir / "paging"
                 sink = start_sink(lab, paging)
                 start_alertmanager(lab, paging,
-                                   _shipped_alertmanager(f"http://127.0.0.1:{SINK_PORT}"))
+                                   shipped_alertmanager(f"http://127.0.0.1:{SINK_PORT}"))
                 start_prometheus(lab, paging, prometheus_config([RULES]))
                 site = _Site(lab, daemon, store, mirror, sink, t0)
                 daemon.start()
