@@ -45,18 +45,21 @@ def test_one_percent_loss_each_way_and_a_dead_target_move_nothing(
         fibre_a = link_status(st, "fibre-a")
         assert fibre_a["state"] == "up", fibre_a["reason"]
         assert st["failovers"] == 0
-        # The line's loss is seen and judged as a call suffers it, one way. One 10 s window
-        # of ~200 answered probes holds no loss at all about 2 % of the time at 2 % per
-        # probe, so a few windows are read (all below 2 %, one at least above 0).
+        # The line's loss is seen, and is a 1 % line's. One 10 s window of ~200 answered
+        # probes at 2 % round-trip loss holds none about 2 % of the time and twice the mean
+        # about 5 %, so windows are read until one shows loss, and the bound leaves room
+        # for a window's chance (the one-way arithmetic is test_lossmodel's to prove).
+        def one_way() -> float:
+            now = daemon.status()
+            assert now is not None
+            return float(link_status(now, "fibre-a")["loss_one_way"])
+
         seen = [fibre_a["loss_one_way"]]
         deadline = time.monotonic() + 25.0
         while seen[-1] == 0.0 and time.monotonic() < deadline:
             time.sleep(0.5)
-            later = daemon.status()
-            assert later is not None
-            seen.append(link_status(later, "fibre-a")["loss_one_way"])
-        assert max(seen) > 0.0, "no loss seen in 25 s of windows on a line losing 1 % each way"
-        assert max(seen) < 0.02, seen
+            seen.append(one_way())
+        assert 0.0 < seen[-1] < 0.03, f"one-way loss over 25 s of windows: {seen}"
         assert fibre_a["loss_evidence"] < 5.0
         assert not [e for e in journal(daemon, "transition") if e.subject == "fibre-a"
                     and e.data.get("new") in ("degraded", "down")]
