@@ -53,8 +53,6 @@ class Receiver:
                 for n in self.got if n["receiver"] == receiver]
 
 
-
-
 @pytest.fixture
 async def alertmanager(tmp_path: Path) -> AsyncIterator[tuple[str, Receiver]]:
     receiver = Receiver()

@@ -36,7 +36,7 @@ from tests.lab.monitoring import quietly as _quietly
 from tests.lab.nut import Upsd, nut_skip_reason
 from tests.lab.topology import Lab
 from tests.lab.wait import until
-from tests.lab.webhook_sink import read
+from tests.lab.webhook_sink import deliveries, read
 from tests.unit.test_alert_rules import RULES, _metric_names
 
 pytestmark = [
@@ -74,9 +74,7 @@ class Paging:
 
     def deliveries(self, receiver: str) -> list[tuple[str, list[str]]]:
         """(status of the notification, its alerts' names) for each one ``receiver`` got."""
-        return [(str(d["body"]["status"]),  # type: ignore[index]
-                 sorted(a["labels"]["alertname"] for a in d["body"]["alerts"]))  # type: ignore[index]
-                for d in read(self.sink) if d["path"] == f"/{receiver}"]
+        return deliveries(self.sink, receiver)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -48,8 +47,8 @@ from tests.lab.monitoring import (
 )
 from tests.lab.topology import Lab
 from tests.lab.wait import until
-from tests.lab.webhook_sink import read
-from tests.unit.rectrees import tree_state
+from tests.lab.webhook_sink import deliveries
+from tests.unit.rectrees import put, tree_state
 
 __all__ = [
     "ALERT",
@@ -166,10 +165,7 @@ def _calls(now: float, t: RecTiming) -> tuple[list[Recording], list[Recording]]:
 
 def _record(store: Path, recs: list[Recording]) -> None:
     for r in recs:
-        path = store / r.rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"RIFF" + bytes(r.size - 4))
-        os.utime(path, ns=(r.mtime_ns, r.mtime_ns))
+        put(store, r.rel, r.size, r.mtime_ns)
 
 
 def _copy(store: Path, mirror: Path, recs: list[Recording]) -> None:
@@ -186,17 +182,6 @@ def _copy(store: Path, mirror: Path, recs: list[Recording]) -> None:
 
 
 # -- the paging chain -----------------------------------------------------------------------
-
-def _deliveries(sink: Path, receiver: str) -> list[tuple[str, list[str]]]:
-    """(status, alert names) of every notification ``receiver`` got so far."""
-    out = []
-    for d in read(sink):
-        if d["path"] != f"/{receiver}":
-            continue
-        body: Any = d["body"]
-        out.append((str(body["status"]), sorted(a["labels"]["alertname"]
-                                                for a in body["alerts"])))
-    return out
 
 
 # -- the act --------------------------------------------------------------------------------
@@ -262,7 +247,7 @@ class _Site:
         return None if doc is None else self._missing(doc)
 
     def pages(self) -> list[tuple[str, list[str]]]:
-        return _deliveries(self.sink, "oncall")
+        return deliveries(self.sink, "oncall")
 
     def verify(self) -> tuple[int, dict[str, Any] | None, str, float]:
         """``lifeline recordings verify --since 7d``, as an operator runs it: exit code,
@@ -495,7 +480,7 @@ def run_recordings_act(quick: bool = False, keep_going: bool = False) -> RecAct:
                 f = act.figures
                 f.resolved = sum(s == "resolved" for s, _ in site.pages())
                 f.pages = sum(s == "firing" for s, _ in site.pages())
-                f.tickets = len(_deliveries(sink, "tickets"))
+                f.tickets = len(deliveries(sink, "tickets"))
                 daemon.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

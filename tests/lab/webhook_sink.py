@@ -9,6 +9,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +32,17 @@ def read(out: Path) -> list[dict[str, object]]:
     if not out.exists():
         return []
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def deliveries(out: Path, receiver: str) -> list[tuple[str, list[str]]]:
+    """(status, sorted alert names) of every notification ``receiver`` got so far."""
+    got: list[tuple[str, list[str]]] = []
+    for d in read(out):
+        body: Any = d["body"]
+        if d["path"] == f"/{receiver}":
+            got.append((str(body["status"]),
+                         sorted(a["labels"]["alertname"] for a in body["alerts"])))
+    return got
 
 
 def main() -> None:
