@@ -179,6 +179,19 @@ def _metrics_excerpt(lab: Lab, listen: str) -> list[str]:
             if line.startswith(keep) and not line.endswith(" 0.0")]
 
 
+def _not_played(act: str, flag: str, enabled: bool, missing: Callable[[], str | None],
+                installs: str, failed: str, passed: bool, keep_going: bool) -> str:
+    """Why an act is not played, in the words printed ('': play it): its flag, a peer
+    missing (asked only when the act is wanted), or an earlier act that failed."""
+    if not enabled:
+        return f"{act} act skipped ({flag})"
+    if (reason := missing()) is not None:
+        return f"{act} act skipped: it {reason}; `make demo` installs {installs}"
+    if not passed and not keep_going:
+        return f"{act} act not played: {failed}"
+    return ""
+
+
 def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
              power: bool = True, recordings: bool = True) -> int:
     if os.geteuid() != 0:
@@ -227,14 +240,9 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
         shutil.rmtree(state_dir, ignore_errors=True)
     passed = len(outcomes) == len(_scenario(hold_down)) and all(o.ok for o in outcomes)
     sip_outcomes: list[SipOutcome] = []
-    sip_note = ""
-    if not sip:
-        sip_note = "telephony act skipped (--no-sip)"
-    elif (reason := sip_site_skip_reason()) is not None:
-        sip_note = f"telephony act skipped: it {reason}; `make demo` installs it"
-    elif not passed and not keep_going:
-        sip_note = "telephony act not played: the link scenario failed"
-    else:
+    sip_note = _not_played("telephony", "--no-sip", sip, sip_site_skip_reason, "it",
+                           "the link scenario failed", passed, keep_going)
+    if not sip_note:
         print("\n=== telephony: SIP trunk failover with calls going on", flush=True)
         sip_outcomes = run_sip_act(quick=quick, keep_going=keep_going)
         passed = (passed and len(sip_outcomes) == len(sip_scenario(1.0, lambda _t, _on: None))
@@ -242,14 +250,10 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
     if sip_note:
         print(f"\n{sip_note}", flush=True)
     power_act: PowerAct | None = None
-    power_note = ""
-    if not power:
-        power_note = "power act skipped (--no-power)"
-    elif (missing_peer := sip_site_skip_reason() or nut_skip_reason()) is not None:
-        power_note = f"power act skipped: it {missing_peer}; `make demo` installs it"
-    elif not passed and not keep_going:
-        power_note = "power act not played: an earlier act failed"
-    else:
+    power_note = _not_played("power", "--no-power", power,
+                             lambda: sip_site_skip_reason() or nut_skip_reason(), "it",
+                             "an earlier act failed", passed, keep_going)
+    if not power_note:
         print("\n=== power: the UPS runs down, the DIDs ring at the DR PBX, mains comes back",
               flush=True)
         power_act = run_power_act(quick=quick, keep_going=keep_going)
@@ -257,14 +261,10 @@ def run_demo(quick: bool = False, keep_going: bool = False, sip: bool = True,
     if power_note:
         print(f"\n{power_note}", flush=True)
     rec_act: RecAct | None = None
-    rec_note = ""
-    if not recordings:
-        rec_note = "recordings act skipped (--no-recordings)"
-    elif (missing_mon := recordings_skip_reason()) is not None:
-        rec_note = f"recordings act skipped: it {missing_mon}; `make demo` installs them"
-    elif not passed and not keep_going:
-        rec_note = "recordings act not played: an earlier act failed"
-    else:
+    rec_note = _not_played("recordings", "--no-recordings", recordings,
+                           recordings_skip_reason, "them", "an earlier act failed", passed,
+                           keep_going)
+    if not rec_note:
         print("\n=== recordings: last night's copy skipped recordings: found, paged, "
               "copied again", flush=True)
         rec_act = run_recordings_act(quick=quick, keep_going=keep_going)
